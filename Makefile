@@ -1,0 +1,38 @@
+# The two README commands: `make demo` and `make test`. Both bootstrap on first use.
+SHELL := /bin/bash
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DVC_NO_ANALYTICS := 1
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test lint format install-fan clean
+
+venv:
+	@scripts/bootstrap.sh
+
+demo: venv
+	dvc repro
+	@eamm summary
+
+test: venv
+	ruff check .
+	ruff format --check .
+	python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	ruff check .
+	ruff format --check .
+
+format: venv
+	ruff format .
+	ruff check --fix .
+
+# Optional FAN landmark backend; keeps opencv-contrib-python as the only cv2 provider.
+install-fan: venv
+	@scripts/install_fan.sh $(VENV)/bin/python
+
+clean:
+	rm -rf data/sample .prefect

@@ -1,0 +1,90 @@
+"""The ``eamm`` command line. Commands that run a pipeline step start its Prefect flow
+(imported lazily, so the library itself never imports Prefect)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from eamm.errors import EammError
+from eamm.runtime import configure_environment
+
+app = typer.Typer(
+    help="Reproducible EAMM: preprocessing, training, generation and evaluation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+
+
+@app.callback()
+def _setup() -> None:
+    configure_environment()
+
+
+@app.command()
+def doctor() -> None:
+    """Check Python, torch/CUDA, ffmpeg/ffprobe, OpenCV, mediapipe models, Prefect and DVC."""
+    from eamm.doctor import run_checks
+
+    checks = run_checks()
+    table = Table(title="eamm doctor", show_lines=False)
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("detail", overflow="fold")
+    for check in checks:
+        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]", check.detail)
+    console.print(table)
+    failed = [c for c in checks if not c.ok]
+    for check in failed:
+        print(f"missing: {check.name}: {check.detail}", file=sys.stderr)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("sample-data")
+def sample_data(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (section sample_data)"),
+    out: Path = typer.Option(Path("data/sample/raw"), help="output root (MEAD + LRW layouts)"),
+    summary: Path = typer.Option(Path("data/sample/summary.json"), help="summary JSON"),
+) -> None:
+    """Generate the bundled sample dataset (a Prefect flow; the DVC stage `sample_data`)."""
+    from flows.sample_data import sample_data_flow
+
+    result = sample_data_flow(params_path=str(params), out=str(out), summary_path=str(summary))
+    console.print(f"sample dataset: {result['clips']} clips under {out}")
+
+
+@app.command()
+def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")) -> None:
+    """Print where the pipeline's outputs are, with a short summary of each."""
+    table = Table(title="eamm outputs")
+    table.add_column("output")
+    table.add_column("where")
+    table.add_column("summary", overflow="fold")
+    sample = root / "sample" / "summary.json"
+    if sample.is_file():
+        info = json.loads(sample.read_text())
+        parts = [
+            f"{d}: {n} clips, {info['frames'][d]} frames, {info['seconds'][d]} s"
+            for d, n in info["clips"].items()
+        ]
+        table.add_row("sample raw dataset", info["root"], "; ".join(parts))
+    if not table.row_count:
+        raise EammError(f"{root}: no pipeline outputs yet; run `make demo` (dvc repro)")
+    console.print(table)
+
+
+def main() -> None:
+    """Console-script entry: library errors become one line on stderr, no traceback."""
+    try:
+        app()
+    except EammError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,26 @@
+"""Typed errors: each names the file or tool at fault and the reason, in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class EammError(Exception):
+    """Base class; ``str(err)`` is the one-line message shown to users."""
+
+
+class MissingToolError(EammError):
+    """An external program (ffmpeg, ffprobe) is not installed."""
+
+    def __init__(self, tool: str, hint: str) -> None:
+        super().__init__(f"{tool} not found on PATH: {hint}")
+        self.tool = tool
+
+
+class MediaError(EammError):
+    """A media file cannot be read or written."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason

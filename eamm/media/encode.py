@@ -1,0 +1,143 @@
+"""Writing video and audio through an ffmpeg subprocess, atomically (temp file, then rename)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from eamm.errors import MediaError
+from eamm.media.tools import require_tool
+
+# Flags that make the muxers and encoders emit the same bytes on every run.
+BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
+BITEXACT += ["-map_metadata", "-1"]
+
+
+def _temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def _finish(proc: subprocess.Popen, tmp: Path, out: Path, data: bytes | None = None) -> None:
+    _, err = proc.communicate(data)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] if err else []
+        raise MediaError(out, f"ffmpeg failed: {' '.join(tail) or proc.returncode}")
+    os.replace(tmp, out)
+
+
+class VideoWriter:
+    """Encode RGB uint8 frames (H, W, 3) to H.264, optionally muxing an audio file.
+
+    Frames stream through a pipe, so memory stays flat in clip length. The output appears
+    only when ``close()`` succeeds; a failure or an exception inside the ``with`` block
+    leaves no file behind.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        width: int,
+        height: int,
+        fps: float | str,
+        crf: int = 18,
+        preset: str = "medium",
+        pix_fmt: str = "yuv420p",
+        audio_path: str | Path | None = None,
+        audio_codec: str = "aac",
+        audio_rate: int | None = None,
+        audio_channels: int | None = None,
+        audio_bitrate: str = "128k",
+        threads: int = 1,
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = _temp_path(self.path)
+        self.width, self.height = width, height
+        cmd = [require_tool("ffmpeg"), "-nostdin", "-y", "-loglevel", "error"]
+        cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}"]
+        cmd += ["-r", str(fps), "-i", "pipe:0"]
+        if audio_path is not None:
+            cmd += ["-i", str(audio_path)]
+        cmd += ["-map", "0:v:0"]
+        cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", pix_fmt]
+        cmd += ["-threads", str(threads), "-x264-params", f"threads={threads}"]
+        if audio_path is not None:
+            cmd += ["-map", "1:a:0", "-c:a", audio_codec, "-b:a", audio_bitrate]
+            if audio_rate:
+                cmd += ["-ar", str(audio_rate)]
+            if audio_channels:
+                cmd += ["-ac", str(audio_channels)]
+        cmd += [*BITEXACT, "-movflags", "+faststart", str(self._tmp)]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.frames_written = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"frame must be uint8 ({self.height}, {self.width}, 3), got "
+                f"{frame.dtype} {frame.shape}"
+            )
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except BrokenPipeError:
+            self.abort()
+            raise MediaError(self.path, "ffmpeg exited while frames were being written") from None
+        self.frames_written += 1
+
+    def close(self) -> Path:
+        _finish(self._proc, self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Stop the encoder and remove the partial output."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.communicate()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def encode_audio(
+    samples: np.ndarray,
+    sample_rate: int,
+    path: str | Path,
+    codec: str = "pcm_s16le",
+    out_rate: int | None = None,
+    bitrate: str = "128k",
+) -> Path:
+    """Encode float samples in [-1, 1], shape (N,) or (N, C), to ``path`` (WAV, M4A, ...)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    audio = np.asarray(samples, dtype=np.float32)
+    channels = 1 if audio.ndim == 1 else audio.shape[1]
+    tmp = _temp_path(path)
+    cmd = [require_tool("ffmpeg"), "-nostdin", "-y", "-loglevel", "error"]
+    cmd += ["-f", "f32le", "-ar", str(sample_rate), "-ac", str(channels), "-i", "pipe:0"]
+    cmd += ["-c:a", codec]
+    if not codec.startswith("pcm_"):
+        cmd += ["-b:a", bitrate]
+    if out_rate:
+        cmd += ["-ar", str(out_rate)]
+    cmd += [*BITEXACT, str(tmp)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    _finish(proc, tmp, path, np.clip(audio, -1.0, 1.0).tobytes())
+    return path

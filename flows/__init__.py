@@ -1,0 +1,6 @@
+"""Prefect flows composing the tasks in ``tasks/``; each DVC stage runs one of them."""
+
+from eamm.runtime import configure_environment
+
+# Before any Prefect import: project-local PREFECT_HOME and telemetry off (see eamm.runtime).
+configure_environment()

@@ -1,0 +1,40 @@
+"""Shared test settings: offline Prefect/DVC environment, fixture and GPU markers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("EAMM_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+VENV_BIN = Path(sys.executable).parent
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
+if str(VENV_BIN) not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    fixtures_missing = not FIXTURES.is_dir()
+    try:
+        import torch
+
+        no_gpu = not torch.cuda.is_available()
+    except ImportError:
+        no_gpu = True
+    for item in items:
+        if fixtures_missing and "fixtures" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=f"shared fixtures not found at {FIXTURES}"))
+        if no_gpu and "gpu" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="no CUDA GPU available"))
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES

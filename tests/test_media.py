@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from eamm.errors import MediaError
+from eamm.media import VideoWriter, encode_audio, probe
+
+
+def test_video_writer_round_trip(tmp_path):
+    out = tmp_path / "clip.mp4"
+    wav = encode_audio(np.zeros(16000, np.float32), 16000, tmp_path / "a.wav")
+    with VideoWriter(out, 64, 48, 25, audio_path=wav, audio_rate=16000, audio_channels=1) as w:
+        for k in range(10):
+            w.write(np.full((48, 64, 3), k * 20, np.uint8))
+    info = probe(out, count_frames=True)
+    assert (info.video.width, info.video.height, info.video.num_frames) == (64, 48, 10)
+    assert info.video.fps == 25
+    assert (info.audio.sample_rate, info.audio.channels) == (16000, 1)
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    out = tmp_path / "clip.mp4"
+    with pytest.raises(RuntimeError), VideoWriter(out, 32, 32, 25) as writer:
+        writer.write(np.zeros((32, 32, 3), np.uint8))
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wrong_frame_shape_is_rejected(tmp_path):
+    writer = VideoWriter(tmp_path / "clip.mp4", 32, 32, 25)
+    with pytest.raises(ValueError, match=r"uint8 \(32, 32, 3\)"):
+        writer.write(np.zeros((16, 32, 3), np.uint8))
+    writer.abort()
+
+
+def test_probe_names_unreadable_file(tmp_path):
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    with pytest.raises(MediaError, match=r"corrupt\.mp4: unreadable media"):
+        probe(bad)
+    with pytest.raises(MediaError, match="does not exist"):
+        probe(tmp_path / "absent.mp4")

@@ -61,6 +61,22 @@ def sample_data(
     console.print(f"sample dataset: {result['clips']} clips under {out}")
 
 
+@app.command("preprocess-clip")
+def preprocess_clip_cmd(
+    video: Path = typer.Argument(..., help="raw clip (any container/codec ffmpeg decodes)"),
+    out: Path = typer.Option(..., "--out", help="output folder for the clip's five files"),
+    audio: Path | None = typer.Option(None, help="separate audio file (MEAD's .m4a)"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file (section preprocess)"),
+) -> None:
+    """Process one clip: aligned crops, landmarks, pose, 16 kHz audio, MFCC windows."""
+    from eamm.config import PreprocessParams, load_section
+    from eamm.preprocess import preprocess_clip
+
+    settings = load_section(params, "preprocess", PreprocessParams)
+    result = preprocess_clip(video, out, audio=audio, params=settings)
+    print(result.summary())
+
+
 @app.command()
 def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")) -> None:
     """Print where the pipeline's outputs are, with a short summary of each."""

@@ -66,3 +66,29 @@ def load_section(params_path: str | Path, section: str, model: type[BaseModel]) 
         first = err.errors()[0]
         where = ".".join(str(p) for p in (section, *first["loc"]))
         raise EammError(f"{path}: bad value for {where}: {first['msg']}") from None
+
+
+class LandmarkParams(_Strict):
+    backend: Literal["mediapipe", "fan"] = "mediapipe"
+    fan_weights_dir: str | None = None
+    min_detection_confidence: float = Field(0.5, gt=0, lt=1)
+
+
+class PreprocessParams(_Strict):
+    """Per-clip preprocessing (eamm.preprocess.clip)."""
+
+    fps: int = Field(25, gt=0)
+    crop_size: int = Field(256, ge=64)
+    crf: int = Field(10, ge=0, le=51)
+    preset: str = "veryfast"
+    pix_fmt: Literal["yuv444p", "yuv420p"] = "yuv444p"
+    # "default" = the project's own template (eamm/face/data/template68.npy), or a path to a
+    # (68, 2) template in crop pixels, e.g. EAMM's M003_template.npy for its checkpoints.
+    template: str = "default"
+    landmarks: LandmarkParams = LandmarkParams()
+    detect_frames: int = Field(8, ge=1)
+    detect_width: int = Field(640, ge=128)
+    on_multiple_faces: Literal["largest", "fail"] = "largest"
+    min_frames: int = Field(7, ge=1)
+    max_av_mismatch_s: float = Field(0.5, ge=0)
+    decoder_threads: int = Field(1, ge=1)

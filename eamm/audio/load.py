@@ -1,0 +1,133 @@
+"""Decoding any audio or video file to 16 kHz mono float32 in-process (PyAV), and WAV output."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import soundfile as sf
+
+from eamm.errors import MediaError
+
+TARGET_RATE = 16000
+
+
+class NoAudioError(MediaError):
+    """The container has no audio stream (e.g. a silent video)."""
+
+    code = "no_audio"
+
+    def __init__(self, path: str | Path, reason: str = "no audio stream") -> None:
+        super().__init__(path, reason)
+
+
+def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
+    if value is None or time_base is None:
+        return None
+    return float(value * time_base)
+
+
+def load_audio_16k_mono(path: str | Path, stream_from_video: bool = False) -> np.ndarray:
+    """First audio stream of ``path`` as 16 kHz mono float32 in [-1, 1].
+
+    Channels are resampled to 16 kHz with their own layout and then averaged, like
+    ``librosa.load`` (EAMM's loader) does; libswresample's own mono downmix would instead give
+    0.707 (L + R), sqrt(2) louder, which shifts the log-energy MFCC column.
+
+    With ``stream_from_video`` the audio is treated as a video's soundtrack: it is shifted so
+    sample 0 coincides with the first video frame (audio starting later is zero-padded, earlier
+    is cut), and trimmed to the stream's declared duration, which drops the AAC encoder
+    padding that a plain decode keeps (LRW's 1.16 s clips decode to 19456 samples, not 18560).
+
+    Raises ``MediaError`` ("unreadable media (...)") for empty, missing or undecodable files
+    and ``NoAudioError`` when there is no audio stream.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise MediaError(path, "unreadable media (empty file)")
+    except OSError as err:
+        raise MediaError(path, f"unreadable media ({err.strerror or err})") from err
+
+    chunks: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise NoAudioError(path)
+            stream = container.streams.audio[0]
+            video = container.streams.video[0] if container.streams.video else None
+            audio_start = _seconds(stream.start_time, stream.time_base)
+            video_start = _seconds(video.start_time, video.time_base) if video else None
+            duration = _seconds(stream.duration, stream.time_base)
+            # layout=None keeps the source channels; we average them below (see docstring).
+            resampler = av.AudioResampler(format="fltp", layout=None, rate=TARGET_RATE)
+            for frame in container.decode(stream):
+                chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
+            chunks.extend(f.to_ndarray() for f in resampler.resample(None))
+    except av.FFmpegError as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise MediaError(path, f"unreadable media ({reason})") from err
+
+    if not chunks:
+        raise MediaError(path, "unreadable media (no audio samples decoded)")
+    audio = np.concatenate(chunks, axis=1).mean(axis=0, dtype=np.float32)
+
+    if stream_from_video:
+        offset = 0
+        if audio_start is not None and video_start is not None:
+            offset = round((audio_start - video_start) * TARGET_RATE)
+        if offset > 0:
+            audio = np.concatenate([np.zeros(offset, np.float32), audio])
+        elif offset < 0:
+            audio = audio[-offset:]
+        if duration is not None and duration > 0:
+            # The declared end, on the video's timeline, is offset + duration.
+            audio = audio[: max(0, offset + round(duration * TARGET_RATE))]
+    # Float decoders (MP3, AAC) can overshoot full scale slightly.
+    return np.clip(audio, -1.0, 1.0)
+
+
+def fit_length(samples: np.ndarray, target_len: int) -> tuple[np.ndarray, int]:
+    """Trim or zero-pad ``samples`` at the end to ``target_len``.
+
+    Returns ``(audio, target_len - len(samples))``: positive means that many zeros were
+    appended, negative that many samples were cut, so callers can report the mismatch.
+    """
+    if target_len < 0:
+        raise ValueError(f"target_len must be >= 0, got {target_len}")
+    samples = np.asarray(samples)
+    diff = target_len - samples.shape[0]
+    if diff > 0:
+        pad = np.zeros((diff, *samples.shape[1:]), dtype=samples.dtype)
+        return np.concatenate([samples, pad]), diff
+    return samples[:target_len].copy(), diff
+
+
+def write_wav_s16(samples: np.ndarray, path: str | Path, sample_rate: int = TARGET_RATE) -> Path:
+    """Write mono float audio in [-1, 1] as 16-bit PCM WAV, atomically.
+
+    The file is written under a temporary name in the destination folder and renamed into
+    place, so a crash never leaves a half-written WAV that a later stage would trust.
+    """
+    path = Path(path)
+    audio = np.asarray(samples, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"write_wav_s16 expects 1-D mono audio, got shape {audio.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.wav", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are shared data
+        os.replace(tmp, path)
+    except Exception as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, (OSError, sf.LibsndfileError)):
+            raise MediaError(path, f"cannot write WAV ({err})") from err
+        raise
+    return path

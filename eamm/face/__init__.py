@@ -1,0 +1,1 @@
+"""Faces: landmark backends, the iBUG-68 mapping, alignment templates and head pose."""

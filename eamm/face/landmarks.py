@@ -1,0 +1,167 @@
+"""Face detection, face mesh and 68-point landmark backends.
+
+Default: mediapipe 0.10.14 ``mp.solutions`` (detector and mesh ship in the wheel, run offline).
+Optional: face-alignment (FAN) for the 68 points, for users who place its weights locally.
+The mesh is always mediapipe's: head pose comes from its 3-D vertices (eamm.face.pose).
+Models are built once per ``FaceModels`` object; reuse one per worker across clips.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from eamm.errors import EammError
+from eamm.face.ibug68 import from_mesh
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A detected face in pixel coordinates of the image it was found in."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float
+
+    @property
+    def area(self) -> float:
+        return max(self.x1 - self.x0, 0.0) * max(self.y1 - self.y0, 0.0)
+
+    def scaled(self, factor: float) -> FaceBox:
+        return FaceBox(
+            self.x0 * factor, self.y0 * factor, self.x1 * factor, self.y1 * factor, self.score
+        )
+
+
+class FaceModels:
+    """Mediapipe face detector, a still-image mesh and a tracking mesh for consecutive crops."""
+
+    def __init__(self, min_detection_confidence: float = 0.5, max_faces: int = 4) -> None:
+        import mediapipe as mp
+
+        # mediapipe 0.10.14 calls a protobuf API that warns on every result; harmless.
+        warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", module="google")
+        solutions = mp.solutions
+        self._detector = solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=min_detection_confidence
+        )
+        self._still = solutions.face_mesh.FaceMesh(
+            static_image_mode=True, max_num_faces=1, refine_landmarks=False
+        )
+        self._tracker = solutions.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=1, refine_landmarks=False
+        )
+        self.max_faces = max_faces
+
+    def detect(self, rgb: np.ndarray) -> list[FaceBox]:
+        """Faces in an RGB uint8 image, largest first."""
+        height, width = rgb.shape[:2]
+        result = self._detector.process(rgb)
+        boxes = []
+        for det in result.detections or []:
+            rel = det.location_data.relative_bounding_box
+            boxes.append(
+                FaceBox(
+                    rel.xmin * width,
+                    rel.ymin * height,
+                    (rel.xmin + rel.width) * width,
+                    (rel.ymin + rel.height) * height,
+                    float(det.score[0]),
+                )
+            )
+        return sorted(boxes, key=lambda b: b.area, reverse=True)[: self.max_faces]
+
+    @staticmethod
+    def _vertices(result: object, width: int, height: int) -> np.ndarray | None:
+        faces = getattr(result, "multi_face_landmarks", None)
+        if not faces:
+            return None
+        lm = faces[0].landmark
+        return np.array([[p.x * width, p.y * height, p.z * width] for p in lm], dtype=np.float32)
+
+    def mesh(self, rgb: np.ndarray) -> np.ndarray | None:
+        """(468, 3) vertices in pixels (z scaled like x) of the one face in a still image."""
+        return self._vertices(self._still.process(rgb), rgb.shape[1], rgb.shape[0])
+
+    def track(self, rgb: np.ndarray) -> np.ndarray | None:
+        """Like ``mesh`` but in video mode: cheaper on consecutive frames of one clip."""
+        return self._vertices(self._tracker.process(rgb), rgb.shape[1], rgb.shape[0])
+
+    def reset_tracking(self) -> None:
+        """Forget the previous clip's face before tracking a new one."""
+        self._tracker.reset()
+
+    def close(self) -> None:
+        for model in (self._detector, self._still, self._tracker):
+            model.close()
+
+
+class LandmarkBackend(Protocol):
+    """Gives the 68 iBUG points of the face whose mesh is known, in the image's pixels."""
+
+    name: str
+
+    def points68(self, rgb: np.ndarray, mesh: np.ndarray) -> np.ndarray: ...
+
+
+class MediapipeLandmarks:
+    name = "mediapipe"
+
+    def points68(self, rgb: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+        return from_mesh(mesh).astype(np.float32)
+
+
+FAN_FILES = ("2DFAN4-cd938726ad.zip", "s3fd-619a316812.pth")
+
+
+class FanLandmarks:
+    """face-alignment's 2-D FAN, from weights the user placed in ``weights_dir``.
+
+    face-alignment fetches weights into torch hub's ``checkpoints`` folder; we point torch hub
+    at ``weights_dir`` and refuse to start when the files are not there, rather than let it
+    try the network.
+    """
+
+    name = "fan"
+
+    def __init__(self, weights_dir: str | Path, device: str = "cpu") -> None:
+        weights = Path(weights_dir)
+        missing = [f for f in FAN_FILES if not (weights / "checkpoints" / f).is_file()]
+        if missing:
+            raise EammError(
+                f"{weights}/checkpoints: FAN weights missing ({', '.join(missing)}); "
+                "place them there or set preprocess.landmarks.backend: mediapipe"
+            )
+        try:
+            import face_alignment
+            import torch
+        except ImportError:
+            raise EammError("face-alignment is not installed: run `make install-fan`") from None
+        torch.hub.set_dir(str(weights))
+        self._fa = face_alignment.FaceAlignment(
+            face_alignment.LandmarksType.TWO_D, device=device, face_detector="sfd"
+        )
+
+    def points68(self, rgb: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+        x0, y0 = mesh[:, :2].min(0)
+        x1, y1 = mesh[:, :2].max(0)
+        found = self._fa.get_landmarks_from_image(rgb, detected_faces=[[x0, y0, x1, y1, 1.0]])
+        if not found:
+            return np.full((68, 2), np.nan, dtype=np.float32)
+        return np.asarray(found[0], dtype=np.float32)[:, :2]
+
+
+def make_backend(name: str, fan_weights_dir: str | None = None) -> LandmarkBackend:
+    if name == "mediapipe":
+        return MediapipeLandmarks()
+    if name == "fan":
+        if not fan_weights_dir:
+            raise EammError("preprocess.landmarks.fan_weights_dir must be set for backend 'fan'")
+        return FanLandmarks(fan_weights_dir)
+    raise EammError(f"unknown landmark backend '{name}' (choose mediapipe or fan)")

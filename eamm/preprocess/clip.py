@@ -1,0 +1,262 @@
+"""Process one raw clip into the data contract read by every later stage.
+
+Outputs (one folder per clip, written to a temporary folder and renamed on success):
+``frames.mp4`` aligned RGB crops at 25 fps; ``audio.wav`` 16 kHz mono s16; ``mfcc.npy``
+float32 (T, 28, 13); ``landmarks.npy`` float32 (T, 68, 2) in crop pixels, NaN where no face;
+``pose.npy`` float32 (T, 7) in EAMM's 3DDFA row format, NaN where no face.
+
+One similarity per clip (as EAMM: head motion stays in the crop, the pose stream describes it),
+estimated from iBUG points 0..46 against the template on each of the first frames with a face
+and combined by an element-wise median (EAMM used the first frame alone).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from itertools import chain, islice
+from pathlib import Path
+
+import av
+import numpy as np
+
+from eamm.audio import (
+    NoAudioError,
+    end_pad_for_frames,
+    fit_length,
+    load_audio_16k_mono,
+    mfcc_windows,
+    write_wav_s16,
+)
+from eamm.config import PreprocessParams
+from eamm.errors import MediaError
+from eamm.face.ibug68 import ALIGN_POINTS
+from eamm.face.landmarks import FaceBox, FaceModels, LandmarkBackend, make_backend
+from eamm.face.pose import pose_row
+from eamm.face.similarity import Similarity, estimate_similarity, median_similarity
+from eamm.face.template import TEMPLATE_SIZE, load_template
+from eamm.media import VideoWriter
+from eamm.preprocess.errors import AVMismatchError, MultipleFacesError, NoFaceError, TooShortError
+from eamm.video.decode import decode_frames, open_video, resample_fps, stream_info
+from eamm.video.warp import resize_rgb, warp_to_crop
+
+SAMPLE_RATE = 16000
+OUTPUT_FILES = ("frames.mp4", "audio.wav", "mfcc.npy", "landmarks.npy", "pose.npy")
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    """What one processed clip produced (a manifest row's clip-level facts)."""
+
+    video: str
+    audio: str | None
+    out_dir: str
+    num_frames: int
+    num_windows: int
+    input_frames: int
+    input_fps: float
+    width: int
+    height: int
+    faces_detected: int
+    frames_with_face: int
+    audio_source: str
+    audio_diff_samples: int
+    mfcc_end_pad: int
+    transform: tuple[float, ...]
+    landmark_backend: str
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (
+            f"{self.video}: {self.num_frames} frames, {self.num_windows} MFCC windows, "
+            f"face in {self.frames_with_face}/{self.num_frames} frames "
+            f"({self.faces_detected} detected), {self.seconds:.2f} s"
+        )
+
+
+class _Counter:
+    """Counts frames flowing through a generator (input frames before fps normalisation)."""
+
+    def __init__(self, frames: Iterator[av.VideoFrame]) -> None:
+        self._frames = frames
+        self.count = 0
+
+    def __iter__(self) -> Iterator[av.VideoFrame]:
+        for frame in self._frames:
+            self.count += 1
+            yield frame
+
+
+def _box_to_crop(box: FaceBox, size: int, margin: float = 1.8) -> Similarity:
+    """Crop -> frame similarity showing a square of ``margin`` x the box around its centre."""
+    side = margin * max(box.x1 - box.x0, box.y1 - box.y0)
+    scale = side / size
+    cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
+    return Similarity(scale, 0.0, cx - scale * size / 2, cy - scale * size / 2)
+
+
+def _first_frame_landmarks(
+    frame: av.VideoFrame,
+    models: FaceModels,
+    backend: LandmarkBackend,
+    detect_width: int,
+) -> tuple[int, np.ndarray | None]:
+    """(number of faces, 68 points of the largest face in frame pixels or None)."""
+    small = resize_rgb(frame, detect_width)
+    boxes = models.detect(small)
+    if not boxes:
+        return 0, None
+    box = boxes[0].scaled(frame.width / small.shape[1])
+    to_frame = _box_to_crop(box, TEMPLATE_SIZE)
+    crop = warp_to_crop(frame, to_frame.matrix, TEMPLATE_SIZE)
+    mesh = models.mesh(crop)
+    if mesh is None:
+        return len(boxes), None
+    return len(boxes), to_frame.apply(backend.points68(crop, mesh))
+
+
+def _load_audio(video: Path, audio: Path | None) -> tuple[np.ndarray, str]:
+    if audio is not None and audio.is_file():
+        try:
+            return load_audio_16k_mono(audio), "file"
+        except NoAudioError:
+            pass
+    try:
+        return load_audio_16k_mono(video, stream_from_video=True), "video"
+    except NoAudioError:
+        where = f"{video} or {audio}" if audio is not None else str(video)
+        raise NoAudioError(video, f"no audio stream in {where}") from None
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Swap a finished folder into place; an older result is removed only afterwards."""
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def preprocess_clip(
+    video: str | Path,
+    out_dir: str | Path,
+    audio: str | Path | None = None,
+    params: PreprocessParams | None = None,
+    models: FaceModels | None = None,
+    backend: LandmarkBackend | None = None,
+) -> ClipResult:
+    """Write the five outputs of one clip to ``out_dir`` or raise a ClipError/MediaError.
+
+    Pass ``models``/``backend`` to reuse loaded models across clips (one set per worker).
+    """
+    start = time.perf_counter()
+    params = params or PreprocessParams()
+    video, out = Path(video), Path(out_dir)
+    audio = Path(audio) if audio is not None else None
+    template = load_template(params.template, params.crop_size)
+    container, stream = open_video(video, params.decoder_threads)
+    info = stream_info(stream)
+    container.close()
+    samples, audio_source = _load_audio(video, audio)
+    own_models = models is None
+    models = models or FaceModels(params.landmarks.min_detection_confidence)
+    backend = backend or make_backend(params.landmarks.backend, params.landmarks.fan_weights_dir)
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        counter = _Counter(decode_frames(video, params.decoder_threads))
+        frames = resample_fps(iter(counter), params.fps, info.fps)
+        head = list(islice(frames, params.detect_frames))
+        faces_detected, estimates = 0, []
+        for frame in head:
+            count, points = _first_frame_landmarks(frame, models, backend, params.detect_width)
+            faces_detected = max(faces_detected, count)
+            if points is not None:
+                estimates.append(estimate_similarity(template[ALIGN_POINTS], points[ALIGN_POINTS]))
+        if faces_detected > 1 and params.on_multiple_faces == "fail":
+            raise MultipleFacesError(video, f"{faces_detected} faces in the first frames")
+        if not estimates:
+            raise NoFaceError(video, f"no face in the first {len(head)} frames")
+        transform = median_similarity(estimates)
+
+        tmp.mkdir(parents=True)
+        size = params.crop_size
+        to_256 = TEMPLATE_SIZE / size
+        landmarks, poses = [], []
+        models.reset_tracking()
+        with VideoWriter(
+            tmp / "frames.mp4",
+            size,
+            size,
+            params.fps,
+            crf=params.crf,
+            preset=params.preset,
+            pix_fmt=params.pix_fmt,
+        ) as writer:
+            for frame in chain(head, frames):
+                crop = warp_to_crop(frame, transform.matrix, size)
+                writer.write(crop)
+                mesh = models.track(crop)
+                if mesh is None:
+                    landmarks.append(np.full((68, 2), np.nan, np.float32))
+                    poses.append(np.full(7, np.nan, np.float32))
+                else:
+                    landmarks.append(backend.points68(crop, mesh))
+                    poses.append(pose_row(mesh * to_256))
+        num_frames = len(landmarks)
+        if num_frames < params.min_frames:
+            raise TooShortError(
+                video, f"{num_frames} frames at {params.fps} fps, fewer than {params.min_frames}"
+            )
+
+        per_frame = SAMPLE_RATE // params.fps
+        target = num_frames * per_frame
+        if abs(target - len(samples)) > params.max_av_mismatch_s * SAMPLE_RATE:
+            raise AVMismatchError(
+                video,
+                f"audio is {len(samples) / SAMPLE_RATE:.2f} s but video "
+                f"{target / SAMPLE_RATE:.2f} s (tolerance {params.max_av_mismatch_s} s)",
+            )
+        samples, diff = fit_length(samples, target)
+        end_pad = end_pad_for_frames(target, num_frames, params.fps, SAMPLE_RATE)
+        mfcc = mfcc_windows(samples, extra_end_pad=end_pad)[:num_frames]
+        write_wav_s16(samples, tmp / "audio.wav", SAMPLE_RATE)
+        np.save(tmp / "mfcc.npy", mfcc.astype(np.float32))
+        np.save(tmp / "landmarks.npy", np.stack(landmarks).astype(np.float32))
+        np.save(tmp / "pose.npy", np.stack(poses).astype(np.float32))
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if own_models:
+            models.close()
+    return ClipResult(
+        video=str(video),
+        audio=str(audio) if audio is not None else None,
+        out_dir=str(out),
+        num_frames=num_frames,
+        num_windows=int(mfcc.shape[0]),
+        input_frames=counter.count,
+        input_fps=float(info.fps),
+        width=info.width,
+        height=info.height,
+        faces_detected=faces_detected,
+        frames_with_face=int(sum(np.isfinite(p[0]) for p in poses)),
+        audio_source=audio_source,
+        audio_diff_samples=diff,
+        mfcc_end_pad=end_pad,
+        transform=tuple(float(v) for v in transform.matrix.ravel()),
+        landmark_backend=backend.name,
+        seconds=time.perf_counter() - start,
+    )
+
+
+__all__ = ["OUTPUT_FILES", "ClipResult", "MediaError", "preprocess_clip"]

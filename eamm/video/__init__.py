@@ -1,0 +1,1 @@
+"""Streaming video decode (PyAV), frame-rate normalisation and warping straight to crops."""

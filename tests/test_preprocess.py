@@ -1,0 +1,318 @@
+"""Per-clip preprocessing on real media: the data contract, alignment, pose and typed errors."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from eamm.audio import NoAudioError
+from eamm.config import PreprocessParams
+from eamm.face.ibug68 import eye_and_mouth_centres
+from eamm.face.landmarks import FaceModels, MediapipeLandmarks
+from eamm.face.pose import pose_row
+from eamm.face.similarity import Similarity
+from eamm.preprocess import preprocess_clip
+from eamm.preprocess.clip import OUTPUT_FILES
+from eamm.preprocess.errors import AVMismatchError, MultipleFacesError, NoFaceError, TooShortError
+from eamm.video.decode import (
+    NoVideoStreamError,
+    UnreadableVideoError,
+    decode_frames,
+    resample_fps,
+)
+from eamm.video.warp import _plane
+from tests.conftest import VENV_BIN
+
+MEAD = "mead/M030/video/front/sad/level_3/001.mp4"
+MEAD_AUDIO = "mead/M030/audio/sad/level_3/001.m4a"
+LRW = "lrw/lipread_mp4/ABOUT/train/ABOUT_00001.mp4"
+
+
+@pytest.fixture(scope="module")
+def models():
+    face = FaceModels()
+    yield face
+    face.close()
+
+
+@pytest.fixture(scope="module")
+def mead_clip(fixtures_dir, tmp_path_factory, models):
+    out = tmp_path_factory.mktemp("mead") / "clip"
+    result = preprocess_clip(
+        fixtures_dir / MEAD, out, audio=fixtures_dir / MEAD_AUDIO, models=models
+    )
+    return result, out
+
+
+@pytest.fixture(scope="module")
+def lrw_m003(fixtures_dir, tmp_path_factory, models):
+    out = tmp_path_factory.mktemp("lrw") / "clip"
+    params = PreprocessParams(template=str(fixtures_dir / "M003_template.npy"))
+    return preprocess_clip(fixtures_dir / LRW, out, params=params, models=models), out
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+def read_frames(path: Path) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def angle_mae(ours: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    return np.abs(ours[:, :3] - reference[:, :3]).mean(axis=0)
+
+
+@pytest.mark.fixtures
+def test_fps_normalisation_selects_the_frames_ffmpeg_fps_filter_selects(fixtures_dir):
+    path = fixtures_dir / MEAD
+    ours = []
+    for frame in resample_fps(decode_frames(path), 25, fps_in := 30):
+        data = b"".join(_plane(p).tobytes() for p in frame.planes)
+        ours.append(hashlib.md5(data).hexdigest())
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-vf", "fps=25", "-f", "framemd5", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    theirs = [line.split(",")[-1].strip() for line in out.splitlines() if line.startswith("0,")]
+    assert fps_in == 30 and len(ours) == 93
+    assert ours == theirs
+
+
+@pytest.mark.fixtures
+def test_mead_clip_outputs_are_consistent(mead_clip):
+    result, out = mead_clip
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    assert (result.input_frames, result.num_frames, result.num_windows) == (112, 93, 93)
+    assert result.audio_source == "file" and result.mfcc_end_pad == 81
+    frames = read_frames(out / "frames.mp4")
+    assert frames.shape == (93, 256, 256, 3)
+    mfcc = np.load(out / "mfcc.npy")
+    landmarks = np.load(out / "landmarks.npy")
+    pose = np.load(out / "pose.npy")
+    assert mfcc.shape == (93, 28, 13) and mfcc.dtype == np.float32
+    assert landmarks.shape == (93, 68, 2) and landmarks.dtype == np.float32
+    assert pose.shape == (93, 7) and pose.dtype == np.float32
+    assert np.isfinite(landmarks).all() and np.isfinite(pose).all()
+    assert landmarks.min() >= 0 and landmarks.max() < 256
+    import soundfile as sf
+
+    audio, rate = sf.read(out / "audio.wav", dtype="int16")
+    assert rate == 16000 and audio.ndim == 1 and len(audio) == 93 * 640
+    # The crop is the face: the detector finds one face covering the crop's centre.
+    face = FaceModels()
+    boxes = face.detect(frames[40])
+    face.close()
+    assert len(boxes) == 1
+    box = boxes[0]
+    assert box.x0 < 128 < box.x1 and box.y0 < 140 < box.y1 and box.x1 - box.x0 > 90
+
+
+@pytest.mark.fixtures
+def test_default_template_puts_eyes_and_mouth_where_eamm_does(mead_clip, fixtures_dir):
+    _, out = mead_clip
+    ours = eye_and_mouth_centres(np.median(np.load(out / "landmarks.npy"), axis=0))
+    eamm = eye_and_mouth_centres(np.load(fixtures_dir / "M003_template.npy"))
+    distances = np.linalg.norm(ours - eamm, axis=1)
+    print("eye/eye/mouth centre distance to M003 (px):", distances.round(2))
+    assert (distances < 4.0).all()
+
+
+@pytest.mark.fixtures
+def test_lrw_alignment_with_m003_is_near_identity(lrw_m003, fixtures_dir):
+    result, out = lrw_m003
+    assert result.num_frames == 29 and result.num_windows == 29
+    fit = Similarity.from_matrix(np.array(result.transform).reshape(2, 3))
+    centre = fit.apply(np.array([[128.0, 128.0]]))[0] - 128.0
+    assert np.linalg.norm(centre) < 3.0
+    assert abs(fit.scale - 1.0) < 0.03
+    assert abs(np.degrees(fit.angle_rad)) < 2.0
+    ours = read_frames(out / "frames.mp4").astype(np.float64)
+    reference = np.stack(
+        [
+            cv2.cvtColor(
+                cv2.imread(str(fixtures_dir / f"lrw_reference/ABOUT_00001/frames/{k}.png")),
+                cv2.COLOR_BGR2RGB,
+            )
+            for k in range(29)
+        ]
+    ).astype(np.float64)
+    mse = ((ours - reference) ** 2).mean(axis=(1, 2, 3))
+    psnr = float((10 * np.log10(255.0**2 / mse)).mean())
+    print(f"mean PSNR of our crops vs EAMM's frames: {psnr:.2f} dB")
+    assert psnr > 23.5
+
+
+@pytest.mark.fixtures
+def test_lrw_pose_matches_eamm_3ddfa_rows(lrw_m003, fixtures_dir):
+    _, out = lrw_m003
+    mae = angle_mae(
+        np.load(out / "pose.npy"), np.load(fixtures_dir / "lrw_reference/ABOUT_00001/pose.npy")
+    )
+    print("LRW pose MAE yaw/pitch/roll (deg):", mae.round(2))
+    assert mae[0] < 5 and mae[1] < 8 and mae[2] < 5
+
+
+@pytest.mark.fixtures
+def test_portrait_pose_matches_3ddfa(fixtures_dir, models):
+    ours, reference = [], []
+    for image in sorted((fixtures_dir / "portraits").iterdir()):
+        rgb = cv2.cvtColor(cv2.imread(str(image)), cv2.COLOR_BGR2RGB)
+        mesh = models.mesh(rgb)
+        assert mesh is not None, image
+        ours.append(pose_row(mesh))
+        reference.append(np.load(fixtures_dir / "poses" / f"{image.stem}.npy")[0])
+    mae = angle_mae(np.array(ours), np.array(reference))
+    print("portrait pose MAE yaw/pitch/roll (deg):", mae.round(2))
+    assert len(ours) == 9
+    assert mae[0] < 5 and mae[1] < 8 and mae[2] < 5
+
+
+def test_mesh_maps_to_68_points_in_ibug_order(fixtures_dir, models):
+    from eamm.sample.face import astronaut
+
+    mesh = models.mesh(astronaut())
+    points = MediapipeLandmarks().points68(astronaut(), mesh)
+    right_eye, left_eye, mouth = eye_and_mouth_centres(points)
+    assert points.shape == (68, 2)
+    assert right_eye[0] < left_eye[0]  # subject's right eye is on the image's left
+    assert mouth[1] > max(right_eye[1], left_eye[1]) + 20
+    assert points[8, 1] == points[:17, 1].max()  # chin is the lowest jaw point
+
+
+# --- errors: each on a file the test makes; nothing is left in the output folder ---------------
+
+
+def expect_failure(error: type, match: str, video: Path, out: Path, **kwargs) -> None:
+    with pytest.raises(error, match=match) as info:
+        preprocess_clip(video, out, **kwargs)
+    assert video.name in str(info.value)
+    assert not out.exists()
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")] == []
+
+
+@pytest.mark.fixtures
+def test_zero_length_and_truncated_videos(tmp_path, fixtures_dir, models):
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    expect_failure(UnreadableVideoError, "zero-length", empty, tmp_path / "o1", models=models)
+    data = (fixtures_dir / MEAD).read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(data[: len(data) // 3])
+    expect_failure(UnreadableVideoError, "truncated.mp4", truncated, tmp_path / "o2", models=models)
+
+
+@pytest.mark.fixtures
+def test_audio_only_file_has_no_video_stream(tmp_path, fixtures_dir, models):
+    audio_only = tmp_path / "audio_only.m4a"
+    shutil.copy(fixtures_dir / MEAD_AUDIO, audio_only)
+    expect_failure(NoVideoStreamError, "no video stream", audio_only, tmp_path / "o", models=models)
+
+
+@pytest.mark.fixtures
+def test_no_audio_anywhere(tmp_path, fixtures_dir, models):
+    silent = tmp_path / "silent.mp4"
+    ffmpeg("-i", str(fixtures_dir / LRW), "-an", "-c:v", "copy", str(silent))
+    expect_failure(NoAudioError, "no audio stream", silent, tmp_path / "o", models=models)
+
+
+@pytest.mark.fixtures
+def test_no_face(tmp_path, fixtures_dir, models):
+    blank = tmp_path / "blank.mp4"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=gray:s=256x256:r=25:d=1.2",
+        "-i",
+        str(fixtures_dir / LRW),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-shortest",
+        str(blank),
+    )
+    expect_failure(
+        NoFaceError, "no face in the first 8 frames", blank, tmp_path / "o", models=models
+    )
+
+
+@pytest.mark.fixtures
+def test_two_faces_fail_or_take_the_largest(tmp_path, fixtures_dir, models):
+    two = tmp_path / "two_faces.mp4"
+    ffmpeg(
+        "-i",
+        str(fixtures_dir / LRW),
+        "-filter_complex",
+        "[0:v]split[a][b];[b]scale=192:192,pad=256:256:32:32[c];[a][c]hstack",
+        str(two),
+    )
+    strict = PreprocessParams(on_multiple_faces="fail")
+    expect_failure(MultipleFacesError, "2 faces", two, tmp_path / "o", models=models, params=strict)
+    result = preprocess_clip(two, tmp_path / "ok", models=models)
+    assert result.faces_detected == 2 and result.num_frames == 29
+    assert result.transform[0] < 1.0  # the larger (unscaled) face was chosen
+
+
+@pytest.mark.fixtures
+def test_too_short_and_length_mismatch(tmp_path, fixtures_dir, models):
+    short = tmp_path / "short.mp4"
+    ffmpeg("-i", str(fixtures_dir / LRW), "-frames:v", "5", "-t", "0.2", str(short))
+    expect_failure(TooShortError, "fewer than 7", short, tmp_path / "o1", models=models)
+    long_audio = tmp_path / "long_audio.mp4"
+    ffmpeg(
+        "-i",
+        str(fixtures_dir / LRW),
+        "-i",
+        str(fixtures_dir / "audio/sample1.mp3"),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "copy",
+        str(long_audio),
+    )
+    expect_failure(AVMismatchError, "audio is 11.3", long_audio, tmp_path / "o2", models=models)
+
+
+@pytest.mark.fixtures
+def test_cli_prints_summary_or_one_line_error(tmp_path, fixtures_dir):
+    ok = subprocess.run(
+        [
+            str(VENV_BIN / "eamm"),
+            "preprocess-clip",
+            str(fixtures_dir / LRW),
+            "--out",
+            str(tmp_path / "ok"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "29 frames, 29 MFCC windows, face in 29/29 frames" in ok.stdout
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 10)
+    fail = subprocess.run(
+        [str(VENV_BIN / "eamm"), "preprocess-clip", str(bad), "--out", str(tmp_path / "bad")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert fail.returncode == 2
+    assert f"error: {bad}: unreadable video" in fail.stderr
+    assert "Traceback" not in fail.stderr
+    assert not (tmp_path / "bad").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -77,6 +78,85 @@ def preprocess_clip_cmd(
     print(result.summary())
 
 
+class Dataset(str, Enum):
+    mead = "mead"
+    lrw = "lrw"
+
+
+@app.command()
+def index(
+    dataset: Dataset = typer.Argument(..., help="mead or lrw"),
+    out: Path = typer.Option(..., "--out", help="index Parquet file (report JSON goes beside it)"),
+    raw: Path | None = typer.Option(None, help="raw folder (default: datasets.<name>.raw)"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file (section datasets)"),
+) -> None:
+    """Index a raw MEAD/LRW folder; layout problems are listed in the report, never guessed at."""
+    from flows.index import index_flow
+
+    report = index_flow(
+        dataset.value, str(out), raw=str(raw) if raw else None, params_path=str(params)
+    )
+    console.print(
+        f"{dataset.value}: {report['clips']} clips {report['by_split']}, "
+        f"{len(report['problems'])} layout problems -> {out}"
+    )
+
+
+@app.command()
+def preprocess(
+    dataset: Dataset = typer.Argument(..., help="mead or lrw"),
+    out: Path = typer.Option(..., "--out", help="processed dataset folder"),
+    raw: Path | None = typer.Option(None, help="raw folder (default: the index's root)"),
+    index_path: Path | None = typer.Option(None, "--index", help="index from `eamm index`"),
+    workers: int | None = typer.Option(None, help="parallel workers (default: CPU cores)"),
+    runner: str | None = typer.Option(None, help="threads, processes or a Dask address"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file"),
+    summary_path: Path | None = typer.Option(None, "--summary", help="summary JSON (metrics)"),
+) -> None:
+    """Preprocess every clip of a dataset with Prefect and write <out>/manifest.parquet."""
+    from flows.preprocess import run_preprocess
+
+    result = run_preprocess(
+        dataset.value,
+        str(out),
+        raw=str(raw) if raw else None,
+        index_path=str(index_path) if index_path else None,
+        params_path=str(params),
+        summary_path=str(summary_path) if summary_path else None,
+        workers=workers,
+        runner=runner,
+    )
+    console.print(
+        f"{dataset.value}: {result['by_status']} (processed {result['processed']}, reused "
+        f"{result['reused']}) in {result['seconds']} s -> {result['manifest']}"
+    )
+
+
+manifest_app = typer.Typer(help="Inspect and validate dataset manifests.", no_args_is_help=True)
+app.add_typer(manifest_app, name="manifest")
+
+
+@manifest_app.command("summary")
+def manifest_summary(path: Path = typer.Argument(..., help="manifest.parquet")) -> None:
+    """Counts by status, split, speaker/emotion or word, and failure reasons."""
+    from eamm.manifest import read_rows, summarize
+
+    console.print_json(json.dumps(summarize(read_rows(path))))
+
+
+@manifest_app.command("validate")
+def manifest_validate(path: Path = typer.Argument(..., help="manifest.parquet")) -> None:
+    """Check the schema and the files on disk; exit 1 listing each problem."""
+    from eamm.manifest import validate_manifest
+
+    problems = validate_manifest(path)
+    for problem in problems:
+        print(f"invalid: {problem}", file=sys.stderr)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"{path}: valid")
+
+
 @app.command()
 def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")) -> None:
     """Print where the pipeline's outputs are, with a short summary of each."""
@@ -92,6 +172,19 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
             for d, n in info["clips"].items()
         ]
         table.add_row("sample raw dataset", info["root"], "; ".join(parts))
+    from eamm.manifest import read_rows, summarize
+
+    for dataset in ("mead", "lrw"):
+        manifest = root / dataset / "processed" / "manifest.parquet"
+        if manifest.is_file():
+            info = summarize(read_rows(manifest))
+            status = ", ".join(f"{n} {k}" for k, n in info["by_status"].items())
+            splits = ", ".join(f"{k} {n}" for k, n in info["by_split"].items())
+            table.add_row(
+                f"processed {dataset.upper()} + manifest",
+                str(manifest.parent),
+                f"{status}; ok by split: {splits}; {info['frames']} frames at 25 fps",
+            )
     if not table.row_count:
         raise EammError(f"{root}: no pipeline outputs yet; run `make demo` (dvc repro)")
     console.print(table)

@@ -92,3 +92,31 @@ class PreprocessParams(_Strict):
     min_frames: int = Field(7, ge=1)
     max_av_mismatch_s: float = Field(0.5, ge=0)
     decoder_threads: int = Field(1, ge=1)
+
+
+class MeadDatasetParams(_Strict):
+    raw: str
+    views: list[str] = ["front"]
+    speakers: list[str] | None = None
+    emotions: list[str] | None = None
+    split_file: str = "splits/mead_v1.yaml"
+
+
+class LrwDatasetParams(_Strict):
+    raw: str
+    words: list[str] | None = None
+    splits: list[Literal["train", "val", "test"]] = ["train", "val", "test"]
+
+
+class DatasetsParams(_Strict):
+    mead: MeadDatasetParams
+    lrw: LrwDatasetParams
+
+
+class PreprocessRunParams(_Strict):
+    """How the preprocess flow runs; none of it changes outputs."""
+
+    # threads | processes | a Dask scheduler address (tcp://host:8786, needs the [dask] extra)
+    runner: str = "threads"
+    workers: int | None = Field(None, ge=1)  # None: one per CPU core
+    batch_size: dict[str, int] = {"mead": 4, "lrw": 16}

@@ -38,13 +38,13 @@ from eamm.face.landmarks import FaceBox, FaceModels, LandmarkBackend, make_backe
 from eamm.face.pose import pose_row
 from eamm.face.similarity import Similarity, estimate_similarity, median_similarity
 from eamm.face.template import TEMPLATE_SIZE, load_template
+from eamm.manifest import OUTPUT_FILES
 from eamm.media import VideoWriter
 from eamm.preprocess.errors import AVMismatchError, MultipleFacesError, NoFaceError, TooShortError
 from eamm.video.decode import decode_frames, open_video, resample_fps, stream_info
 from eamm.video.warp import resize_rgb, warp_to_crop
 
 SAMPLE_RATE = 16000
-OUTPUT_FILES = ("frames.mp4", "audio.wav", "mfcc.npy", "landmarks.npy", "pose.npy")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,176 @@
+"""Common interface of the dataset recipes: clip entries, layout problems, the folder walker.
+
+A recipe turns a raw download folder into a :class:`DatasetIndex`: one :class:`ClipEntry` per
+clip it recognises and one :class:`IndexProblem` per thing that breaks the expected layout.
+Recipes never guess at a broken layout; they list it so a person can decide.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from eamm.errors import EammError
+
+Kind = Literal["dir", "file"]
+
+OUTSIDE_ROOT = "resolves outside the raw root"
+
+
+@dataclass(frozen=True)
+class ClipEntry:
+    """One raw clip; ``clip_id`` is also its output folder relative to the processed root."""
+
+    clip_id: str
+    dataset: str
+    split: str
+    speaker: str | None
+    emotion: str | None
+    level: int | None
+    view: str | None
+    word: str | None
+    utterance: str
+    video: str
+    audio: str | None
+
+
+@dataclass(frozen=True)
+class IndexProblem:
+    """Something under the raw root that does not fit the layout (``path`` is root-relative)."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class DatasetIndex:
+    """The clips of one raw folder (sorted by ``clip_id``) and its layout problems (by path)."""
+
+    dataset: str
+    root: str
+    entries: list[ClipEntry]
+    problems: list[IndexProblem]
+
+
+class DatasetRecipe(Protocol):
+    """Knows one dataset's raw layout and indexes a folder holding it."""
+
+    name: str
+
+    def index(self, root: Path) -> DatasetIndex: ...
+
+
+def join(rel: str, name: str) -> str:
+    """Posix path of ``name`` inside the root-relative folder ``rel`` ("" is the root)."""
+    return f"{rel}/{name}" if rel else name
+
+
+class TreeWalker:
+    """Lists folders under one raw root with ``os.scandir``, refusing symlinks that leave it.
+
+    Plain entries cost no ``stat`` call (the kind comes from the directory listing); only
+    symbolic links are resolved. Problems found while listing are collected in ``problems``.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        given = Path(root)
+        if not given.exists():
+            raise EammError(f"{root}: raw folder does not exist")
+        if not given.is_dir():
+            raise EammError(f"{root}: raw root is not a folder")
+        self.given = given.absolute()
+        self.root = given.resolve()
+        self._root_str = str(self.root)
+        self._prefix = self._root_str.rstrip(os.sep) + os.sep
+        self.problems: list[IndexProblem] = []
+
+    def problem(self, rel: str, reason: str) -> None:
+        self.problems.append(IndexProblem(rel, reason))
+
+    def os_path(self, rel: str) -> str:
+        return os.path.join(self._root_str, rel) if rel else self._root_str
+
+    def inside(self, real: str) -> bool:
+        return real == self._root_str or real.startswith(self._prefix)
+
+    def scan(self, rel: str) -> list[tuple[str, Kind | None]]:
+        """(name, kind) of the non-hidden entries of a folder; kind None means refused/reported."""
+        try:
+            with os.scandir(self.os_path(rel)) as it:
+                listing = [e for e in it if not e.name.startswith(".")]
+        except OSError as err:
+            self.problem(rel, f"cannot list folder ({err.strerror or err})")
+            return []
+        return [(e.name, self._kind(e, join(rel, e.name))) for e in listing]
+
+    def kind_of(self, rel: str) -> Kind | None:
+        """Kind of one root-relative path that exists (same checks as :meth:`scan`)."""
+        path = self.os_path(rel)
+        if os.path.islink(path):
+            return self._link_kind(path, rel)
+        return self._mode_kind(os.stat(path).st_mode, rel)
+
+    def _kind(self, entry: os.DirEntry[str], rel: str) -> Kind | None:
+        if entry.is_symlink():
+            return self._link_kind(entry.path, rel)
+        if entry.is_dir(follow_symlinks=False):
+            return "dir"
+        if entry.is_file(follow_symlinks=False):
+            return "file"
+        self.problem(rel, "not a regular file or folder")
+        return None
+
+    def _link_kind(self, path: str, rel: str) -> Kind | None:
+        if not self.inside(os.path.realpath(path)):
+            self.problem(rel, OUTSIDE_ROOT)
+            return None
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            self.problem(rel, "broken symbolic link")
+            return None
+        return self._mode_kind(mode, rel)
+
+    def _mode_kind(self, mode: int, rel: str) -> Kind | None:
+        if stat.S_ISDIR(mode):
+            return "dir"
+        if stat.S_ISREG(mode):
+            return "file"
+        self.problem(rel, "not a regular file or folder")
+        return None
+
+    def finish(self, dataset: str, entries: list[ClipEntry]) -> DatasetIndex:
+        """The index with entries sorted by clip_id and problems by path."""
+        return DatasetIndex(
+            dataset=dataset,
+            root=self._root_str,
+            entries=sorted(entries, key=lambda e: e.clip_id),
+            problems=sorted(self.problems, key=lambda p: (p.path, p.reason)),
+        )
+
+
+def check_choices(
+    option: str,
+    values: Iterable[str] | None,
+    allowed: tuple[str, ...] | None = None,
+    pattern: re.Pattern[str] | None = None,
+) -> tuple[str, ...] | None:
+    """Validated tuple of option values (None stays None); one-line EammError otherwise."""
+    if values is None:
+        return None
+    values = (values,) if isinstance(values, str) else tuple(values)
+    if not values:
+        raise EammError(f"{option}: empty selection (use None for all)")
+    for value in values:
+        ok = isinstance(value, str) and (
+            (allowed is not None and value in allowed)
+            or (pattern is not None and pattern.fullmatch(value) is not None)
+        )
+        if not ok:
+            raise EammError(f"{option}: unknown value {value!r}")
+    return values

@@ -1,0 +1,115 @@
+"""Dataset index on disk: one Parquet file (explicit schema) plus a JSON layout report.
+
+Both are written atomically (temporary file in the target folder, then ``os.replace``) so a
+killed run never leaves a half-written index for the next stage to read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from eamm.datasets.base import ClipEntry, DatasetIndex, IndexProblem
+from eamm.errors import EammError
+
+INDEX_FORMAT = "eamm-dataset-index/1"
+SPLITS = ("train", "val", "test")
+
+INDEX_SCHEMA = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("speaker", pa.string(), nullable=True),
+        pa.field("emotion", pa.string(), nullable=True),
+        pa.field("level", pa.int16(), nullable=True),
+        pa.field("view", pa.string(), nullable=True),
+        pa.field("word", pa.string(), nullable=True),
+        pa.field("utterance", pa.string(), nullable=False),
+        pa.field("video", pa.string(), nullable=False),
+        pa.field("audio", pa.string(), nullable=True),
+    ]
+)
+_FIELDS = INDEX_SCHEMA.names  # same names and order as ClipEntry (a test checks)
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_index(index: DatasetIndex, path: str | Path) -> None:
+    """Write the entries as Parquet; dataset, root and problems go in the schema metadata."""
+    columns = {name: [getattr(e, name) for e in index.entries] for name in _FIELDS}
+    problems = [dataclasses.asdict(p) for p in index.problems]
+    schema = INDEX_SCHEMA.with_metadata(
+        {
+            "format": INDEX_FORMAT,
+            "dataset": index.dataset,
+            "root": index.root,
+            "problems": json.dumps(problems, ensure_ascii=False),
+        }
+    )
+    try:
+        table = pa.Table.from_pydict(columns, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as err:
+        raise EammError(f"{path}: cannot build the index table ({err})") from None
+    _atomic_write(Path(path), lambda handle: pq.write_table(table, handle))
+
+
+def read_index(path: str | Path) -> DatasetIndex:
+    """Read an index written by :func:`write_index`; EammError naming the file otherwise."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as err:
+        raise EammError(f"{path}: not a readable dataset index ({err})") from None
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    if meta.get("format") != INDEX_FORMAT or "dataset" not in meta or "root" not in meta:
+        raise EammError(f"{path}: not a dataset index (missing {INDEX_FORMAT} metadata)")
+    if not table.schema.remove_metadata().equals(INDEX_SCHEMA):
+        raise EammError(f"{path}: dataset index columns differ from INDEX_SCHEMA")
+    try:
+        problems = [IndexProblem(p["path"], p["reason"]) for p in json.loads(meta["problems"])]
+    except (KeyError, TypeError, ValueError) as err:
+        raise EammError(f"{path}: bad problems metadata ({err!r})") from None
+    columns = [table.column(name).to_pylist() for name in _FIELDS]
+    entries = [ClipEntry(*row) for row in zip(*columns, strict=True)]
+    return DatasetIndex(meta["dataset"], meta["root"], entries, problems)
+
+
+def index_report(index: DatasetIndex) -> dict:
+    """Summary for people: clip counts per split and every layout problem."""
+    counts = Counter(e.split for e in index.entries)
+    by_split = {s: counts.pop(s, 0) for s in SPLITS} | dict(sorted(counts.items()))
+    return {
+        "dataset": index.dataset,
+        "root": index.root,
+        "clips": len(index.entries),
+        "by_split": by_split,
+        "problems": [dataclasses.asdict(p) for p in index.problems],
+    }
+
+
+def write_index_report(index: DatasetIndex, path: str | Path) -> None:
+    """Write :func:`index_report` as indented JSON, atomically."""
+    text = json.dumps(index_report(index), indent=2, ensure_ascii=False) + "\n"
+    _atomic_write(Path(path), lambda handle: handle.write(text.encode()))

@@ -1,0 +1,109 @@
+"""LRW recipe: index ``lipread_mp4/<WORD>/<split>/<WORD>_<nnnnn>.mp4`` clips.
+
+The raw root is either the folder holding ``lipread_mp4/`` (other entries beside it are not
+looked at) or ``lipread_mp4`` itself. Each clip may have a same-named ``.txt`` metadata file;
+those are accepted, not indexed. Clip numbers repeat across splits, so the split is part of the id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from eamm.datasets.base import ClipEntry, DatasetIndex, TreeWalker, check_choices, join
+from eamm.errors import EammError
+
+SPLITS = ("train", "val", "test")
+LRW_FOLDER = "lipread_mp4"
+WORD_RE = re.compile(r"[A-Z]+")
+STEM_RE = re.compile(r"([A-Z]+)_([0-9]{5})")
+
+
+class LrwRecipe:
+    """Indexes an LRW raw folder; the split is LRW's own (its folder name)."""
+
+    name = "lrw"
+
+    def __init__(self, words: Iterable[str] | None = None, splits: Iterable[str] = SPLITS) -> None:
+        self.words = check_choices("lrw words", words, pattern=WORD_RE)
+        self.splits = check_choices("lrw splits", splits, SPLITS) or SPLITS
+
+    def index(self, root: Path) -> DatasetIndex:
+        walker = TreeWalker(root)
+        base = self._base(walker, root)
+        entries: list[ClipEntry] = []
+        if base is not None:
+            for word, kind in walker.scan(base):
+                rel = join(base, word)
+                if kind is None:
+                    continue
+                if kind == "file":
+                    walker.problem(rel, "unexpected file (expected word folders)")
+                elif not WORD_RE.fullmatch(word):
+                    walker.problem(rel, f"unknown word folder '{word}' (LRW words are A-Z)")
+                elif self.words is None or word in self.words:
+                    entries.extend(self._word(walker, rel, word))
+        return walker.finish(self.name, entries)
+
+    def _base(self, walker: TreeWalker, root: Path) -> str | None:
+        """Root-relative ``lipread_mp4`` folder ("" when the root is it), None if refused."""
+        if (walker.root / LRW_FOLDER).is_symlink() or (walker.root / LRW_FOLDER).exists():
+            kind = walker.kind_of(LRW_FOLDER)
+            if kind == "file":
+                walker.problem(LRW_FOLDER, "unexpected file (expected a folder)")
+            return LRW_FOLDER if kind == "dir" else None
+        if LRW_FOLDER in (walker.given.name, walker.root.name):
+            return ""
+        raise EammError(f"{root}: no {LRW_FOLDER} folder in the LRW raw folder")
+
+    def _word(self, walker: TreeWalker, word_rel: str, word: str) -> list[ClipEntry]:
+        entries: list[ClipEntry] = []
+        for split, kind in walker.scan(word_rel):
+            split_rel = join(word_rel, split)
+            if kind is None:
+                continue
+            if kind == "file":
+                walker.problem(split_rel, "unexpected file (expected train/val/test folders)")
+            elif split not in SPLITS:
+                walker.problem(split_rel, f"unknown split folder '{split}'")
+            elif split in self.splits:
+                for number, path in _clips(walker, split_rel, word):
+                    entries.append(
+                        ClipEntry(
+                            clip_id=f"{split}/{word}/{word}_{number}",
+                            dataset=self.name,
+                            split=split,
+                            speaker=None,
+                            emotion=None,
+                            level=None,
+                            view=None,
+                            word=word,
+                            utterance=number,
+                            video=path,
+                            audio=None,
+                        )
+                    )
+        return entries
+
+
+def _clips(walker: TreeWalker, split_rel: str, word: str) -> Iterable[tuple[str, str]]:
+    """(number, path) of the ``<WORD>_<nnnnn>.mp4`` files of a split folder; .txt is accepted."""
+    for name, kind in walker.scan(split_rel):
+        rel = join(split_rel, name)
+        if kind is None:
+            continue
+        if kind == "dir":
+            walker.problem(rel, f"unexpected folder (expected {word}_<nnnnn>.mp4 files)")
+            continue
+        stem, dot, ext = name.rpartition(".")
+        if not dot or ext not in ("mp4", "txt"):
+            walker.problem(rel, "not an .mp4 file")
+            continue
+        match = STEM_RE.fullmatch(stem)
+        if match is None:
+            walker.problem(rel, f"file name '{name}' is not {word}_<5 digits>.{ext}")
+        elif match[1] != word:
+            walker.problem(rel, f"file name '{name}' does not match its word folder '{word}'")
+        elif ext == "mp4":
+            yield match[2], rel

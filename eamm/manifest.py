@@ -1,0 +1,186 @@
+"""Dataset manifests: one Parquet row per indexed clip (failed ones included), explicit schema.
+
+Written atomically (temporary file, then rename). ``validate_manifest`` checks a manifest against
+the schema and the files on disk: an ok row whose outputs are missing or inconsistent, a failed
+row with outputs, and clip folders no row accounts for are all errors.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from eamm.errors import EammError
+
+OUTPUT_FILES = ("frames.mp4", "audio.wav", "mfcc.npy", "landmarks.npy", "pose.npy")
+STATUSES = ("ok", "failed", "skipped")
+MANIFEST_NAME = "manifest.parquet"
+CLIPS_DIR = "clips"
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("speaker", pa.string()),
+        pa.field("emotion", pa.string()),
+        pa.field("level", pa.int16()),
+        pa.field("view", pa.string()),
+        pa.field("word", pa.string()),
+        pa.field("utterance", pa.string(), nullable=False),
+        # sources, relative to the raw root
+        pa.field("video_path", pa.string(), nullable=False),
+        pa.field("audio_path", pa.string()),
+        pa.field("source_bytes", pa.int64()),
+        pa.field("source_mtime_ns", pa.int64()),
+        pa.field("source_fingerprint", pa.string()),
+        # input facts
+        pa.field("fps_in", pa.float64()),
+        pa.field("n_frames_in", pa.int32()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("duration_s", pa.float64()),
+        # outputs
+        pa.field("n_frames", pa.int32()),
+        pa.field("n_mfcc_windows", pa.int32()),
+        pa.field("audio_source", pa.string()),
+        # audio duration minus video duration before trimming/padding (seconds)
+        pa.field("audio_video_offset_s", pa.float64()),
+        pa.field("mfcc_end_pad", pa.int32()),
+        pa.field("faces_detected", pa.int16()),
+        pa.field("frames_with_face", pa.int32()),
+        pa.field("transform", pa.list_(pa.float64())),
+        pa.field("landmark_backend", pa.string()),
+        # outcome
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error_code", pa.string()),
+        pa.field("error_message", pa.string()),
+        pa.field("output_dir", pa.string()),
+        pa.field("output_files", pa.list_(pa.string())),
+        pa.field("param_fingerprint", pa.string()),
+        pa.field("code_version", pa.string()),
+        pa.field("processing_seconds", pa.float64()),
+    ],
+    metadata={"eamm.manifest.version": "1"},
+)
+FIELDS = tuple(MANIFEST_SCHEMA.names)
+TIMING_COLUMNS = ("processing_seconds", "source_mtime_ns")
+
+
+def to_table(rows: list[dict]) -> pa.Table:
+    """Rows (dicts with the schema's keys; missing keys are null) as a table sorted by clip_id."""
+    ordered = sorted(rows, key=lambda r: r["clip_id"])
+    return pa.Table.from_pylist(
+        [{name: row.get(name) for name in FIELDS} for row in ordered], schema=MANIFEST_SCHEMA
+    )
+
+
+def write_manifest(rows: list[dict], path: str | Path) -> Path:
+    """Write atomically: readers see the old manifest or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = to_table(rows)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_manifest(path: str | Path) -> pa.Table:
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as err:
+        raise EammError(f"{path}: not a readable Parquet manifest ({err})") from None
+    if not table.schema.equals(MANIFEST_SCHEMA, check_metadata=False):
+        raise EammError(f"{path}: schema differs from the manifest schema (version 1)")
+    return table
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    return read_manifest(path).to_pylist()
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Counts by status and split, ok clips by speaker/emotion (MEAD) or word (LRW), failures."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    by_group: Counter[str] = Counter()
+    for r in ok:
+        by_group[r["word"] if r["dataset"] == "lrw" else f"{r['speaker']}/{r['emotion']}"] += 1
+    return {
+        "clips": len(rows),
+        "by_status": dict(sorted(Counter(r["status"] for r in rows).items())),
+        "by_split": dict(sorted(Counter(r["split"] for r in ok).items())),
+        "by_group": dict(sorted(by_group.items())),
+        "failure_reasons": dict(
+            sorted(Counter(r["error_code"] for r in rows if r["status"] == "failed").items())
+        ),
+        "frames": int(sum(r["n_frames"] or 0 for r in ok)),
+        "hours": round(sum(r["n_frames"] or 0 for r in ok) / 25 / 3600, 4),
+    }
+
+
+def _check_outputs(row: dict, clip_dir: Path) -> list[str]:
+    problems = []
+    present = sorted(p.name for p in clip_dir.iterdir()) if clip_dir.is_dir() else []
+    if present != sorted(OUTPUT_FILES):
+        missing = sorted(set(OUTPUT_FILES) - set(present))
+        extra = sorted(set(present) - set(OUTPUT_FILES))
+        detail = ", ".join(f"missing {m}" for m in missing) + ", ".join(f"extra {e}" for e in extra)
+        return [f"{row['clip_id']}: outputs incomplete ({detail})"]
+    n = row["n_frames"]
+    shapes = {
+        "mfcc.npy": (n, 28, 13),
+        "landmarks.npy": (n, 68, 2),
+        "pose.npy": (n, 7),
+    }
+    for name, shape in shapes.items():
+        array = np.load(clip_dir / name, mmap_mode="r")
+        if array.shape != shape:
+            problems.append(f"{row['clip_id']}: {name} has shape {array.shape}, expected {shape}")
+    return problems
+
+
+def validate_manifest(path: str | Path) -> list[str]:
+    """Problems found (empty when valid); outputs are looked up beside the manifest."""
+    path = Path(path)
+    rows = read_rows(path)
+    root = path.parent
+    problems: list[str] = []
+    ids = [r["clip_id"] for r in rows]
+    for dup in sorted(k for k, v in Counter(ids).items() if v > 1):
+        problems.append(f"{dup}: listed more than once")
+    expected: set[Path] = set()
+    for row in rows:
+        if row["status"] not in STATUSES:
+            problems.append(f"{row['clip_id']}: unknown status {row['status']!r}")
+            continue
+        clip_dir = root / CLIPS_DIR / row["clip_id"]
+        if row["status"] == "ok":
+            expected.add(clip_dir)
+            problems += _check_outputs(row, clip_dir)
+        elif clip_dir.exists():
+            problems.append(f"{row['clip_id']}: status {row['status']} but outputs exist")
+        if row["status"] == "failed" and not row["error_code"]:
+            problems.append(f"{row['clip_id']}: failed without an error_code")
+    clips = root / CLIPS_DIR
+    if clips.is_dir():
+        for frames in clips.rglob("frames.mp4"):
+            if frames.parent not in expected:
+                rel = frames.parent.relative_to(clips)
+                problems.append(f"{rel}: outputs on disk that no ok row accounts for")
+        for leftover in clips.rglob(".*.partial"):
+            problems.append(f"{leftover.relative_to(clips)}: partial output left behind")
+    return problems

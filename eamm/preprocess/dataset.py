@@ -1,0 +1,219 @@
+"""Processing indexed clips of a dataset: fingerprints, skip decisions, manifest rows, journal.
+
+A clip is reused (not processed again) when its previous record has the same source content and
+the same parameter fingerprint and, for ok clips, all outputs are on disk. Every finished clip is
+appended to a journal (one JSON line, flushed and fsynced) so a killed run loses no finished work;
+the manifest written at the end of a run absorbs the journal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+
+from eamm import __version__
+from eamm.config import PreprocessParams
+from eamm.datasets.base import ClipEntry
+from eamm.errors import EammError
+from eamm.face.landmarks import FaceModels, LandmarkBackend
+from eamm.manifest import CLIPS_DIR, MANIFEST_NAME, OUTPUT_FILES, read_rows
+from eamm.preprocess.clip import preprocess_clip
+
+# Bump when the outputs of the same inputs and params change, so old outputs are redone.
+PREPROCESS_REVISION = 1
+JOURNAL_DIR = ".journal"
+# Parameters that do not change outputs, left out of the fingerprint.
+NON_OUTPUT_PARAMS = {"decoder_threads"}
+
+
+def _file_digest(path: Path, digest: hashlib.blake2b) -> None:
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+
+
+def param_fingerprint(params: PreprocessParams) -> str:
+    """Hash of everything that changes a clip's outputs: params, template content, revision."""
+    settings = params.model_dump(exclude=NON_OUTPUT_PARAMS)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    digest.update(f"revision={PREPROCESS_REVISION}".encode())
+    if params.template != "default":
+        _file_digest(Path(params.template), digest)
+    else:
+        from eamm.face.template import DEFAULT_TEMPLATE
+
+        _file_digest(DEFAULT_TEMPLATE, digest)
+    return digest.hexdigest()
+
+
+def _sources(raw_root: Path, entry: ClipEntry) -> list[Path]:
+    return [raw_root / entry.video] + ([raw_root / entry.audio] if entry.audio else [])
+
+
+def source_stat(raw_root: Path, entry: ClipEntry) -> tuple[int, int]:
+    """(total bytes, newest mtime in ns) of the clip's source files; cheap change detection."""
+    stats = [p.stat() for p in _sources(raw_root, entry) if p.exists()]
+    return sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
+
+
+def content_fingerprint(raw_root: Path, entry: ClipEntry) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for path in _sources(raw_root, entry):
+        if path.exists():
+            _file_digest(path, digest)
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def entry_row(entry: ClipEntry) -> dict:
+    """The manifest columns that come from the index."""
+    row = dataclasses.asdict(entry)
+    row["video_path"] = row.pop("video")
+    row["audio_path"] = row.pop("audio")
+    return row
+
+
+def outputs_complete(out_root: Path, clip_id: str) -> bool:
+    clip_dir = out_root / CLIPS_DIR / clip_id
+    return all((clip_dir / name).is_file() for name in OUTPUT_FILES)
+
+
+def reusable(prev: dict | None, size: int, mtime_ns: int, param_fp: str, out_root: Path) -> bool:
+    """Whether a previous record still describes the clip, judged without reading the sources."""
+    if prev is None or prev.get("param_fingerprint") != param_fp:
+        return False
+    if (prev.get("source_bytes"), prev.get("source_mtime_ns")) != (size, mtime_ns):
+        return False
+    if prev["status"] == "ok":
+        return outputs_complete(out_root, prev["clip_id"])
+    return prev["status"] == "failed"
+
+
+def skipped_row(entry: ClipEntry, reason: str) -> dict:
+    return {**entry_row(entry), "status": "skipped", "error_message": reason}
+
+
+def process_entry(
+    entry: ClipEntry,
+    raw_root: Path,
+    out_root: Path,
+    params: PreprocessParams,
+    param_fp: str,
+    prev: dict | None,
+    models: FaceModels,
+    backend: LandmarkBackend,
+) -> tuple[dict, bool]:
+    """(manifest row, reused?). Bad clips become failed rows; they never raise."""
+    size, mtime_ns = source_stat(raw_root, entry)
+    fingerprint = content_fingerprint(raw_root, entry)
+    if (
+        prev is not None
+        and prev.get("source_fingerprint") == fingerprint
+        and prev.get("param_fingerprint") == param_fp
+        and (prev["status"] == "failed" or outputs_complete(out_root, entry.clip_id))
+    ):
+        return {**prev, "source_bytes": size, "source_mtime_ns": mtime_ns}, True
+    row = {
+        **entry_row(entry),
+        "source_bytes": size,
+        "source_mtime_ns": mtime_ns,
+        "source_fingerprint": fingerprint,
+        "param_fingerprint": param_fp,
+        "code_version": __version__,
+    }
+    clip_dir = out_root / CLIPS_DIR / entry.clip_id
+    audio = raw_root / entry.audio if entry.audio else None
+    try:
+        result = preprocess_clip(
+            raw_root / entry.video,
+            clip_dir,
+            audio=audio,
+            params=params,
+            models=models,
+            backend=backend,
+        )
+    except Exception as err:  # one bad clip must not stop the dataset
+        shutil.rmtree(clip_dir, ignore_errors=True)
+        code = getattr(err, "code", None) if isinstance(err, EammError) else "internal_error"
+        message = str(err) if isinstance(err, EammError) else f"{entry.video}: {err!r}"
+        return {
+            **row,
+            "status": "failed",
+            "error_code": code or "error",
+            "error_message": message,
+        }, False
+    row.update(
+        status="ok",
+        fps_in=result.input_fps,
+        n_frames_in=result.input_frames,
+        width=result.width,
+        height=result.height,
+        duration_s=result.input_frames / result.input_fps,
+        n_frames=result.num_frames,
+        n_mfcc_windows=result.num_windows,
+        audio_source=result.audio_source,
+        audio_video_offset_s=-result.audio_diff_samples / 16000,
+        mfcc_end_pad=result.mfcc_end_pad,
+        faces_detected=result.faces_detected,
+        frames_with_face=result.frames_with_face,
+        transform=list(result.transform),
+        landmark_backend=result.landmark_backend,
+        output_dir=f"{CLIPS_DIR}/{entry.clip_id}",
+        output_files=list(OUTPUT_FILES),
+        processing_seconds=result.seconds,
+    )
+    return row, False
+
+
+class Journal:
+    """Append-only JSON lines of finished clips, one file per process and thread."""
+
+    def __init__(self, out_root: Path) -> None:
+        self.folder = Path(out_root) / JOURNAL_DIR
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def append(self, row: dict) -> None:
+        name = f"{os.getpid()}-{threading.get_ident()}.jsonl"
+        with (self.folder / name).open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def load_previous(out_root: Path) -> dict[str, dict]:
+    """Latest record per clip: the last manifest, then journal lines written after it."""
+    out_root = Path(out_root)
+    records: dict[str, dict] = {}
+    manifest = out_root / MANIFEST_NAME
+    if manifest.is_file():
+        records.update({r["clip_id"]: r for r in read_rows(manifest)})
+    journal = out_root / JOURNAL_DIR
+    if journal.is_dir():
+        for path in sorted(journal.glob("*.jsonl"), key=lambda p: p.stat().st_mtime_ns):
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short by a kill
+                    continue
+                records[row["clip_id"]] = row
+    return records
+
+
+def clear_journal(out_root: Path) -> None:
+    shutil.rmtree(Path(out_root) / JOURNAL_DIR, ignore_errors=True)
+
+
+def remove_stale_outputs(out_root: Path, keep: set[str], previous: dict[str, dict]) -> int:
+    """Delete clip folders that earlier runs produced but no current ok row keeps."""
+    removed = 0
+    for clip_id, row in previous.items():
+        if row.get("status") == "ok" and clip_id not in keep:
+            shutil.rmtree(Path(out_root) / CLIPS_DIR / clip_id, ignore_errors=True)
+            removed += 1
+    return removed

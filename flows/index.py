@@ -1,0 +1,59 @@
+"""Flow: index a raw MEAD or LRW folder into an index Parquet file and a layout report."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from eamm.config import DatasetsParams, load_section
+from eamm.datasets.index_io import write_index, write_index_report
+from eamm.datasets.mead import load_test_speakers
+from tasks.index import index_dataset
+
+
+def recipe_options(dataset: str, params_path: str) -> tuple[str, dict]:
+    """(raw folder, recipe keyword options) from the ``datasets`` section of params."""
+    datasets = load_section(params_path, "datasets", DatasetsParams)
+    if dataset == "mead":
+        mead = datasets.mead
+        return mead.raw, {
+            "views": tuple(mead.views),
+            "speakers": tuple(mead.speakers) if mead.speakers else None,
+            "emotions": tuple(mead.emotions) if mead.emotions else None,
+            "test_speakers": load_test_speakers(mead.split_file),
+        }
+    lrw = datasets.lrw
+    return lrw.raw, {
+        "words": tuple(lrw.words) if lrw.words else None,
+        "splits": tuple(lrw.splits),
+    }
+
+
+@flow(name="index-dataset")
+def index_flow(
+    dataset: str, out: str, raw: str | None = None, params_path: str = "params.yaml"
+) -> dict:
+    """Index, write ``out`` (Parquet) and ``<out stem>_report.json``; return the report."""
+    default_raw, options = recipe_options(dataset, params_path)
+    index = index_dataset(dataset, raw or default_raw, options)
+    out_path = Path(out)
+    write_index(index, out_path)
+    report_path = out_path.with_name(f"{out_path.stem}_report.json")
+    write_index_report(index, report_path)
+    report = json.loads(report_path.read_text())
+    splits = Counter(e.split for e in index.entries)
+    lines = [f"| {k} | {v} |" for k, v in sorted(splits.items())]
+    problems = [f"- `{p.path}`: {p.reason}" for p in index.problems[:200]]
+    create_markdown_artifact(
+        key=f"index-{dataset}",
+        markdown="| split | clips |\n|---|---|\n"
+        + "\n".join(lines)
+        + (f"\n\n**{len(index.problems)} layout problems**\n" + "\n".join(problems))
+        * bool(problems),
+        description=f"{dataset} index of {index.root}",
+    )
+    return report

@@ -1,0 +1,183 @@
+"""Flow: index -> process clips in batches in parallel -> manifest, for MEAD or LRW.
+
+Incremental and resumable: clips whose sources and parameters did not change are reused;
+finished clips are journaled as they complete, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from prefect import flow, unmapped
+from prefect.artifacts import create_markdown_artifact
+from prefect.futures import as_completed
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from eamm.config import PreprocessParams, PreprocessRunParams, load_section
+from eamm.datasets.index_io import read_index
+from eamm.manifest import MANIFEST_NAME, summarize, write_manifest
+from eamm.preprocess.dataset import (
+    clear_journal,
+    load_previous,
+    param_fingerprint,
+    remove_stale_outputs,
+    reusable,
+    source_stat,
+)
+from flows.index import index_flow
+from flows.runners import default_workers, make_task_runner
+from tasks.preprocess import preprocess_batch
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("ok {task.fields[ok]} failed {task.fields[failed]}"),
+        TextColumn("{task.fields[rate]:.2f} clips/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+
+
+def _artifact(dataset: str, summary: dict) -> None:
+    def table(title: str, counts: dict) -> str:
+        rows = "\n".join(f"| {k} | {v} |" for k, v in counts.items()) or "| - | 0 |"
+        return f"| {title} | clips |\n|---|---|\n{rows}\n"
+
+    create_markdown_artifact(
+        key=f"preprocess-{dataset}",
+        markdown="\n".join(
+            [
+                table("status", summary["by_status"]),
+                table("split (ok)", summary["by_split"]),
+                table("speaker/emotion or word (ok)", summary["by_group"]),
+                table("failure reason", summary["failure_reasons"]),
+                f"processed {summary['processed']}, reused {summary['reused']}, "
+                f"{summary['seconds']:.1f} s",
+            ]
+        ),
+        description=f"{dataset} preprocessing summary",
+    )
+
+
+@flow(name="preprocess-dataset")
+def preprocess_flow(
+    dataset: str,
+    out: str,
+    raw: str | None = None,
+    index_path: str | None = None,
+    params_path: str = "params.yaml",
+    summary_path: str | None = None,
+    batch_size: int | None = None,
+) -> dict:
+    """Process every indexed clip of ``dataset`` into ``out`` and write its manifest."""
+    start = time.perf_counter()
+    params = load_section(params_path, "preprocess", PreprocessParams)
+    run = load_section(params_path, "preprocess_run", PreprocessRunParams)
+    out_root = Path(out)
+    if index_path is None:
+        index_path = str(out_root / "index.parquet")
+        index_flow(dataset, index_path, raw=raw, params_path=params_path)
+    index = read_index(index_path)
+    raw_root = Path(raw or index.root)
+    out_root.mkdir(parents=True, exist_ok=True)
+
+    previous = load_previous(out_root)
+    param_fp = param_fingerprint(params)
+    rows: list[dict] = []
+    todo = []
+    for entry in index.entries:
+        prev = previous.get(entry.clip_id)
+        size, mtime = source_stat(raw_root, entry)
+        if reusable(prev, size, mtime, param_fp, out_root):
+            rows.append(prev)
+        else:
+            todo.append(entry)
+    reused = len(rows)
+    size = batch_size or run.batch_size.get(dataset, 8)
+    batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+    futures = preprocess_batch.map(
+        batches,
+        raw_root=unmapped(str(raw_root)),
+        out_root=unmapped(str(out_root)),
+        params=unmapped(params),
+        param_fp=unmapped(param_fp),
+        previous=[
+            {e.clip_id: previous[e.clip_id] for e in b if e.clip_id in previous} for b in batches
+        ],
+    )
+    ok = sum(r["status"] == "ok" for r in rows)
+    failed = len(rows) - ok
+    processed = 0
+    with _progress() as bar:
+        task = bar.add_task(
+            dataset, total=len(index.entries), completed=len(rows), ok=ok, failed=failed, rate=0.0
+        )
+        for future in as_completed(list(futures)):
+            for row, was_reused in future.result():
+                rows.append(row)
+                reused += was_reused
+                processed += not was_reused
+                ok += row["status"] == "ok"
+                failed += row["status"] != "ok"
+            elapsed = time.perf_counter() - start
+            bar.update(
+                task, completed=len(rows), ok=ok, failed=failed, rate=processed / max(elapsed, 1e-9)
+            )
+
+    keep = {r["clip_id"] for r in rows if r["status"] == "ok"}
+    remove_stale_outputs(out_root, keep, previous)
+    write_manifest(rows, out_root / MANIFEST_NAME)
+    clear_journal(out_root)
+    summary = {
+        "dataset": dataset,
+        "manifest": str(out_root / MANIFEST_NAME),
+        **summarize(rows),
+        "processed": processed,
+        "reused": reused,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    if summary_path:
+        stable = {k: v for k, v in summary.items() if k not in ("processed", "reused", "seconds")}
+        Path(summary_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(summary_path).write_text(json.dumps(stable, indent=2) + "\n")
+    _artifact(dataset, summary)
+    return summary
+
+
+def run_preprocess(
+    dataset: str,
+    out: str,
+    raw: str | None = None,
+    index_path: str | None = None,
+    params_path: str = "params.yaml",
+    summary_path: str | None = None,
+    workers: int | None = None,
+    runner: str | None = None,
+) -> dict:
+    """Pick the task runner (CLI flags win over params) and run the flow."""
+    run = load_section(params_path, "preprocess_run", PreprocessRunParams)
+    task_runner = make_task_runner(
+        runner or run.runner, workers or run.workers or default_workers()
+    )
+    configured = preprocess_flow.with_options(name=f"preprocess-{dataset}", task_runner=task_runner)
+    return configured(
+        dataset,
+        out,
+        raw=raw,
+        index_path=index_path,
+        params_path=params_path,
+        summary_path=summary_path,
+    )

@@ -1,0 +1,30 @@
+"""Task runner from a params/CLI string: threads, processes, or a Dask scheduler address."""
+
+from __future__ import annotations
+
+import os
+
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+from eamm.errors import EammError
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def make_task_runner(runner: str, workers: int | None = None):
+    workers = workers or default_workers()
+    if runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if runner == "processes":
+        return ProcessPoolTaskRunner(max_workers=workers)
+    if "://" in runner:
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError:
+            raise EammError(
+                f"runner {runner}: Dask needs the [dask] extra (pip install -e '.[dask]')"
+            ) from None
+        return DaskTaskRunner(address=runner)
+    raise EammError(f"unknown runner '{runner}': use threads, processes or a Dask address")

@@ -1,0 +1,72 @@
+"""Tasks for dataset preprocessing: a batch of clips per task (per-task overhead stays small)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from prefect import task
+from prefect.logging import get_run_logger
+
+from eamm.config import PreprocessParams
+from eamm.datasets.base import ClipEntry
+from eamm.face.landmarks import FaceModels, LandmarkBackend, make_backend
+from eamm.preprocess.dataset import Journal, process_entry
+
+_local = threading.local()
+
+
+def worker_models(params: PreprocessParams) -> tuple[FaceModels, LandmarkBackend]:
+    """Models loaded once per worker thread (or process) and reused for every clip."""
+    key = (params.landmarks.model_dump_json(),)
+    if getattr(_local, "key", None) != key:
+        if getattr(_local, "models", None) is not None:
+            _local.models.close()
+        _local.models = FaceModels(params.landmarks.min_detection_confidence)
+        _local.backend = make_backend(params.landmarks.backend, params.landmarks.fan_weights_dir)
+        _local.key = key
+    return _local.models, _local.backend
+
+
+def _transient(task, task_run, state) -> bool:
+    """Retry only what may pass on a second try (I/O hiccups, memory), never a bad clip."""
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, (OSError, MemoryError, TimeoutError))
+
+
+@task(
+    name="preprocess-batch",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_transient,
+)
+def preprocess_batch(
+    entries: list[ClipEntry],
+    raw_root: str,
+    out_root: str,
+    params: PreprocessParams,
+    param_fp: str,
+    previous: dict[str, dict],
+) -> list[tuple[dict, bool]]:
+    """Process (or reuse) each clip; every finished clip is journaled before the next starts."""
+    logger = get_run_logger()
+    models, backend = worker_models(params)
+    journal = Journal(Path(out_root))
+    results = []
+    for entry in entries:
+        row, reused = process_entry(
+            entry,
+            Path(raw_root),
+            Path(out_root),
+            params,
+            param_fp,
+            previous.get(entry.clip_id),
+            models,
+            backend,
+        )
+        if not reused:
+            journal.append(row)
+        if row["status"] == "failed":
+            logger.warning("%s failed: %s", entry.clip_id, row["error_message"])
+        results.append((row, reused))
+    return results

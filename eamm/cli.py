@@ -132,6 +132,27 @@ def preprocess(
     )
 
 
+@app.command()
+def train(
+    stage: str = typer.Argument(..., help="train_fomm, train_a2fd, finetune_a2fd or train_emotion"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file"),
+    data_root: Path = typer.Option(Path("data"), help="holds <dataset>/processed/manifest.parquet"),
+    models_root: Path = typer.Option(Path("models"), help="checkpoints go to <root>/<stage>/"),
+    resume: bool = typer.Option(True, help="continue from the stage's last checkpoint"),
+) -> None:
+    """Run one training stage (a Prefect flow; the DVC stage of the same name)."""
+    from flows.train import train_flow
+
+    metrics = train_flow(
+        stage,
+        params_path=str(params),
+        data_root=str(data_root),
+        models_root=str(models_root),
+        resume=resume,
+    )
+    console.print(f"{stage}: step {metrics.get('step')}, loss {metrics.get('loss/total', 0):.4g}")
+
+
 manifest_app = typer.Typer(help="Inspect and validate dataset manifests.", no_args_is_help=True)
 app.add_typer(manifest_app, name="manifest")
 

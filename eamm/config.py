@@ -120,3 +120,36 @@ class PreprocessRunParams(_Strict):
     runner: str = "threads"
     workers: int | None = Field(None, ge=1)  # None: one per CPU core
     batch_size: dict[str, int] = {"mead": 4, "lrw": 16}
+
+
+class TrainerParams(_Strict):
+    """Machinery shared by the training stages (none of it changes what is learned)."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:1
+    bf16: bool = True  # autocast on GPUs that support bf16
+    channels_last: bool = True  # on GPUs
+    compile: bool = False  # torch.compile the trainable modules
+    seed: int = 0
+    num_workers: int = 2  # DataLoader worker processes
+
+
+class StageParams(_Strict):
+    """One training stage's length, batch, optimiser schedule and loss weights."""
+
+    steps: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    milestones: list[int] = []  # steps at which the learning rate is multiplied by gamma
+    gamma: float = 0.1
+    checkpoint_every: int = 500
+    log_every: int = 10
+    sample_every: int = 500
+    clip_len: int = 16
+    datasets: list[Literal["mead", "lrw"]] = ["lrw"]
+    splits: list[Literal["train", "val", "test"]] = ["train"]
+    loss_weights: dict[str, float | list[float]] = {}
+    jitter: float = 0.0
+    rotation: float = 30.0
+    num_emotion_kp: int = 4
+    classify: bool = True

@@ -1,0 +1,149 @@
+"""Perceptual-loss helpers: VGG19 features, image pyramid, pyramid perceptual loss.
+
+Reference: ``eamm-reference.md`` 2.8 (``Vgg19``, ``ImagePyramide``) and 3.3 (the stage-2 loss).
+VGG19 is written out here (torchvision is not a dependency); its layers carry torchvision's
+``features.<index>`` names, so a torchvision ``vgg19`` state dict loads into it. ImageNet weights
+are never downloaded: pass a local file to :meth:`Vgg19Features.from_weights`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from eamm.models.util import AntiAliasInterpolation2d
+
+__all__ = ["ImagePyramide", "Vgg19Features", "pyramid_perceptual_loss"]
+
+# VGG19 "E" configuration up to relu5_1 (torchvision features[0:30]); "M" = 2x2 max-pool.
+_VGG19_CFG: tuple[int | str, ...] = (
+    64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512,
+)  # fmt: skip
+# End indices (exclusive) of the five slices: after relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
+_SLICE_ENDS = (2, 7, 12, 21, 30)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Vgg19Features(nn.Module):
+    """Frozen VGG19 ``features[0:30]`` returning the 5 activations after relu1_1 .. relu5_1.
+
+    ``forward(x (N, 3, H, W) in [0, 1])`` normalises with the ImageNet mean/std and returns a list
+    of 5 tensors (64, 128, 256, 512, 512 channels at H/1, /2, /4, /8, /16). Parameters are frozen
+    (``requires_grad`` False) but gradients flow to the input. ``pretrained`` tells whether
+    ImageNet weights were loaded; a plain constructor keeps random weights.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_channels = 3
+        for v in _VGG19_CFG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                layers += [nn.Conv2d(in_channels, int(v), 3, padding=1), nn.ReLU(inplace=True)]
+                in_channels = int(v)
+        assert len(layers) == _SLICE_ENDS[-1]
+        self.features = nn.Sequential(*layers)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+        self.pretrained = False
+
+    @classmethod
+    def from_weights(cls, path: str | os.PathLike[str] | None) -> Vgg19Features:
+        """Build the network, loading a local torchvision-format VGG19 state dict if ``path``.
+
+        Keys ``features.<i>.weight/bias`` for i < 30 are used; others (deeper layers,
+        ``classifier.*``) are ignored. With ``path`` None the weights stay random and
+        ``pretrained`` is False (the perceptual loss is then only a structural stand-in).
+        """
+        model = cls()
+        if path is None:
+            return model
+        state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        own = model.state_dict()
+        selected = {k: v for k, v in state.items() if k in own}
+        missing = sorted(set(own) - set(selected))
+        if missing:
+            raise ValueError(
+                f"{path} is not a torchvision VGG19 state dict: missing {', '.join(missing[:4])}"
+                + (" ..." if len(missing) > 4 else "")
+            )
+        model.load_state_dict(selected, strict=True)
+        model.pretrained = True
+        return model
+
+    def train(self, mode: bool = True) -> Vgg19Features:
+        # Always frozen: keep eval mode whatever the owning module asks.
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        outputs = []
+        start = 0
+        for end in _SLICE_ENDS:
+            for i in range(start, end):
+                out = self.features[i](out)
+            outputs.append(out)
+            start = end
+        return outputs
+
+
+class ImagePyramide(nn.Module):
+    """Anti-aliased image pyramid (reference 2.8): ``prediction_<scale>`` for every scale.
+
+    :param sigma: blur of :class:`AntiAliasInterpolation2d`; EAMM uses 1.5 for every scale,
+        ``None`` gives FOMM's per-scale ``(1/scale - 1)/2``.
+    """
+
+    def __init__(
+        self, scales: Sequence[float], num_channels: int = 3, sigma: float | None = 1.5
+    ) -> None:
+        super().__init__()
+        self.scales = tuple(scales)
+        self.downs = nn.ModuleDict(
+            {
+                str(scale).replace(".", "-"): AntiAliasInterpolation2d(num_channels, scale, sigma)
+                for scale in self.scales
+            }
+        )
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"prediction_" + key.replace("-", "."): down(x) for key, down in self.downs.items()}
+
+
+def pyramid_perceptual_loss(
+    pred: torch.Tensor,
+    real: torch.Tensor,
+    vgg: Vgg19Features,
+    pyramid: ImagePyramide,
+    weights: Sequence[float],
+) -> torch.Tensor:
+    """Multi-scale VGG perceptual loss (reference 3.3, FOMM ``perceptual``).
+
+    ``sum_scales sum_l weights[l] * mean|VGG_l(pyr_s(pred)) - VGG_l(pyr_s(real))|`` with the real
+    features computed without gradient. ``weights`` has one entry per VGG layer (5; EAMM stage 2:
+    0.1 each, FOMM: 10 each). Returns a scalar tensor.
+    """
+    if len(weights) > len(_SLICE_ENDS):
+        raise ValueError(f"at most {len(_SLICE_ENDS)} VGG layer weights, got {len(weights)}")
+    pyramid_pred = pyramid(pred)
+    with torch.no_grad():
+        pyramid_real = pyramid(real)
+    total = pred.new_zeros(())
+    for key, image in pyramid_pred.items():
+        x_vgg = vgg(image)
+        with torch.no_grad():
+            y_vgg = vgg(pyramid_real[key])
+        for weight, a, b in zip(weights, x_vgg, y_vgg, strict=False):
+            if weight:
+                total = total + weight * (a - b.detach()).abs().mean()
+    return total

@@ -1,0 +1,1 @@
+"""Training: data loading from the manifests, the four EAMM stages, checkpoints, logging."""

@@ -1,0 +1,207 @@
+"""Assemble a training stage from params: networks (sizes from ``model``), upstream
+checkpoints, manifests and the stage's loss function."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from eamm.config import StageParams, TrainerParams
+from eamm.errors import EammError
+from eamm.models import (
+    AudioKeypointHead,
+    AudioToFacialDynamics,
+    EmotionDisplacement,
+    KPDetector,
+    OcclusionAwareGenerator,
+)
+from eamm.train.checkpoint import file_fingerprint, load_checkpoint
+from eamm.train.clips import Clip, load_clips
+from eamm.train.datasets import AudioWindows, EmotionWindows, FommPairs, StepBatchSampler
+from eamm.train.loop import Stage
+from eamm.train.stages import (
+    PerceptualLoss,
+    a2fd_losses,
+    emotion_losses,
+    fomm_losses,
+    select_emotion_keypoints,
+)
+
+STAGES = ("train_fomm", "train_a2fd", "finetune_a2fd", "train_emotion")
+# Which upstream checkpoint each stage loads its frozen or initial networks from.
+UPSTREAM = {
+    "train_fomm": (),
+    "train_a2fd": ("fomm",),
+    "finetune_a2fd": ("fomm", "a2fd"),
+    "train_emotion": ("fomm", "a2fd_finetune"),
+}
+
+
+def profile(model: dict) -> dict:
+    """The active size profile of the ``model`` params section."""
+    name = model["profile"]
+    if name not in model["profiles"]:
+        raise EammError(f"params: model.profile '{name}' is not in model.profiles")
+    return model["profiles"][name]
+
+
+def build_networks(sizes: dict) -> dict[str, torch.nn.Module]:
+    common = sizes["common"]
+    return {
+        "kp_detector": KPDetector(**common, **sizes["kp_detector"]),
+        "generator": OcclusionAwareGenerator(
+            num_channels=common["num_channels"], num_kp=common["num_kp"], **sizes["generator"]
+        ),
+        "audio_feature": AudioToFacialDynamics(**sizes["audio"]),
+        "kp_detector_a": AudioKeypointHead(num_kp=common["num_kp"], **sizes["audio_head"]),
+    }
+
+
+def build_emotion_net(sizes: dict, num_emotion_kp: int) -> torch.nn.Module:
+    return EmotionDisplacement(num_emotion_kp=num_emotion_kp, **sizes["emotion"])
+
+
+def manifest_paths(data_root: Path, datasets: list[str]) -> list[Path]:
+    paths = [data_root / d / "processed" / "manifest.parquet" for d in datasets]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise EammError(f"{', '.join(missing)}: manifest missing; run the preprocess stages first")
+    return paths
+
+
+def combined_fingerprint(paths: list[Path]) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for path in paths:
+        digest.update(file_fingerprint(path).encode())
+    return digest.hexdigest()
+
+
+def _clips(paths: list[Path], params: StageParams, min_frames: int) -> list[Clip]:
+    clips = [c for p in paths for c in load_clips(p, tuple(params.splits), min_frames)]
+    if not clips:
+        raise EammError(
+            f"no ok clips with >= {min_frames} frames in split(s) {params.splits} of "
+            f"{', '.join(map(str, paths))}"
+        )
+    return clips
+
+
+def _load(nets: dict, checkpoint: dict, names: tuple[str, ...]) -> None:
+    for name in names:
+        if name not in checkpoint["models"]:
+            raise EammError(f"checkpoint of stage {checkpoint['stage']} has no '{name}'")
+        nets[name].load_state_dict(checkpoint["models"][name])
+
+
+def build_stage(
+    name: str,
+    model: dict,
+    params: StageParams,
+    trainer: TrainerParams,
+    data_root: Path,
+    models_root: Path,
+) -> tuple[Stage, str]:
+    """(stage, manifest fingerprint) for one of STAGES."""
+    sizes = profile(model)
+    size = sizes["image_size"]
+    nets = build_networks(sizes)
+    ups = {u: load_checkpoint(models_root / u / "checkpoint.pt") for u in UPSTREAM[name]}
+    paths = manifest_paths(data_root, params.datasets)
+    # What the stage learns from: its manifests and the upstream checkpoints it starts from.
+    fingerprint = combined_fingerprint(
+        paths + [models_root / u / "checkpoint.pt" for u in UPSTREAM[name]]
+    )
+    weights = dict(params.loss_weights)
+    perceptual_cfg = model["perceptual"]
+
+    def perceptual() -> PerceptualLoss:
+        return PerceptualLoss(
+            sizes["perceptual_scales"],
+            perceptual_cfg["layer_weights"],
+            perceptual_cfg.get("vgg_weights"),
+        )
+
+    if name == "train_fomm":
+        perc = perceptual()
+        loss = fomm_losses(nets["kp_detector"], nets["generator"], perc, weights, trainer.seed)
+        stage = Stage(
+            name,
+            trainable={"kp_detector": nets["kp_detector"], "generator": nets["generator"]},
+            frozen={"perceptual": perc},
+            param_groups={"kp_detector": ["kp_detector"], "generator": ["generator"]},
+            dataset=FommPairs(_clips(paths, params, 2), size),
+            loss_fn=loss,
+        )
+        return stage, fingerprint
+
+    _load(nets, ups["fomm"], ("kp_detector",))
+    teacher = nets["kp_detector"]
+    dataset_kwargs = {"image_size": size, "clip_len": params.clip_len}
+    if name in ("train_a2fd", "finetune_a2fd"):
+        clips = _clips(paths, params, params.clip_len + 1)
+        dataset = AudioWindows(clips, jitter=params.jitter, **dataset_kwargs)
+        trainable = {"audio_feature": nets["audio_feature"], "kp_detector_a": nets["kp_detector_a"]}
+        groups = {"audio_feature": ["audio_feature", "kp_detector_a"]}
+        generator, perc = None, None
+        if name == "finetune_a2fd":
+            _load(nets, ups["a2fd"], ("audio_feature", "kp_detector_a"))
+            _load(nets, ups["fomm"], ("generator",))
+            generator, perc = nets["generator"], perceptual()
+            trainable["generator"] = generator
+            groups["generator"] = ["generator"]
+        loss = a2fd_losses(
+            teacher, nets["audio_feature"], nets["kp_detector_a"], weights, generator, perc
+        )
+        frozen = {"kp_detector": teacher} | ({"perceptual": perc} if perc is not None else {})
+        return Stage(name, trainable, frozen, groups, dataset, loss), fingerprint
+
+    _load(nets, ups["a2fd_finetune"], ("audio_feature", "kp_detector_a"))
+    clips = _clips(paths, params, params.clip_len + 1)
+    dataset = EmotionWindows(clips, rotation=params.rotation, **dataset_kwargs)
+    emotion_kp, scores = choose_emotion_keypoints(
+        dataset, teacher, nets["audio_feature"], nets["kp_detector_a"], params, trainer
+    )
+    emotion = build_emotion_net(sizes, len(emotion_kp))
+    loss = emotion_losses(
+        teacher,
+        nets["audio_feature"],
+        nets["kp_detector_a"],
+        emotion,
+        emotion_kp,
+        weights,
+        params.classify,
+    )
+    stage = Stage(
+        name,
+        trainable={"emo_detector": emotion},
+        frozen={
+            "kp_detector": teacher,
+            "audio_feature": nets["audio_feature"],
+            "kp_detector_a": nets["kp_detector_a"],
+        },
+        param_groups={"emo_detector": ["emo_detector"]},
+        dataset=dataset,
+        loss_fn=loss,
+        extra={"emotion_kp": emotion_kp, "emotion_kp_scores": scores},
+    )
+    return stage, fingerprint
+
+
+def choose_emotion_keypoints(
+    dataset,
+    teacher,
+    audio_net,
+    head,
+    params: StageParams,
+    trainer: TrainerParams,
+    probe_batches: int = 4,
+):
+    """Apply the selection rule on a fixed, seeded sample of training batches (CPU/GPU alike)."""
+    sampler = StepBatchSampler(len(dataset), params.batch_size, probe_batches, trainer.seed + 1)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=0)
+    for module in (teacher, audio_net, head):
+        module.eval()
+    return select_emotion_keypoints(teacher, audio_net, head, loader, params.num_emotion_kp)

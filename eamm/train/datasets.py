@@ -1,0 +1,141 @@
+"""Torch datasets of the training stages (reference 3.5), reading the per-clip data contract.
+
+Every item is drawn from a seed the sampler hands over with the clip index, so a given
+(seed, step) always gives the same batch: resuming a run replays exactly the same data.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from eamm.smoothing import one_euro
+from eamm.train.augment import color_jitter, emotion_augment, random_flip
+from eamm.train.clips import Clip, fill_missing_rows, read_frames, window_start
+
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [0, 1]."""
+    return torch.from_numpy(frames).movedim(-1, -3).float().div_(255.0)
+
+
+class StepBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Batches of (clip index, item seed) for steps start..steps-1, a pure function of
+    (seed, step): no epoch state to restore on resume."""
+
+    def __init__(self, num_items: int, batch_size: int, steps: int, seed: int, start: int = 0):
+        if num_items == 0:
+            raise ValueError("no training clips: check the manifest, split and clip length")
+        self.num_items, self.batch_size = num_items, batch_size
+        self.steps, self.seed, self.start = steps, seed, start
+
+    def __len__(self) -> int:
+        return max(self.steps - self.start, 0)
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            rng = np.random.default_rng([self.seed, step])
+            picks = rng.integers(0, self.num_items, self.batch_size)
+            seeds = rng.integers(0, 2**31 - 1, self.batch_size)
+            yield [(int(i), int(s)) for i, s in zip(picks, seeds, strict=True)]
+
+
+class FommPairs(Dataset):
+    """FOMM base: two frames of one clip (source, driving), same random flip."""
+
+    def __init__(self, clips: list[Clip], image_size: int) -> None:
+        self.clips, self.size = clips, image_size
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = item
+        rng = np.random.default_rng(seed)
+        clip = self.clips[index]
+        picks = [int(v) for v in rng.choice(clip.num_frames, 2, replace=False)]
+        frames = random_flip(read_frames(clip.folder / "frames.mp4", picks, self.size), rng)
+        tensors = to_tensor(frames)
+        return {"source": tensors[0], "driving": tensors[1]}
+
+
+class AudioWindows(Dataset):
+    """Stages 1-2: identity frame r, driving frames r+1..r+T, their MFCC windows (c0 dropped)
+    and pose rows (first 6 columns); colour jitter on the driving frames only."""
+
+    def __init__(
+        self,
+        clips: list[Clip],
+        image_size: int,
+        clip_len: int = 16,
+        jitter: float = 0.1,
+        smooth_pose: bool = False,
+    ) -> None:
+        self.clips, self.size, self.clip_len = clips, image_size, clip_len
+        self.jitter, self.smooth_pose = jitter, smooth_pose
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def _window(self, clip: Clip, rng: np.random.Generator) -> tuple[int, dict]:
+        r = window_start(clip.num_frames, self.clip_len, rng)
+        span = slice(r + 1, r + 1 + self.clip_len)
+        mfcc = np.load(clip.folder / "mfcc.npy", mmap_mode="r")[span, :, 1:]
+        pose = fill_missing_rows(np.load(clip.folder / "pose.npy"))
+        if self.smooth_pose:
+            pose = one_euro(pose, mincutoff=0.01, beta=0.7)
+        return r, {
+            "driving_audio": torch.from_numpy(np.array(mfcc, dtype=np.float32)),
+            "driving_pose": torch.from_numpy(pose[span, :6].astype(np.float32)),
+        }
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = item
+        rng = np.random.default_rng(seed)
+        clip = self.clips[index]
+        r, sample = self._window(clip, rng)
+        frames = read_frames(
+            clip.folder / "frames.mp4", list(range(r, r + 1 + self.clip_len)), self.size
+        )
+        driving = color_jitter(frames[1:], rng, self.jitter)
+        sample["example_image"] = to_tensor(frames[0])
+        sample["driving"] = to_tensor(driving)
+        return sample
+
+
+class EmotionWindows(AudioWindows):
+    """Stage 3 on MEAD: clean driving frames (teacher input), their augmented copy (emotion
+    branch input), the emotion label, and an identity frame from a neutral clip of the same
+    speaker (the clip itself when the speaker has no neutral clip). Poses One-Euro smoothed."""
+
+    def __init__(
+        self, clips: list[Clip], image_size: int, clip_len: int = 16, rotation: float = 30.0
+    ) -> None:
+        super().__init__(clips, image_size, clip_len, jitter=0.0, smooth_pose=True)
+        self.rotation = rotation
+        self.neutral: dict[str | None, list[Clip]] = defaultdict(list)
+        for clip in clips:
+            if clip.emotion == "neutral":
+                self.neutral[clip.speaker].append(clip)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = item
+        rng = np.random.default_rng(seed)
+        clip = self.clips[index]
+        r, sample = self._window(clip, rng)
+        frames = read_frames(
+            clip.folder / "frames.mp4", list(range(r + 1, r + 1 + self.clip_len)), self.size
+        )
+        pool = self.neutral.get(clip.speaker) or [clip]
+        source = pool[int(rng.integers(len(pool)))]
+        identity = read_frames(
+            source.folder / "frames.mp4", [int(rng.integers(source.num_frames))], self.size
+        )[0]
+        sample["example_image"] = to_tensor(identity)
+        sample["driving"] = to_tensor(frames)
+        sample["transformed_driving"] = to_tensor(emotion_augment(frames, rng, self.rotation))
+        sample["emotion"] = torch.tensor(clip.emotion_index, dtype=torch.long)
+        return sample

@@ -1,0 +1,266 @@
+"""The training loop shared by all stages: device, autocast, exact resume, logging.
+
+A stage supplies its trainable and frozen modules, its optimisers, its dataset and a loss
+function; the loop does the rest. Frozen teachers run in eval mode under no_grad (EAMM ran them
+in train mode with autograd: slower, and their BatchNorm statistics drifted).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from eamm.config import StageParams, TrainerParams
+from eamm.train.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    unwrap,
+)
+from eamm.train.datasets import StepBatchSampler
+
+LossFn = Callable[[dict[str, torch.Tensor], int], tuple[dict[str, torch.Tensor], np.ndarray | None]]
+CHECKPOINT = "checkpoint.pt"
+# Settings that may change between a checkpoint and its continuation (run length, logging).
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "sample_every", "num_workers"}
+
+
+def _resume_key(settings: dict) -> dict:
+    """Settings with the run-length/logging keys removed, for comparing runs."""
+    if isinstance(settings, dict):
+        return {k: _resume_key(v) for k, v in settings.items() if k not in RESUMABLE_CHANGES}
+    return settings
+
+
+@dataclass
+class Stage:
+    name: str
+    trainable: dict[str, nn.Module]
+    frozen: dict[str, nn.Module]
+    param_groups: dict[str, list[str]]  # optimiser name -> trainable module names
+    dataset: Dataset
+    loss_fn: LossFn
+    extra: dict = field(default_factory=dict)  # recorded in the checkpoint (e.g. emotion_kp)
+
+
+def pick_device(preference: str) -> torch.device:
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(preference)
+
+
+def autocast_context(device: torch.device, bf16: bool):
+    if bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _save_plot(history: list[dict], path: Path) -> None:
+    """Loss curves as PNG (dvc plots' HTML needs a CDN, which offline users lack)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({k for h in history for k in h if k.startswith("loss/")})
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if not history:
+        ax.text(0.5, 0.5, "no steps logged", ha="center")
+    steps = [h["step"] for h in history]
+    for key in keys:
+        ax.plot(steps, [h.get(key, np.nan) for h in history], label=key.removeprefix("loss/"))
+    ax.set_xlabel("step")
+    ax.set_ylabel("weighted loss")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _replay_dvclive(history: list[dict], params: StageParams, folder: Path) -> None:
+    """Rewrite the dvclive logs from the full history kept in the checkpoint, so `dvc plots`
+    and `dvc metrics` show the whole run even when it resumed (DVC clears logs before a run)."""
+    from dvclive import Live
+
+    shutil.rmtree(folder, ignore_errors=True)
+    live = Live(str(folder), save_dvc_exp=False, dvcyaml=None)
+    for record in history:
+        if record["step"] % params.log_every and record["step"] != params.steps:
+            continue
+        live.step = record["step"]
+        for key, value in record.items():
+            if key != "step":
+                live.log_metric(key, value)
+        live.next_step()
+    live.end()
+
+
+def _final_sample(
+    stage: Stage, params: StageParams, trainer: TrainerParams, device: torch.device, out: Path
+) -> None:
+    """Write samples.png from one held batch with the final weights (also after a resume
+    that had no steps left to run)."""
+    sampler = StepBatchSampler(
+        len(stage.dataset), min(params.batch_size, 2), params.steps + 1, trainer.seed, params.steps
+    )
+    batch = next(iter(DataLoader(stage.dataset, batch_sampler=sampler, num_workers=0)))
+    for module in stage.trainable.values():
+        module.eval()
+    with torch.no_grad(), autocast_context(device, trainer.bf16):
+        _, grid = stage.loss_fn(_to_device(batch, device), params.steps)
+    if grid is not None:
+        from PIL import Image
+
+        Image.fromarray(grid).save(out / "samples.png")
+
+
+def train_stage(
+    stage: Stage,
+    params: StageParams,
+    trainer: TrainerParams,
+    out_dir: str | Path,
+    manifest_fingerprint: str,
+    settings: dict,
+    resume: bool = True,
+) -> dict:
+    """Train ``stage`` for ``params.steps`` steps into ``out_dir``; returns the final metrics."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(trainer.device)
+    torch.manual_seed(trainer.seed)
+    memory_format = (
+        torch.channels_last if (trainer.channels_last and device.type == "cuda") else None
+    )
+    for module in [*stage.trainable.values(), *stage.frozen.values()]:
+        module.to(device)
+        if memory_format is not None:
+            module.to(memory_format=memory_format)
+    for module in stage.frozen.values():
+        module.eval().requires_grad_(False)
+    optimizers = {
+        name: torch.optim.Adam(
+            [p for m in modules for p in stage.trainable[m].parameters()],
+            lr=params.lr,
+            betas=tuple(params.betas),
+            foreach=True,
+        )
+        for name, modules in stage.param_groups.items()
+    }
+    schedulers = {
+        name: torch.optim.lr_scheduler.MultiStepLR(opt, params.milestones, params.gamma)
+        for name, opt in optimizers.items()
+    }
+    start = 0
+    history: list[dict] = []
+    path = out / CHECKPOINT
+    state = load_checkpoint(path, device) if resume and path.is_file() else None
+    if state is not None and (
+        _resume_key(state.get("params", {})) != _resume_key(settings)
+        or state.get("manifest_fingerprint") != manifest_fingerprint
+    ):
+        print(f"{path}: trained with other settings or data; starting {stage.name} afresh")
+        state = None
+        history = []
+        shutil.rmtree(out / "dvclive", ignore_errors=True)
+    if state is not None:
+        for name, module in stage.trainable.items():
+            unwrap(module).load_state_dict(state["models"][name])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        for name, sched in schedulers.items():
+            sched.load_state_dict(state["schedulers"][name])
+        set_rng_state(state["rng"])
+        start = int(state["step"])
+        history = list(state.get("history", []))
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(
+            {
+                "stage": stage.name,
+                "step": step,
+                "models": {n: unwrap(m).state_dict() for n, m in stage.trainable.items()},
+                "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+                "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
+                "rng": rng_state(),
+                "params": settings,
+                "manifest_fingerprint": manifest_fingerprint,
+                "history": history,
+                **stage.extra,
+            },
+            path,
+        )
+
+    sampler = StepBatchSampler(
+        len(stage.dataset), params.batch_size, params.steps, trainer.seed, start
+    )
+    workers = trainer.num_workers
+    loader = DataLoader(
+        stage.dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
+    for module in stage.trainable.values():
+        module.train()
+    from dvclive import Live
+
+    live = Live(str(out / "dvclive"), resume=start > 0, save_dvc_exp=False, dvcyaml=None)
+    tick = time.perf_counter()
+    for step, batch in enumerate(loader, start):
+        batch = _to_device(batch, device)
+        with autocast_context(device, trainer.bf16):
+            losses, grid = stage.loss_fn(batch, step)
+        total = sum(losses.values())
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"{stage.name}: loss is {total.item()} at step {step}")
+        for opt in optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        total.backward()
+        for opt in optimizers.values():
+            opt.step()
+        for sched in schedulers.values():
+            sched.step()
+        record = {"step": step + 1, "loss/total": float(total)}
+        record.update({f"loss/{k}": float(v) for k, v in losses.items()})
+        elapsed = time.perf_counter() - tick
+        tick = time.perf_counter()
+        record["samples_per_s"] = params.batch_size / max(elapsed, 1e-9)
+        record["lr"] = next(iter(optimizers.values())).param_groups[0]["lr"]
+        history.append(record)
+        if (step + 1) % params.log_every == 0 or step + 1 == params.steps:
+            for key, value in record.items():
+                if key != "step":
+                    live.log_metric(key, value)
+            live.step = step + 1
+            live.next_step()
+        if grid is not None and (step + 1) % params.sample_every == 0:
+            from PIL import Image
+
+            Image.fromarray(grid).save(out / "samples.png")
+        if (step + 1) % params.checkpoint_every == 0 or step + 1 == params.steps:
+            checkpoint(step + 1)
+    live.end()
+    _replay_dvclive(history, params, out / "dvclive")
+    _final_sample(stage, params, trainer, device, out)
+    _save_plot(history, out / "loss.png")
+    final = {k: v for k, v in (history[-1] if history else {}).items()}
+    (out / "metrics.json").write_text(json.dumps(final, indent=2) + "\n")
+    return final

@@ -30,8 +30,11 @@ SMALL = {
 
 
 def small_params(tmp_path: Path) -> Path:
+    """The project's params with a smaller sample_data section."""
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"sample_data": SMALL}))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["sample_data"] = SMALL
+    path.write_text(yaml.safe_dump(params))
     return path
 
 
@@ -132,7 +135,7 @@ def test_dvc_stage_writes_the_dataset_and_second_repro_does_nothing(tmp_path):
 
     run("init", "--no-scm", "-q")
     run("config", "core.analytics", "false")
-    run("repro")
+    run("repro", "sample_data")
     raw = work / "data" / "sample" / "raw"
     files = sorted(str(p.relative_to(raw)) for p in raw.rglob("*") if p.is_file())
     assert files == [
@@ -143,4 +146,4 @@ def test_dvc_stage_writes_the_dataset_and_second_repro_does_nothing(tmp_path):
     assert probe(raw / files[2]).video.height == 1080
     assert (work / "data" / "sample" / "summary.json").is_file()
     assert (work / "dvc.lock").is_file()
-    assert "Data and pipelines are up to date." in run("repro")
+    assert "Data and pipelines are up to date." in run("repro", "sample_data")

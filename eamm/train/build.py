@@ -107,6 +107,7 @@ def build_stage(
     """(stage, manifest fingerprint) for one of STAGES."""
     sizes = profile(model)
     size = sizes["image_size"]
+    torch.manual_seed(trainer.seed)  # the same initial weights on every run of the stage
     nets = build_networks(sizes)
     ups = {u: load_checkpoint(models_root / u / "checkpoint.pt") for u in UPSTREAM[name]}
     paths = manifest_paths(data_root, params.datasets)
@@ -164,6 +165,7 @@ def build_stage(
     emotion_kp, scores = choose_emotion_keypoints(
         dataset, teacher, nets["audio_feature"], nets["kp_detector_a"], params, trainer
     )
+    torch.manual_seed(trainer.seed)
     emotion = build_emotion_net(sizes, len(emotion_kp))
     loss = emotion_losses(
         teacher,

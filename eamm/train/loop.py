@@ -238,8 +238,8 @@ def train_stage(
             opt.step()
         for sched in schedulers.values():
             sched.step()
-        record = {"step": step + 1, "loss/total": float(total)}
-        record.update({f"loss/{k}": float(v) for k, v in losses.items()})
+        record = {"step": step + 1, "loss/total": float(total.detach())}
+        record.update({f"loss/{k}": float(v.detach()) for k, v in losses.items()})
         elapsed = time.perf_counter() - tick
         tick = time.perf_counter()
         record["samples_per_s"] = params.batch_size / max(elapsed, 1e-9)

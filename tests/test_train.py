@@ -1,0 +1,189 @@
+"""Training stages on CPU with the tiny profile, on data preprocessed from the fixtures:
+every stage runs, learns on a repeated batch, and resumes to the identical next-step loss."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch.utils.data import default_collate
+
+from eamm.config import PreprocessParams, StageParams, TrainerParams
+from eamm.datasets.base import ClipEntry
+from eamm.face.landmarks import FaceModels, MediapipeLandmarks
+from eamm.manifest import write_manifest
+from eamm.preprocess.dataset import param_fingerprint, process_entry
+from eamm.train.build import build_stage
+from eamm.train.checkpoint import load_checkpoint
+from eamm.train.loop import train_stage
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.fixtures, pytest.mark.slow]
+
+MODEL = yaml.safe_load((ROOT / "params.yaml").read_text())["model"]
+TRAINER = TrainerParams(num_workers=0, seed=0)
+STAGE_DIRS = {
+    "train_fomm": "fomm",
+    "train_a2fd": "a2fd",
+    "finetune_a2fd": "a2fd_finetune",
+    "train_emotion": "emotion",
+}
+
+
+def entry(dataset: str, clip_id: str, video: str, emotion: str | None = None) -> ClipEntry:
+    return ClipEntry(
+        clip_id=clip_id,
+        dataset=dataset,
+        split="train",
+        speaker="M030" if dataset == "mead" else None,
+        emotion=emotion,
+        level=1 if emotion else None,
+        view="front" if emotion else None,
+        word="ABOUT" if dataset == "lrw" else None,
+        utterance="001",
+        video=video,
+        audio=None,
+    )
+
+
+@pytest.fixture(scope="module")
+def data_root(fixtures_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    params = PreprocessParams(crop_size=64)
+    fp = param_fingerprint(params)
+    models = FaceModels()
+    backend = MediapipeLandmarks()
+    clips = {
+        "lrw": [
+            entry("lrw", "train/ABOUT/ABOUT_00001", "lrw/lipread_mp4/ABOUT/train/ABOUT_00001.mp4")
+        ],
+        "mead": [
+            entry(
+                "mead",
+                f"M030/front/{emotion}/level_1/001",
+                "mead/M030/video/front/sad/level_3/001.mp4",
+                emotion,
+            )
+            for emotion in ("neutral", "sad")
+        ],
+    }
+    for dataset, entries in clips.items():
+        out = root / dataset / "processed"
+        rows = []
+        for item in entries:
+            if rows:  # same source video: reuse the first clip's outputs under a new id
+                shutil.copytree(out / rows[0]["output_dir"], out / "clips" / item.clip_id)
+                rows.append(
+                    {
+                        **rows[0],
+                        "clip_id": item.clip_id,
+                        "emotion": item.emotion,
+                        "output_dir": f"clips/{item.clip_id}",
+                    }
+                )
+                continue
+            row, _ = process_entry(item, fixtures_dir, out, params, fp, None, models, backend)
+            assert row["status"] == "ok", row["error_message"]
+            rows.append(row)
+        write_manifest(rows, out / "manifest.parquet")
+    models.close()
+    return root
+
+
+def stage_params(name: str, steps: int, **overrides) -> StageParams:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())[name]
+    raw.update(
+        steps=steps,
+        batch_size=2,
+        checkpoint_every=2,
+        log_every=1,
+        sample_every=100,
+        clip_len=8,
+        **overrides,
+    )
+    return StageParams(**raw)
+
+
+def run(name: str, data_root: Path, models_root: Path, steps: int, resume: bool = True) -> dict:
+    params = stage_params(name, steps)
+    stage, fingerprint = build_stage(name, MODEL, params, TRAINER, data_root, models_root)
+    settings = {"model": MODEL, name: params.model_dump(), "trainer": TRAINER.model_dump()}
+    return train_stage(
+        stage, params, TRAINER, models_root / STAGE_DIRS[name], fingerprint, settings, resume=resume
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(data_root, tmp_path_factory):
+    models_root = tmp_path_factory.mktemp("models")
+    for name in STAGE_DIRS:
+        run(name, data_root, models_root, steps=2)
+    return models_root
+
+
+def test_all_four_stages_write_safe_checkpoints(trained):
+    for name, folder in STAGE_DIRS.items():
+        state = load_checkpoint(trained / folder / "checkpoint.pt")  # weights_only=True
+        assert state["stage"] == name and state["step"] == 2
+        assert state["manifest_fingerprint"] and state["params"]["model"]["profile"] == "tiny"
+        for extra in ("metrics.json", "loss.png", "samples.png", "dvclive"):
+            assert (trained / folder / extra).exists(), (name, extra)
+    emotion = load_checkpoint(trained / "emotion" / "checkpoint.pt")
+    assert len(emotion["emotion_kp"]) == 4 and len(set(emotion["emotion_kp"])) == 4
+    assert all(0 <= k < 10 for k in emotion["emotion_kp"])
+    assert set(emotion["models"]) == {"emo_detector"}
+    finetune = load_checkpoint(trained / "a2fd_finetune" / "checkpoint.pt")
+    assert set(finetune["models"]) == {"audio_feature", "kp_detector_a", "generator"}
+
+
+@pytest.mark.parametrize("name", list(STAGE_DIRS))
+def test_loss_decreases_on_a_repeated_batch(name, data_root, trained):
+    params = stage_params(name, 1)
+    stage, _ = build_stage(name, MODEL, params, TRAINER, data_root, trained)
+    batch = default_collate([stage.dataset[(0, 7)], stage.dataset[(len(stage.dataset) - 1, 8)]])
+    for module in stage.frozen.values():
+        module.eval().requires_grad_(False)
+    trainable = [p for m in stage.trainable.values() for p in m.parameters()]
+    optimizer = torch.optim.Adam(trainable, lr=1e-3, betas=(0.5, 0.999))
+    torch.manual_seed(0)
+    losses = []
+    for step in range(12):
+        loss = sum(stage.loss_fn(batch, step)[0].values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    print(name, [round(v, 3) for v in losses])
+    assert min(losses[-3:]) < 0.85 * losses[0]
+
+
+def test_resume_gives_the_identical_next_step_loss(data_root, trained, tmp_path):
+    straight = tmp_path / "straight"
+    resumed = tmp_path / "resumed"
+    for root in (straight, resumed):
+        (root / "fomm").mkdir(parents=True)
+        shutil.copy(trained / "fomm" / "checkpoint.pt", root / "fomm" / "checkpoint.pt")
+    run("train_a2fd", data_root, straight, steps=4)
+    run("train_a2fd", data_root, resumed, steps=2)
+    run("train_a2fd", data_root, resumed, steps=4)
+    a = load_checkpoint(straight / "a2fd" / "checkpoint.pt")["history"]
+    b = load_checkpoint(resumed / "a2fd" / "checkpoint.pt")["history"]
+    assert [h["step"] for h in b] == [1, 2, 3, 4]
+    assert [h["loss/total"] for h in a] == [h["loss/total"] for h in b]
+
+
+def test_changed_settings_restart_instead_of_resuming(data_root, trained, tmp_path):
+    root = tmp_path / "models"
+    (root / "fomm").mkdir(parents=True)
+    shutil.copy(trained / "fomm" / "checkpoint.pt", root / "fomm" / "checkpoint.pt")
+    run("train_a2fd", data_root, root, steps=2)
+    params = stage_params("train_a2fd", 2, lr=1e-3)
+    stage, fingerprint = build_stage("train_a2fd", MODEL, params, TRAINER, data_root, root)
+    settings = {"model": MODEL, "train_a2fd": params.model_dump(), "trainer": TRAINER.model_dump()}
+    train_stage(stage, params, TRAINER, root / "a2fd", fingerprint, settings)
+    history = load_checkpoint(root / "a2fd" / "checkpoint.pt")["history"]
+    assert [h["step"] for h in history] == [1, 2]
+    assert history[0]["lr"] == 1e-3

@@ -54,11 +54,17 @@ def sample_data(
     params: Path = typer.Option(Path("params.yaml"), help="params file (section sample_data)"),
     out: Path = typer.Option(Path("data/sample/raw"), help="output root (MEAD + LRW layouts)"),
     summary: Path = typer.Option(Path("data/sample/summary.json"), help="summary JSON"),
+    portrait: Path | None = typer.Option(None, help="also write a portrait photo (PNG) here"),
 ) -> None:
     """Generate the bundled sample dataset (a Prefect flow; the DVC stage `sample_data`)."""
     from flows.sample_data import sample_data_flow
 
-    result = sample_data_flow(params_path=str(params), out=str(out), summary_path=str(summary))
+    result = sample_data_flow(
+        params_path=str(params),
+        out=str(out),
+        summary_path=str(summary),
+        portrait=str(portrait) if portrait else None,
+    )
     console.print(f"sample dataset: {result['clips']} clips under {out}")
 
 
@@ -153,6 +159,53 @@ def train(
     console.print(f"{stage}: step {metrics.get('step')}, loss {metrics.get('loss/total', 0):.4g}")
 
 
+@app.command()
+def generate(
+    photo: Path = typer.Option(..., help="portrait photo, any size (aligned here)"),
+    audio: Path = typer.Option(..., help="speech, any format ffmpeg reads"),
+    out: Path = typer.Option(..., help="output .mp4 (also writes _neutral and _compare videos)"),
+    emotion_video: Path | None = typer.Option(None, help="emotion source video, raw or aligned"),
+    pose: Path | None = typer.Option(None, help="head pose rows (.npy, (n, 7) or (n, 6))"),
+    pose_video: Path | None = typer.Option(None, help="estimate head pose from this video"),
+    checkpoints: Path = typer.Option(Path("models"), help="folder of the stage checkpoints"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file (section generate)"),
+) -> None:
+    """Animate a photo with speech and the emotion of a video; head pose from a file, a video,
+    or (default) the photo itself."""
+    from flows.generate import generate_flow
+
+    if pose is not None and pose_video is not None:
+        raise EammError("give --pose or --pose-video, not both")
+    result = generate_flow(
+        str(photo),
+        str(audio),
+        str(out),
+        str(emotion_video) if emotion_video else None,
+        str(checkpoints),
+        str(pose) if pose else None,
+        str(pose_video) if pose_video else None,
+        str(params),
+    )
+    for name in ("emotion", "neutral", "compare"):
+        if getattr(result, name) is not None:
+            print(f"{name}: {getattr(result, name)}")
+    print(f"{result.num_frames} frames at 25 fps; emotion keypoints {result.emotion_kp}")
+
+
+@app.command("import-eamm")
+def import_eamm(
+    fomm: Path = typer.Option(..., help="EAMM's 124_52000.pth.tar (FOMM generator + kp detector)"),
+    audio: Path | None = typer.Option(None, help="EAMM's 1-6000.pth.tar (audio network)"),
+    emotion: Path | None = typer.Option(None, help="EAMM's 5-3000.pth.tar (emotion network)"),
+    out: Path = typer.Option(Path("models"), help="checkpoint folder (as the training stages)"),
+) -> None:
+    """Convert EAMM's released checkpoints into ours (dead parameters dropped, strict check)."""
+    from eamm.train.eamm_import import import_eamm_release
+
+    for stage, path in import_eamm_release(fomm, audio, emotion, out).items():
+        print(f"{stage}: {path}")
+
+
 manifest_app = typer.Typer(help="Inspect and validate dataset manifests.", no_args_is_help=True)
 app.add_typer(manifest_app, name="manifest")
 
@@ -206,6 +259,23 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
                 str(manifest.parent),
                 f"{status}; ok by split: {splits}; {info['frames']} frames at 25 fps",
             )
+    for stage in ("fomm", "a2fd", "a2fd_finetune", "emotion"):
+        metrics = Path("models") / stage / "metrics.json"
+        if metrics.is_file():
+            info = json.loads(metrics.read_text())
+            table.add_row(
+                f"checkpoint {stage}",
+                str(metrics.parent / "checkpoint.pt"),
+                f"step {info.get('step')}, loss {info.get('loss/total', 0):.4g}; "
+                f"loss.png, samples.png",
+            )
+    demo = Path("outputs") / "demo"
+    if (demo / "emotion.mp4").is_file():
+        table.add_row(
+            "generated videos",
+            str(demo),
+            "emotion.mp4, emotion_neutral.mp4, emotion_compare.mp4 (25 fps, audio)",
+        )
     if not table.row_count:
         raise EammError(f"{root}: no pipeline outputs yet; run `make demo` (dvc repro)")
     console.print(table)

@@ -153,3 +153,21 @@ class StageParams(_Strict):
     rotation: float = 30.0
     num_emotion_kp: int = 4
     classify: bool = True
+
+
+class GenerateParams(_Strict):
+    """Inference (reference section 4); EAMM's constants are the defaults unless noted."""
+
+    audio_weight: float = 1.6  # multiplies the audio feature (EAMM's demo: 1.6; training: 1)
+    # Scale of each emotion displacement row. EAMM's demo: [0.2, 1, 1, 0] for its keypoints
+    # 1/4/6/8 (training used 1 for all four); ours default to the training value.
+    emotion_scale: list[float] = [1.0, 1.0, 1.0, 1.0]
+    audio_kp_smoothing: tuple[float, float, float] = (0.05, 8.0, 10.0)  # mincutoff, beta, prescale
+    emotion_smoothing: tuple[float, float, float] = (1.0, 0.2, 100.0)
+    pose_smoothing: tuple[float, float] = (0.004, 0.7)  # mincutoff, beta
+    generator_from: Literal["fomm", "finetune"] = "fomm"  # EAMM renders with the FOMM generator
+    relative: bool = False
+    seed: int = 0  # emotion-video augmentation
+    batch_size: int = Field(16, ge=1)  # frames rendered per generator call
+    device: str = "auto"
+    crf: int = Field(18, ge=0, le=51)

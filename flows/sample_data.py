@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from eamm.config import SampleDataParams, load_section
-from eamm.sample.dataset import plan
+from eamm.sample.dataset import plan, write_portrait
 from tasks.sample_data import write_sample_clips
 
 
@@ -39,6 +39,7 @@ def sample_data_flow(
     out: str = "data/sample/raw",
     summary_path: str = "data/sample/summary.json",
     batch_size: int = 3,
+    portrait: str | None = None,
 ) -> dict:
     """Write all clips to a staging folder, then swap it in: a failed run leaves no half dataset."""
     params = load_section(params_path, "sample_data", SampleDataParams)
@@ -53,6 +54,9 @@ def sample_data_flow(
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     summary = _summary(records, out_dir)
+    if portrait:
+        write_portrait(portrait)
+        summary["portrait"] = portrait
     Path(summary_path).parent.mkdir(parents=True, exist_ok=True)
     Path(summary_path).write_text(json.dumps(summary, indent=2) + "\n")
     rows = "\n".join(

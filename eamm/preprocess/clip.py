@@ -121,6 +121,29 @@ def _first_frame_landmarks(
     return len(boxes), to_frame.apply(backend.points68(crop, mesh))
 
 
+def clip_transform(
+    head: list[av.VideoFrame],
+    video: Path,
+    template: np.ndarray,
+    params: PreprocessParams,
+    models: FaceModels,
+    backend: LandmarkBackend,
+) -> tuple[Similarity, int]:
+    """(crop -> frame similarity, faces detected): the median of the per-frame estimates from
+    iBUG points 0..46 on the given first frames; typed errors for no face / several faces."""
+    faces_detected, estimates = 0, []
+    for frame in head:
+        count, points = _first_frame_landmarks(frame, models, backend, params.detect_width)
+        faces_detected = max(faces_detected, count)
+        if points is not None:
+            estimates.append(estimate_similarity(template[ALIGN_POINTS], points[ALIGN_POINTS]))
+    if faces_detected > 1 and params.on_multiple_faces == "fail":
+        raise MultipleFacesError(video, f"{faces_detected} faces in the first frames")
+    if not estimates:
+        raise NoFaceError(video, f"no face in the first {len(head)} frames")
+    return median_similarity(estimates), faces_detected
+
+
 def _load_audio(video: Path, audio: Path | None) -> tuple[np.ndarray, str]:
     if audio is not None and audio.is_file():
         try:
@@ -174,17 +197,7 @@ def preprocess_clip(
         counter = _Counter(decode_frames(video, params.decoder_threads))
         frames = resample_fps(iter(counter), params.fps, info.fps)
         head = list(islice(frames, params.detect_frames))
-        faces_detected, estimates = 0, []
-        for frame in head:
-            count, points = _first_frame_landmarks(frame, models, backend, params.detect_width)
-            faces_detected = max(faces_detected, count)
-            if points is not None:
-                estimates.append(estimate_similarity(template[ALIGN_POINTS], points[ALIGN_POINTS]))
-        if faces_detected > 1 and params.on_multiple_faces == "fail":
-            raise MultipleFacesError(video, f"{faces_detected} faces in the first frames")
-        if not estimates:
-            raise NoFaceError(video, f"no face in the first {len(head)} frames")
-        transform = median_similarity(estimates)
+        transform, faces_detected = clip_transform(head, video, template, params, models, backend)
 
         tmp.mkdir(parents=True)
         size = params.crop_size

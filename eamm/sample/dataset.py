@@ -166,3 +166,15 @@ def write_clip(clip: SampleClip, root: str | Path) -> dict:
                 face = open_mouth(src, identity, mouth_gain * mouth[k])
                 writer.write(render(face, identity, framing, angles[k], (dx[k], dy[k]), scales[k]))
     return {**asdict(clip), "duration_s": clip.duration_s}
+
+
+def write_portrait(path: str | Path) -> Path:
+    """The unedited photo as a portrait for the generation demo (PNG, lossless, deterministic)."""
+    from PIL import Image
+
+    from eamm.sample.face import astronaut
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(astronaut()).save(path, format="PNG")
+    return path

@@ -206,6 +206,23 @@ def import_eamm(
         print(f"{stage}: {path}")
 
 
+@app.command()
+def evaluate(
+    params: Path = typer.Option(Path("params.yaml"), help="params (sections evaluate, generate)"),
+    data_root: Path = typer.Option(Path("data"), help="holds <dataset>/processed"),
+    checkpoints: Path = typer.Option(Path("models"), help="folder of the stage checkpoints"),
+    out: Path = typer.Option(Path("reports"), help="report folder"),
+) -> None:
+    """Score generated test clips under the pinned protocol; writes metrics.json and a report."""
+    from flows.evaluate import evaluate_flow
+
+    table = evaluate_flow(str(params), str(data_root), str(checkpoints), str(out))
+    for dataset, variants in table.items():
+        for variant, row in variants.items():
+            print(f"{dataset} {variant}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
+    print(f"report: {out / 'evaluation.md'}")
+
+
 manifest_app = typer.Typer(help="Inspect and validate dataset manifests.", no_args_is_help=True)
 app.add_typer(manifest_app, name="manifest")
 

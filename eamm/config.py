@@ -171,3 +171,13 @@ class GenerateParams(_Strict):
     batch_size: int = Field(16, ge=1)  # frames rendered per generator call
     device: str = "auto"
     crf: int = Field(18, ge=0, le=51)
+
+
+class EvaluateParams(_Strict):
+    """The pinned evaluation protocol (docs/evaluation.md)."""
+
+    datasets: list[Literal["mead", "lrw"]] = ["mead", "lrw"]
+    split: Literal["train", "val", "test"] = "test"
+    max_clips: int | None = Field(20, ge=1)  # per dataset, a seeded sample; null = all
+    seed: int = 0
+    max_frames: int | None = Field(100, ge=1)  # per clip, from its start; null = whole clip

@@ -31,7 +31,12 @@ def project_root(start: Path | None = None) -> Path:
 def configure_environment(root: Path | None = None) -> dict[str, str]:
     """Set offline defaults where unset; returns the effective values."""
     root = root or project_root()
-    defaults = {**TELEMETRY_OFF, "PREFECT_HOME": str(root / ".prefect")}
+    defaults = {
+        **TELEMETRY_OFF,
+        "PREFECT_HOME": str(root / ".prefect"),
+        # The ephemeral API's default 20 s start-up budget is too short on a busy 2-core machine.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     return {key: os.environ[key] for key in defaults}

@@ -316,3 +316,15 @@ def test_cli_prints_summary_or_one_line_error(tmp_path, fixtures_dir):
     assert f"error: {bad}: unreadable video" in fail.stderr
     assert "Traceback" not in fail.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_fan_backend_refuses_to_start_without_local_weights(tmp_path):
+    from eamm.errors import EammError
+    from eamm.face.landmarks import make_backend
+
+    with pytest.raises(EammError, match=r"FAN weights missing \(2DFAN4-cd938726ad\.zip"):
+        make_backend("fan", str(tmp_path))
+    with pytest.raises(EammError, match="fan_weights_dir must be set"):
+        make_backend("fan", None)
+    with pytest.raises(EammError, match="unknown landmark backend 'dlib'"):
+        make_backend("dlib")

@@ -248,3 +248,25 @@ def test_generate_rejects_bad_inputs_with_one_line(trained, fixtures_dir, tmp_pa
     with pytest.raises(EammError, match="checkpoint does not exist"):
         generate(photo, audio, None, tmp_path / "c.mp4", checkpoints=tmp_path / "none")
     assert not list(tmp_path.glob("*.mp4"))
+
+
+def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path, prefect_api):
+    import json
+
+    from flows.evaluate import evaluate_flow
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["evaluate"].update(split="train", max_clips=2, max_frames=12)
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    out = tmp_path / "reports"
+    table = evaluate_flow(str(params_path), str(data_root), str(trained), str(out))
+    assert set(table) == {"mead", "lrw"}
+    for dataset in table.values():
+        assert set(dataset) == {"ground_truth", "neutral", "emotion"}
+        assert dataset["ground_truth"]["psnr"] is None and 0 <= dataset["ground_truth"]["cpbd"] <= 1
+        assert 0 < dataset["neutral"]["psnr"] < 100 and -1 <= dataset["emotion"]["ssim"] <= 1
+    assert json.loads((out / "metrics.json").read_text()) == table
+    for name in ("evaluation.md", "metrics.png", "contact_sheet.png", "clip_scores.json"):
+        assert (out / name).is_file()
+    assert "| neutral |" in (out / "evaluation.md").read_text()

@@ -220,6 +220,9 @@ def train_stage(
     )
     for module in stage.trainable.values():
         module.train()
+    if trainer.compile:  # in place: the loss functions and state-dict keys stay the same
+        for module in [*stage.trainable.values(), *stage.frozen.values()]:
+            module.compile()
     from dvclive import Live
 
     live = Live(str(out / "dvclive"), resume=start > 0, save_dvc_exp=False, dvcyaml=None)

@@ -1,0 +1,170 @@
+"""The evaluation protocol: generate every selected test clip from its own first frame, audio
+and pose, with an emotion source of the same speaker and emotion, and score it against the
+clip's real frames (docs/evaluation.md). A ground-truth row scores the real clips themselves
+with the no-reference metrics."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eamm.config import EvaluateParams, GenerateParams
+from eamm.face.landmarks import FaceModels
+from eamm.generate import EammModels, animate
+from eamm.metrics import FACE, MOUTH, clip_landmarks, cpbd_clip, lmd, psnr, ssim
+from eamm.train.augment import emotion_augment
+from eamm.train.clips import Clip, fill_missing_rows, load_clips, read_frames
+
+METRICS = ("psnr", "ssim", "m_lmd", "f_lmd", "cpbd")
+
+
+@dataclass(frozen=True)
+class ClipScore:
+    dataset: str
+    clip_id: str
+    emotion: str | None
+    variant: str  # ground_truth | neutral | emotion
+    scores: dict[str, float]
+
+
+def select_clips(manifest: Path, params: EvaluateParams) -> list[Clip]:
+    """The protocol's clips: ok clips of the split, a seeded sample of ``max_clips``."""
+    clips = load_clips(manifest, (params.split,), min_frames=2)
+    if params.max_clips is not None and len(clips) > params.max_clips:
+        rng = np.random.default_rng(params.seed)
+        picks = sorted(rng.choice(len(clips), params.max_clips, replace=False).tolist())
+        clips = [clips[i] for i in picks]
+    return clips
+
+
+def emotion_source(clip: Clip, pool: list[Clip]) -> Clip:
+    """Another clip of the same speaker and emotion when there is one, else the clip itself."""
+    others = [
+        c
+        for c in pool
+        if c.speaker == clip.speaker and c.emotion == clip.emotion and c.clip_id != clip.clip_id
+    ]
+    return others[0] if others else clip
+
+
+def _frames(clip: Clip, count: int, size: int) -> np.ndarray:
+    return read_frames(clip.folder / "frames.mp4", list(range(count)), size)
+
+
+LANDMARK_SIZE = 256
+
+
+def landmarks_256(frames: np.ndarray, face: FaceModels) -> np.ndarray:
+    """68 points in pixels of a 256 crop: smaller frames are upscaled first (the face mesh
+    needs the resolution), so LMD is comparable across model sizes."""
+    import cv2
+
+    if frames.shape[1] != LANDMARK_SIZE:
+        frames = np.stack(
+            [
+                cv2.resize(f, (LANDMARK_SIZE, LANDMARK_SIZE), interpolation=cv2.INTER_CUBIC)
+                for f in frames
+            ]
+        )
+    return clip_landmarks(frames, face)
+
+
+def _score(
+    frames: np.ndarray, truth: np.ndarray, truth_lm: np.ndarray, face: FaceModels
+) -> dict[str, float]:
+    predicted_lm = landmarks_256(frames, face)
+    return {
+        "psnr": psnr(frames, truth),
+        "ssim": ssim(frames, truth),
+        "m_lmd": lmd(predicted_lm, truth_lm, MOUTH),
+        "f_lmd": lmd(predicted_lm, truth_lm, FACE),
+        "cpbd": cpbd_clip(frames),
+    }
+
+
+def evaluate_clips(
+    clips: list[Clip],
+    pool: list[Clip],
+    nets: EammModels,
+    params: EvaluateParams,
+    gp: GenerateParams,
+    device: torch.device,
+) -> tuple[list[ClipScore], dict]:
+    """Scores of every clip and variant, and one middle frame per variant for the report."""
+    size = nets.image_size
+    face = FaceModels()
+    scores: list[ClipScore] = []
+    stills: dict = {}
+    try:
+        for k, clip in enumerate(clips):
+            t = min(clip.num_frames, params.max_frames or clip.num_frames)
+            truth = _frames(clip, t, size)
+            mfcc = np.load(clip.folder / "mfcc.npy")[:t, :, 1:]
+            pose = fill_missing_rows(np.load(clip.folder / "pose.npy"))[:t, :6]
+            source_clip = emotion_source(clip, pool)
+            emo = _frames(source_clip, min(source_clip.num_frames, t), size)
+            rng = np.random.default_rng([params.seed, k])
+            transformed = emotion_augment(np.resize(emo, (t, *emo.shape[1:])), rng)
+
+            def tensor(x: np.ndarray) -> torch.Tensor:
+                return torch.from_numpy(np.ascontiguousarray(x)).to(device)
+
+            out = animate(
+                nets,
+                tensor(truth[:1]).movedim(-1, -3).float() / 255,
+                tensor(mfcc).float(),
+                tensor(pose).float(),
+                tensor(transformed).movedim(-1, -3).float() / 255,
+                gp,
+            )
+            truth_lm = landmarks_256(truth, face)
+            gt_scores = {m: float("nan") for m in METRICS}
+            gt_scores["cpbd"] = cpbd_clip(truth)
+            scores.append(
+                ClipScore(clip.dataset, clip.clip_id, clip.emotion, "ground_truth", gt_scores)
+            )
+            stills.setdefault(
+                clip.emotion or clip.dataset,
+                {
+                    "source": truth[0],
+                    "ground_truth": truth[t // 2],
+                },
+            )
+            for variant, frames in out.items():
+                video = (frames.clamp(0, 1).movedim(-3, -1) * 255 + 0.5).byte().cpu().numpy()
+                scores.append(
+                    ClipScore(
+                        clip.dataset,
+                        clip.clip_id,
+                        clip.emotion,
+                        variant,
+                        _score(video, truth, truth_lm, face),
+                    )
+                )
+                stills[clip.emotion or clip.dataset].setdefault(variant, video[t // 2])
+    finally:
+        face.close()
+    return scores, stills
+
+
+def aggregate(scores: list[ClipScore]) -> dict:
+    """{dataset: {variant: {metric: mean over clips (NaN-aware), 'clips': n}}}."""
+    groups: dict = defaultdict(lambda: defaultdict(list))
+    for s in scores:
+        groups[s.dataset][s.variant].append(s.scores)
+    table: dict = {}
+    for dataset, variants in groups.items():
+        table[dataset] = {}
+        for variant, rows in variants.items():
+            values = {}
+            for metric in METRICS:
+                column = np.array([r[metric] for r in rows], dtype=np.float64)
+                finite = column[np.isfinite(column)]
+                values[metric] = round(float(finite.mean()), 4) if len(finite) else None
+            values["clips"] = len(rows)
+            table[dataset][variant] = values
+    return table

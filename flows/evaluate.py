@@ -1,0 +1,53 @@
+"""Flow: the evaluation protocol over each dataset, metrics.json and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from eamm.config import EvaluateParams, GenerateParams, load_section
+from eamm.evaluate import aggregate
+from eamm.report import markdown, write_report
+from eamm.train.checkpoint import file_fingerprint
+from tasks.evaluate import evaluate_dataset
+
+
+@flow(name="evaluate")
+def evaluate_flow(
+    params_path: str = "params.yaml",
+    data_root: str = "data",
+    checkpoints: str = "models",
+    out_dir: str = "reports",
+) -> dict:
+    params = load_section(params_path, "evaluate", EvaluateParams)
+    generate = load_section(params_path, "generate", GenerateParams)
+    model = yaml.safe_load(Path(params_path).read_text()).get("model", {})
+    scores, stills = [], {}
+    for dataset in params.datasets:
+        clip_scores, clip_stills = evaluate_dataset(
+            dataset, data_root, checkpoints, params, generate, model
+        )
+        scores += clip_scores
+        stills.update(clip_stills)
+    table = aggregate(scores)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    models = {
+        stage: file_fingerprint(Path(checkpoints) / stage / "checkpoint.pt")
+        for stage in ("fomm", "a2fd_finetune", "emotion")
+        if (Path(checkpoints) / stage / "checkpoint.pt").is_file()
+    }
+    protocol = {"evaluate": params.model_dump(), "generate": generate.model_dump()}
+    (out / "metrics.json").write_text(json.dumps(table, indent=2) + "\n")
+    (out / "clip_scores.json").write_text(json.dumps([s.__dict__ for s in scores], indent=1))
+    write_report(table, stills, protocol, models, out)
+    create_markdown_artifact(
+        key="evaluation",
+        markdown=markdown(table, protocol, models),
+        description="Evaluation under the pinned protocol",
+    )
+    return table

@@ -1,0 +1,30 @@
+"""Task: evaluate one dataset's test clips under the pinned protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from eamm.config import EvaluateParams, GenerateParams
+from eamm.evaluate import ClipScore, evaluate_clips, select_clips
+from eamm.generate import load_models
+from eamm.train.clips import load_clips
+from eamm.train.loop import pick_device
+
+
+@task(name="evaluate-dataset")
+def evaluate_dataset(
+    dataset: str,
+    data_root: str,
+    checkpoints: str,
+    params: EvaluateParams,
+    generate: GenerateParams,
+    model: dict,
+) -> tuple[list[ClipScore], dict]:
+    manifest = Path(data_root) / dataset / "processed" / "manifest.parquet"
+    device = pick_device(generate.device)
+    nets = load_models(checkpoints, device, generate.generator_from, model)
+    clips = select_clips(manifest, params)
+    pool = load_clips(manifest, (params.split,), min_frames=2)
+    return evaluate_clips(clips, pool, nets, params, generate, device)

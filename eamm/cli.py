@@ -293,6 +293,16 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
             str(demo),
             "emotion.mp4, emotion_neutral.mp4, emotion_compare.mp4 (25 fps, audio)",
         )
+    metrics_file = Path("reports") / "metrics.json"
+    if metrics_file.is_file():
+        table_data = json.loads(metrics_file.read_text())
+        parts = [
+            f"{d} {v}: PSNR {row['psnr']}, SSIM {row['ssim']}"
+            for d, variants in table_data.items()
+            for v, row in variants.items()
+            if v != "ground_truth"
+        ]
+        table.add_row("evaluation report", "reports/evaluation.md", "; ".join(parts))
     if not table.row_count:
         raise EammError(f"{root}: no pipeline outputs yet; run `make demo` (dvc repro)")
     console.print(table)

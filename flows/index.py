@@ -45,6 +45,10 @@ def index_flow(
     report_path = out_path.with_name(f"{out_path.stem}_report.json")
     write_index_report(index, report_path)
     report = json.loads(report_path.read_text())
+    # The raw folder as configured (relative in params.yaml), so the committed metrics file is
+    # the same in every clone; the index itself keeps the absolute root.
+    report["root"] = raw or default_raw
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
     splits = Counter(e.split for e in index.entries)
     lines = [f"| {k} | {v} |" for k, v in sorted(splits.items())]
     problems = [f"- `{p.path}`: {p.reason}" for p in index.problems[:200]]

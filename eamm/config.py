@@ -131,6 +131,8 @@ class TrainerParams(_Strict):
     compile: bool = False  # torch.compile the trainable modules
     seed: int = 0
     num_workers: int = 2  # DataLoader worker processes
+    # Training processes (DDP via torchrun); null = one per visible GPU, 1 on CPU.
+    processes: int | None = Field(None, ge=1)
 
 
 class StageParams(_Strict):

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from eamm.config import StageParams, TrainerParams, load_section
 from eamm.errors import EammError
 from eamm.train.build import STAGES
+from eamm.train.run import stage_dir
 from tasks.train import train_stage_task
-
-STAGE_DIRS = {
-    "train_fomm": "fomm",
-    "train_a2fd": "a2fd",
-    "finetune_a2fd": "a2fd_finetune",
-    "train_emotion": "emotion",
-}
 
 
 @flow(name="train-stage")
@@ -32,26 +22,8 @@ def train_flow(
     """Train ``stage`` into ``<models_root>/<stage dir>/`` (checkpoint, dvclive, plots)."""
     if stage not in STAGES:
         raise EammError(f"unknown stage '{stage}' (choose from {', '.join(STAGES)})")
-    all_params = yaml.safe_load(Path(params_path).read_text())
-    params = load_section(params_path, stage, StageParams)
-    trainer = load_section(params_path, "trainer", TrainerParams)
-    out_dir = Path(models_root) / STAGE_DIRS[stage]
-    settings = {
-        "model": all_params["model"],
-        stage: all_params[stage],
-        "trainer": all_params["trainer"],
-    }
-    metrics = train_stage_task(
-        stage,
-        all_params["model"],
-        params,
-        trainer,
-        data_root,
-        models_root,
-        str(out_dir),
-        settings,
-        resume,
-    )
+    metrics = train_stage_task(stage, params_path, data_root, models_root, resume)
+    out_dir = stage_dir(models_root, stage)
     rows = "\n".join(f"| {k} | {v:.5g} |" for k, v in metrics.items() if isinstance(v, float))
     create_markdown_artifact(
         key=stage.replace("_", "-"),

@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
 from prefect import task
 from prefect.logging import get_run_logger
 
-from eamm.config import StageParams, TrainerParams
-from eamm.train.build import build_stage
-from eamm.train.loop import train_stage
+from eamm.config import TrainerParams, load_section
+from eamm.train.run import launch_distributed, run_stage, stage_dir, world_size
 
 
 @task(name="train-stage")
 def train_stage_task(
-    name: str,
-    model: dict,
-    params: StageParams,
-    trainer: TrainerParams,
-    data_root: str,
-    models_root: str,
-    out_dir: str,
-    settings: dict,
-    resume: bool = True,
+    stage: str, params_path: str, data_root: str, models_root: str, resume: bool = True
 ) -> dict:
+    """In-process on one device; through torchrun (DDP) when several processes are asked for
+    or several GPUs are visible."""
     logger = get_run_logger()
-    stage, fingerprint = build_stage(
-        name, model, params, trainer, Path(data_root), Path(models_root)
-    )
-    logger.info("%s: %d training items, manifest %s", name, len(stage.dataset), fingerprint)
-    if "emotion_kp" in stage.extra:
-        logger.info("emotion keypoints selected: %s", stage.extra["emotion_kp"])
-    return train_stage(stage, params, trainer, out_dir, fingerprint, settings, resume=resume)
+    processes = world_size(load_section(params_path, "trainer", TrainerParams))
+    if processes == 1:
+        return run_stage(stage, params_path, data_root, models_root, resume)
+    logger.info("%s: launching %d processes with torchrun", stage, processes)
+    launch_distributed(stage, params_path, data_root, models_root, resume, processes)
+    return json.loads((stage_dir(models_root, stage) / "metrics.json").read_text())

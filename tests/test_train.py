@@ -270,3 +270,25 @@ def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path,
     for name in ("evaluation.md", "metrics.png", "contact_sheet.png", "clip_scores.json"):
         assert (out / name).is_file()
     assert "| neutral |" in (out / "evaluation.md").read_text()
+
+
+def test_two_process_ddp_run_on_cpu(data_root, trained, tmp_path):
+    """torchrun with 2 gloo processes: the global batch is split, gradients averaged, and only
+    rank 0 writes the checkpoint and logs."""
+    from eamm.train.run import launch_distributed
+
+    models = tmp_path / "models"
+    (models / "fomm").mkdir(parents=True)
+    shutil.copy(trained / "fomm" / "checkpoint.pt", models / "fomm" / "checkpoint.pt")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["trainer"].update(processes=2, num_workers=0, device="cpu")
+    params["train_a2fd"].update(steps=2, batch_size=2, clip_len=8, checkpoint_every=2, log_every=1)
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    launch_distributed("train_a2fd", str(params_path), str(data_root), str(models), True, 2)
+    state = load_checkpoint(models / "a2fd" / "checkpoint.pt")
+    assert state["step"] == 2 and [h["step"] for h in state["history"]] == [1, 2]
+    assert (models / "a2fd" / "metrics.json").is_file()
+    assert sorted(p.name for p in (models / "a2fd").iterdir() if p.suffix == ".pt") == [
+        "checkpoint.pt"
+    ]

@@ -24,13 +24,26 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 class StepBatchSampler(Sampler[list[tuple[int, int]]]):
     """Batches of (clip index, item seed) for steps start..steps-1, a pure function of
-    (seed, step): no epoch state to restore on resume."""
+    (seed, step): no epoch state to restore on resume. Under DDP the global batch is drawn the
+    same way and split across processes, like a DistributedSampler."""
 
-    def __init__(self, num_items: int, batch_size: int, steps: int, seed: int, start: int = 0):
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        steps: int,
+        seed: int,
+        start: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ):
         if num_items == 0:
             raise ValueError("no training clips: check the manifest, split and clip length")
+        if batch_size % world:
+            raise ValueError(f"batch size {batch_size} does not split over {world} processes")
         self.num_items, self.batch_size = num_items, batch_size
         self.steps, self.seed, self.start = steps, seed, start
+        self.rank, self.world = rank, world
 
     def __len__(self) -> int:
         return max(self.steps - self.start, 0)
@@ -40,7 +53,8 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
             rng = np.random.default_rng([self.seed, step])
             picks = rng.integers(0, self.num_items, self.batch_size)
             seeds = rng.integers(0, 2**31 - 1, self.batch_size)
-            yield [(int(i), int(s)) for i, s in zip(picks, seeds, strict=True)]
+            items = [(int(i), int(s)) for i, s in zip(picks, seeds, strict=True)]
+            yield items[self.rank :: self.world]  # each process its share of the global batch
 
 
 class FommPairs(Dataset):

@@ -8,6 +8,7 @@ in train mode with autograd: slower, and their BatchNorm statistics drifted).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -52,6 +53,32 @@ class Stage:
     dataset: Dataset
     loss_fn: LossFn
     extra: dict = field(default_factory=dict)  # recorded in the checkpoint (e.g. emotion_kp)
+
+
+def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world size, this rank's device); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), world, device
+
+
+def _average_gradients(modules: list[nn.Module], world: int) -> None:
+    """DDP's gradient all-reduce, done explicitly so the stage closures keep plain modules."""
+    import torch.distributed as dist
+
+    for module in modules:
+        for param in module.parameters():
+            if param.grad is not None:
+                dist.all_reduce(param.grad)
+                param.grad.div_(world)
 
 
 def pick_device(preference: str) -> torch.device:
@@ -143,7 +170,7 @@ def train_stage(
     """Train ``stage`` for ``params.steps`` steps into ``out_dir``; returns the final metrics."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(trainer.device)
+    rank, world, device = init_distributed(pick_device(trainer.device))
     torch.manual_seed(trainer.seed)
     memory_format = (
         torch.channels_last if (trainer.channels_last and device.type == "cuda") else None
@@ -208,7 +235,7 @@ def train_stage(
         )
 
     sampler = StepBatchSampler(
-        len(stage.dataset), params.batch_size, params.steps, trainer.seed, start
+        len(stage.dataset), params.batch_size, params.steps, trainer.seed, start, rank, world
     )
     workers = trainer.num_workers
     loader = DataLoader(
@@ -225,7 +252,12 @@ def train_stage(
             module.compile()
     from dvclive import Live
 
-    live = Live(str(out / "dvclive"), resume=start > 0, save_dvc_exp=False, dvcyaml=None)
+    lead = rank == 0  # only the first process writes checkpoints, logs and plots
+    live = (
+        Live(str(out / "dvclive"), resume=start > 0, save_dvc_exp=False, dvcyaml=None)
+        if lead
+        else None
+    )
     tick = time.perf_counter()
     for step, batch in enumerate(loader, start):
         batch = _to_device(batch, device)
@@ -237,6 +269,8 @@ def train_stage(
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
         total.backward()
+        if world > 1:
+            _average_gradients(list(stage.trainable.values()), world)
         for opt in optimizers.values():
             opt.step()
         for sched in schedulers.values():
@@ -248,6 +282,8 @@ def train_stage(
         record["samples_per_s"] = params.batch_size / max(elapsed, 1e-9)
         record["lr"] = next(iter(optimizers.values())).param_groups[0]["lr"]
         history.append(record)
+        if not lead:
+            continue
         if (step + 1) % params.log_every == 0 or step + 1 == params.steps:
             for key, value in record.items():
                 if key != "step":
@@ -260,10 +296,16 @@ def train_stage(
             Image.fromarray(grid).save(out / "samples.png")
         if (step + 1) % params.checkpoint_every == 0 or step + 1 == params.steps:
             checkpoint(step + 1)
-    live.end()
-    _replay_dvclive(history, params, out / "dvclive")
-    _final_sample(stage, params, trainer, device, out)
-    _save_plot(history, out / "loss.png")
     final = {k: v for k, v in (history[-1] if history else {}).items()}
-    (out / "metrics.json").write_text(json.dumps(final, indent=2) + "\n")
+    if lead:
+        live.end()
+        _replay_dvclive(history, params, out / "dvclive")
+        _final_sample(stage, params, trainer, device, out)
+        _save_plot(history, out / "loss.png")
+        (out / "metrics.json").write_text(json.dumps(final, indent=2) + "\n")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
     return final

@@ -1,0 +1,105 @@
+"""Run one training stage from a params file, in this process or as one rank of ``torchrun``.
+
+``python -m eamm.train.run STAGE --params params.yaml`` is what the Prefect task launches with
+``torchrun --nproc_per_node N`` when a stage trains on several GPUs (or, for tests, several CPU
+processes with the gloo backend).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from eamm.config import StageParams, TrainerParams, load_section
+from eamm.errors import EammError
+from eamm.train.build import STAGES, build_stage
+from eamm.train.loop import train_stage
+
+STAGE_DIRS = {
+    "train_fomm": "fomm",
+    "train_a2fd": "a2fd",
+    "finetune_a2fd": "a2fd_finetune",
+    "train_emotion": "emotion",
+}
+
+
+def stage_dir(models_root: str | Path, stage: str) -> Path:
+    return Path(models_root) / STAGE_DIRS[stage]
+
+
+def world_size(trainer: TrainerParams) -> int:
+    """Processes to train with: ``trainer.processes``, else one per visible GPU (min 1)."""
+    if trainer.processes is not None:
+        return trainer.processes
+    return max(1, torch.cuda.device_count())
+
+
+def run_stage(
+    stage: str, params_path: str, data_root: str, models_root: str, resume: bool = True
+) -> dict:
+    """Train ``stage`` in this process (one rank when launched by torchrun)."""
+    if stage not in STAGES:
+        raise EammError(f"unknown stage '{stage}' (choose from {', '.join(STAGES)})")
+    all_params = yaml.safe_load(Path(params_path).read_text())
+    params = load_section(params_path, stage, StageParams)
+    trainer = load_section(params_path, "trainer", TrainerParams)
+    settings = {
+        "model": all_params["model"],
+        stage: all_params[stage],
+        "trainer": all_params["trainer"],
+    }
+    built, fingerprint = build_stage(
+        stage, all_params["model"], params, trainer, Path(data_root), Path(models_root)
+    )
+    return train_stage(
+        built, params, trainer, stage_dir(models_root, stage), fingerprint, settings, resume=resume
+    )
+
+
+def launch_distributed(
+    stage: str, params_path: str, data_root: str, models_root: str, resume: bool, processes: int
+) -> None:
+    """Start ``processes`` ranks with torchrun on this machine and wait for them."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "eamm.train.run",
+        stage,
+        "--params",
+        params_path,
+        "--data-root",
+        data_root,
+        "--models-root",
+        models_root,
+    ]
+    if not resume:
+        cmd.append("--no-resume")
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    proc = subprocess.run(cmd, env=env)
+    if proc.returncode != 0:
+        raise EammError(f"{stage}: torchrun with {processes} processes exited {proc.returncode}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data-root", default="data")
+    parser.add_argument("--models-root", default="models")
+    parser.add_argument("--no-resume", action="store_true")
+    args = parser.parse_args(argv)
+    run_stage(args.stage, args.params, args.data_root, args.models_root, not args.no_resume)
+
+
+if __name__ == "__main__":
+    main()

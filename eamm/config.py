@@ -131,6 +131,9 @@ class TrainerParams(_Strict):
     compile: bool = False  # torch.compile the trainable modules
     seed: int = 0
     num_workers: int = 2  # DataLoader worker processes
+    # Frozen teachers in eval mode (ours) or in train mode like EAMM (BatchNorm batch stats);
+    # either way under no_grad and excluded from the optimisers.
+    frozen_eval: bool = True
     # Training processes (DDP via torchrun); null = one per visible GPU, 1 on CPU.
     processes: int | None = Field(None, ge=1)
 

@@ -180,7 +180,8 @@ def train_stage(
         if memory_format is not None:
             module.to(memory_format=memory_format)
     for module in stage.frozen.values():
-        module.eval().requires_grad_(False)
+        # eval: fixed BatchNorm statistics (EAMM ran teachers in train mode: frozen_eval false)
+        module.train(not trainer.frozen_eval).requires_grad_(False)
     optimizers = {
         name: torch.optim.Adam(
             [p for m in modules for p in stage.trainable[m].parameters()],

@@ -14,7 +14,7 @@ import torch
 
 from eamm.config import EvaluateParams, GenerateParams
 from eamm.face.landmarks import FaceModels
-from eamm.generate import EammModels, animate
+from eamm.generate import EammModels, animate, frames_to_tensor, tensor_to_frames
 from eamm.metrics import FACE, MOUTH, clip_landmarks, cpbd_clip, lmd, psnr, ssim
 from eamm.train.augment import emotion_augment
 from eamm.train.clips import Clip, fill_missing_rows, load_clips, read_frames
@@ -110,15 +110,12 @@ def evaluate_clips(
             rng = np.random.default_rng([params.seed, k])
             transformed = emotion_augment(np.resize(emo, (t, *emo.shape[1:])), rng)
 
-            def tensor(x: np.ndarray) -> torch.Tensor:
-                return torch.from_numpy(np.ascontiguousarray(x)).to(device)
-
             out = animate(
                 nets,
-                tensor(truth[:1]).movedim(-1, -3).float() / 255,
-                tensor(mfcc).float(),
-                tensor(pose).float(),
-                tensor(transformed).movedim(-1, -3).float() / 255,
+                frames_to_tensor(truth[:1], device),
+                torch.from_numpy(mfcc).float().to(device),
+                torch.from_numpy(pose).float().to(device),
+                frames_to_tensor(transformed, device),
                 gp,
             )
             truth_lm = landmarks_256(truth, face)
@@ -135,7 +132,7 @@ def evaluate_clips(
                 },
             )
             for variant, frames in out.items():
-                video = (frames.clamp(0, 1).movedim(-3, -1) * 255 + 0.5).byte().cpu().numpy()
+                video = tensor_to_frames(frames)
                 scores.append(
                     ClipScore(
                         clip.dataset,

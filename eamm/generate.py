@@ -127,11 +127,19 @@ def load_models(
     )
 
 
-def _to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(frames).to(device).movedim(-1, -3).float().div_(255.0)
+def frames_to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [0, 1] on ``device``."""
+    return (
+        torch.from_numpy(np.ascontiguousarray(frames))
+        .to(device)
+        .movedim(-1, -3)
+        .float()
+        .div_(255.0)
+    )
 
 
-def _to_uint8(frames: torch.Tensor) -> np.ndarray:
+def tensor_to_frames(frames: torch.Tensor) -> np.ndarray:
+    """float (..., 3, H, W) in [0, 1] -> uint8 (..., H, W, 3) on the CPU."""
     return (frames.clamp(0, 1).movedim(-3, -1) * 255 + 0.5).byte().cpu().numpy()
 
 
@@ -286,7 +294,8 @@ def generate(
     try:
         source, crop256 = align_photo(photo, size, pp, face, backend)
         if pose is not None:
-            rows = np.load(pose).astype(np.float32).reshape(-1, np.load(pose).shape[-1])
+            loaded = np.load(pose)
+            rows = loaded.astype(np.float32).reshape(-1, loaded.shape[-1])
         elif pose_video is not None:
             frames = aligned_video(Path(pose_video), 256, pp, face, backend)
             face.reset_tracking()
@@ -315,16 +324,16 @@ def generate(
     if emotion_frames is not None:
         looped = np.resize(emotion_frames, (t, *emotion_frames.shape[1:]))
         rng = np.random.default_rng(gp.seed)
-        transformed = _to_tensor(emotion_augment(looped, rng), device)
+        transformed = frames_to_tensor(emotion_augment(looped, rng), device)
     result = animate(
         nets,
-        _to_tensor(source, device)[None],
+        frames_to_tensor(source, device)[None],
         torch.from_numpy(np.ascontiguousarray(mfcc)).to(device),
         torch.from_numpy(poses).to(device),
         transformed,
         gp,
     )
-    videos = {k: _to_uint8(v) for k, v in result.items()}
+    videos = {k: tensor_to_frames(v) for k, v in result.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = {
         "emotion": out,

@@ -19,18 +19,13 @@ from eamm.preprocess.dataset import param_fingerprint, process_entry
 from eamm.train.build import build_stage
 from eamm.train.checkpoint import load_checkpoint
 from eamm.train.loop import train_stage
+from eamm.train.run import STAGE_DIRS
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.fixtures, pytest.mark.slow]
 
 MODEL = yaml.safe_load((ROOT / "params.yaml").read_text())["model"]
 TRAINER = TrainerParams(num_workers=0, seed=0)
-STAGE_DIRS = {
-    "train_fomm": "fomm",
-    "train_a2fd": "a2fd",
-    "finetune_a2fd": "a2fd_finetune",
-    "train_emotion": "emotion",
-}
 
 
 def entry(dataset: str, clip_id: str, video: str, emotion: str | None = None) -> ClipEntry:

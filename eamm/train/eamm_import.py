@@ -1,7 +1,7 @@
 """Import EAMM's released checkpoints into this project's checkpoint format.
 
 EAMM's ``log.zip`` (``eamm-reference.md`` 3.0, 4) holds three files; each becomes the
-``checkpoint.pt`` of one stage folder (``flows/train.py`` ``STAGE_DIRS``) under ``out_root``:
+``checkpoint.pt`` of one stage folder (``eamm.train.run.STAGE_DIRS``) under ``out_root``:
 
 =================  =============  =============  =============  ===============================
 EAMM file          stage folder   stage          model name     our network (EAMM class)
@@ -62,6 +62,7 @@ from eamm.models import (
 )
 from eamm.train.checkpoint import save_checkpoint
 from eamm.train.loop import CHECKPOINT
+from eamm.train.run import STAGE_DIRS
 
 __all__ = ["EAMM_EMOTION_KP", "IMPORT_FINGERPRINT", "import_eamm_release"]
 
@@ -87,12 +88,12 @@ class _Source:
 _SOURCES = {
     "fomm": _Source(
         stage="train_fomm",
-        folder="fomm",
+        folder=STAGE_DIRS["train_fomm"],
         models={"kp_detector": _Model(KPDetector), "generator": _Model(OcclusionAwareGenerator)},
     ),
     "audio": _Source(
         stage="finetune_a2fd",
-        folder="a2fd_finetune",
+        folder=STAGE_DIRS["finetune_a2fd"],
         models={
             "audio_feature": _Model(AudioToFacialDynamics, ("generator.",)),
             "kp_detector_a": _Model(AudioKeypointHead, ("predictor.", "down.")),
@@ -100,7 +101,7 @@ _SOURCES = {
     ),
     "emotion": _Source(
         stage="train_emotion",
-        folder="emotion",
+        folder=STAGE_DIRS["train_emotion"],
         models={
             "emo_detector": _Model(EmotionDisplacement, ("fc.", "fc_n.", "final_4.", "final_10."))
         },

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -107,6 +107,27 @@ class TreeWalker:
             self.problem(rel, f"cannot list folder ({err.strerror or err})")
             return []
         return [(e.name, self._kind(e, join(rel, e.name))) for e in listing]
+
+    def folders(
+        self,
+        rel: str,
+        label: str,
+        valid: Callable[[str], bool],
+        expected: str | None = None,
+        hint: str = "",
+    ) -> Iterator[tuple[str, str]]:
+        """(name, path) of the sub-folders of ``rel`` whose name is ``valid``; files and
+        unknown names at this level are reported as layout problems, never guessed at."""
+        for name, kind in self.scan(rel):
+            path = join(rel, name)
+            if kind is None:
+                continue
+            if kind == "file":
+                self.problem(path, f"unexpected file (expected {expected or label} folders)")
+            elif not valid(name):
+                self.problem(path, f"unknown {label} folder '{name}'{hint}")
+            else:
+                yield name, path
 
     def kind_of(self, rel: str) -> Kind | None:
         """Kind of one root-relative path that exists (same checks as :meth:`scan`)."""

@@ -18,11 +18,12 @@ from typing import IO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from eamm.config import LRW_SPLITS
 from eamm.datasets.base import ClipEntry, DatasetIndex, IndexProblem
 from eamm.errors import EammError
 
 INDEX_FORMAT = "eamm-dataset-index/1"
-SPLITS = ("train", "val", "test")
+SPLITS = LRW_SPLITS  # every split name a report counts
 
 INDEX_SCHEMA = pa.schema(
     [

@@ -11,10 +11,11 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from eamm.config import LRW_SPLITS
 from eamm.datasets.base import ClipEntry, DatasetIndex, TreeWalker, check_choices, join
 from eamm.errors import EammError
 
-SPLITS = ("train", "val", "test")
+SPLITS = LRW_SPLITS
 LRW_FOLDER = "lipread_mp4"
 WORD_RE = re.compile(r"[A-Z]+")
 STEM_RE = re.compile(r"([A-Z]+)_([0-9]{5})")
@@ -34,15 +35,9 @@ class LrwRecipe:
         base = self._base(walker, root)
         entries: list[ClipEntry] = []
         if base is not None:
-            for word, kind in walker.scan(base):
-                rel = join(base, word)
-                if kind is None:
-                    continue
-                if kind == "file":
-                    walker.problem(rel, "unexpected file (expected word folders)")
-                elif not WORD_RE.fullmatch(word):
-                    walker.problem(rel, f"unknown word folder '{word}' (LRW words are A-Z)")
-                elif self.words is None or word in self.words:
+            words = walker.folders(base, "word", WORD_RE.fullmatch, hint=" (LRW words are A-Z)")
+            for word, rel in words:
+                if self.words is None or word in self.words:
                     entries.extend(self._word(walker, rel, word))
         return walker.finish(self.name, entries)
 
@@ -59,15 +54,10 @@ class LrwRecipe:
 
     def _word(self, walker: TreeWalker, word_rel: str, word: str) -> list[ClipEntry]:
         entries: list[ClipEntry] = []
-        for split, kind in walker.scan(word_rel):
-            split_rel = join(word_rel, split)
-            if kind is None:
-                continue
-            if kind == "file":
-                walker.problem(split_rel, "unexpected file (expected train/val/test folders)")
-            elif split not in SPLITS:
-                walker.problem(split_rel, f"unknown split folder '{split}'")
-            elif split in self.splits:
+        for split, split_rel in walker.folders(
+            word_rel, "split", SPLITS.__contains__, "train/val/test"
+        ):
+            if split in self.splits:
                 for number, path in _clips(walker, split_rel, word):
                     entries.append(
                         ClipEntry(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from eamm.config import MEAD_EMOTIONS
 from eamm.datasets.base import (
     ClipEntry,
     DatasetIndex,
@@ -24,7 +25,7 @@ from eamm.datasets.base import (
 from eamm.errors import EammError
 
 VIEWS = ("down", "front", "left_30", "left_60", "right_30", "right_60", "top")
-EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
+EMOTIONS = MEAD_EMOTIONS
 LEVELS = {"level_1": 1, "level_2": 2, "level_3": 3}
 # The test identities EAT and EDTalk use; every other speaker is train (splits/mead_v1.yaml).
 DEFAULT_TEST_SPEAKERS = ("M003", "M030", "W009", "W015")
@@ -80,14 +81,8 @@ class MeadRecipe:
     def index(self, root: Path) -> DatasetIndex:
         walker = TreeWalker(root)
         entries: list[ClipEntry] = []
-        for speaker, kind in walker.scan(""):
-            if kind is None:
-                continue
-            if kind == "file":
-                walker.problem(speaker, "unexpected file (expected speaker folders)")
-            elif not SPEAKER_RE.fullmatch(speaker):
-                walker.problem(speaker, f"unknown speaker folder '{speaker}'")
-            elif self.speakers is None or speaker in self.speakers:
+        for speaker, _ in walker.folders("", "speaker", SPEAKER_RE.fullmatch):
+            if self.speakers is None or speaker in self.speakers:
                 entries.extend(self._speaker(walker, speaker))
         return walker.finish(self.name, entries)
 
@@ -111,15 +106,8 @@ class MeadRecipe:
         split = "test" if speaker in self.test_speakers else "train"
         entries: list[ClipEntry] = []
         video = join(speaker, "video")
-        for view, kind in walker.scan(video):
-            rel = join(video, view)
-            if kind is None:
-                continue
-            if kind == "file":
-                walker.problem(rel, "unexpected file (expected view folders)")
-            elif view not in VIEWS:
-                walker.problem(rel, f"unknown view folder '{view}'")
-            elif self.views is None or view in self.views:
+        for view, rel in walker.folders(video, "view", VIEWS.__contains__):
+            if self.views is None or view in self.views:
                 for emotion, level, utt, path in self._clips(walker, rel):
                     entries.append(
                         ClipEntry(
@@ -140,28 +128,13 @@ class MeadRecipe:
 
     def _clips(self, walker: TreeWalker, view_rel: str) -> Iterable[tuple[str, int, str, str]]:
         """(emotion, level, utterance, video path) of the valid clips of one view folder."""
-        for emotion, kind in walker.scan(view_rel):
-            emotion_rel = join(view_rel, emotion)
-            if kind is None:
-                continue
-            if kind == "file":
-                walker.problem(emotion_rel, "unexpected file (expected emotion folders)")
-                continue
-            if emotion not in EMOTIONS:
-                walker.problem(emotion_rel, f"unknown emotion folder '{emotion}'")
-                continue
+        for emotion, emotion_rel in walker.folders(view_rel, "emotion", EMOTIONS.__contains__):
             if self.emotions is not None and emotion not in self.emotions:
                 continue
-            for level_name, level_kind in walker.scan(emotion_rel):
-                level_rel = join(emotion_rel, level_name)
-                level = LEVELS.get(level_name)
-                if level_kind is None:
-                    continue
-                if level_kind == "file":
-                    walker.problem(level_rel, "unexpected file (expected level_<n> folders)")
-                elif level is None:
-                    walker.problem(level_rel, f"unknown level folder '{level_name}'")
-                elif emotion == "neutral" and level != 1:
+            levels = walker.folders(emotion_rel, "level", LEVELS.__contains__, "level_<n>")
+            for level_name, level_rel in levels:
+                level = LEVELS[level_name]
+                if emotion == "neutral" and level != 1:
                     walker.problem(
                         level_rel, f"'{level_name}' under neutral (neutral has only level_1)"
                     )

@@ -45,5 +45,5 @@ fi
 echo "bootstrap: installing Python dependencies into $VENV (first run takes a few minutes)"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # constraints.txt pins every transitive version we test with (torch==2.13.0 CPU build included).
-"$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[dev]'
+"$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[dev,dask,bench]'
 echo "$inputs" > "$STAMP"

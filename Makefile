@@ -8,7 +8,7 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint format install-fan clean
+.PHONY: venv demo test lint format install-fan bench clean
 
 venv:
 	@scripts/bootstrap.sh
@@ -33,6 +33,11 @@ format: venv
 # Optional FAN landmark backend; keeps opencv-contrib-python as the only cv2 provider.
 install-fan: venv
 	@scripts/install_fan.sh $(VENV)/bin/python
+
+# Benchmarks (needs the bench extra: pip install -e '.[bench]'): about 15 minutes on 2 cores;
+# writes benchmarks/results/*.json and docs/performance.md.
+bench: venv
+	python benchmarks/run_all.py
 
 clean:
 	rm -rf data/sample .prefect

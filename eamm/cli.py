@@ -140,7 +140,11 @@ def preprocess(
 
 @app.command()
 def train(
-    stage: str = typer.Argument(..., help="train_fomm, train_a2fd, finetune_a2fd or train_emotion"),
+    stage: str = typer.Argument(
+        ...,
+        help="train_fomm, train_a2fd, finetune_a2fd, train_emotion, "
+        "train_emotion_classifier or train_sync_expert",
+    ),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
     data_root: Path = typer.Option(Path("data"), help="holds <dataset>/processed/manifest.parquet"),
     models_root: Path = typer.Option(Path("models"), help="checkpoints go to <root>/<stage>/"),

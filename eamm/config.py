@@ -158,6 +158,11 @@ class StageParams(_Strict):
     rotation: float = 30.0
     num_emotion_kp: int = 4
     classify: bool = True
+    # The judges (emotion classifier, sync expert): held-out splits they report accuracy on,
+    # the sync expert's negative-pair distance and offset search range (frames).
+    holdout_splits: list[Literal["train", "val", "test"]] = []
+    min_offset: int = Field(3, ge=1)
+    vshift: int = Field(15, ge=1)
 
 
 class GenerateParams(_Strict):
@@ -186,3 +191,6 @@ class EvaluateParams(_Strict):
     max_clips: int | None = Field(20, ge=1)  # per dataset, a seeded sample; null = all
     seed: int = 0
     max_frames: int | None = Field(100, ge=1)  # per clip, from its start; null = whole clip
+    vshift: int = Field(15, ge=1)  # lip-sync offset search range, frames (SyncNet's -vshift)
+    # Local SyncNet v2 weights (syncnet_v2.model); null = only our own sync expert's score.
+    syncnet_weights: str | None = None

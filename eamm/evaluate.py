@@ -7,19 +7,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from eamm.audio.load import load_audio_16k_mono
 from eamm.config import EvaluateParams, GenerateParams
 from eamm.face.landmarks import FaceModels
 from eamm.generate import EammModels, animate, frames_to_tensor, tensor_to_frames
+from eamm.judges import JUDGE_METRICS, Judges, judge_scores
 from eamm.metrics import FACE, MOUTH, clip_landmarks, cpbd_clip, lmd, psnr, ssim
 from eamm.train.augment import emotion_augment
 from eamm.train.clips import Clip, fill_missing_rows, load_clips, read_frames
 
-METRICS = ("psnr", "ssim", "m_lmd", "f_lmd", "cpbd")
+METRICS = ("psnr", "ssim", "m_lmd", "f_lmd", "cpbd", *JUDGE_METRICS)
 
 
 @dataclass(frozen=True)
@@ -93,10 +96,12 @@ def evaluate_clips(
     params: EvaluateParams,
     gp: GenerateParams,
     device: torch.device,
+    judges: Judges | None = None,
 ) -> tuple[list[ClipScore], dict]:
     """Scores of every clip and variant, and one middle frame per variant for the report."""
     size = nets.image_size
     face = FaceModels()
+    judges = judges or Judges(device=device)
     scores: list[ClipScore] = []
     stills: dict = {}
     try:
@@ -119,8 +124,13 @@ def evaluate_clips(
                 gp,
             )
             truth_lm = landmarks_256(truth, face)
-            gt_scores = {m: float("nan") for m in METRICS}
-            gt_scores["cpbd"] = cpbd_clip(truth)
+            audio = None
+            if judges.syncnet is not None:
+                audio = load_audio_16k_mono(clip.folder / "audio.wav")[: t * 640]
+
+            judged = partial(judge_scores, judges, mfcc=mfcc, audio_16k=audio, emotion=clip.emotion)
+            gt_scores = dict.fromkeys(METRICS, float("nan"))
+            gt_scores.update(cpbd=cpbd_clip(truth), **judged(truth))
             scores.append(
                 ClipScore(clip.dataset, clip.clip_id, clip.emotion, "ground_truth", gt_scores)
             )
@@ -139,7 +149,7 @@ def evaluate_clips(
                         clip.clip_id,
                         clip.emotion,
                         variant,
-                        _score(video, truth, truth_lm, face),
+                        _score(video, truth, truth_lm, face) | judged(video),
                     )
                 )
                 stills[clip.emotion or clip.dataset].setdefault(variant, video[t // 2])

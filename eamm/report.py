@@ -16,12 +16,27 @@ DIRECTION = {
     "m_lmd": "lower",
     "f_lmd": "lower",
     "cpbd": "higher",
+    "emotion_acc": "higher",
+    "sync_conf": "higher",
+    "sync_dist": "lower",
+    "syncnet_conf": "higher",
+    "syncnet_dist": "lower",
 }
 VARIANTS = ("ground_truth", "neutral", "emotion")
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
+
+
+def scored(table: dict, datasets: list[str]) -> list[str]:
+    """The metrics with a value in some row of ``datasets`` (a judge without a checkpoint, or
+    emotion accuracy on LRW, leaves a column empty: it is not shown)."""
+    return [
+        m
+        for m in METRICS
+        if any(row.get(m) is not None for d in datasets for row in table[d].values())
+    ]
 
 
 def markdown(table: dict, protocol: dict, models: dict) -> str:
@@ -37,22 +52,26 @@ def markdown(table: dict, protocol: dict, models: dict) -> str:
         f"Checkpoints: {json.dumps(models)}",
         "",
     ]
-    header = (
-        "| variant | clips | "
-        + " | ".join(f"{m} ({DIRECTION[m]} is better)" for m in METRICS)
-        + " |"
-    )
     for dataset, variants in sorted(table.items()):
-        lines += [f"## {dataset.upper()}", "", header, "|" + "---|" * (len(METRICS) + 2)]
+        shown = scored(table, [dataset])
+        header = (
+            "| variant | clips | "
+            + " | ".join(f"{m} ({DIRECTION[m]} is better)" for m in shown)
+            + " |"
+        )
+        lines += [f"## {dataset.upper()}", "", header, "|" + "---|" * (len(shown) + 2)]
         for variant in VARIANTS:
             if variant in variants:
                 row = variants[variant]
-                cells = " | ".join(_fmt(row[m]) for m in METRICS)
+                cells = " | ".join(_fmt(row.get(m)) for m in shown)
                 lines.append(f"| {variant} | {row['clips']} | {cells} |")
         lines.append("")
     lines += [
-        "Ground truth: the real test clips scored by the same code (no-reference metrics "
-        "only; PSNR, SSIM and LMD compare a clip with itself and are left out).",
+        "Ground truth: the real test clips scored by the same code (CPBD and the judges: "
+        "emotion accuracy and lip sync; PSNR, SSIM and LMD would compare a clip with itself "
+        "and are left out). Emotion accuracy: our MEAD classifier (`train_emotion_classifier`); "
+        "sync_conf/sync_dist: our LRW sync expert (`train_sync_expert`); syncnet_*: SyncNet v2 "
+        "from `evaluate.syncnet_weights` when set.",
         "",
         "![metrics](metrics.png)",
         "",
@@ -69,14 +88,15 @@ def plot_metrics(table: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     datasets = sorted(table)
+    shown = scored(table, datasets)
     fig, axes = plt.subplots(
-        len(datasets), len(METRICS), figsize=(3 * len(METRICS), 2.6 * len(datasets)), squeeze=False
+        len(datasets), len(shown), figsize=(3 * len(shown), 2.6 * len(datasets)), squeeze=False
     )
     for r, dataset in enumerate(datasets):
-        for c, metric in enumerate(METRICS):
+        for c, metric in enumerate(shown):
             ax = axes[r][c]
             names = [v for v in VARIANTS if v in table[dataset]]
-            values = [table[dataset][v][metric] for v in names]
+            values = [table[dataset][v].get(metric) for v in names]
             ax.bar(
                 names,
                 [np.nan if v is None else v for v in values],

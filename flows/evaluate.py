@@ -38,7 +38,7 @@ def evaluate_flow(
     out.mkdir(parents=True, exist_ok=True)
     models = {
         stage: file_fingerprint(Path(checkpoints) / stage / "checkpoint.pt")
-        for stage in ("fomm", "a2fd_finetune", "emotion")
+        for stage in ("fomm", "a2fd_finetune", "emotion", "emotion_classifier", "sync_expert")
         if (Path(checkpoints) / stage / "checkpoint.pt").is_file()
     }
     protocol = {"evaluate": params.model_dump(), "generate": generate.model_dump()}

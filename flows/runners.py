@@ -8,12 +8,22 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from eamm.errors import EammError
 
+# Set on a machine or in a deployment's job variables, it wins over params.yaml and --runner: an
+# operator points every preprocess run there at a Dask cluster without editing tracked files.
+RUNNER_ENV = "EAMM_TASK_RUNNER"
+
 
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def resolve_runner(runner: str) -> str:
+    """``$EAMM_TASK_RUNNER`` when set (non-empty), else ``runner``."""
+    return os.environ.get(RUNNER_ENV, "").strip() or runner
+
+
 def make_task_runner(runner: str, workers: int | None = None):
+    runner = resolve_runner(runner)
     workers = workers or default_workers()
     if runner == "threads":
         return ThreadPoolTaskRunner(max_workers=workers)
@@ -27,4 +37,5 @@ def make_task_runner(runner: str, workers: int | None = None):
                 f"runner {runner}: Dask needs the [dask] extra (pip install -e '.[dask]')"
             ) from None
         return DaskTaskRunner(address=runner)
-    raise EammError(f"unknown runner '{runner}': use threads, processes or a Dask address")
+    source = f" (from ${RUNNER_ENV})" if os.environ.get(RUNNER_ENV, "").strip() else ""
+    raise EammError(f"unknown runner '{runner}'{source}: use threads, processes or a Dask address")

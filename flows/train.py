@@ -1,13 +1,11 @@
-"""Flow: one EAMM training stage (train_fomm, train_a2fd, finetune_a2fd, train_emotion)."""
+"""Flow: one training stage: the four EAMM stages or the two evaluation judges."""
 
 from __future__ import annotations
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from eamm.errors import EammError
-from eamm.train.build import STAGES
-from eamm.train.run import stage_dir
+from eamm.train.run import check_stage, stage_dir
 from tasks.train import train_stage_task
 
 
@@ -20,8 +18,7 @@ def train_flow(
     resume: bool = True,
 ) -> dict:
     """Train ``stage`` into ``<models_root>/<stage dir>/`` (checkpoint, dvclive, plots)."""
-    if stage not in STAGES:
-        raise EammError(f"unknown stage '{stage}' (choose from {', '.join(STAGES)})")
+    check_stage(stage)
     metrics = train_stage_task(stage, params_path, data_root, models_root, resume)
     out_dir = stage_dir(models_root, stage)
     rows = "\n".join(f"| {k} | {v:.5g} |" for k, v in metrics.items() if isinstance(v, float))

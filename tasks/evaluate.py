@@ -9,6 +9,7 @@ from prefect import task
 from eamm.config import EvaluateParams, GenerateParams
 from eamm.evaluate import ClipScore, evaluate_clips, select_clips
 from eamm.generate import load_models
+from eamm.judges import load_judges
 from eamm.train.clips import load_clips
 from eamm.train.loop import pick_device
 
@@ -25,6 +26,7 @@ def evaluate_dataset(
     manifest = Path(data_root) / dataset / "processed" / "manifest.parquet"
     device = pick_device(generate.device)
     nets = load_models(checkpoints, device, generate.generator_from, model)
+    judges = load_judges(checkpoints, device, params.vshift, params.syncnet_weights)
     clips = select_clips(manifest, params)
     pool = load_clips(manifest, (params.split,), min_frames=2)
-    return evaluate_clips(clips, pool, nets, params, generate, device)
+    return evaluate_clips(clips, pool, nets, params, generate, device, judges)

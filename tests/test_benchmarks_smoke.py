@@ -1,4 +1,7 @@
-"""Smoke runs of the benchmark scripts (benchmarks/train_step.py, benchmarks/loader.py)."""
+"""Smoke runs of the benchmark scripts on tiny input: they run and write their JSON keys.
+
+No timed assertions: the numbers live in benchmarks/results and docs/performance.md.
+"""
 
 from __future__ import annotations
 
@@ -71,3 +74,85 @@ def test_loader_benchmark_lrw(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 1
     assert rows[0]["batches"] == 2 and rows[0]["samples_per_s"] > 0
+
+
+# 8 frames: preprocess_clip refuses clips under min_frames (7)
+TINY = ["--fixtures", "lrw_256p", "--frames", "8", "--repeats", "1", "--warmup", "0"]
+
+
+def _json(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    assert {"cpu", "cores", "loadavg_1_5_15"} <= set(data["meta"])
+    return data
+
+
+@pytest.mark.slow
+@pytest.mark.fixtures
+def test_preprocess_recipe_benchmark_tiny(tmp_path):
+    out = tmp_path / "recipe.json"
+    _run("benchmarks/preprocess_recipe.py", *TINY, "--json", str(out))
+    (row,) = _json(out)["rows"]
+    assert row["frames"] == 8 and row["fps_per_core"] > 0 and row["peak_rss_mib"] > 0
+    assert set(row["steps"]) == {"read", "detect", "warp", "png", "audio", "mfcc"}
+
+
+@pytest.mark.slow
+@pytest.mark.fixtures
+def test_preprocess_floor_benchmark_tiny(tmp_path):
+    out = tmp_path / "floor.json"
+    _run("benchmarks/preprocess_floor.py", *TINY, "--json", str(out))
+    (row,) = _json(out)["rows"]
+    assert set(row["cases"]) == {
+        "decode_ffmpeg",
+        "decode",
+        "decode_warp",
+        "encode",
+        "landmarker",
+        "onepass",
+        "floor",
+    }
+    assert all(case["fps_per_core"] > 0 for case in row["cases"].values())
+
+
+@pytest.mark.slow
+@pytest.mark.fixtures
+def test_preprocess_ours_benchmark_tiny(tmp_path):
+    out = tmp_path / "ours.json"
+    _run("benchmarks/preprocess_ours.py", *TINY, "--long", "2", "--json", str(out))
+    rows = _json(out)["rows"]
+    assert [r["frames"] for r in rows] == [8, 16]  # the fixture, then it concatenated twice
+    assert rows[0]["fps_per_core"] > 0 and rows[1]["peak_rss_mib"] > 0
+    assert {"decode", "detect", "warp", "encode", "landmarks", "pose", "mfcc"} <= set(
+        rows[0]["steps"]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.fixtures
+def test_preprocess_flow_benchmark_tiny(tmp_path):
+    out = tmp_path / "flow.json"
+    args = ["--datasets", "lrw", "--copies", "1", "--workers", "1", "--frames", "8"]
+    _run("benchmarks/preprocess_flow.py", *args, "--json", str(out))
+    (row,) = _json(out)["rows"]
+    assert row["clips"] == row["ok"] == 1 and row["input_frames"] == 8
+    assert {"flow_wall_s", "clip_work_s", "overhead_pct", "peak_rss_mib"} <= set(row)
+
+
+def test_report_renders_available_results(tmp_path):
+    from benchmarks.report import render
+
+    row = {"fixture": "lrw_256p", "frames": 29, "cpu_s": 0.5, "wall_s": 0.6}
+    row |= {"fps_per_core": 58.0, "fps_wall": 48.3, "peak_rss_mib": 300.0}
+    ours = {"meta": {"cpu": "x", "cores": 2}, "rows": [row | {"steps": {"decode": {"cpu_s": 0.1}}}]}
+    recipe = {"meta": {}, "rows": [row | {"fps_per_core": 29.0, "steps": {"warp": {"cpu_s": 0.2}}}]}
+    dvc = {"meta": {}, "rows": [{"clips": 20000, "dvc_status_s": 1.5}]}
+    for name, data in (
+        ("preprocess_ours", ours),
+        ("preprocess_recipe", recipe),
+        ("dvc_status", dvc),
+    ):
+        (tmp_path / f"{name}.json").write_text(json.dumps(data))
+    text = render(tmp_path)
+    assert "| LRW 256p (ABOUT_00001) | 29.0 (anchor 116.0) | - | **58.0**" in text
+    assert "2.00x" in text and "**missed**" in text
+    assert "| 20000 | 1.5 |" in text

@@ -3,6 +3,7 @@ every stage runs, learns on a repeated batch, and resumes to the identical next-
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from eamm.datasets.base import ClipEntry
 from eamm.face.landmarks import FaceModels, MediapipeLandmarks
 from eamm.manifest import write_manifest
 from eamm.preprocess.dataset import param_fingerprint, process_entry
-from eamm.train.build import build_stage
+from eamm.train.build import JUDGES, STAGES, build_stage
 from eamm.train.checkpoint import load_checkpoint
 from eamm.train.loop import train_stage
 from eamm.train.run import STAGE_DIRS
@@ -119,13 +120,17 @@ def trained(data_root, tmp_path_factory):
     return models_root
 
 
-def test_all_four_stages_write_safe_checkpoints(trained):
+def test_all_stages_write_safe_checkpoints(trained):
     for name, folder in STAGE_DIRS.items():
         state = load_checkpoint(trained / folder / "checkpoint.pt")  # weights_only=True
         assert state["stage"] == name and state["step"] == 2
         assert state["manifest_fingerprint"] and state["params"]["model"]["profile"] == "tiny"
-        for extra in ("metrics.json", "loss.png", "samples.png", "dvclive"):
+        extras = ("metrics.json", "loss.png", "dvclive") + (("samples.png",) * (name in STAGES))
+        for extra in extras:
             assert (trained / folder / extra).exists(), (name, extra)
+    for judge in JUDGES:  # every fixture clip is in the train split: nothing held out
+        metrics = json.loads((trained / STAGE_DIRS[judge] / "metrics.json").read_text())
+        assert metrics["heldout/clips"] == 0 and metrics["step"] == 2
     emotion = load_checkpoint(trained / "emotion" / "checkpoint.pt")
     assert len(emotion["emotion_kp"]) == 4 and len(set(emotion["emotion_kp"])) == 4
     assert all(0 <= k < 10 for k in emotion["emotion_kp"])
@@ -246,8 +251,6 @@ def test_generate_rejects_bad_inputs_with_one_line(trained, fixtures_dir, tmp_pa
 
 
 def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path, prefect_api):
-    import json
-
     from flows.evaluate import evaluate_flow
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -261,6 +264,12 @@ def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path,
         assert set(dataset) == {"ground_truth", "neutral", "emotion"}
         assert dataset["ground_truth"]["psnr"] is None and 0 <= dataset["ground_truth"]["cpbd"] <= 1
         assert 0 < dataset["neutral"]["psnr"] < 100 and -1 <= dataset["emotion"]["ssim"] <= 1
+        for row in dataset.values():  # the judges trained in `trained` score every row
+            assert row["sync_conf"] >= 0 and row["sync_dist"] >= 0
+            assert row["syncnet_conf"] is None  # no SyncNet weights configured
+    for variant in table["mead"].values():  # 2 clips: accuracy is 0, 0.5 or 1
+        assert variant["emotion_acc"] in (0.0, 0.5, 1.0)
+    assert all(row["emotion_acc"] is None for row in table["lrw"].values())
     assert json.loads((out / "metrics.json").read_text()) == table
     for name in ("evaluation.md", "metrics.png", "contact_sheet.png", "clip_scores.json"):
         assert (out / name).is_file()

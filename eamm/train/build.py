@@ -14,13 +14,24 @@ from eamm.errors import EammError
 from eamm.models import (
     AudioKeypointHead,
     AudioToFacialDynamics,
+    EmotionClassifier,
     EmotionDisplacement,
     KPDetector,
     OcclusionAwareGenerator,
+    SyncExpert,
 )
+from eamm.models.sync_expert import SYNC_WINDOW
 from eamm.train.checkpoint import file_fingerprint, load_checkpoint
 from eamm.train.clips import Clip, load_clips
-from eamm.train.datasets import AudioWindows, EmotionWindows, FommPairs, StepBatchSampler
+from eamm.train.datasets import (
+    AudioWindows,
+    EmotionFrames,
+    EmotionWindows,
+    FommPairs,
+    StepBatchSampler,
+    SyncWindows,
+)
+from eamm.train.judges import classifier_losses, sync_losses, validate_classifier, validate_sync
 from eamm.train.loop import Stage
 from eamm.train.stages import (
     PerceptualLoss,
@@ -31,12 +42,16 @@ from eamm.train.stages import (
 )
 
 STAGES = ("train_fomm", "train_a2fd", "finetune_a2fd", "train_emotion")
+# The evaluation judges, trained from the processed data alone.
+JUDGES = ("train_emotion_classifier", "train_sync_expert")
 # Which upstream checkpoint each stage loads its frozen or initial networks from.
 UPSTREAM = {
     "train_fomm": (),
     "train_a2fd": ("fomm",),
     "finetune_a2fd": ("fomm", "a2fd"),
     "train_emotion": ("fomm", "a2fd_finetune"),
+    "train_emotion_classifier": (),
+    "train_sync_expert": (),
 }
 
 
@@ -62,6 +77,40 @@ def build_networks(sizes: dict) -> dict[str, torch.nn.Module]:
 
 def build_emotion_net(sizes: dict, num_emotion_kp: int) -> torch.nn.Module:
     return EmotionDisplacement(num_emotion_kp=num_emotion_kp, **sizes["emotion"])
+
+
+def build_judge(name: str, sizes: dict) -> torch.nn.Module:
+    """The network of a judge stage ("train_emotion_classifier" or "train_sync_expert")."""
+    if name == "train_emotion_classifier":
+        return EmotionClassifier(**sizes["emotion_classifier"])
+    return SyncExpert(**sizes["sync_expert"])
+
+
+def build_judge_stage(name: str, sizes: dict, params: StageParams, paths: list[Path]) -> Stage:
+    size = sizes["image_size"]
+    net = build_judge(name, sizes)
+    holdout = [c for p in paths for c in load_clips(p, tuple(params.holdout_splits), SYNC_WINDOW)]
+    weights = dict(params.loss_weights)
+    if name == "train_emotion_classifier":
+        dataset = EmotionFrames(_clips(paths, params, 1), size, params.clip_len, params.jitter)
+        loss, validate = classifier_losses(net, weights), validate_classifier(net, holdout, size)
+        key = "emotion_classifier"
+    else:
+        clips = _clips(paths, params, SYNC_WINDOW)
+        dataset = SyncWindows(clips, size, SYNC_WINDOW, params.min_offset)
+        loss = sync_losses(net, weights)
+        validate = validate_sync(net, holdout, size, params.vshift)
+        key = "sync_expert"
+    return Stage(
+        name,
+        trainable={key: net},
+        frozen={},
+        param_groups={key: [key]},
+        dataset=dataset,
+        loss_fn=loss,
+        extra={"image_size": size, "sizes": sizes[key]},
+        validate=validate,
+    )
 
 
 def manifest_paths(data_root: Path, datasets: list[str]) -> list[Path]:
@@ -104,17 +153,19 @@ def build_stage(
     data_root: Path,
     models_root: Path,
 ) -> tuple[Stage, str]:
-    """(stage, manifest fingerprint) for one of STAGES."""
+    """(stage, manifest fingerprint) for one of STAGES or JUDGES."""
     sizes = profile(model)
     size = sizes["image_size"]
     torch.manual_seed(trainer.seed)  # the same initial weights on every run of the stage
-    nets = build_networks(sizes)
-    ups = {u: load_checkpoint(models_root / u / "checkpoint.pt") for u in UPSTREAM[name]}
     paths = manifest_paths(data_root, params.datasets)
     # What the stage learns from: its manifests and the upstream checkpoints it starts from.
     fingerprint = combined_fingerprint(
         paths + [models_root / u / "checkpoint.pt" for u in UPSTREAM[name]]
     )
+    if name in JUDGES:
+        return build_judge_stage(name, sizes, params, paths), fingerprint
+    nets = build_networks(sizes)
+    ups = {u: load_checkpoint(models_root / u / "checkpoint.pt") for u in UPSTREAM[name]}
     weights = dict(params.loss_weights)
     perceptual_cfg = model["perceptual"]
 

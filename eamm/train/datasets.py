@@ -153,3 +153,62 @@ class EmotionWindows(AudioWindows):
         sample["transformed_driving"] = to_tensor(emotion_augment(frames, rng, self.rotation))
         sample["emotion"] = torch.tensor(clip.emotion_index, dtype=torch.long)
         return sample
+
+
+class EmotionFrames(Dataset):
+    """Emotion classifier: ``clip_len`` random frames of a MEAD clip (flip, colour jitter) and
+    the clip's emotion label."""
+
+    def __init__(
+        self, clips: list[Clip], image_size: int, clip_len: int = 4, jitter: float = 0.1
+    ) -> None:
+        self.clips, self.size, self.clip_len, self.jitter = clips, image_size, clip_len, jitter
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = item
+        rng = np.random.default_rng(seed)
+        clip = self.clips[index]
+        picks = rng.choice(clip.num_frames, self.clip_len, replace=clip.num_frames < self.clip_len)
+        frames = read_frames(clip.folder / "frames.mp4", sorted(int(i) for i in picks), self.size)
+        frames = color_jitter(random_flip(frames, rng), rng, self.jitter)
+        return {
+            "frames": to_tensor(frames),
+            "emotion": torch.tensor(clip.emotion_index, dtype=torch.long),
+        }
+
+
+class SyncWindows(Dataset):
+    """Sync expert: ``window`` consecutive crops of an LRW clip and the MFCC window (c0
+    dropped) of their middle frame (label 1), or of the middle frame of a window at least
+    ``min_offset`` frames away in the same clip (label 0), each with probability 1/2."""
+
+    def __init__(
+        self, clips: list[Clip], image_size: int, window: int = 5, min_offset: int = 3
+    ) -> None:
+        self.clips, self.size, self.window, self.min_offset = clips, image_size, window, min_offset
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = item
+        rng = np.random.default_rng(seed)
+        clip = self.clips[index]
+        mfcc = np.load(clip.folder / "mfcc.npy", mmap_mode="r")
+        starts = min(clip.num_frames, mfcc.shape[0]) - self.window + 1
+        start = int(rng.integers(starts))
+        far = [s for s in range(starts) if abs(s - start) >= self.min_offset]
+        positive = rng.random() < 0.5 or not far
+        audio_start = start if positive else int(far[int(rng.integers(len(far)))])
+        frames = read_frames(
+            clip.folder / "frames.mp4", list(range(start, start + self.window)), self.size
+        )
+        audio = np.array(mfcc[audio_start + self.window // 2, :, 1:], dtype=np.float32)
+        return {
+            "frames": to_tensor(frames),
+            "audio": torch.from_numpy(audio),
+            "label": torch.tensor(float(positive)),
+        }

@@ -53,6 +53,8 @@ class Stage:
     dataset: Dataset
     loss_fn: LossFn
     extra: dict = field(default_factory=dict)  # recorded in the checkpoint (e.g. emotion_kp)
+    # Held-out numbers after training (the judges' accuracy), merged into metrics.json.
+    validate: Callable[[torch.device], dict] | None = None
 
 
 def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
@@ -303,6 +305,8 @@ def train_stage(
         _replay_dvclive(history, params, out / "dvclive")
         _final_sample(stage, params, trainer, device, out)
         _save_plot(history, out / "loss.png")
+        if stage.validate is not None:
+            final.update(stage.validate(device))
         (out / "metrics.json").write_text(json.dumps(final, indent=2) + "\n")
     if world > 1:
         import torch.distributed as dist

@@ -18,7 +18,7 @@ import yaml
 
 from eamm.config import StageParams, TrainerParams, load_section
 from eamm.errors import EammError
-from eamm.train.build import STAGES, build_stage
+from eamm.train.build import JUDGES, STAGES, build_stage
 from eamm.train.loop import train_stage
 
 STAGE_DIRS = {
@@ -26,11 +26,18 @@ STAGE_DIRS = {
     "train_a2fd": "a2fd",
     "finetune_a2fd": "a2fd_finetune",
     "train_emotion": "emotion",
+    "train_emotion_classifier": "emotion_classifier",
+    "train_sync_expert": "sync_expert",
 }
 
 
 def stage_dir(models_root: str | Path, stage: str) -> Path:
     return Path(models_root) / STAGE_DIRS[stage]
+
+
+def check_stage(stage: str) -> None:
+    if stage not in STAGES + JUDGES:
+        raise EammError(f"unknown stage '{stage}' (choose from {', '.join(STAGES + JUDGES)})")
 
 
 def world_size(trainer: TrainerParams) -> int:
@@ -44,8 +51,7 @@ def run_stage(
     stage: str, params_path: str, data_root: str, models_root: str, resume: bool = True
 ) -> dict:
     """Train ``stage`` in this process (one rank when launched by torchrun)."""
-    if stage not in STAGES:
-        raise EammError(f"unknown stage '{stage}' (choose from {', '.join(STAGES)})")
+    check_stage(stage)
     all_params = yaml.safe_load(Path(params_path).read_text())
     params = load_section(params_path, stage, StageParams)
     trainer = load_section(params_path, "trainer", TrainerParams)
@@ -92,7 +98,7 @@ def launch_distributed(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("stage", choices=STAGES + JUDGES)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data-root", default="data")
     parser.add_argument("--models-root", default="models")

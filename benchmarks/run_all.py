@@ -1,0 +1,100 @@
+"""``make bench``: every benchmark in one go, then docs/performance.md from the results.
+
+Runs, in order, each as its own process (so one slow or failing piece is visible on its own):
+the EAMM recipe, the floor, ours (with a 10x MEAD clip and a profile), the flow over trees of
+copies at 1 and 2 workers, the training loader on the flow's processed trees (stage 1 on LRW,
+stage 3 on MEAD), the CPU train step, and the report. ``--quick`` shrinks every piece to a
+smoke run (a few frames, one repeat) for checking the wiring, not for numbers.
+
+    python benchmarks/run_all.py                 # about 10-15 minutes on 2 cores
+    python benchmarks/run_all.py --quick --results /tmp/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PIECES = ("recipe", "floor", "ours", "flow", "loader", "train_step", "report")
+
+
+def run(args: list[str]) -> bool:
+    print("+ " + " ".join(args), file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    ok = subprocess.run([sys.executable, *args], cwd=ROOT).returncode == 0
+    print(f"  ({time.perf_counter() - start:.0f} s, {'ok' if ok else 'FAILED'})", file=sys.stderr)
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default=str(HERE / "results"))
+    parser.add_argument("--doc", default=str(ROOT / "docs" / "performance.md"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="tiny smoke-sized runs")
+    parser.add_argument("--only", nargs="+", choices=PIECES, default=list(PIECES))
+    args = parser.parse_args(argv)
+    res = Path(args.results)
+    res.mkdir(parents=True, exist_ok=True)
+    repeats = ["--repeats", "1" if args.quick else str(args.repeats)]
+    tiny = ["--frames", "8", "--warmup", "0"] if args.quick else []
+    long = ["--long", "2" if args.quick else "10"]
+    copies = ["--copies", "1", "2"] if args.quick else ["--copies", "64", "8"]
+    failed = []
+    with tempfile.TemporaryDirectory(prefix="eamm-bench-trees-") as trees:
+        plan = {
+            "recipe": ["benchmarks/preprocess_recipe.py", *repeats, *tiny, *long],
+            "floor": ["benchmarks/preprocess_floor.py", *repeats, *tiny],
+            "ours": ["benchmarks/preprocess_ours.py", *repeats, *tiny, *long, "--profile"],
+            "flow": [
+                "benchmarks/preprocess_flow.py",
+                *copies,
+                "--workers",
+                "1",
+                "2",
+                "--keep",
+                trees,
+                *(["--frames", "8"] if args.quick else []),
+            ],
+        }
+        names = {"recipe": "preprocess_recipe", "floor": "preprocess_floor"}
+        names |= {"ours": "preprocess_ours", "flow": "preprocess_flow"}
+        for piece, cmd in plan.items():
+            if piece in args.only and not run([*cmd, "--json", str(res / f"{names[piece]}.json")]):
+                failed.append(piece)
+        if "loader" in args.only:
+            batches = "2" if args.quick else "20"
+            for dataset, stage in (("lrw", "train_a2fd"), ("mead", "train_emotion")):
+                if not (Path(trees) / dataset / "processed" / "manifest.parquet").is_file():
+                    print(f"  loader {stage}: no {dataset} tree (run the flow piece)")
+                    continue
+                cmd = ["benchmarks/loader.py", "--data", trees, "--dataset", dataset]
+                cmd += ["--stage", stage, "--workers", "0", "--batches", batches]
+                cmd += ["--clip-len", "4"] if args.quick else []
+                if not run([*cmd, "--json", str(res / f"loader_{stage}.json")]):
+                    failed.append(f"loader {stage}")
+    if "train_step" in args.only:
+        steps = ["--steps", "2", "--warmup", "0"]
+        if not args.quick:
+            steps = ["--steps", "5", "--warmup", "1"]
+        cmd = ["benchmarks/train_step.py", "--profile", "tiny", "--device", "cpu"]
+        cmd += ["--threads", "1", "--stages", "train_a2fd", "train_emotion", *steps]
+        if not run([*cmd, "--json", str(res / "train_step_cpu.json")]):
+            failed.append("train_step")
+    if "report" in args.only:
+        notes = HERE / "notes.md"
+        cmd = ["benchmarks/report.py", "--results", str(res), "--out", args.doc]
+        run([*cmd, *(["--notes", str(notes)] if notes.is_file() else [])])
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The evaluation judges at scoring time: our emotion classifier and sync expert (trained by
+the pipeline) and, when the user has its weights, SyncNet v2. Each judge is optional: a missing
+checkpoint leaves its metrics empty (None in metrics.json) instead of failing the evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from eamm.metrics.emotion import predict_emotion, spread
+from eamm.metrics.sync import expert_score, load_syncnet, syncnet_score
+from eamm.models import EmotionClassifier, SyncExpert, SyncNetV2
+from eamm.train.checkpoint import load_checkpoint
+from eamm.train.datasets import to_tensor
+from eamm.train.run import STAGE_DIRS
+
+JUDGE_METRICS = ("emotion_acc", "sync_conf", "sync_dist", "syncnet_conf", "syncnet_dist")
+CLASSIFIER_FRAMES = 16  # frames per clip the classifier sees, spread evenly
+
+
+@dataclass
+class Judges:
+    classifier: EmotionClassifier | None = None
+    classifier_size: int = 0
+    expert: SyncExpert | None = None
+    expert_size: int = 0
+    syncnet: SyncNetV2 | None = None
+    vshift: int = 15
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+def _load(path: Path, cls, key: str, device: torch.device):
+    state = load_checkpoint(path, device)
+    net = cls(**state["sizes"])
+    net.load_state_dict(state["models"][key])
+    return net.to(device).eval(), int(state["image_size"])
+
+
+def load_judges(
+    checkpoints: str | Path, device: torch.device, vshift: int, syncnet_weights: str | None
+) -> Judges:
+    judges = Judges(vshift=vshift, device=device)
+    root = Path(checkpoints)
+    classifier = root / STAGE_DIRS["train_emotion_classifier"] / "checkpoint.pt"
+    if classifier.is_file():
+        judges.classifier, judges.classifier_size = _load(
+            classifier, EmotionClassifier, "emotion_classifier", device
+        )
+    expert = root / STAGE_DIRS["train_sync_expert"] / "checkpoint.pt"
+    if expert.is_file():
+        judges.expert, judges.expert_size = _load(expert, SyncExpert, "sync_expert", device)
+    if syncnet_weights:
+        judges.syncnet = load_syncnet(syncnet_weights, device)
+    return judges
+
+
+def _resized(frames: np.ndarray, size: int) -> np.ndarray:
+    if frames.shape[1] == size:
+        return frames
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+@torch.no_grad()
+def judge_scores(
+    judges: Judges,
+    frames: np.ndarray,
+    mfcc: np.ndarray,
+    audio_16k: np.ndarray | None,
+    emotion: str | None,
+) -> dict[str, float]:
+    """The judges' scores of one clip: uint8 RGB frames (T, H, W, 3), their MFCC windows
+    (T, 28, 12) and 16 kHz audio; NaN where a judge or an input is missing."""
+    nan = float("nan")
+    scores = dict.fromkeys(JUDGE_METRICS, nan)
+    device = judges.device
+    if judges.classifier is not None and emotion is not None:
+        picks = spread(len(frames), CLASSIFIER_FRAMES)
+        clip = to_tensor(_resized(frames[picks], judges.classifier_size)).to(device)
+        scores["emotion_acc"] = float(predict_emotion(judges.classifier, clip) == emotion)
+    if judges.expert is not None:
+        clip = to_tensor(_resized(frames, judges.expert_size)).to(device)
+        audio = torch.from_numpy(np.ascontiguousarray(mfcc, dtype=np.float32)).to(device)
+        score = expert_score(judges.expert, clip, audio, judges.vshift)
+        if score is not None:
+            scores["sync_conf"], scores["sync_dist"] = score.confidence, score.min_dist
+    if judges.syncnet is not None and audio_16k is not None:
+        score = syncnet_score(judges.syncnet, frames, audio_16k, judges.vshift)
+        if score is not None:
+            scores["syncnet_conf"], scores["syncnet_dist"] = score.confidence, score.min_dist
+    return scores

@@ -1,0 +1,123 @@
+"""Lip-sync scores by SyncNet's offset search, for our sync expert and for SyncNet v2.
+
+For every 5-frame video window the embedding distance to the audio embedding at each offset in
+[-vshift, vshift] is taken; the distances are averaged over windows per offset. The offset with
+the smallest mean distance is the audio-visual offset, ``min_dist`` that distance (LSE-D), and
+``confidence`` = median over offsets - minimum (LSE-C), exactly as syncnet_python computes them.
+Offsets carry syncnet_python's sign: audio delayed by k frames against the video gives -k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from eamm.audio.mfcc import mfcc_frames
+from eamm.models.sync_expert import SYNC_WINDOW, SyncExpert, SyncNetV2, mouth_half
+
+
+@dataclass(frozen=True)
+class SyncScore:
+    offset: int
+    min_dist: float
+    confidence: float
+
+
+def offset_search(video: torch.Tensor, audio: torch.Tensor, vshift: int) -> SyncScore:
+    """Video window embeddings (N, D) against audio embeddings (N, D) of the same windows.
+
+    Window i of the video is compared with audio window i + s for s in [-vshift, vshift]; audio
+    windows outside the clip are zero vectors (syncnet_python's padding)."""
+    n = video.shape[0]
+    padded = F.pad(audio, (0, 0, vshift, vshift))
+    shifts = torch.arange(2 * vshift + 1)
+    index = torch.arange(n)[:, None] + shifts[None, :]  # (N, S) rows of padded audio
+    dists = torch.linalg.vector_norm(video[:, None, :] - padded[index], dim=-1)
+    mean = dists.mean(dim=0)
+    best = int(torch.argmin(mean))
+    return SyncScore(
+        offset=vshift - best,
+        min_dist=float(mean[best]),
+        confidence=float(torch.median(mean) - mean[best]),
+    )
+
+
+def shift_audio(mfcc: np.ndarray, frames: int) -> np.ndarray:
+    """Per-frame MFCC windows delayed by ``frames`` video frames (the start repeats): the
+    known-answer case for the offset search, which should then report ``-frames``."""
+    if frames <= 0:
+        return np.concatenate([mfcc[-frames:], np.repeat(mfcc[-1:], -frames, axis=0)])
+    return np.concatenate([np.repeat(mfcc[:1], frames, axis=0), mfcc[:-frames]])
+
+
+@torch.no_grad()
+def expert_score(
+    expert: SyncExpert, frames: torch.Tensor, mfcc: torch.Tensor, vshift: int
+) -> SyncScore | None:
+    """Sync of frames (T, 3, H, W) in [0, 1] with their per-frame MFCC windows (T, 28, 12);
+    None when the clip is shorter than one window."""
+    windows = min(frames.shape[0], mfcc.shape[0]) - SYNC_WINDOW + 1
+    if windows < 1:
+        return None
+    mouths = mouth_half(frames)
+    video = torch.stack([mouths[i : i + SYNC_WINDOW] for i in range(windows)])
+    middle = mfcc[SYNC_WINDOW // 2 : SYNC_WINDOW // 2 + windows]
+    return offset_search(expert.embed_video(video), expert.embed_audio(middle), vshift)
+
+
+def syncnet_inputs(frames_rgb: np.ndarray, audio_16k: np.ndarray) -> tuple[torch.Tensor, ...]:
+    """SyncNet v2's inputs from uint8 RGB crops (T, H, W, 3) and 16 kHz mono float audio in
+    [-1, 1]: 224x224 BGR frames with values 0-255 (3, T, 224, 224) and the MFCC matrix
+    (1, 13, rows) of python_speech_features' defaults on int16-scaled samples (how
+    syncnet_python reads its WAV), 4 rows per video frame."""
+    import cv2
+
+    crops = np.stack(
+        [cv2.resize(f, (224, 224), interpolation=cv2.INTER_CUBIC)[..., ::-1] for f in frames_rgb]
+    )
+    video = torch.from_numpy(np.ascontiguousarray(crops)).float().permute(3, 0, 1, 2)
+    mfcc = torch.from_numpy(mfcc_frames(np.asarray(audio_16k, np.float64) * 32768.0).T).float()
+    return video, mfcc[None]
+
+
+@torch.no_grad()
+def syncnet_score(
+    net: SyncNetV2, frames_rgb: np.ndarray, audio_16k: np.ndarray, vshift: int, batch: int = 20
+) -> SyncScore | None:
+    """SyncNet confidence the way syncnet_python computes it (window i: frames i..i+4 and
+    MFCC rows 4i..4i+19)."""
+    device = next(net.parameters()).device
+    video, mfcc = (x.to(device) for x in syncnet_inputs(frames_rgb, audio_16k))
+    windows = min(video.shape[1], mfcc.shape[-1] // 4) - SYNC_WINDOW
+    if windows < 1:
+        return None
+    vid, aud = [], []
+    for start in range(0, windows, batch):
+        idx = range(start, min(windows, start + batch))
+        vid.append(net.embed_video(torch.stack([video[:, i : i + SYNC_WINDOW] for i in idx])))
+        aud.append(net.embed_audio(torch.stack([mfcc[:, :, 4 * i : 4 * i + 20] for i in idx])))
+    return offset_search(torch.cat(vid), torch.cat(aud), vshift)
+
+
+def load_syncnet(path: str, device: torch.device) -> SyncNetV2:
+    """SyncNet v2 from a local ``syncnet_v2.model`` (a state dict; loaded without pickle code)."""
+    from eamm.errors import EammError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as err:
+        raise EammError(f"{path}: cannot load SyncNet weights: {err}") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    state = {k.removeprefix("__S__."): v for k, v in state.items()}
+    net = SyncNetV2()
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise EammError(
+            f"{path}: not a SyncNet v2 state dict (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]})"
+        )
+    return net.to(device).eval()

@@ -25,7 +25,8 @@ from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.fixtures, pytest.mark.slow]
 
-MODEL = yaml.safe_load((ROOT / "params.yaml").read_text())["model"]
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+MODEL, JUDGE_SIZES = PARAMS["model"], PARAMS["judges"]
 TRAINER = TrainerParams(num_workers=0, seed=0)
 
 
@@ -105,7 +106,9 @@ def stage_params(name: str, steps: int, **overrides) -> StageParams:
 
 def run(name: str, data_root: Path, models_root: Path, steps: int, resume: bool = True) -> dict:
     params = stage_params(name, steps)
-    stage, fingerprint = build_stage(name, MODEL, params, TRAINER, data_root, models_root)
+    stage, fingerprint = build_stage(
+        name, MODEL, params, TRAINER, data_root, models_root, JUDGE_SIZES
+    )
     settings = {"model": MODEL, name: params.model_dump(), "trainer": TRAINER.model_dump()}
     return train_stage(
         stage, params, TRAINER, models_root / STAGE_DIRS[name], fingerprint, settings, resume=resume
@@ -142,7 +145,7 @@ def test_all_stages_write_safe_checkpoints(trained):
 @pytest.mark.parametrize("name", list(STAGE_DIRS))
 def test_loss_decreases_on_a_repeated_batch(name, data_root, trained):
     params = stage_params(name, 1)
-    stage, _ = build_stage(name, MODEL, params, TRAINER, data_root, trained)
+    stage, _ = build_stage(name, MODEL, params, TRAINER, data_root, trained, JUDGE_SIZES)
     batch = default_collate([stage.dataset[(0, 7)], stage.dataset[(len(stage.dataset) - 1, 8)]])
     for module in stage.frozen.values():
         module.eval().requires_grad_(False)
@@ -277,8 +280,8 @@ def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path,
 
 
 def test_two_process_ddp_run_on_cpu(data_root, trained, tmp_path):
-    """torchrun with 2 gloo processes: the global batch is split, gradients averaged, and only
-    rank 0 writes the checkpoint and logs."""
+    """torchrun with 2 gloo processes: the global batch is split, gradients averaged (both ranks
+    end with the same weights), and only rank 0 writes the checkpoint and logs."""
     from eamm.train.run import launch_distributed
 
     models = tmp_path / "models"
@@ -292,7 +295,8 @@ def test_two_process_ddp_run_on_cpu(data_root, trained, tmp_path):
     launch_distributed("train_a2fd", str(params_path), str(data_root), str(models), True, 2)
     state = load_checkpoint(models / "a2fd" / "checkpoint.pt")
     assert state["step"] == 2 and [h["step"] for h in state["history"]] == [1, 2]
-    assert (models / "a2fd" / "metrics.json").is_file()
+    metrics = json.loads((models / "a2fd" / "metrics.json").read_text())
+    assert metrics["ddp/max_weight_diff"] == 0.0  # both ranks end with identical weights
     assert sorted(p.name for p in (models / "a2fd").iterdir() if p.suffix == ".pt") == [
         "checkpoint.pt"
     ]

@@ -152,8 +152,10 @@ def build_stage(
     trainer: TrainerParams,
     data_root: Path,
     models_root: Path,
+    judges: dict | None = None,
 ) -> tuple[Stage, str]:
-    """(stage, manifest fingerprint) for one of STAGES or JUDGES."""
+    """(stage, manifest fingerprint) for one of STAGES, or of JUDGES (sizes from the
+    ``judges`` params section, for the active model profile)."""
     sizes = profile(model)
     size = sizes["image_size"]
     torch.manual_seed(trainer.seed)  # the same initial weights on every run of the stage
@@ -163,7 +165,12 @@ def build_stage(
         paths + [models_root / u / "checkpoint.pt" for u in UPSTREAM[name]]
     )
     if name in JUDGES:
-        return build_judge_stage(name, sizes, params, paths), fingerprint
+        judge_sizes = (judges or {}).get("profiles", {}).get(model["profile"])
+        if judge_sizes is None:
+            raise EammError(f"params: judges.profiles.{model['profile']} is missing")
+        return build_judge_stage(name, {**judge_sizes, "image_size": size}, params, paths), (
+            fingerprint
+        )
     nets = build_networks(sizes)
     ups = {u: load_checkpoint(models_root / u / "checkpoint.pt") for u in UPSTREAM[name]}
     weights = dict(params.loss_weights)

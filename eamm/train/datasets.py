@@ -155,22 +155,32 @@ class EmotionWindows(AudioWindows):
         return sample
 
 
-class EmotionFrames(Dataset):
+class _SeededClips(Dataset):
+    """Items are (clip index, seed) from ``StepBatchSampler``; each draws from its own RNG."""
+
+    def __init__(self, clips: list[Clip], image_size: int) -> None:
+        self.clips, self.size = clips, image_size
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def _draw(self, item: tuple[int, int]) -> tuple[Clip, np.random.Generator]:
+        index, seed = item
+        return self.clips[index], np.random.default_rng(seed)
+
+
+class EmotionFrames(_SeededClips):
     """Emotion classifier: ``clip_len`` random frames of a MEAD clip (flip, colour jitter) and
     the clip's emotion label."""
 
     def __init__(
         self, clips: list[Clip], image_size: int, clip_len: int = 4, jitter: float = 0.1
     ) -> None:
-        self.clips, self.size, self.clip_len, self.jitter = clips, image_size, clip_len, jitter
-
-    def __len__(self) -> int:
-        return len(self.clips)
+        super().__init__(clips, image_size)
+        self.clip_len, self.jitter = clip_len, jitter
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
-        index, seed = item
-        rng = np.random.default_rng(seed)
-        clip = self.clips[index]
+        clip, rng = self._draw(item)
         picks = rng.choice(clip.num_frames, self.clip_len, replace=clip.num_frames < self.clip_len)
         frames = read_frames(clip.folder / "frames.mp4", sorted(int(i) for i in picks), self.size)
         frames = color_jitter(random_flip(frames, rng), rng, self.jitter)
@@ -180,7 +190,7 @@ class EmotionFrames(Dataset):
         }
 
 
-class SyncWindows(Dataset):
+class SyncWindows(_SeededClips):
     """Sync expert: ``window`` consecutive crops of an LRW clip and the MFCC window (c0
     dropped) of their middle frame (label 1), or of the middle frame of a window at least
     ``min_offset`` frames away in the same clip (label 0), each with probability 1/2."""
@@ -188,15 +198,11 @@ class SyncWindows(Dataset):
     def __init__(
         self, clips: list[Clip], image_size: int, window: int = 5, min_offset: int = 3
     ) -> None:
-        self.clips, self.size, self.window, self.min_offset = clips, image_size, window, min_offset
-
-    def __len__(self) -> int:
-        return len(self.clips)
+        super().__init__(clips, image_size)
+        self.window, self.min_offset = window, min_offset
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
-        index, seed = item
-        rng = np.random.default_rng(seed)
-        clip = self.clips[index]
+        clip, rng = self._draw(item)
         mfcc = np.load(clip.folder / "mfcc.npy", mmap_mode="r")
         starts = min(clip.num_frames, mfcc.shape[0]) - self.window + 1
         start = int(rng.integers(starts))

@@ -83,6 +83,19 @@ def _average_gradients(modules: list[nn.Module], world: int) -> None:
                 param.grad.div_(world)
 
 
+def _rank_divergence(modules: list[nn.Module]) -> float:
+    """Largest difference between any rank's weights and rank 0's after training: 0 when the
+    gradient averaging kept the replicas identical (recorded so it can be checked)."""
+    import torch.distributed as dist
+
+    flat = torch.cat([p.detach().flatten().float() for m in modules for p in m.parameters()])
+    reference = flat.clone()
+    dist.broadcast(reference, src=0)
+    diff = (flat - reference).abs().max()
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff)
+
+
 def pick_device(preference: str) -> torch.device:
     if preference == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -300,6 +313,8 @@ def train_stage(
         if (step + 1) % params.checkpoint_every == 0 or step + 1 == params.steps:
             checkpoint(step + 1)
     final = {k: v for k, v in (history[-1] if history else {}).items()}
+    if world > 1:
+        final["ddp/max_weight_diff"] = _rank_divergence(list(stage.trainable.values()))
     if lead:
         live.end()
         _replay_dvclive(history, params, out / "dvclive")

@@ -55,13 +55,14 @@ def run_stage(
     all_params = yaml.safe_load(Path(params_path).read_text())
     params = load_section(params_path, stage, StageParams)
     trainer = load_section(params_path, "trainer", TrainerParams)
+    judges = all_params.get("judges") if stage in JUDGES else None
     settings = {
         "model": all_params["model"],
         stage: all_params[stage],
         "trainer": all_params["trainer"],
-    }
+    } | ({"judges": judges} if judges is not None else {})
     built, fingerprint = build_stage(
-        stage, all_params["model"], params, trainer, Path(data_root), Path(models_root)
+        stage, all_params["model"], params, trainer, Path(data_root), Path(models_root), judges
     )
     return train_stage(
         built, params, trainer, stage_dir(models_root, stage), fingerprint, settings, resume=resume

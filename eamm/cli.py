@@ -280,15 +280,26 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
                 str(manifest.parent),
                 f"{status}; ok by split: {splits}; {info['frames']} frames at 25 fps",
             )
-    for stage in ("fomm", "a2fd", "a2fd_finetune", "emotion"):
+    for stage in ("fomm", "a2fd", "a2fd_finetune", "emotion", "emotion_classifier", "sync_expert"):
         metrics = Path("models") / stage / "metrics.json"
         if metrics.is_file():
             info = json.loads(metrics.read_text())
+            heldout = ", ".join(
+                f"{k.removeprefix('heldout/')} {v:.3g}"
+                for k, v in info.items()
+                if k.startswith("heldout/") and isinstance(v, float)
+            )
+            files = (
+                "loss.png"
+                if stage in ("emotion_classifier", "sync_expert")
+                else ("loss.png, samples.png")
+            )
             table.add_row(
                 f"checkpoint {stage}",
                 str(metrics.parent / "checkpoint.pt"),
                 f"step {info.get('step')}, loss {info.get('loss/total', 0):.4g}; "
-                f"loss.png, samples.png",
+                + (f"held out: {heldout}; " if heldout else "")
+                + files,
             )
     demo = Path("outputs") / "demo"
     if (demo / "emotion.mp4").is_file():

@@ -312,7 +312,8 @@ def train_stage(
             Image.fromarray(grid).save(out / "samples.png")
         if (step + 1) % params.checkpoint_every == 0 or step + 1 == params.steps:
             checkpoint(step + 1)
-    final = {k: v for k, v in (history[-1] if history else {}).items()}
+    # metrics.json is tracked in git: only values that reproduce (throughput is in dvclive).
+    final = {k: v for k, v in (history[-1] if history else {}).items() if k != "samples_per_s"}
     if world > 1:
         final["ddp/max_weight_diff"] = _rank_divergence(list(stage.trainable.values()))
     if lead:

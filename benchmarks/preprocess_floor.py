@@ -32,8 +32,8 @@ def measure_clip(name: str, video: str, audio: str | None, repeats: int, warmup:
 
     from eamm.config import PreprocessParams
     from eamm.face.landmarks import FaceModels
-    from eamm.media import VideoWriter
     from eamm.preprocess import preprocess_clip
+    from eamm.preprocess.clip import crop_writer
     from eamm.video.decode import decode_frames, open_video, resample_fps, stream_info
     from eamm.video.warp import warp_to_crop
 
@@ -66,16 +66,8 @@ def measure_clip(name: str, video: str, audio: str | None, repeats: int, warmup:
 
         crops = output_crops()
 
-        def writer() -> VideoWriter:
-            return VideoWriter(
-                work / "floor.mp4",
-                size,
-                size,
-                params.fps,
-                crf=params.crf,
-                preset=params.preset,
-                pix_fmt=params.pix_fmt,
-            )
+        def writer():
+            return crop_writer(work / "floor.mp4", params)
 
         def encode() -> None:
             with writer() as out:

@@ -280,7 +280,10 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
                 str(manifest.parent),
                 f"{status}; ok by split: {splits}; {info['frames']} frames at 25 fps",
             )
-    for stage in ("fomm", "a2fd", "a2fd_finetune", "emotion", "emotion_classifier", "sync_expert"):
+    from eamm.train.build import JUDGES
+    from eamm.train.run import STAGE_DIRS
+
+    for name, stage in STAGE_DIRS.items():
         metrics = Path("models") / stage / "metrics.json"
         if metrics.is_file():
             info = json.loads(metrics.read_text())
@@ -289,11 +292,7 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
                 for k, v in info.items()
                 if k.startswith("heldout/") and isinstance(v, float)
             )
-            files = (
-                "loss.png"
-                if stage in ("emotion_classifier", "sync_expert")
-                else ("loss.png, samples.png")
-            )
+            files = "loss.png" if name in JUDGES else "loss.png, samples.png"
             table.add_row(
                 f"checkpoint {stage}",
                 str(metrics.parent / "checkpoint.pt"),

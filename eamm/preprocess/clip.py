@@ -121,6 +121,19 @@ def _first_frame_landmarks(
     return len(boxes), to_frame.apply(backend.points68(crop, mesh))
 
 
+def crop_writer(path: Path, params: PreprocessParams) -> VideoWriter:
+    """The H.264 encoder of a clip's aligned crops (``frames.mp4``) with the params' settings."""
+    return VideoWriter(
+        path,
+        params.crop_size,
+        params.crop_size,
+        params.fps,
+        crf=params.crf,
+        preset=params.preset,
+        pix_fmt=params.pix_fmt,
+    )
+
+
 def clip_transform(
     head: list[av.VideoFrame],
     video: Path,
@@ -204,15 +217,7 @@ def preprocess_clip(
         to_256 = TEMPLATE_SIZE / size
         landmarks, poses = [], []
         models.reset_tracking()
-        with VideoWriter(
-            tmp / "frames.mp4",
-            size,
-            size,
-            params.fps,
-            crf=params.crf,
-            preset=params.preset,
-            pix_fmt=params.pix_fmt,
-        ) as writer:
+        with crop_writer(tmp / "frames.mp4", params) as writer:
             for frame in chain(head, frames):
                 crop = warp_to_crop(frame, transform.matrix, size)
                 writer.write(crop)

@@ -89,15 +89,17 @@ def build_judge(name: str, sizes: dict) -> torch.nn.Module:
 def build_judge_stage(name: str, sizes: dict, params: StageParams, paths: list[Path]) -> Stage:
     size = sizes["image_size"]
     net = build_judge(name, sizes)
-    holdout = [c for p in paths for c in load_clips(p, tuple(params.holdout_splits), SYNC_WINDOW)]
+    min_frames = 1 if name == "train_emotion_classifier" else SYNC_WINDOW
+    holdout = [c for p in paths for c in load_clips(p, tuple(params.holdout_splits), min_frames)]
     weights = dict(params.loss_weights)
     if name == "train_emotion_classifier":
         dataset = EmotionFrames(_clips(paths, params, 1), size, params.clip_len, params.jitter)
         loss, validate = classifier_losses(net, weights), validate_classifier(net, holdout, size)
         key = "emotion_classifier"
     else:
-        clips = _clips(paths, params, SYNC_WINDOW)
-        dataset = SyncWindows(clips, size, SYNC_WINDOW, params.min_offset)
+        dataset = SyncWindows(
+            _clips(paths, params, SYNC_WINDOW), size, SYNC_WINDOW, params.min_offset
+        )
         loss = sync_losses(net, weights)
         validate = validate_sync(net, holdout, size, params.vshift)
         key = "sync_expert"

@@ -57,8 +57,8 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
             yield items[self.rank :: self.world]  # each process its share of the global batch
 
 
-class FommPairs(Dataset):
-    """FOMM base: two frames of one clip (source, driving), same random flip."""
+class SeededClips(Dataset):
+    """Items are (clip index, seed) from ``StepBatchSampler``; each draws from its own RNG."""
 
     def __init__(self, clips: list[Clip], image_size: int) -> None:
         self.clips, self.size = clips, image_size
@@ -66,17 +66,23 @@ class FommPairs(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+    def _draw(self, item: tuple[int, int]) -> tuple[Clip, np.random.Generator]:
         index, seed = item
-        rng = np.random.default_rng(seed)
-        clip = self.clips[index]
+        return self.clips[index], np.random.default_rng(seed)
+
+
+class FommPairs(SeededClips):
+    """FOMM base: two frames of one clip (source, driving), same random flip."""
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+        clip, rng = self._draw(item)
         picks = [int(v) for v in rng.choice(clip.num_frames, 2, replace=False)]
         frames = random_flip(read_frames(clip.folder / "frames.mp4", picks, self.size), rng)
         tensors = to_tensor(frames)
         return {"source": tensors[0], "driving": tensors[1]}
 
 
-class AudioWindows(Dataset):
+class AudioWindows(SeededClips):
     """Stages 1-2: identity frame r, driving frames r+1..r+T, their MFCC windows (c0 dropped)
     and pose rows (first 6 columns); colour jitter on the driving frames only."""
 
@@ -88,11 +94,8 @@ class AudioWindows(Dataset):
         jitter: float = 0.1,
         smooth_pose: bool = False,
     ) -> None:
-        self.clips, self.size, self.clip_len = clips, image_size, clip_len
-        self.jitter, self.smooth_pose = jitter, smooth_pose
-
-    def __len__(self) -> int:
-        return len(self.clips)
+        super().__init__(clips, image_size)
+        self.clip_len, self.jitter, self.smooth_pose = clip_len, jitter, smooth_pose
 
     def _window(self, clip: Clip, rng: np.random.Generator) -> tuple[int, dict]:
         r = window_start(clip.num_frames, self.clip_len, rng)
@@ -107,9 +110,7 @@ class AudioWindows(Dataset):
         }
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
-        index, seed = item
-        rng = np.random.default_rng(seed)
-        clip = self.clips[index]
+        clip, rng = self._draw(item)
         r, sample = self._window(clip, rng)
         frames = read_frames(
             clip.folder / "frames.mp4", list(range(r, r + 1 + self.clip_len)), self.size
@@ -136,9 +137,7 @@ class EmotionWindows(AudioWindows):
                 self.neutral[clip.speaker].append(clip)
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
-        index, seed = item
-        rng = np.random.default_rng(seed)
-        clip = self.clips[index]
+        clip, rng = self._draw(item)
         r, sample = self._window(clip, rng)
         frames = read_frames(
             clip.folder / "frames.mp4", list(range(r + 1, r + 1 + self.clip_len)), self.size
@@ -155,21 +154,7 @@ class EmotionWindows(AudioWindows):
         return sample
 
 
-class _SeededClips(Dataset):
-    """Items are (clip index, seed) from ``StepBatchSampler``; each draws from its own RNG."""
-
-    def __init__(self, clips: list[Clip], image_size: int) -> None:
-        self.clips, self.size = clips, image_size
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def _draw(self, item: tuple[int, int]) -> tuple[Clip, np.random.Generator]:
-        index, seed = item
-        return self.clips[index], np.random.default_rng(seed)
-
-
-class EmotionFrames(_SeededClips):
+class EmotionFrames(SeededClips):
     """Emotion classifier: ``clip_len`` random frames of a MEAD clip (flip, colour jitter) and
     the clip's emotion label."""
 
@@ -190,7 +175,7 @@ class EmotionFrames(_SeededClips):
         }
 
 
-class SyncWindows(_SeededClips):
+class SyncWindows(SeededClips):
     """Sync expert: ``window`` consecutive crops of an LRW clip and the MFCC window (c0
     dropped) of their middle frame (label 1), or of the middle frame of a window at least
     ``min_offset`` frames away in the same clip (label 0), each with probability 1/2."""

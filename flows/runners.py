@@ -17,13 +17,9 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def resolve_runner(runner: str) -> str:
-    """``$EAMM_TASK_RUNNER`` when set (non-empty), else ``runner``."""
-    return os.environ.get(RUNNER_ENV, "").strip() or runner
-
-
 def make_task_runner(runner: str, workers: int | None = None):
-    runner = resolve_runner(runner)
+    from_env = os.environ.get(RUNNER_ENV, "").strip()  # wins when set (non-empty)
+    runner = from_env or runner
     workers = workers or default_workers()
     if runner == "threads":
         return ThreadPoolTaskRunner(max_workers=workers)
@@ -37,5 +33,5 @@ def make_task_runner(runner: str, workers: int | None = None):
                 f"runner {runner}: Dask needs the [dask] extra (pip install -e '.[dask]')"
             ) from None
         return DaskTaskRunner(address=runner)
-    source = f" (from ${RUNNER_ENV})" if os.environ.get(RUNNER_ENV, "").strip() else ""
+    source = f" (from ${RUNNER_ENV})" if from_env else ""
     raise EammError(f"unknown runner '{runner}'{source}: use threads, processes or a Dask address")

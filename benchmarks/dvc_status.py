@@ -4,22 +4,23 @@ A processed tree is a DVC output (``persist: true``) of its preprocess stage and
 each training stage, and DVC 3 hashes it (walks every folder and file, looks each file up in its
 state database, checks every cache object) once per reference on every `dvc status` / `dvc repro`.
 This builds a throwaway git + DVC project in a temporary folder: a `preprocess` stage whose output
-is a tree of ``--clips`` clips in the pipeline's layout
-(``clips/<split>/<group>/<clip_id>/<file>`` + ``manifest.parquet``) and ``--consumers`` `train_*`
-stages depending on it, records them with `dvc commit`, then times the real CLI.
+is a tree of ``--clips`` clips and ``--consumers`` `train_*` stages depending on it, records them
+with `dvc commit`, then times the real CLI.
 
-The tree is cheap: one real clip's output files (the first complete clip folder under
-``--source``, else random bytes of the demo's sizes) are hard-linked into every clip folder; the
-smallest file of each clip gets unique bytes, so every clip has its own hashes and cache object.
-The project's ``cache.type`` is ``hardlink`` by default so the commit does not copy the tree.
-Layouts (same clips):
+The tree is cheap: one real clip's output files (the first ok clip of the manifest under
+``--source``, else random bytes of the demo's sizes) are reused for every clip; the smallest file
+of each clip gets unique bytes, so every clip has its own hashes. Folder layouts hard-link the
+rest (the project's ``cache.type`` is ``hardlink`` by default so the commit does not copy the
+tree). Layouts (same clips):
 
-* ``flat``: one output folder; the consumers depend on it (the pipeline's current dvc.yaml);
-* ``manifest``: one output folder; the consumers depend on its ``manifest.parquet`` only;
-* ``sharded``: ``--shards`` output folders ``shard_<k>/clips/...`` (a clip's group, LRW word or
-  MEAD speaker, picks the shard) + the manifest as its own output; consumers on the manifest;
-* ``packed``: the clips' files in uncompressed tar shards of ``--clips-per-tar`` clips (real
-  bytes, not links) + the manifest; consumers on the manifest.
+* ``packed``: the pipeline's layout (``eamm/shards.py``): the clips of an LRW word and split in
+  one tar shard written by the pipeline's own ``write_shard`` (``--clips-per-tar`` clips per
+  word, split like LRW: about 90 % train, 5 % val, 5 % test) + the manifest; consumers depend on
+  the manifest, as in dvc.yaml;
+* the per-clip folder layouts it replaced, kept for comparison: ``flat`` (one output folder,
+  consumers depend on it), ``manifest`` (one output folder, consumers depend on its
+  ``manifest.parquet`` only) and ``sharded`` (``--shards`` output folders ``shard_<k>/clips/...``
+  picked by the clip's group + the manifest as its own output; consumers on the manifest).
 
 Timed as subprocesses (interpreter start-up and imports included, as a user sees it). Cold runs
 use an empty DVC site cache (no state database: every file is hashed again, as after copying the
@@ -27,13 +28,13 @@ data to another machine or touching it; file contents are in the page cache); wa
 site cache filled by the commit. Reported are medians; every run must find nothing to do.
 
     python benchmarks/dvc_status.py                          # 20k clips, every layout
+    python benchmarks/dvc_status.py --layouts packed --merge  # re-measure one, keep the others
     python benchmarks/dvc_status.py --clips 50 --runs 1 --json /tmp/dvc_status.json
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -41,7 +42,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import zlib
@@ -51,7 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from eamm.manifest import MANIFEST_NAME, OUTPUT_FILES  # noqa: E402
+from eamm.manifest import MANIFEST_NAME, OUTPUT_FILES, members, read_rows  # noqa: E402
+from eamm.shards import shard_of, write_shard  # noqa: E402
 
 # Sizes of one demo LRW clip (256 px crops, 29 frames), used when no processed clip is found.
 SYNTHETIC_BYTES = {
@@ -67,32 +68,27 @@ SPLITS = ("train",) * 18 + ("val", "test")  # LRW-like proportions
 DVC_ENV = {"DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1", "GIT_TERMINAL_PROMPT": "0"}
 
 
-def find_source_clip(source: Path) -> Path | None:
-    """First clip folder under ``source`` that holds every per-clip output file."""
-    clips = source / "clips"
-    if not clips.is_dir():
-        return None
-    for folder in sorted(p.parent for p in clips.rglob(OUTPUT_FILES[0])):
-        if all((folder / name).is_file() for name in OUTPUT_FILES):
-            return folder
-    return None
-
-
 def prototype(source: Path, into: Path) -> tuple[Path, str]:
-    """One clip's output files in ``into`` (a real clip's if found) and where they came from."""
+    """One clip's output files in ``into`` (the first ok clip of ``source``'s manifest if there
+    is one) and where they came from."""
     into.mkdir(parents=True)
-    clip = find_source_clip(source)
-    for name in OUTPUT_FILES:
-        if clip is not None:
-            shutil.copyfile(clip / name, into / name)
-        else:
-            (into / name).write_bytes(os.urandom(SYNTHETIC_BYTES.get(name, 16_384)))
     manifest = source / MANIFEST_NAME
-    if clip is not None and manifest.is_file():
+    try:
+        row = next(r for r in read_rows(manifest) if r["status"] == "ok")
+    except Exception:  # no manifest, an older layout, no ok clip: synthetic bytes
+        row = None
+    for name in OUTPUT_FILES:
+        data = (
+            members(row, source)[name].read()
+            if row is not None
+            else os.urandom(SYNTHETIC_BYTES.get(name, 16_384))
+        )
+        (into / name).write_bytes(data)
+    if row is not None:
         shutil.copyfile(manifest, into / MANIFEST_NAME)
     else:
         (into / MANIFEST_NAME).write_bytes(os.urandom(32_768))
-    return into, str(clip) if clip is not None else "synthetic"
+    return into, f"{source}: {row['clip_id']}" if row is not None else "synthetic"
 
 
 def link(src: Path, dst: Path) -> None:
@@ -110,7 +106,7 @@ def clip_path(index: int, clips: int) -> tuple[str, Path]:
     return group, Path(SPLITS[index % len(SPLITS)]) / group / f"{group}_{index:06d}"
 
 
-def shard_of(group: str, shards: int) -> str:
+def folder_shard(group: str, shards: int) -> str:
     return f"shard_{zlib.crc32(group.encode()) % shards:02d}"
 
 
@@ -122,7 +118,7 @@ def build_tree(proto: Path, processed: Path, clips: int, sharded: bool, shards: 
     processed.mkdir(parents=True)
     for index in range(clips):
         group, rel = clip_path(index, clips)
-        base = processed / shard_of(group, shards) if sharded else processed
+        base = processed / folder_shard(group, shards) if sharded else processed
         folder = base / "clips" / rel
         folder.mkdir(parents=True)
         for name in names:
@@ -135,21 +131,26 @@ def build_tree(proto: Path, processed: Path, clips: int, sharded: bool, shards: 
     shutil.copyfile(proto / MANIFEST_NAME, processed / MANIFEST_NAME)
 
 
-def build_packed(proto: Path, processed: Path, clips: int, per_tar: int) -> None:
-    """The same clips packed into uncompressed tar shards of ``per_tar`` clips + the manifest."""
+def build_packed(proto: Path, processed: Path, clips: int, per_word: int) -> None:
+    """The clips in the pipeline's tar shards (one per LRW-like word and split) + the manifest."""
     names = list(OUTPUT_FILES)
-    shards = processed / "shards"
-    shards.mkdir(parents=True)
-    for first in range(0, clips, per_tar):
-        with tarfile.open(shards / f"shard_{first // per_tar:05d}.tar", "w") as tar:
-            for index in range(first, min(first + per_tar, clips)):
-                rel = Path("clips") / clip_path(index, clips)[1]
-                for name in names:
-                    data = (proto / name).read_bytes()
-                    data = data[:-8] + index.to_bytes(8, "little")
-                    info = tarfile.TarInfo(str(rel / name))
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
+    unique = min(names, key=lambda n: (proto / n).stat().st_size)
+    unique_bytes = (proto / unique).read_bytes()
+    uniques = processed.parent / "unique"
+    uniques.mkdir()
+    groups: dict[str, dict] = {}
+    for index in range(clips):
+        word = f"W{index // per_word:04d}"
+        split = SPLITS[index % len(SPLITS)]
+        clip_id = f"{split}/{word}/{word}_{index:06d}"
+        tail = index.to_bytes(8, "little")
+        own = uniques / f"{index}.{unique}"
+        own.write_bytes(unique_bytes[: -len(tail)] + tail)
+        files = {name: own if name == unique else proto / name for name in names}
+        groups.setdefault(shard_of(clip_id), {})[clip_id] = files
+    for shard, group in groups.items():
+        write_shard(processed / shard, group)
+    shutil.rmtree(uniques)
     shutil.copyfile(proto / MANIFEST_NAME, processed / MANIFEST_NAME)
 
 
@@ -297,7 +298,17 @@ def main(argv: list[str] | None = None) -> int:
         "finetune_a2fd, evaluate)",
     )
     parser.add_argument("--shards", type=int, default=16, help="output folders when sharded")
-    parser.add_argument("--clips-per-tar", type=int, default=1000, help="packed layout")
+    parser.add_argument(
+        "--clips-per-tar",
+        type=int,
+        default=1100,
+        help="packed layout: clips per LRW-like word (LRW: ~1000 train + 50 val + 50 test)",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of layouts not measured this time from the existing --json file",
+    )
     parser.add_argument("--runs", type=int, default=3, help="warm runs per command (median)")
     parser.add_argument("--cold-runs", type=int, default=1, help="cold runs per command")
     parser.add_argument(
@@ -354,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
+    if args.merge and Path(args.json).is_file():
+        measured = {r["layout"] for r in rows}
+        kept = json.loads(Path(args.json).read_text())["layouts"]
+        rows = [r for r in kept if r["layout"] not in measured] + rows
     print(markdown(rows))
     result = {
         "clips": args.clips,

@@ -3,7 +3,8 @@
 Per fixture, single-threaded: ``decode_ffmpeg`` (the ffmpeg CLI, one decoder thread, ``-f null``,
 process start-up included), ``decode`` (PyAV, as our decoder runs), ``decode_warp`` (decode +
 ``cv2.warpAffine`` of the YUV planes to a 256x256 crop + crop-sized YUV->RGB, eamm.video.warp),
-``encode`` (H.264 of the crops through the ffmpeg pipe with the params' preset/crf/pix_fmt),
+``encode`` (H.264 of the crops with the params' encoder, preset, crf and pix_fmt; the other
+encoder is measured too, as ``alternatives.encode_ffmpeg`` or ``alternatives.encode_pyav``),
 ``landmarker`` (mediapipe face mesh in tracking mode alone, per 256x256 crop) and ``onepass``
 (decode -> 25 fps -> warp -> encode in one pass). ``floor`` = ``onepass`` + ``landmarker``: the
 cheapest job that gives aligned crops with per-frame landmarks. The crop transform is the one
@@ -32,6 +33,7 @@ def measure_clip(name: str, video: str, audio: str | None, repeats: int, warmup:
 
     from eamm.config import PreprocessParams
     from eamm.face.landmarks import FaceModels
+    from eamm.media.encode import PyAVVideoWriter, VideoWriter
     from eamm.preprocess import preprocess_clip
     from eamm.preprocess.clip import crop_writer
     from eamm.video.decode import decode_frames, open_video, resample_fps, stream_info
@@ -66,11 +68,13 @@ def measure_clip(name: str, video: str, audio: str | None, repeats: int, warmup:
 
         crops = output_crops()
 
-        def writer():
-            return crop_writer(work / "floor.mp4", params)
+        other = "ffmpeg" if params.encoder == "pyav" else "pyav"
 
-        def encode() -> None:
-            with writer() as out:
+        def writer(encoder: str = params.encoder) -> PyAVVideoWriter | VideoWriter:
+            return crop_writer(work / "floor.mp4", params.model_copy(update={"encoder": encoder}))
+
+        def encode(encoder: str = params.encoder) -> None:
+            with writer(encoder) as out:
                 for crop in crops:
                     out.write(crop)
 
@@ -95,6 +99,9 @@ def measure_clip(name: str, video: str, audio: str | None, repeats: int, warmup:
             samples, _ = common.repeat(fn, repeats, warmup)
             cases[case] = common.rates(samples, frames)
             cases[case]["ms_per_frame_cpu"] = 1000 * cases[case]["cpu_s"] / frames
+        samples, _ = common.repeat(lambda: encode(other), repeats, warmup)
+        alternative = common.rates(samples, output_frames)
+        alternative["ms_per_frame_cpu"] = 1000 * alternative["cpu_s"] / output_frames
     models.close()
     floor_cpu = cases["onepass"]["cpu_s"] + cases["landmarker"]["cpu_s"]
     floor_wall = cases["onepass"]["wall_s"] + cases["landmarker"]["wall_s"]
@@ -117,6 +124,7 @@ def measure_clip(name: str, video: str, audio: str | None, repeats: int, warmup:
         "output_frames": output_frames,
         "repeats": repeats,
         "cases": cases,
+        "alternatives": {f"encode_{other}": alternative},
         "peak_rss_mib": common.peak_rss_mib(),
     }
 

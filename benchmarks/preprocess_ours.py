@@ -4,15 +4,20 @@ The whole clip job (all five outputs: 25 fps aligned crops encoded to H.264, per
 landmarks and pose, 16 kHz WAV, MFCC windows) with the face models loaded once per worker, as
 the flow does (model loading is reported apart). Steps are timed by wrapping the functions
 ``eamm.preprocess.clip`` calls (exclusive time, nothing in the library changes): probe, decode,
-fps, detect (first-frames detection + alignment, everything inside it), warp, encode (pipe
-writes + the ffmpeg encoder's CPU, collected when it exits), landmarks (face mesh tracking +
-68 points), pose, audio (decode/resample/write), mfcc, other (the rest: saves, renames).
+fps, detect (first-frames detection + alignment, everything inside it), warp, encode (the
+in-process libx264 writer's calls; with ``encoder=ffmpeg`` the pipe writes + the ffmpeg
+encoder's CPU, collected when it exits), landmarks (face mesh tracking + 68 points), pose,
+audio (decode/resample/write), mfcc, other (the rest: saves, renames).
 
 Each clip runs in a fresh process, so peak RSS is the worker's own; ``--long K`` adds the MEAD
 clip concatenated K times (temporary, not committed) to show memory is flat in clip length.
-``--profile`` adds a pyinstrument profile of one more run per clip.
+``--profile`` adds a pyinstrument profile of one more run per clip. ``--compare KEY=VALUE ...``
+also measures each clip with those ``PreprocessParams`` changed (``compare_rows`` in the JSON),
+alternating with the default runs, so a change is judged against its baseline in the same
+minutes of a shared machine.
 
     python benchmarks/preprocess_ours.py --long 10 --profile --json ours.json
+    python benchmarks/preprocess_ours.py --compare encoder=ffmpeg detect_boxes=every
     python benchmarks/preprocess_ours.py --frames 8 --repeats 1 --fixtures lrw_256p
 """
 
@@ -33,19 +38,26 @@ STEPS += ("mfcc", "other")
 
 def instrument(clock: common.StepClock, models: object, backend: object) -> None:
     """Wrap what ``preprocess_clip`` calls (module globals, the model objects) with timers."""
-    from eamm.media import VideoWriter
     from eamm.preprocess import clip
 
-    class TimedWriter(VideoWriter):
-        def write(self, frame):  # type: ignore[no-untyped-def]
-            with clock.step("encode"):
-                super().write(frame)
+    def timed_writer(base: type) -> type:
+        class TimedWriter(base):  # type: ignore[misc, valid-type]
+            def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+                with clock.step("encode"):
+                    super().__init__(*args, **kwargs)
 
-        def close(self):  # type: ignore[no-untyped-def]
-            with clock.step("encode"):
-                return super().close()
+            def write(self, frame):  # type: ignore[no-untyped-def]
+                with clock.step("encode"):
+                    super().write(frame)
 
-    clip.VideoWriter = TimedWriter
+            def close(self):  # type: ignore[no-untyped-def]
+                with clock.step("encode"):
+                    return super().close()
+
+        return TimedWriter
+
+    clip.VideoWriter = timed_writer(clip.VideoWriter)
+    clip.PyAVVideoWriter = timed_writer(clip.PyAVVideoWriter)
     clip.open_video = clock.wrap("probe", clip.open_video)
     clip.decode_frames = clock.wrap_iter("decode", clip.decode_frames)
     clip.resample_fps = clock.wrap_iter("fps", clip.resample_fps)
@@ -60,7 +72,13 @@ def instrument(clock: common.StepClock, models: object, backend: object) -> None
 
 
 def measure_clip(
-    name: str, video: str, audio: str | None, repeats: int, warmup: int, profile: bool
+    name: str,
+    video: str,
+    audio: str | None,
+    repeats: int,
+    warmup: int,
+    profile: bool,
+    overrides: dict[str, str] | None = None,
 ) -> dict:
     """Runs in a fresh process: medians over ``repeats`` of the clip job and of each step."""
     common.pin_threads()
@@ -68,7 +86,7 @@ def measure_clip(
     from eamm.face.landmarks import FaceModels, make_backend
     from eamm.preprocess import preprocess_clip
 
-    params = PreprocessParams()
+    params = PreprocessParams.model_validate(overrides or {})
     with common.timed() as load:
         models = FaceModels(params.landmarks.min_detection_confidence)
         backend = make_backend(params.landmarks.backend, params.landmarks.fan_weights_dir)
@@ -118,19 +136,32 @@ def measure_clip(
         "steps": {s: steps.get(s, {"wall_s": 0.0, "cpu_s": 0.0}) for s in STEPS},
         "peak_rss_mib": common.peak_rss_mib(),
         "duration_s": result.num_frames / 25,
+        "params": overrides or {},
     }
     if profile_text:
         row["profile"] = profile_text
     return row
 
 
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` strings -> a dict that ``PreprocessParams`` validates (and coerces)."""
+    pairs = [item.split("=", 1) for item in items]
+    if any(len(pair) != 2 for pair in pairs):
+        raise SystemExit(f"--compare takes KEY=VALUE, got {items}")
+    return dict(pairs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common.fixture_parser(__doc__)
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first")
     parser.add_argument("--profile", action="store_true", help="add a pyinstrument profile")
+    parser.add_argument(
+        "--compare", nargs="+", default=[], metavar="KEY=VALUE", help="also measure these params"
+    )
     args = parser.parse_args(argv)
     common.require_fixtures(parser)
-    rows = []
+    overrides = parse_overrides(args.compare)
+    rows, compare_rows = [], []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="eamm-bench-") as tmp:
         clips = common.clips_for(args, Path(tmp))
@@ -140,24 +171,33 @@ def main(argv: list[str] | None = None) -> int:
             if args.frames:
                 base = common.trimmed(base, args.frames, Path(tmp))
             cases.append((common.looped(base, args.long, Path(tmp)), 1, 0, False))
-        for clip, repeats, warmup, profile in cases:
-            common.log(f"ours {clip.name} x{repeats} ...")
-            row = common.run_isolated(
-                measure_clip,
-                clip.name,
-                str(clip.video),
-                str(clip.audio) if clip.audio else None,
-                repeats,
-                warmup,
-                profile,
-            )
-            rows.append(row)
-            common.log(
-                f"  {row['frames']} frames: {row['fps_per_core']:.1f} fps/core "
-                f"({row['fps_wall']:.1f} wall), peak RSS {row['peak_rss_mib']:.0f} MiB"
-            )
+        for index, (clip, repeats, warmup, profile) in enumerate(cases):
+            runs = [(rows, None)]
+            if overrides and index < len(clips):
+                runs.append((compare_rows, overrides))
+            for out, changed in runs:
+                label = f" with {changed}" if changed else ""
+                common.log(f"ours {clip.name}{label} x{repeats} ...")
+                row = common.run_isolated(
+                    measure_clip,
+                    clip.name,
+                    str(clip.video),
+                    str(clip.audio) if clip.audio else None,
+                    repeats,
+                    warmup,
+                    profile and not changed,
+                    changed,
+                )
+                out.append(row)
+                common.log(
+                    f"  {row['frames']} frames: {row['fps_per_core']:.1f} fps/core "
+                    f"({row['fps_wall']:.1f} wall), peak RSS {row['peak_rss_mib']:.0f} MiB"
+                )
     meta = common.machine_meta() | {"bench_seconds": round(time.perf_counter() - start, 1)}
-    common.write_json(args.json, {"meta": meta, "rows": rows})
+    payload = {"meta": meta, "rows": rows}
+    if compare_rows:
+        payload["compare_rows"] = compare_rows
+    common.write_json(args.json, payload)
     return 0
 
 

@@ -82,12 +82,19 @@ class PreprocessParams(_Strict):
     crf: int = Field(10, ge=0, le=51)
     preset: str = "veryfast"
     pix_fmt: Literal["yuv444p", "yuv420p"] = "yuv444p"
+    # frames.mp4 through libx264 in the worker (PyAV) or an ffmpeg subprocess per clip: the same
+    # decoded pixels; the in-process one saves the process start-up, most of a short clip's cost.
+    encoder: Literal["pyav", "ffmpeg"] = "pyav"
     # "default" = the project's own template (eamm/face/data/template68.npy), or a path to a
     # (68, 2) template in crop pixels, e.g. EAMM's M003_template.npy for its checkpoints.
     template: str = "default"
     landmarks: LandmarkParams = LandmarkParams()
     detect_frames: int = Field(8, ge=1)
     detect_width: int = Field(640, ge=128)
+    # Run the face detector on every one of the detect_frames, or only until it finds a face
+    # (the later ones reuse that box to crop for the still mesh, which finds the points per
+    # frame): the detector is the dearest model per frame; the median estimate is as good.
+    detect_boxes: Literal["every", "first"] = "first"
     on_multiple_faces: Literal["largest", "fail"] = "largest"
     min_frames: int = Field(7, ge=1)
     max_av_mismatch_s: float = Field(0.5, ge=0)

@@ -13,14 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eamm.audio.load import load_audio_16k_mono
 from eamm.config import EvaluateParams, GenerateParams
 from eamm.face.landmarks import FaceModels
 from eamm.generate import EammModels, animate, frames_to_tensor, tensor_to_frames
 from eamm.judges import JUDGE_METRICS, Judges, judge_scores
 from eamm.metrics import FACE, MOUTH, clip_landmarks, cpbd_clip, lmd, psnr, ssim
 from eamm.train.augment import emotion_augment
-from eamm.train.clips import Clip, fill_missing_rows, load_clips, read_frames
+from eamm.train.clips import Clip, fill_missing_rows, load_clips
 
 METRICS = ("psnr", "ssim", "m_lmd", "f_lmd", "cpbd", *JUDGE_METRICS)
 
@@ -55,7 +54,7 @@ def emotion_source(clip: Clip, pool: list[Clip]) -> Clip:
 
 
 def _frames(clip: Clip, count: int, size: int) -> np.ndarray:
-    return read_frames(clip.folder / "frames.mp4", list(range(count)), size)
+    return clip.frames(list(range(count)), size)
 
 
 LANDMARK_SIZE = 256
@@ -108,8 +107,8 @@ def evaluate_clips(
         for k, clip in enumerate(clips):
             t = min(clip.num_frames, params.max_frames or clip.num_frames)
             truth = _frames(clip, t, size)
-            mfcc = np.load(clip.folder / "mfcc.npy")[:t, :, 1:]
-            pose = fill_missing_rows(np.load(clip.folder / "pose.npy"))[:t, :6]
+            mfcc = clip.array("mfcc.npy")[:t, :, 1:]
+            pose = fill_missing_rows(clip.array("pose.npy"))[:t, :6]
             source_clip = emotion_source(clip, pool)
             emo = _frames(source_clip, min(source_clip.num_frames, t), size)
             rng = np.random.default_rng([params.seed, k])
@@ -126,7 +125,7 @@ def evaluate_clips(
             truth_lm = landmarks_256(truth, face)
             audio = None
             if judges.syncnet is not None:
-                audio = load_audio_16k_mono(clip.folder / "audio.wav")[: t * 640]
+                audio = clip.audio()[: t * 640]
 
             judged = partial(judge_scores, judges, mfcc=mfcc, audio_16k=audio, emotion=clip.emotion)
             gt_scores = dict.fromkeys(METRICS, float("nan"))

@@ -1,8 +1,10 @@
 """Dataset manifests: one Parquet row per indexed clip (failed ones included), explicit schema.
 
-Written atomically (temporary file, then rename). ``validate_manifest`` checks a manifest against
-the schema and the files on disk: an ok row whose outputs are missing or inconsistent, a failed
-row with outputs, and clip folders no row accounts for are all errors.
+An ok row says where its five output files live: a tar shard beside the manifest and each
+file's byte offset and size in it (``eamm.shards``). Written atomically (temporary file, then
+rename). ``validate_manifest`` checks a manifest against the schema and the shards on disk: an
+ok row whose members are missing or inconsistent, a failed row with outputs, shards no row
+accounts for and leftovers of an interrupted run are all errors.
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from eamm.errors import EammError
+from eamm.shards import SHARDS_DIR, Member, load_npy, member_matches
 
 OUTPUT_FILES = ("frames.mp4", "audio.wav", "mfcc.npy", "landmarks.npy", "pose.npy")
 STATUSES = ("ok", "failed", "skipped")
 MANIFEST_NAME = "manifest.parquet"
-CLIPS_DIR = "clips"
+MANIFEST_VERSION = "2"
+# where clips are built before they are packed; a finished run leaves it empty
+STAGING_DIR = ".staging"
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -61,13 +65,16 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("status", pa.string(), nullable=False),
         pa.field("error_code", pa.string()),
         pa.field("error_message", pa.string()),
-        pa.field("output_dir", pa.string()),
+        # the tar shard (relative to the manifest) and each output file's byte range in it
+        pa.field("shard", pa.string()),
         pa.field("output_files", pa.list_(pa.string())),
+        pa.field("member_offsets", pa.list_(pa.int64())),
+        pa.field("member_sizes", pa.list_(pa.int64())),
         pa.field("param_fingerprint", pa.string()),
         pa.field("code_version", pa.string()),
         pa.field("processing_seconds", pa.float64()),
     ],
-    metadata={"eamm.manifest.version": "1"},
+    metadata={"eamm.manifest.version": MANIFEST_VERSION},
 )
 FIELDS = tuple(MANIFEST_SCHEMA.names)
 TIMING_COLUMNS = ("processing_seconds", "source_mtime_ns")
@@ -105,7 +112,11 @@ def read_manifest(path: str | Path) -> pa.Table:
     except (OSError, pa.ArrowInvalid) as err:
         raise EammError(f"{path}: not a readable Parquet manifest ({err})") from None
     if not table.schema.equals(MANIFEST_SCHEMA, check_metadata=False):
-        raise EammError(f"{path}: schema differs from the manifest schema (version 1)")
+        found = (table.schema.metadata or {}).get(b"eamm.manifest.version", b"?").decode()
+        raise EammError(
+            f"{path}: schema differs from the manifest schema (version {MANIFEST_VERSION}, "
+            f"file has version {found}); re-run preprocessing to rewrite it"
+        )
     return table
 
 
@@ -127,34 +138,53 @@ def summarize(rows: list[dict]) -> dict:
         "failure_reasons": dict(
             sorted(Counter(r["error_code"] for r in rows if r["status"] == "failed").items())
         ),
+        "shards": len({r["shard"] for r in ok if r.get("shard")}),
         "frames": int(sum(r["n_frames"] or 0 for r in ok)),
         "hours": round(sum(r["n_frames"] or 0 for r in ok) / 25 / 3600, 4),
     }
 
 
-def _check_outputs(row: dict, clip_dir: Path) -> list[str]:
-    problems = []
-    present = sorted(p.name for p in clip_dir.iterdir()) if clip_dir.is_dir() else []
-    if present != sorted(OUTPUT_FILES):
-        missing = sorted(set(OUTPUT_FILES) - set(present))
-        extra = sorted(set(present) - set(OUTPUT_FILES))
-        detail = ", ".join(f"missing {m}" for m in missing) + ", ".join(f"extra {e}" for e in extra)
-        return [f"{row['clip_id']}: outputs incomplete ({detail})"]
+def members(row: dict, root: Path) -> dict[str, Member]:
+    """Output file name -> its byte range in the row's shard (``root``: the manifest's folder)."""
+    shard = root / row["shard"]
+    return {
+        name: Member(shard, offset, size)
+        for name, offset, size in zip(
+            row["output_files"], row["member_offsets"], row["member_sizes"], strict=True
+        )
+    }
+
+
+def _check_outputs(row: dict, root: Path) -> list[str]:
+    clip_id = row["clip_id"]
+    if not row.get("shard") or sorted(row.get("output_files") or []) != sorted(OUTPUT_FILES):
+        return [f"{clip_id}: outputs incomplete (no shard members recorded)"]
+    found = members(row, root)
+    if not found["frames.mp4"].shard.is_file():
+        return [f"{clip_id}: shard {row['shard']} is missing"]
+    bad = [
+        name
+        for name, m in found.items()
+        if not member_matches(m.shard, f"{clip_id}/{name}", m.offset, m.size)
+    ]
+    if bad:
+        return [f"{clip_id}: {', '.join(bad)} not at the recorded offset in {row['shard']}"]
     n = row["n_frames"]
     shapes = {
         "mfcc.npy": (n, 28, 13),
         "landmarks.npy": (n, 68, 2),
         "pose.npy": (n, 7),
     }
+    problems = []
     for name, shape in shapes.items():
-        array = np.load(clip_dir / name, mmap_mode="r")
+        array = load_npy(found[name].read())
         if array.shape != shape:
-            problems.append(f"{row['clip_id']}: {name} has shape {array.shape}, expected {shape}")
+            problems.append(f"{clip_id}: {name} has shape {array.shape}, expected {shape}")
     return problems
 
 
 def validate_manifest(path: str | Path) -> list[str]:
-    """Problems found (empty when valid); outputs are looked up beside the manifest."""
+    """Problems found (empty when valid); shards are looked up beside the manifest."""
     path = Path(path)
     rows = read_rows(path)
     root = path.parent
@@ -162,25 +192,27 @@ def validate_manifest(path: str | Path) -> list[str]:
     ids = [r["clip_id"] for r in rows]
     for dup in sorted(k for k, v in Counter(ids).items() if v > 1):
         problems.append(f"{dup}: listed more than once")
-    expected: set[Path] = set()
+    used: set[str] = set()
     for row in rows:
         if row["status"] not in STATUSES:
             problems.append(f"{row['clip_id']}: unknown status {row['status']!r}")
             continue
-        clip_dir = root / CLIPS_DIR / row["clip_id"]
         if row["status"] == "ok":
-            expected.add(clip_dir)
-            problems += _check_outputs(row, clip_dir)
-        elif clip_dir.exists():
+            used.add(row["shard"])
+            problems += _check_outputs(row, root)
+        elif row.get("shard") or (root / STAGING_DIR / row["clip_id"]).exists():
             problems.append(f"{row['clip_id']}: status {row['status']} but outputs exist")
         if row["status"] == "failed" and not row["error_code"]:
             problems.append(f"{row['clip_id']}: failed without an error_code")
-    clips = root / CLIPS_DIR
-    if clips.is_dir():
-        for frames in clips.rglob("frames.mp4"):
-            if frames.parent not in expected:
-                rel = frames.parent.relative_to(clips)
-                problems.append(f"{rel}: outputs on disk that no ok row accounts for")
-        for leftover in clips.rglob(".*.partial"):
-            problems.append(f"{leftover.relative_to(clips)}: partial output left behind")
+    shards = root / SHARDS_DIR
+    if shards.is_dir():
+        for shard in sorted(shards.rglob("*.tar")):
+            rel = shard.relative_to(root).as_posix()
+            if rel not in used:
+                problems.append(f"{rel}: shard that no ok row accounts for")
+        for leftover in sorted(shards.rglob(".*.partial")):
+            problems.append(f"{leftover.relative_to(root)}: partial shard left behind")
+    staging = root / STAGING_DIR
+    if staging.is_dir() and any(staging.iterdir()):
+        problems.append(f"{STAGING_DIR}: clips of an unfinished run are still unpacked")
     return problems

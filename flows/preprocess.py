@@ -1,7 +1,8 @@
-"""Flow: index -> process clips in batches in parallel -> manifest, for MEAD or LRW.
+"""Flow: index -> process clips in batches in parallel -> pack changed shards -> manifest.
 
 Incremental and resumable: clips whose sources and parameters did not change are reused;
-finished clips are journaled as they complete, so a killed run resumes where it stopped.
+finished clips are journaled as they complete, so a killed run resumes where it stopped; only
+shards whose clips changed are rewritten.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from eamm.preprocess.dataset import (
     param_fingerprint,
     remove_stale_outputs,
     reusable,
+    shards_to_pack,
     source_stat,
 )
 from flows.index import index_flow
 from flows.runners import default_workers, make_task_runner
-from tasks.preprocess import preprocess_batch
+from tasks.preprocess import pack_shard_task, preprocess_batch
 
 
 def _progress() -> Progress:
@@ -65,6 +67,7 @@ def _artifact(dataset: str, summary: dict) -> None:
                 table("speaker/emotion or word (ok)", summary["by_group"]),
                 table("failure reason", summary["failure_reasons"]),
                 f"processed {summary['processed']}, reused {summary['reused']}, "
+                f"{summary['shards']} shards ({summary['shards_written']} written), "
                 f"{summary['seconds']:.1f} s",
             ]
         ),
@@ -99,10 +102,10 @@ def preprocess_flow(
     rows: list[dict] = []
     todo = []
     for entry in index.entries:
-        prev = previous.get(entry.clip_id)
         size, mtime = source_stat(raw_root, entry)
-        if reusable(prev, size, mtime, param_fp, out_root):
-            rows.append(prev)
+        kept = reusable(previous.get(entry.clip_id), size, mtime, param_fp, out_root)
+        if kept is not None:
+            rows.append(kept)
         else:
             todo.append(entry)
     reused = len(rows)
@@ -137,8 +140,14 @@ def preprocess_flow(
                 task, completed=len(rows), ok=ok, failed=failed, rate=processed / max(elapsed, 1e-9)
             )
 
-    keep = {r["clip_id"] for r in rows if r["status"] == "ok"}
-    remove_stale_outputs(out_root, keep, previous)
+    to_pack = shards_to_pack(rows, previous)
+    if to_pack:
+        packed = pack_shard_task.map(
+            list(to_pack), out_root=unmapped(str(out_root)), rows=list(to_pack.values())
+        )
+        by_id = {r["clip_id"]: r for future in packed for r in future.result()}
+        rows = [by_id.get(r["clip_id"], r) for r in rows]
+    remove_stale_outputs(out_root, {r["shard"] for r in rows if r["status"] == "ok"})
     write_manifest(rows, out_root / MANIFEST_NAME)
     clear_journal(out_root)
     summary = {
@@ -147,10 +156,12 @@ def preprocess_flow(
         **summarize(rows),
         "processed": processed,
         "reused": reused,
+        "shards_written": len(to_pack),
         "seconds": round(time.perf_counter() - start, 2),
     }
     if summary_path:
-        stable = {k: v for k, v in summary.items() if k not in ("processed", "reused", "seconds")}
+        per_run = ("processed", "reused", "shards_written", "seconds")
+        stable = {k: v for k, v in summary.items() if k not in per_run}
         Path(summary_path).parent.mkdir(parents=True, exist_ok=True)
         Path(summary_path).write_text(json.dumps(stable, indent=2) + "\n")
     _artifact(dataset, summary)

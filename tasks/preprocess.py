@@ -11,7 +11,7 @@ from prefect.logging import get_run_logger
 from eamm.config import PreprocessParams
 from eamm.datasets.base import ClipEntry
 from eamm.face.landmarks import FaceModels, LandmarkBackend, make_backend
-from eamm.preprocess.dataset import Journal, process_entry
+from eamm.preprocess.dataset import Journal, pack_shard, process_entry
 
 _local = threading.local()
 
@@ -70,3 +70,16 @@ def preprocess_batch(
             logger.warning("%s failed: %s", entry.clip_id, row["error_message"])
         results.append((row, reused))
     return results
+
+
+@task(
+    name="pack-shard",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_transient,
+)
+def pack_shard_task(shard: str, out_root: str, rows: list[dict]) -> list[dict]:
+    """Rewrite one shard from its staged and kept clips; returns the rows pointing into it."""
+    packed = pack_shard(Path(out_root), shard, rows)
+    get_run_logger().info("%s: %d clips", shard, len(packed))
+    return packed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import shutil
 import signal
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from eamm.manifest import TIMING_COLUMNS, read_rows, validate_manifest
+from eamm.manifest import TIMING_COLUMNS, members, read_rows, validate_manifest
 from tests.conftest import ROOT, VENV_BIN
 
 pytestmark = [pytest.mark.fixtures, pytest.mark.slow]
@@ -100,6 +102,17 @@ def by_id(rows: list[dict]) -> dict[str, dict]:
     return {r["clip_id"]: r for r in rows}
 
 
+def shard_states(root: Path) -> dict[str, tuple[int, str]]:
+    """Shard path -> (mtime in ns, content hash): shows which shards a run rewrote."""
+    return {
+        p.relative_to(root).as_posix(): (
+            p.stat().st_mtime_ns,
+            hashlib.blake2b(p.read_bytes(), digest_size=16).hexdigest(),
+        )
+        for p in sorted((root / "shards").rglob("*.tar"))
+    }
+
+
 def test_mead_flow_records_every_clip_with_status_and_reason(trees, tmp_path):
     out = tmp_path / "mead"
     summary = run("mead", out, trees)
@@ -137,9 +150,18 @@ def test_lrw_flow_is_incremental_and_deterministic(trees, tmp_path):
     first = run("lrw", out, trees)
     assert first["by_status"] == {"failed": 1, "ok": 4} and first["processed"] == 5
     assert validate_manifest(out / "manifest.parquet") == []
+    shards = shard_states(out)
+    assert sorted(shards) == [
+        "shards/test/WORLD.tar",
+        "shards/train/ABOUT.tar",
+        "shards/val/ABOUT.tar",
+    ]
+    assert not (out / ".staging").exists() and not (out / ".journal").exists()
     again = run("lrw", out, trees)
     assert (again["processed"], again["reused"]) == (0, 5)
-    # A new clip in the raw folder: only it is processed.
+    assert (again["shards"], again["shards_written"]) == (3, 0)
+    assert shard_states(out) == shards  # not rewritten
+    # A new clip in the raw folder: only it is processed, only its shard is written.
     added = trees["lrw"] / "lipread_mp4/WORLD/val/WORLD_00003.mp4"
     place(trees["lrw"] / "lipread_mp4/ABOUT/train/ABOUT_00002.mp4", added)
     try:
@@ -147,6 +169,17 @@ def test_lrw_flow_is_incremental_and_deterministic(trees, tmp_path):
     finally:
         added.unlink()
     assert (third["processed"], third["reused"]) == (1, 5)
+    assert (third["shards"], third["shards_written"]) == (4, 1)
+    assert shard_states(out) == {
+        **shards,
+        "shards/val/WORLD.tar": shard_states(out)["shards/val/WORLD.tar"],
+    }
+    assert validate_manifest(out / "manifest.parquet") == []
+    # The clip is gone again: its shard goes, the others stay untouched.
+    fourth = run("lrw", out, trees)
+    assert (fourth["processed"], fourth["reused"]) == (0, 5)
+    assert (fourth["shards"], fourth["shards_written"]) == (3, 0)
+    assert shard_states(out) == shards
     # A fresh run over the same inputs gives the same manifest, timing aside.
     fresh = tmp_path / "fresh"
     run("lrw", fresh, trees)
@@ -155,6 +188,7 @@ def test_lrw_flow_is_incremental_and_deterministic(trees, tmp_path):
         r for r in read_rows(out / "manifest.parquet") if "WORLD_00003" not in r["clip_id"]
     ]
     assert strip(first_rows) == strip(read_rows(fresh / "manifest.parquet"))
+    assert {k: v[1] for k, v in shard_states(fresh).items()} == {k: v[1] for k, v in shards.items()}
 
 
 def test_killed_run_resumes_without_redoing_finished_clips(trees, tmp_path, fixtures_dir):
@@ -239,5 +273,6 @@ def test_dvc_reruns_preprocessing_only_when_params_change(trees, tmp_path):
     import av
 
     row = next(r for r in read_rows(manifest) if r["status"] == "ok")
-    with av.open(str(work / "data/lrw/processed" / row["output_dir"] / "frames.mp4")) as video:
+    frames = members(row, work / "data/lrw/processed")["frames.mp4"]
+    with av.open(io.BytesIO(frames.read())) as video:
         assert video.streams.video[0].codec_context.width == 128

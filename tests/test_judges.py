@@ -91,7 +91,7 @@ def _write_clip(folder, frames: np.ndarray, emotion: str | None, dataset: str) -
     with VideoWriter(folder / "frames.mp4", frames.shape[2], frames.shape[1], 25, crf=10) as w:
         for frame in frames:
             w.write(frame)
-    return Clip(folder.name, folder, len(frames), "M030", emotion, dataset)
+    return Clip.from_folder(folder, len(frames), "M030", emotion, dataset)
 
 
 def _train(stage: Stage, steps: int, batch: int, out, lr: float = 2e-3) -> dict:
@@ -129,10 +129,7 @@ def test_emotion_classifier_scores_held_out_frames_and_rejects_swapped_labels(
     metrics = _train(stage, steps=60, batch=5, out=tmp_path / "out")
     assert metrics["heldout/clips"] == 5 and metrics["heldout/accuracy"] == 1.0
     predicted = [
-        predict_emotion(
-            net, to_tensor(read_frames(c.folder / "frames.mp4", spread(c.num_frames, 8)))
-        )
-        for c in holdout
+        predict_emotion(net, to_tensor(c.frames(spread(c.num_frames, 8)))) for c in holdout
     ]
     swapped = list(EMOTIONS[1:] + EMOTIONS[:1])
     assert emotion_accuracy(predicted, swapped) == 0.0
@@ -156,7 +153,7 @@ def test_sync_expert_finds_the_offset_of_shifted_audio(fixtures_dir, tmp_path):
     for k in range(9):
         span = slice(29 * k, 29 * (k + 1))
         clip = _write_clip(tmp_path / f"clip{k}", frames[span], None, "lrw")
-        np.save(clip.folder / "mfcc.npy", windows[span])
+        np.save(clip.files["mfcc.npy"], windows[span])
         clips.append(clip)
     torch.manual_seed(0)
     net = SyncExpert(block_expansion=8, num_blocks=3, max_features=32, audio_blocks=2, embed_dim=32)

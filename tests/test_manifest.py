@@ -1,4 +1,4 @@
-"""Manifest schema, atomic writes and validation against the files on disk."""
+"""Manifest schema, atomic writes and validation against the shards on disk."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from eamm.errors import EammError
 from eamm.manifest import (
     MANIFEST_SCHEMA,
     OUTPUT_FILES,
+    members,
     read_rows,
     summarize,
     validate_manifest,
     write_manifest,
 )
+from eamm.shards import shard_of, write_shard
 
 
 def ok_row(clip_id: str, n: int = 3) -> dict:
@@ -27,19 +29,26 @@ def ok_row(clip_id: str, n: int = 3) -> dict:
         "video_path": f"lipread_mp4/{clip_id}.mp4",
         "status": "ok",
         "n_frames": n,
-        "output_dir": f"clips/{clip_id}",
         "output_files": list(OUTPUT_FILES),
     }
 
 
-def make_outputs(root, clip_id: str, n: int = 3) -> None:
-    folder = root / "clips" / clip_id
+def make_outputs(root, clip_id: str, n: int = 3) -> dict:
+    """Outputs of one clip packed into its shard; returns the row's shard columns."""
+    folder = root / "unpacked" / clip_id
     folder.mkdir(parents=True)
     for name in ("frames.mp4", "audio.wav"):
         (folder / name).write_bytes(b"x")
     np.save(folder / "mfcc.npy", np.zeros((n, 28, 13), np.float32))
     np.save(folder / "landmarks.npy", np.zeros((n, 68, 2), np.float32))
     np.save(folder / "pose.npy", np.zeros((n, 7), np.float32))
+    shard = shard_of(clip_id)
+    placed = write_shard(root / shard, {clip_id: {f: folder / f for f in OUTPUT_FILES}})[clip_id]
+    return {
+        "shard": shard,
+        "member_offsets": [placed[f][0] for f in OUTPUT_FILES],
+        "member_sizes": [placed[f][1] for f in OUTPUT_FILES],
+    }
 
 
 def test_round_trip_uses_the_explicit_schema(tmp_path):
@@ -62,22 +71,32 @@ def test_failed_write_keeps_the_old_manifest(tmp_path):
 
 
 def test_validate_finds_missing_extra_and_inconsistent_outputs(tmp_path):
-    make_outputs(tmp_path, "train/A/A_00001")
-    make_outputs(tmp_path, "train/B/B_00001", n=4)  # shapes disagree with the row
-    make_outputs(tmp_path, "train/C/C_00001")  # no row
+    a = {**ok_row("train/A/A_00001"), **make_outputs(tmp_path, "train/A/A_00001")}
+    # shapes disagree with the row
+    b = {**ok_row("train/B/B_00001"), **make_outputs(tmp_path, "train/B/B_00001", n=4)}
+    make_outputs(tmp_path, "train/C/C_00001")  # a shard no row uses
     failed = {**ok_row("train/D/D_00001"), "status": "failed", "error_code": None}
-    make_outputs(tmp_path, "train/D/D_00001")
-    rows = [ok_row("train/A/A_00001"), ok_row("train/B/B_00001"), ok_row("train/E/E_00001"), failed]
-    path = write_manifest(rows, tmp_path / "manifest.parquet")
+    failed.update(make_outputs(tmp_path, "train/D/D_00001"))
+    e = ok_row("train/E/E_00001")  # nothing recorded
+    f = {**ok_row("train/F/F_00001"), **make_outputs(tmp_path, "train/F/F_00001")}
+    f["member_offsets"] = [o + 512 for o in f["member_offsets"]]  # offsets of another shard
+    (tmp_path / "shards/train/.G.tar.partial").write_bytes(b"")
+    (tmp_path / ".staging/train/H/H_00001").mkdir(parents=True)
+    path = write_manifest([a, b, e, f, failed], tmp_path / "manifest.parquet")
     problems = validate_manifest(path)
     assert "train/B/B_00001: mfcc.npy has shape (4, 28, 13), expected (3, 28, 13)" in problems
-    assert any(
-        p.startswith("train/E/E_00001: outputs incomplete (missing audio.wav") for p in problems
-    )
-    assert "train/C/C_00001: outputs on disk that no ok row accounts for" in problems
+    assert "train/E/E_00001: outputs incomplete (no shard members recorded)" in problems
+    assert any(p.startswith("train/F/F_00001: frames.mp4, audio.wav") for p in problems)
+    assert "shards/train/C.tar: shard that no ok row accounts for" in problems
     assert "train/D/D_00001: status failed but outputs exist" in problems
     assert "train/D/D_00001: failed without an error_code" in problems
+    assert "shards/train/.G.tar.partial: partial shard left behind" in problems
+    assert ".staging: clips of an unfinished run are still unpacked" in problems
     assert not any(p.startswith("train/A/A_00001") for p in problems)
+    assert (
+        members(a, tmp_path)["pose.npy"].read()
+        == (tmp_path / "unpacked/train/A/A_00001/pose.npy").read_bytes()
+    )
 
 
 def test_read_rejects_other_parquet(tmp_path):

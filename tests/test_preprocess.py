@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+from itertools import islice
 from pathlib import Path
 
 import cv2
@@ -17,8 +18,9 @@ from eamm.face.ibug68 import eye_and_mouth_centres
 from eamm.face.landmarks import FaceModels, MediapipeLandmarks
 from eamm.face.pose import pose_row
 from eamm.face.similarity import Similarity
+from eamm.face.template import load_template
 from eamm.preprocess import preprocess_clip
-from eamm.preprocess.clip import OUTPUT_FILES
+from eamm.preprocess.clip import OUTPUT_FILES, clip_transform
 from eamm.preprocess.errors import AVMismatchError, MultipleFacesError, NoFaceError, TooShortError
 from eamm.video.decode import (
     NoVideoStreamError,
@@ -162,6 +164,46 @@ def test_lrw_pose_matches_eamm_3ddfa_rows(lrw_m003, fixtures_dir):
     )
     print("LRW pose MAE yaw/pitch/roll (deg):", mae.round(2))
     assert mae[0] < 5 and mae[1] < 8 and mae[2] < 5
+
+
+class CountingModels:
+    """The shared models with the face detector's calls counted."""
+
+    def __init__(self, models: FaceModels) -> None:
+        self._models, self.detections = models, 0
+
+    def detect(self, rgb: np.ndarray) -> list:
+        self.detections += 1
+        return self._models.detect(rgb)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._models, name)
+
+
+@pytest.mark.fixtures
+@pytest.mark.parametrize("clip, template", [(LRW, "M003_template.npy"), (MEAD, "default")])
+def test_detecting_on_the_first_frame_only_keeps_the_alignment(
+    fixtures_dir, models, clip, template
+):
+    path = fixtures_dir / clip
+    template = template if template == "default" else str(fixtures_dir / template)
+    head = list(islice(resample_fps(decode_frames(path), 25, 25 if clip == LRW else 30), 8))
+    fits, calls = {}, {}
+    for boxes in ("every", "first"):
+        params = PreprocessParams(template=template, detect_boxes=boxes)
+        counting = CountingModels(models)
+        points = load_template(params.template, 256)
+        fits[boxes], faces = clip_transform(
+            head, path, points, params, counting, MediapipeLandmarks()
+        )
+        calls[boxes] = counting.detections
+        assert faces == 1
+    assert calls == {"every": 8, "first": 1}
+    centres = eye_and_mouth_centres(load_template(template, 256).astype(np.float64))
+    moved = fits["first"].apply(centres) - fits["every"].apply(centres)
+    moved = np.linalg.norm(moved, axis=1) / fits["every"].scale  # in crop pixels
+    print(f"{clip}: eye/eye/mouth centres moved by {moved.round(2)} px (first vs every)")
+    assert (moved < 1.5).all()
 
 
 @pytest.mark.fixtures

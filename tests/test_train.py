@@ -16,7 +16,13 @@ from eamm.config import PreprocessParams, StageParams, TrainerParams
 from eamm.datasets.base import ClipEntry
 from eamm.face.landmarks import FaceModels, MediapipeLandmarks
 from eamm.manifest import write_manifest
-from eamm.preprocess.dataset import param_fingerprint, process_entry
+from eamm.preprocess.dataset import (
+    pack_shard,
+    param_fingerprint,
+    process_entry,
+    shards_to_pack,
+    staging_dir,
+)
 from eamm.train.build import JUDGES, STAGES, build_stage
 from eamm.train.checkpoint import load_checkpoint
 from eamm.train.loop import train_stage
@@ -72,20 +78,20 @@ def data_root(fixtures_dir, tmp_path_factory):
         rows = []
         for item in entries:
             if rows:  # same source video: reuse the first clip's outputs under a new id
-                shutil.copytree(out / rows[0]["output_dir"], out / "clips" / item.clip_id)
-                rows.append(
-                    {
-                        **rows[0],
-                        "clip_id": item.clip_id,
-                        "emotion": item.emotion,
-                        "output_dir": f"clips/{item.clip_id}",
-                    }
+                shutil.copytree(
+                    staging_dir(out, rows[0]["clip_id"]), staging_dir(out, item.clip_id)
                 )
+                rows.append({**rows[0], "clip_id": item.clip_id, "emotion": item.emotion})
                 continue
             row, _ = process_entry(item, fixtures_dir, out, params, fp, None, models, backend)
             assert row["status"] == "ok", row["error_message"]
             rows.append(row)
-        write_manifest(rows, out / "manifest.parquet")
+        packed = {
+            r["clip_id"]: r
+            for shard, group in shards_to_pack(rows, {}).items()
+            for r in pack_shard(out, shard, group)
+        }
+        write_manifest([packed[r["clip_id"]] for r in rows], out / "manifest.parquet")
     models.close()
     return root
 

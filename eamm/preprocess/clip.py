@@ -7,7 +7,8 @@ float32 (T, 28, 13); ``landmarks.npy`` float32 (T, 68, 2) in crop pixels, NaN wh
 
 One similarity per clip (as EAMM: head motion stays in the crop, the pose stream describes it),
 estimated from iBUG points 0..46 against the template on each of the first frames with a face
-and combined by an element-wise median (EAMM used the first frame alone).
+and combined by an element-wise median (EAMM used the first frame alone). The face detector runs
+only until it finds a face (``detect_boxes``); the crops are encoded in-process (``encoder``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from eamm.face.pose import pose_row
 from eamm.face.similarity import Similarity, estimate_similarity, median_similarity
 from eamm.face.template import TEMPLATE_SIZE, load_template
 from eamm.manifest import OUTPUT_FILES
-from eamm.media import VideoWriter
+from eamm.media.encode import PyAVVideoWriter, VideoWriter
 from eamm.preprocess.errors import AVMismatchError, MultipleFacesError, NoFaceError, TooShortError
 from eamm.video.decode import decode_frames, open_video, resample_fps, stream_info
 from eamm.video.warp import resize_rgb, warp_to_crop
@@ -101,29 +102,33 @@ def _box_to_crop(box: FaceBox, size: int, margin: float = 1.8) -> Similarity:
     return Similarity(scale, 0.0, cx - scale * size / 2, cy - scale * size / 2)
 
 
-def _first_frame_landmarks(
-    frame: av.VideoFrame,
-    models: FaceModels,
-    backend: LandmarkBackend,
-    detect_width: int,
-) -> tuple[int, np.ndarray | None]:
-    """(number of faces, 68 points of the largest face in frame pixels or None)."""
+def detect_faces(frame: av.VideoFrame, detect_width: int, models: FaceModels) -> list[FaceBox]:
+    """Faces in frame pixels, largest first, detected on an RGB copy ``detect_width`` wide.
+
+    Narrower frames are scaled up too: detecting at their own size saves ~2 ms per frame but
+    moves the box, and with it the mesh crop and the estimate, by about a pixel.
+    """
     small = resize_rgb(frame, detect_width)
-    boxes = models.detect(small)
-    if not boxes:
-        return 0, None
-    box = boxes[0].scaled(frame.width / small.shape[1])
+    factor = frame.width / small.shape[1]
+    return [box.scaled(factor) for box in models.detect(small)]
+
+
+def _face_points(
+    frame: av.VideoFrame, box: FaceBox, models: FaceModels, backend: LandmarkBackend
+) -> np.ndarray | None:
+    """68 points in frame pixels of the face in ``box`` (still mesh on a crop around it)."""
     to_frame = _box_to_crop(box, TEMPLATE_SIZE)
     crop = warp_to_crop(frame, to_frame.matrix, TEMPLATE_SIZE)
     mesh = models.mesh(crop)
     if mesh is None:
-        return len(boxes), None
-    return len(boxes), to_frame.apply(backend.points68(crop, mesh))
+        return None
+    return to_frame.apply(backend.points68(crop, mesh))
 
 
-def crop_writer(path: Path, params: PreprocessParams) -> VideoWriter:
+def crop_writer(path: Path, params: PreprocessParams) -> PyAVVideoWriter | VideoWriter:
     """The H.264 encoder of a clip's aligned crops (``frames.mp4``) with the params' settings."""
-    return VideoWriter(
+    writer = PyAVVideoWriter if params.encoder == "pyav" else VideoWriter
+    return writer(
         path,
         params.crop_size,
         params.crop_size,
@@ -143,11 +148,21 @@ def clip_transform(
     backend: LandmarkBackend,
 ) -> tuple[Similarity, int]:
     """(crop -> frame similarity, faces detected): the median of the per-frame estimates from
-    iBUG points 0..46 on the given first frames; typed errors for no face / several faces."""
-    faces_detected, estimates = 0, []
+    iBUG points 0..46 on the given first frames; typed errors for no face / several faces.
+
+    The detector runs on each frame until it finds a face, then (``detect_boxes="first"``) the
+    later frames reuse the largest face's box: the mesh finds the points in each frame anyway,
+    and the detector is the dearest model per frame. Faces are counted where it ran.
+    """
+    faces_detected, estimates, box = 0, [], None
     for frame in head:
-        count, points = _first_frame_landmarks(frame, models, backend, params.detect_width)
-        faces_detected = max(faces_detected, count)
+        if box is None or params.detect_boxes == "every":
+            boxes = detect_faces(frame, params.detect_width, models)
+            faces_detected = max(faces_detected, len(boxes))
+            if not boxes:
+                continue
+            box = boxes[0]
+        points = _face_points(frame, box, models, backend)
         if points is not None:
             estimates.append(estimate_similarity(template[ALIGN_POINTS], points[ALIGN_POINTS]))
     if faces_detected > 1 and params.on_multiple_faces == "fail":

@@ -1,9 +1,13 @@
-"""Processing indexed clips of a dataset: fingerprints, skip decisions, manifest rows, journal.
+"""Processing indexed clips of a dataset: fingerprints, skip decisions, manifest rows, journal,
+packing finished clips into shards.
 
 A clip is reused (not processed again) when its previous record has the same source content and
-the same parameter fingerprint and, for ok clips, all outputs are on disk. Every finished clip is
-appended to a journal (one JSON line, flushed and fsynced) so a killed run loses no finished work;
-the manifest written at the end of a run absorbs the journal.
+the same parameter fingerprint and, for ok clips, all outputs are on disk (in its shard, or still
+in the staging folder). New clips are built in ``.staging/<clip_id>/``; at the end of a run every
+shard whose clip set changed is rewritten from the staged files and the members it keeps, then
+the staged files go. Every finished clip and every packed shard is appended to a journal (one
+JSON line, flushed and fsynced) so a killed run loses no finished work; the manifest written at
+the end of a run absorbs the journal.
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ from eamm.config import PreprocessParams
 from eamm.datasets.base import ClipEntry
 from eamm.errors import EammError
 from eamm.face.landmarks import FaceModels, LandmarkBackend
-from eamm.manifest import CLIPS_DIR, MANIFEST_NAME, OUTPUT_FILES, read_rows
+from eamm.manifest import MANIFEST_NAME, OUTPUT_FILES, STAGING_DIR, members, read_rows
 from eamm.preprocess.clip import preprocess_clip
+from eamm.shards import SHARDS_DIR, Source, locate, member_matches, shard_of, write_shard
 
 # Bump when the outputs of the same inputs and params change, so old outputs are redone.
 PREPROCESS_REVISION = 1
 JOURNAL_DIR = ".journal"
+# the per-clip folder layout of manifest version 1, removed once a run has repacked it
+LEGACY_CLIPS_DIR = "clips"
 # Parameters that do not change outputs, left out of the fingerprint.
 NON_OUTPUT_PARAMS = {"decoder_threads"}
 
@@ -79,20 +86,44 @@ def entry_row(entry: ClipEntry) -> dict:
     return row
 
 
-def outputs_complete(out_root: Path, clip_id: str) -> bool:
-    clip_dir = out_root / CLIPS_DIR / clip_id
-    return all((clip_dir / name).is_file() for name in OUTPUT_FILES)
+def staging_dir(out_root: Path, clip_id: str) -> Path:
+    return Path(out_root) / STAGING_DIR / clip_id
 
 
-def reusable(prev: dict | None, size: int, mtime_ns: int, param_fp: str, out_root: Path) -> bool:
-    """Whether a previous record still describes the clip, judged without reading the sources."""
+def available(row: dict, out_root: Path) -> dict | None:
+    """The ok row if its outputs are on disk (offsets re-read from the shard if it was
+    repacked since the row was written), else None."""
+    if not row.get("shard"):
+        folder = staging_dir(out_root, row["clip_id"])
+        return row if all((folder / name).is_file() for name in OUTPUT_FILES) else None
+    recorded = members(row, Path(out_root))
+    if all(
+        member_matches(m.shard, f"{row['clip_id']}/{n}", m.offset, m.size)
+        for n, m in recorded.items()
+    ):
+        return row
+    found = locate(Path(out_root) / row["shard"], row["clip_id"], OUTPUT_FILES)
+    if found is None:
+        return None
+    return {
+        **row,
+        "member_offsets": [found[n][0] for n in row["output_files"]],
+        "member_sizes": [found[n][1] for n in row["output_files"]],
+    }
+
+
+def reusable(
+    prev: dict | None, size: int, mtime_ns: int, param_fp: str, out_root: Path
+) -> dict | None:
+    """The previous record to keep if it still describes the clip (judged without reading
+    the sources), else None."""
     if prev is None or prev.get("param_fingerprint") != param_fp:
-        return False
+        return None
     if (prev.get("source_bytes"), prev.get("source_mtime_ns")) != (size, mtime_ns):
-        return False
+        return None
     if prev["status"] == "ok":
-        return outputs_complete(out_root, prev["clip_id"])
-    return prev["status"] == "failed"
+        return available(prev, out_root)
+    return prev if prev["status"] == "failed" else None
 
 
 def skipped_row(entry: ClipEntry, reason: str) -> dict:
@@ -116,9 +147,10 @@ def process_entry(
         prev is not None
         and prev.get("source_fingerprint") == fingerprint
         and prev.get("param_fingerprint") == param_fp
-        and (prev["status"] == "failed" or outputs_complete(out_root, entry.clip_id))
     ):
-        return {**prev, "source_bytes": size, "source_mtime_ns": mtime_ns}, True
+        kept = prev if prev["status"] == "failed" else available(prev, out_root)
+        if kept is not None:
+            return {**kept, "source_bytes": size, "source_mtime_ns": mtime_ns}, True
     row = {
         **entry_row(entry),
         "source_bytes": size,
@@ -127,7 +159,7 @@ def process_entry(
         "param_fingerprint": param_fp,
         "code_version": __version__,
     }
-    clip_dir = out_root / CLIPS_DIR / entry.clip_id
+    clip_dir = staging_dir(out_root, entry.clip_id)
     audio = raw_root / entry.audio if entry.audio else None
     try:
         result = preprocess_clip(
@@ -164,8 +196,10 @@ def process_entry(
         frames_with_face=result.frames_with_face,
         transform=list(result.transform),
         landmark_backend=result.landmark_backend,
-        output_dir=f"{CLIPS_DIR}/{entry.clip_id}",
+        shard=None,
         output_files=list(OUTPUT_FILES),
+        member_offsets=None,
+        member_sizes=None,
         processing_seconds=result.seconds,
     )
     return row, False
@@ -187,12 +221,18 @@ class Journal:
 
 
 def load_previous(out_root: Path) -> dict[str, dict]:
-    """Latest record per clip: the last manifest, then journal lines written after it."""
+    """Latest record per clip: the last manifest, then journal lines written after it.
+
+    A manifest of another version (an older layout) is ignored: its clips are processed again.
+    """
     out_root = Path(out_root)
     records: dict[str, dict] = {}
     manifest = out_root / MANIFEST_NAME
     if manifest.is_file():
-        records.update({r["clip_id"]: r for r in read_rows(manifest)})
+        try:
+            records.update({r["clip_id"]: r for r in read_rows(manifest)})
+        except EammError:
+            records.clear()
     journal = out_root / JOURNAL_DIR
     if journal.is_dir():
         for path in sorted(journal.glob("*.jsonl"), key=lambda p: p.stat().st_mtime_ns):
@@ -209,11 +249,75 @@ def clear_journal(out_root: Path) -> None:
     shutil.rmtree(Path(out_root) / JOURNAL_DIR, ignore_errors=True)
 
 
-def remove_stale_outputs(out_root: Path, keep: set[str], previous: dict[str, dict]) -> int:
-    """Delete clip folders that earlier runs produced but no current ok row keeps."""
+def shards_to_pack(rows: list[dict], previous: dict[str, dict]) -> dict[str, list[dict]]:
+    """Shard -> its ok rows, for every shard whose clip set or content changed in this run.
+
+    A shard is rewritten when one of its clips is staged (new or redone) or a clip it held
+    is gone (removed from the index, failed, or redone); untouched shards keep their bytes.
+    """
+    wanted: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["status"] == "ok":
+            wanted.setdefault(shard_of(row["clip_id"]), []).append(row)
+    held: dict[str, set[str]] = {}
+    for clip_id, prev in previous.items():
+        if prev.get("status") == "ok" and prev.get("shard"):
+            held.setdefault(prev["shard"], set()).add(clip_id)
+    return {
+        shard: group
+        for shard, group in sorted(wanted.items())
+        if any(r.get("shard") != shard for r in group)
+        or held.get(shard, set()) != {r["clip_id"] for r in group}
+    }
+
+
+def pack_shard(out_root: Path, shard: str, rows: list[dict]) -> list[dict]:
+    """Write ``shard`` from the staged files and kept members of ``rows``; return the rows
+    pointing into it. Staged folders are removed only after the new shard is in place."""
+    out_root = Path(out_root)
+    sources: dict[str, dict[str, Source]] = {}
+    for row in rows:
+        if row.get("shard"):
+            sources[row["clip_id"]] = dict(members(row, out_root))
+        else:
+            folder = staging_dir(out_root, row["clip_id"])
+            sources[row["clip_id"]] = {name: folder / name for name in OUTPUT_FILES}
+    placed = write_shard(out_root / shard, sources)
+    packed = [
+        {
+            **row,
+            "shard": shard,
+            "output_files": list(OUTPUT_FILES),
+            "member_offsets": [placed[row["clip_id"]][n][0] for n in OUTPUT_FILES],
+            "member_sizes": [placed[row["clip_id"]][n][1] for n in OUTPUT_FILES],
+        }
+        for row in rows
+    ]
+    journal = Journal(out_root)
+    for row in packed:
+        journal.append(row)
+    for row in rows:
+        if not row.get("shard"):
+            shutil.rmtree(staging_dir(out_root, row["clip_id"]), ignore_errors=True)
+    return packed
+
+
+def remove_stale_outputs(out_root: Path, keep_shards: set[str]) -> int:
+    """Delete shards no ok row uses, leftovers of interrupted runs and the version-1 clip
+    folders; returns the number of shards removed."""
+    out_root = Path(out_root)
     removed = 0
-    for clip_id, row in previous.items():
-        if row.get("status") == "ok" and clip_id not in keep:
-            shutil.rmtree(Path(out_root) / CLIPS_DIR / clip_id, ignore_errors=True)
-            removed += 1
+    shards = out_root / SHARDS_DIR
+    if shards.is_dir():
+        for path in sorted(shards.rglob("*.tar")):
+            if path.relative_to(out_root).as_posix() not in keep_shards:
+                path.unlink()
+                removed += 1
+        for leftover in shards.rglob(".*.partial"):
+            leftover.unlink()
+        for folder in sorted(shards.rglob("*"), reverse=True):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+    shutil.rmtree(out_root / STAGING_DIR, ignore_errors=True)
+    shutil.rmtree(out_root / LEGACY_CLIPS_DIR, ignore_errors=True)
     return removed

@@ -1,33 +1,75 @@
-"""Reading the per-clip data contract for training: only the frames a sample needs."""
+"""Reading the per-clip data contract for training: only the frames and bytes a sample needs."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import cv2
 import numpy as np
+import soundfile as sf
 
 from eamm.config import MEAD_EMOTIONS
-from eamm.manifest import read_rows
+from eamm.manifest import OUTPUT_FILES, members, read_rows
+from eamm.shards import Member, load_npy, npy_memmap
 
 
 @dataclass(frozen=True)
 class Clip:
-    """One ok manifest row, with absolute output paths."""
+    """One ok manifest row: where each output file lives (a shard member, or a file of an
+    unpacked clip folder) and the facts samplers need."""
 
     clip_id: str
-    folder: Path
+    files: Mapping[str, Member | Path]
     num_frames: int
     speaker: str | None
     emotion: str | None
     dataset: str
 
+    @classmethod
+    def from_folder(
+        cls,
+        folder: Path,
+        num_frames: int,
+        speaker: str | None = None,
+        emotion: str | None = None,
+        dataset: str = "mead",
+        clip_id: str | None = None,
+    ) -> Clip:
+        """A clip unpacked into a folder (``tar xf`` of a shard, or built by hand)."""
+        files = {name: folder / name for name in OUTPUT_FILES}
+        return cls(clip_id or folder.name, files, num_frames, speaker, emotion, dataset)
+
     @property
     def emotion_index(self) -> int:
         """EAMM's label: index in the alphabetical MEAD emotion list (reference 1.6)."""
         return MEAD_EMOTIONS.index(self.emotion or "neutral")
+
+    def open(self, name: str) -> BinaryIO:
+        where = self.files[name]
+        return io.BytesIO(where.read()) if isinstance(where, Member) else where.open("rb")
+
+    def array(self, name: str, mmap: bool = False) -> np.ndarray:
+        """A ``.npy`` output; ``mmap`` maps it instead of reading it (slices read only their
+        pages)."""
+        where = self.files[name]
+        if isinstance(where, Member):
+            return npy_memmap(where) if mmap else load_npy(where.read())
+        return np.load(where, mmap_mode="r" if mmap else None)
+
+    def frames(self, indices: list[int], size: int | None = None) -> np.ndarray:
+        with self.open("frames.mp4") as handle:
+            return read_frames(handle, indices, size, label=f"{self.clip_id}/frames.mp4")
+
+    def audio(self) -> np.ndarray:
+        """The clip's 16 kHz mono soundtrack as float32 in [-1, 1]."""
+        with self.open("audio.wav") as handle:
+            samples, _ = sf.read(handle, dtype="float32")
+        return samples
 
 
 def load_clips(manifest: str | Path, splits: tuple[str, ...], min_frames: int = 1) -> list[Clip]:
@@ -36,7 +78,7 @@ def load_clips(manifest: str | Path, splits: tuple[str, ...], min_frames: int = 
     clips = [
         Clip(
             clip_id=r["clip_id"],
-            folder=manifest.parent / r["output_dir"],
+            files=members(r, manifest.parent),
             num_frames=int(r["n_frames"]),
             speaker=r["speaker"],
             emotion=r["emotion"],
@@ -48,8 +90,11 @@ def load_clips(manifest: str | Path, splits: tuple[str, ...], min_frames: int = 
     return sorted(clips, key=lambda c: c.clip_id)
 
 
-def read_frames(path: Path, indices: list[int], size: int | None = None) -> np.ndarray:
-    """Frames at ``indices`` (any order, repeats allowed) as uint8 (N, H, W, 3) RGB.
+def read_frames(
+    source: Path | BinaryIO, indices: list[int], size: int | None = None, label: str | None = None
+) -> np.ndarray:
+    """Frames at ``indices`` (any order, repeats allowed) as uint8 (N, H, W, 3) RGB, from a file
+    or an open binary file object (``label`` names it in errors).
 
     Decodes sequentially up to the last index needed and converts only the wanted frames;
     clips are short, so this beats seeking (H.264 seeks land on key frames anyway).
@@ -57,7 +102,7 @@ def read_frames(path: Path, indices: list[int], size: int | None = None) -> np.n
     wanted = sorted(set(indices))
     last = wanted[-1]
     found: dict[int, np.ndarray] = {}
-    with av.open(str(path)) as container:
+    with av.open(str(source) if isinstance(source, Path) else source) as container:
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"
         for k, frame in enumerate(container.decode(stream)):
@@ -69,7 +114,7 @@ def read_frames(path: Path, indices: list[int], size: int | None = None) -> np.n
             if k >= last:
                 break
     if len(found) != len(wanted):
-        raise ValueError(f"{path}: has fewer than {last + 1} frames")
+        raise ValueError(f"{label or source}: has fewer than {last + 1} frames")
     return np.stack([found[i] for i in indices])
 
 

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset, Sampler
 
 from eamm.smoothing import one_euro
 from eamm.train.augment import color_jitter, emotion_augment, random_flip
-from eamm.train.clips import Clip, fill_missing_rows, read_frames, window_start
+from eamm.train.clips import Clip, fill_missing_rows, window_start
 
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -77,7 +77,7 @@ class FommPairs(SeededClips):
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         clip, rng = self._draw(item)
         picks = [int(v) for v in rng.choice(clip.num_frames, 2, replace=False)]
-        frames = random_flip(read_frames(clip.folder / "frames.mp4", picks, self.size), rng)
+        frames = random_flip(clip.frames(picks, self.size), rng)
         tensors = to_tensor(frames)
         return {"source": tensors[0], "driving": tensors[1]}
 
@@ -100,8 +100,8 @@ class AudioWindows(SeededClips):
     def _window(self, clip: Clip, rng: np.random.Generator) -> tuple[int, dict]:
         r = window_start(clip.num_frames, self.clip_len, rng)
         span = slice(r + 1, r + 1 + self.clip_len)
-        mfcc = np.load(clip.folder / "mfcc.npy", mmap_mode="r")[span, :, 1:]
-        pose = fill_missing_rows(np.load(clip.folder / "pose.npy"))
+        mfcc = clip.array("mfcc.npy", mmap=True)[span, :, 1:]
+        pose = fill_missing_rows(clip.array("pose.npy"))
         if self.smooth_pose:
             pose = one_euro(pose, mincutoff=0.01, beta=0.7)
         return r, {
@@ -112,9 +112,7 @@ class AudioWindows(SeededClips):
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         clip, rng = self._draw(item)
         r, sample = self._window(clip, rng)
-        frames = read_frames(
-            clip.folder / "frames.mp4", list(range(r, r + 1 + self.clip_len)), self.size
-        )
+        frames = clip.frames(list(range(r, r + 1 + self.clip_len)), self.size)
         driving = color_jitter(frames[1:], rng, self.jitter)
         sample["example_image"] = to_tensor(frames[0])
         sample["driving"] = to_tensor(driving)
@@ -139,14 +137,10 @@ class EmotionWindows(AudioWindows):
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         clip, rng = self._draw(item)
         r, sample = self._window(clip, rng)
-        frames = read_frames(
-            clip.folder / "frames.mp4", list(range(r + 1, r + 1 + self.clip_len)), self.size
-        )
+        frames = clip.frames(list(range(r + 1, r + 1 + self.clip_len)), self.size)
         pool = self.neutral.get(clip.speaker) or [clip]
         source = pool[int(rng.integers(len(pool)))]
-        identity = read_frames(
-            source.folder / "frames.mp4", [int(rng.integers(source.num_frames))], self.size
-        )[0]
+        identity = source.frames([int(rng.integers(source.num_frames))], self.size)[0]
         sample["example_image"] = to_tensor(identity)
         sample["driving"] = to_tensor(frames)
         sample["transformed_driving"] = to_tensor(emotion_augment(frames, rng, self.rotation))
@@ -167,7 +161,7 @@ class EmotionFrames(SeededClips):
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         clip, rng = self._draw(item)
         picks = rng.choice(clip.num_frames, self.clip_len, replace=clip.num_frames < self.clip_len)
-        frames = read_frames(clip.folder / "frames.mp4", sorted(int(i) for i in picks), self.size)
+        frames = clip.frames(sorted(int(i) for i in picks), self.size)
         frames = color_jitter(random_flip(frames, rng), rng, self.jitter)
         return {
             "frames": to_tensor(frames),
@@ -188,15 +182,13 @@ class SyncWindows(SeededClips):
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         clip, rng = self._draw(item)
-        mfcc = np.load(clip.folder / "mfcc.npy", mmap_mode="r")
+        mfcc = clip.array("mfcc.npy", mmap=True)
         starts = min(clip.num_frames, mfcc.shape[0]) - self.window + 1
         start = int(rng.integers(starts))
         far = [s for s in range(starts) if abs(s - start) >= self.min_offset]
         positive = rng.random() < 0.5 or not far
         audio_start = start if positive else int(far[int(rng.integers(len(far)))])
-        frames = read_frames(
-            clip.folder / "frames.mp4", list(range(start, start + self.window)), self.size
-        )
+        frames = clip.frames(list(range(start, start + self.window)), self.size)
         audio = np.array(mfcc[audio_start + self.window // 2, :, 1:], dtype=np.float32)
         return {
             "frames": to_tensor(frames),

@@ -15,7 +15,7 @@ from eamm.metrics.emotion import emotion_accuracy, predict_emotion, spread
 from eamm.metrics.sync import expert_score, shift_audio
 from eamm.models.emotion_classifier import EmotionClassifier
 from eamm.models.sync_expert import SyncExpert, mouth_half
-from eamm.train.clips import Clip, read_frames
+from eamm.train.clips import Clip
 from eamm.train.datasets import to_tensor
 
 VALIDATION_FRAMES = 16  # frames per held-out clip, spread evenly over it
@@ -44,7 +44,7 @@ def sync_losses(net: SyncExpert, weights: dict):
 
 
 def _clip_frames(clip: Clip, size: int, indices: list[int], device: torch.device):
-    return to_tensor(read_frames(clip.folder / "frames.mp4", indices, size)).to(device)
+    return to_tensor(clip.frames(indices, size)).to(device)
 
 
 def validate_classifier(net: EmotionClassifier, clips: list[Clip], size: int):
@@ -80,7 +80,7 @@ def validate_sync(net: SyncExpert, clips: list[Clip], size: int, vshift: int):
         net.eval()
         hits, shifted_hits, conf, shifted_conf = [], [], [], []
         for clip in clips:
-            mfcc = np.load(clip.folder / "mfcc.npy")[: clip.num_frames, :, 1:]
+            mfcc = clip.array("mfcc.npy")[: clip.num_frames, :, 1:]
             frames = _clip_frames(clip, size, list(range(min(clip.num_frames, len(mfcc)))), device)
             for audio, target, found, confs in (
                 (mfcc, 0, hits, conf),

@@ -12,7 +12,14 @@ Orchestration overhead = preprocess-flow wall time minus the per-clip work (the 
 index flow (which also starts Prefect's temporary API server on first use) is timed apart.
 Peak RSS is the process's: with the default threads runner the workers share one process.
 
+Most of that overhead is paid once per run (the flow call, loading the face models in each
+worker, writing the manifest), so its share falls as the tree grows. ``--scale`` also runs each
+dataset on a tree ``scale`` times larger and splits the overhead into a fixed part and a part
+per clip (a straight line through the two sizes): the per-clip part, as a share of the per-clip
+wall time, is the overhead at dataset scale (LRW's 539k clips).
+
     python benchmarks/preprocess_flow.py --copies 32 8 --workers 1 2 --json out.json
+    python benchmarks/preprocess_flow.py --datasets lrw --copies 32 --scale 4
     python benchmarks/preprocess_flow.py --datasets lrw --copies 1 --workers 1
 """
 
@@ -96,6 +103,33 @@ def run_flow(dataset: str, raw: str, out: str, workers: int, params_path: str) -
     }
 
 
+def overhead_fits(rows: list[dict]) -> list[dict]:
+    """Fixed and per-clip overhead per (dataset, workers) from the smallest and largest tree."""
+    fits = []
+    for key in sorted({(r["dataset"], r["workers"]) for r in rows}):
+        runs = sorted(
+            (r for r in rows if (r["dataset"], r["workers"]) == key), key=lambda r: r["clips"]
+        )
+        small, large = runs[0], runs[-1]
+        added = large["clips"] - small["clips"]
+        if added <= 0:
+            continue
+        per_clip_wall = (large["flow_wall_s"] - small["flow_wall_s"]) / added
+        per_clip_overhead = (large["overhead_s"] - small["overhead_s"]) / added
+        fits.append(
+            {
+                "dataset": key[0],
+                "workers": key[1],
+                "clips": [small["clips"], large["clips"]],
+                "fixed_overhead_s": small["overhead_s"] - per_clip_overhead * small["clips"],
+                "per_clip_wall_ms": 1000 * per_clip_wall,
+                "per_clip_overhead_ms": 1000 * per_clip_overhead,
+                "overhead_at_scale_pct": 100 * per_clip_overhead / per_clip_wall,
+            }
+        )
+    return fits
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = common.base_parser(__doc__, repeats=1)
     parser.add_argument("--datasets", nargs="+", choices=("lrw", "mead"), default=["lrw", "mead"])
@@ -103,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         "--copies", nargs="+", type=int, default=[32, 8], help="clips per tree (per dataset)"
     )
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=1,
+        help="also run trees this many times larger and fit fixed + per-clip overhead (>= 2)",
+    )
     parser.add_argument("--frames", type=int, help="trim the fixture to N frames (smoke runs)")
     parser.add_argument("--params", default=str(common.ROOT / "params.yaml"))
     parser.add_argument(
@@ -112,28 +152,33 @@ def main(argv: list[str] | None = None) -> int:
     common.require_fixtures(parser)
     padded = args.copies + args.copies[-1:] * len(args.datasets)
     copies = dict(zip(args.datasets, padded[: len(args.datasets)], strict=True))
+    sizes = {d: [n] + ([n * args.scale] if args.scale > 1 else []) for d, n in copies.items()}
     rows = []
     with tempfile.TemporaryDirectory(prefix="eamm-flow-") as tmp:
         work = Path(args.keep) if args.keep else Path(tmp)
         for dataset in args.datasets:
-            raw = work / "raw" / dataset
-            shutil.rmtree(raw, ignore_errors=True)
-            build_tree(dataset, copies[dataset], raw, args.frames, Path(tmp))
-            for workers in args.workers:
-                for rep in range(args.repeats):
-                    out = work / dataset / "processed"
-                    shutil.rmtree(out, ignore_errors=True)
-                    common.log(f"flow {dataset} x{copies[dataset]} workers {workers} ...")
-                    row = common.run_isolated(
-                        run_flow, dataset, str(raw), str(out), workers, args.params
-                    )
-                    row["repeat"] = rep
-                    rows.append(row)
-                    common.log(
-                        f"  {row['flow_wall_s']:.1f} s wall, {row['fps_wall']:.1f} fps, overhead "
-                        f"{row['overhead_pct']:.1f} %, peak RSS {row['peak_rss_mib']:.0f} MiB"
-                    )
-    common.write_json(args.json, {"meta": common.machine_meta(), "rows": rows})
+            for size in sizes[dataset]:
+                raw = work / "raw" / dataset
+                shutil.rmtree(raw, ignore_errors=True)
+                build_tree(dataset, size, raw, args.frames, Path(tmp))
+                for workers in args.workers:
+                    for rep in range(args.repeats):
+                        out = work / dataset / "processed"
+                        shutil.rmtree(out, ignore_errors=True)
+                        common.log(f"flow {dataset} x{size} workers {workers} ...")
+                        row = common.run_isolated(
+                            run_flow, dataset, str(raw), str(out), workers, args.params
+                        )
+                        row["repeat"] = rep
+                        rows.append(row)
+                        common.log(
+                            f"  {row['flow_wall_s']:.1f} s wall, {row['fps_wall']:.1f} fps, "
+                            f"overhead {row['overhead_pct']:.1f} %, "
+                            f"peak RSS {row['peak_rss_mib']:.0f} MiB"
+                        )
+    common.write_json(
+        args.json, {"meta": common.machine_meta(), "rows": rows, "fits": overhead_fits(rows)}
+    )
     return 0
 
 

@@ -144,5 +144,7 @@ def test_dvc_status_benchmark_smoke(tmp_path, dvc_env):
         for key in ("status_s", "status_cold_s", "repro_s", "repro_cold_s", "commit_s"):
             assert row[key] > 0
     assert rows["flat"]["files"] == 50 * 5 + 1
-    assert rows["packed"]["files"] == 3 + 1
+    # 20 clips per word, split like LRW: W0000 and W0001 have train, val and test clips,
+    # W0002 (10 clips) only train ones: 7 shards + the manifest
+    assert rows["packed"]["files"] == 7 + 1
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("dvc-status-")] == []

@@ -291,9 +291,12 @@ def test_deployment_runs_on_a_worker_and_resumes_after_a_crash(server, fixtures_
     children = server.client(read_children, run.id)
     assert set(children) == {"index-dataset", "preprocess-lrw"}
     assert all(c["run"].state_type.value == "COMPLETED" for c in children.values())
-    batches = children["preprocess-lrw"]["tasks"]
+    task_runs = children["preprocess-lrw"]["tasks"]
+    batches = [t for t in task_runs if t.name.startswith("preprocess-batch")]
+    packs = [t for t in task_runs if t.name.startswith("pack-shard")]
     assert len(batches) == 4  # one clip per task
-    for task_run in batches:
+    assert len(packs) == 1 and len(task_runs) == 5  # the three good clips share one shard
+    for task_run in task_runs:
         # retries are configured; a bad clip is a result (status failed), never a retried task
         assert task_run.state_type.value == "COMPLETED"
         assert (task_run.run_count, task_run.empirical_policy.retries) == (1, 2)

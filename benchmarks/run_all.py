@@ -2,7 +2,7 @@
 
 Runs, in order, each as its own process (so one slow or failing piece is visible on its own):
 the EAMM recipe, the floor, ours (with a 10x MEAD clip and a profile), the flow over trees of
-copies at 1 and 2 workers, the training loader on the flow's processed trees (stage 1 on LRW,
+copies (and 4x larger ones, for the overhead per clip) at 1 and 2 workers, the training loader on the flow's processed trees (stage 1 on LRW,
 stage 3 on MEAD), the CPU train step, and the report. ``--quick`` shrinks every piece to a
 smoke run (a few frames, one repeat) for checking the wiring, not for numbers.
 
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     tiny = ["--frames", "8", "--warmup", "0"] if args.quick else []
     long = ["--long", "2" if args.quick else "10"]
     copies = ["--copies", "1", "2"] if args.quick else ["--copies", "64", "8"]
+    copies += ["--scale", "2" if args.quick else "4"]
     failed = []
     with tempfile.TemporaryDirectory(prefix="eamm-bench-trees-") as trees:
         plan = {

@@ -10,6 +10,7 @@ import subprocess
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import av
 import numpy as np
@@ -35,7 +36,43 @@ def _finish(proc: subprocess.Popen, tmp: Path, out: Path, data: bytes | None = N
     os.replace(tmp, out)
 
 
-class VideoWriter:
+class _FrameWriter:
+    """What both H.264 writers share: the frame check and the ``with`` contract (close on
+    success, abort and leave no file on an exception)."""
+
+    path: Path
+    width: int
+    height: int
+
+    def _check(self, frame: np.ndarray) -> None:
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"frame must be uint8 ({self.height}, {self.width}, 3), got "
+                f"{frame.dtype} {frame.shape}"
+            )
+
+    def close(self) -> Path:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class VideoWriter(_FrameWriter):
     """Encode RGB uint8 frames (H, W, 3) to H.264, optionally muxing an audio file.
 
     Frames stream through a pipe, so memory stays flat in clip length. The output appears
@@ -82,11 +119,7 @@ class VideoWriter:
         self.frames_written = 0
 
     def write(self, frame: np.ndarray) -> None:
-        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-            raise ValueError(
-                f"frame must be uint8 ({self.height}, {self.width}, 3), got "
-                f"{frame.dtype} {frame.shape}"
-            )
+        self._check(frame)
         assert self._proc.stdin is not None
         try:
             self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
@@ -106,22 +139,8 @@ class VideoWriter:
         self._proc.communicate()
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> VideoWriter:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-
-class PyAVVideoWriter:
+class PyAVVideoWriter(_FrameWriter):
     """``VideoWriter`` for video-only H.264 without a subprocess: libx264 in this process.
 
     Same settings (crf, preset, pix_fmt, x264 threads), bit-exact muxer and encoder flags, and
@@ -175,11 +194,7 @@ class PyAVVideoWriter:
             raise MediaError(self.path, f"libx264 (PyAV) failed: {error}") from None
 
     def write(self, frame: np.ndarray) -> None:
-        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-            raise ValueError(
-                f"frame must be uint8 ({self.height}, {self.width}, 3), got "
-                f"{frame.dtype} {frame.shape}"
-            )
+        self._check(frame)
         rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         # Bicubic, as the ffmpeg CLI's auto-inserted scaler: the same YUV as ``VideoWriter``.
         video = rgb.reformat(format=self._pix_fmt, interpolation="BICUBIC")
@@ -202,20 +217,6 @@ class PyAVVideoWriter:
         with contextlib.suppress(av.FFmpegError):
             self._container.close()
         self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> PyAVVideoWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def encode_audio(

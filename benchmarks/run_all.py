@@ -2,11 +2,12 @@
 
 Runs, in order, each as its own process (so one slow or failing piece is visible on its own):
 the EAMM recipe, the floor, ours (with a 10x MEAD clip and a profile), the flow over trees of
-copies (and 4x larger ones, for the overhead per clip) at 1 and 2 workers, the training loader on the flow's processed trees (stage 1 on LRW,
-stage 3 on MEAD), the CPU train step, and the report. ``--quick`` shrinks every piece to a
-smoke run (a few frames, one repeat) for checking the wiring, not for numbers.
+copies (and 4x larger ones, for the overhead per clip) at 1 and 2 workers, the training loader
+on the flow's processed trees (stage 1 on LRW, stage 3 on MEAD), the CPU train step, and the
+report. ``--quick`` shrinks every piece to a smoke run (a few frames, one repeat) for checking
+the wiring, not for numbers.
 
-    python benchmarks/run_all.py                 # about 10-15 minutes on 2 cores
+    python benchmarks/run_all.py                 # about 20-25 minutes on 2 cores
     python benchmarks/run_all.py --quick --results /tmp/bench
 """
 

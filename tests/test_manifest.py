@@ -10,6 +10,7 @@ from eamm.errors import EammError
 from eamm.manifest import (
     MANIFEST_SCHEMA,
     OUTPUT_FILES,
+    content_fingerprint,
     members,
     read_rows,
     summarize,
@@ -121,3 +122,15 @@ def test_summary_counts(tmp_path):
     info = summarize(rows)
     assert info["by_status"] == {"failed": 1, "ok": 1}
     assert info["by_group"] == {"A": 1} and info["failure_reasons"] == {"no_face": 1}
+
+
+def test_content_fingerprint_ignores_timing_columns_only(tmp_path):
+    rows = [ok_row("train/A/A_00001"), ok_row("train/B/B_00001")]
+    timed = [{**r, "processing_seconds": 1.5, "source_mtime_ns": 7} for r in rows]
+    retimed = [{**r, "processing_seconds": 2.5, "source_mtime_ns": 9} for r in rows]
+    first = write_manifest(timed, tmp_path / "a.parquet")
+    second = write_manifest(retimed, tmp_path / "b.parquet")
+    assert first.read_bytes() != second.read_bytes()
+    assert content_fingerprint(first) == content_fingerprint(second)
+    changed = write_manifest([{**timed[0], "n_frames": 4}, timed[1]], tmp_path / "c.parquet")
+    assert content_fingerprint(changed) != content_fingerprint(first)

@@ -15,7 +15,7 @@ from torch.utils.data import default_collate
 from eamm.config import PreprocessParams, StageParams, TrainerParams
 from eamm.datasets.base import ClipEntry
 from eamm.face.landmarks import FaceModels, MediapipeLandmarks
-from eamm.manifest import write_manifest
+from eamm.manifest import read_rows, write_manifest
 from eamm.preprocess.dataset import (
     pack_shard,
     param_fingerprint,
@@ -196,6 +196,27 @@ def test_changed_settings_restart_instead_of_resuming(data_root, trained, tmp_pa
     history = load_checkpoint(root / "a2fd" / "checkpoint.pt")["history"]
     assert [h["step"] for h in history] == [1, 2]
     assert history[0]["lr"] == 1e-3
+
+
+def test_retimed_manifest_resumes_and_changed_clips_restart(data_root, trained, tmp_path, capsys):
+    data, root = tmp_path / "data", tmp_path / "models"
+    shutil.copytree(data_root, data)
+    (root / "fomm").mkdir(parents=True)
+    shutil.copy(trained / "fomm" / "checkpoint.pt", root / "fomm" / "checkpoint.pt")
+    run("train_a2fd", data, root, steps=2)
+    manifest = data / "lrw" / "processed" / "manifest.parquet"
+    rows = read_rows(manifest)
+    # a preprocessing re-run that only re-stats touched sources and re-times clips
+    write_manifest([{**r, "source_mtime_ns": 1, "processing_seconds": 9.0} for r in rows], manifest)
+    capsys.readouterr()
+    run("train_a2fd", data, root, steps=3)
+    assert "afresh" not in capsys.readouterr().out
+    history = load_checkpoint(root / "a2fd" / "checkpoint.pt")["history"]
+    assert [h["step"] for h in history] == [1, 2, 3]
+    # different clips (here: another code version wrote them) are other data
+    write_manifest([{**r, "code_version": "0.0.0"} for r in rows], manifest)
+    run("train_a2fd", data, root, steps=3)
+    assert "starting train_a2fd afresh" in capsys.readouterr().out
 
 
 # --- generation from the tiny checkpoints ---------------------------------------------------

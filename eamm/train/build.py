@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from eamm.config import StageParams, TrainerParams
 from eamm.errors import EammError
+from eamm.manifest import content_fingerprint
 from eamm.models import (
     AudioKeypointHead,
     AudioToFacialDynamics,
@@ -123,9 +124,13 @@ def manifest_paths(data_root: Path, datasets: list[str]) -> list[Path]:
     return paths
 
 
-def combined_fingerprint(paths: list[Path]) -> str:
+def combined_fingerprint(manifests: list[Path], checkpoints: list[Path]) -> str:
+    """What a stage learns from: its manifests' content (timing columns aside) and the bytes
+    of the upstream checkpoints it starts from."""
     digest = hashlib.blake2b(digest_size=16)
-    for path in paths:
+    for path in manifests:
+        digest.update(content_fingerprint(path).encode())
+    for path in checkpoints:
         digest.update(file_fingerprint(path).encode())
     return digest.hexdigest()
 
@@ -164,7 +169,7 @@ def build_stage(
     paths = manifest_paths(data_root, params.datasets)
     # What the stage learns from: its manifests and the upstream checkpoints it starts from.
     fingerprint = combined_fingerprint(
-        paths + [models_root / u / "checkpoint.pt" for u in UPSTREAM[name]]
+        paths, [models_root / u / "checkpoint.pt" for u in UPSTREAM[name]]
     )
     if name in JUDGES:
         judge_sizes = (judges or {}).get("profiles", {}).get(model["profile"])

@@ -30,11 +30,10 @@ from eamm.preprocess.dataset import (
     clear_journal,
     load_previous,
     param_fingerprint,
-    remove_stale_outputs,
     reusable,
-    shards_to_pack,
     source_stat,
 )
+from eamm.preprocess.packing import remove_stale_outputs, shards_to_pack
 from flows.index import index_flow
 from flows.runners import default_workers, make_task_runner
 from tasks.preprocess import pack_shard_task, preprocess_batch

@@ -11,7 +11,8 @@ from prefect.logging import get_run_logger
 from eamm.config import PreprocessParams
 from eamm.datasets.base import ClipEntry
 from eamm.face.landmarks import FaceModels, LandmarkBackend, make_backend
-from eamm.preprocess.dataset import Journal, pack_shard, process_entry
+from eamm.preprocess.dataset import Journal, process_entry
+from eamm.preprocess.packing import pack_shard
 
 _local = threading.local()
 

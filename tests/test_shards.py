@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from eamm.manifest import OUTPUT_FILES, members
-from eamm.preprocess.dataset import available, pack_shard, shards_to_pack, staging_dir
+from eamm.preprocess.dataset import available, staging_dir
+from eamm.preprocess.packing import pack_shard, shards_to_pack
 from eamm.shards import Member, member_matches, npy_memmap, shard_of, write_shard
 from eamm.train.clips import Clip
 

@@ -16,13 +16,8 @@ from eamm.config import PreprocessParams, StageParams, TrainerParams
 from eamm.datasets.base import ClipEntry
 from eamm.face.landmarks import FaceModels, MediapipeLandmarks
 from eamm.manifest import read_rows, write_manifest
-from eamm.preprocess.dataset import (
-    pack_shard,
-    param_fingerprint,
-    process_entry,
-    shards_to_pack,
-    staging_dir,
-)
+from eamm.preprocess.dataset import param_fingerprint, process_entry, staging_dir
+from eamm.preprocess.packing import pack_shard, shards_to_pack
 from eamm.train.build import JUDGES, STAGES, build_stage
 from eamm.train.checkpoint import load_checkpoint
 from eamm.train.loop import train_stage

@@ -1,13 +1,11 @@
-"""Processing indexed clips of a dataset: fingerprints, skip decisions, manifest rows, journal,
-packing finished clips into shards.
+"""Processing indexed clips of a dataset: fingerprints, skip decisions, manifest rows, journal.
 
 A clip is reused (not processed again) when its previous record has the same source content and
 the same parameter fingerprint and, for ok clips, all outputs are on disk (in its shard, or still
-in the staging folder). New clips are built in ``.staging/<clip_id>/``; at the end of a run every
-shard whose clip set changed is rewritten from the staged files and the members it keeps, then
-the staged files go. Every finished clip and every packed shard is appended to a journal (one
-JSON line, flushed and fsynced) so a killed run loses no finished work; the manifest written at
-the end of a run absorbs the journal.
+in the staging folder). New clips are built in ``.staging/<clip_id>/`` and packed into shards
+afterwards (``eamm.preprocess.packing``). Every finished clip is appended to a journal (one JSON
+line, flushed and fsynced) so a killed run loses no finished work; the manifest written at the
+end of a run absorbs the journal.
 """
 
 from __future__ import annotations
@@ -27,13 +25,12 @@ from eamm.errors import EammError
 from eamm.face.landmarks import FaceModels, LandmarkBackend
 from eamm.manifest import MANIFEST_NAME, OUTPUT_FILES, STAGING_DIR, members, read_rows
 from eamm.preprocess.clip import preprocess_clip
-from eamm.shards import SHARDS_DIR, Source, locate, member_matches, shard_of, write_shard
+from eamm.shards import locate, member_matches
 
 # Bump when the outputs of the same inputs and params change, so old outputs are redone.
 PREPROCESS_REVISION = 1
 JOURNAL_DIR = ".journal"
-# the per-clip folder layout of manifest version 1, removed once a run has repacked it
-LEGACY_CLIPS_DIR = "clips"
+
 # Parameters that do not change outputs, left out of the fingerprint.
 NON_OUTPUT_PARAMS = {"decoder_threads"}
 
@@ -247,77 +244,3 @@ def load_previous(out_root: Path) -> dict[str, dict]:
 
 def clear_journal(out_root: Path) -> None:
     shutil.rmtree(Path(out_root) / JOURNAL_DIR, ignore_errors=True)
-
-
-def shards_to_pack(rows: list[dict], previous: dict[str, dict]) -> dict[str, list[dict]]:
-    """Shard -> its ok rows, for every shard whose clip set or content changed in this run.
-
-    A shard is rewritten when one of its clips is staged (new or redone) or a clip it held
-    is gone (removed from the index, failed, or redone); untouched shards keep their bytes.
-    """
-    wanted: dict[str, list[dict]] = {}
-    for row in rows:
-        if row["status"] == "ok":
-            wanted.setdefault(shard_of(row["clip_id"]), []).append(row)
-    held: dict[str, set[str]] = {}
-    for clip_id, prev in previous.items():
-        if prev.get("status") == "ok" and prev.get("shard"):
-            held.setdefault(prev["shard"], set()).add(clip_id)
-    return {
-        shard: group
-        for shard, group in sorted(wanted.items())
-        if any(r.get("shard") != shard for r in group)
-        or held.get(shard, set()) != {r["clip_id"] for r in group}
-    }
-
-
-def pack_shard(out_root: Path, shard: str, rows: list[dict]) -> list[dict]:
-    """Write ``shard`` from the staged files and kept members of ``rows``; return the rows
-    pointing into it. Staged folders are removed only after the new shard is in place."""
-    out_root = Path(out_root)
-    sources: dict[str, dict[str, Source]] = {}
-    for row in rows:
-        if row.get("shard"):
-            sources[row["clip_id"]] = dict(members(row, out_root))
-        else:
-            folder = staging_dir(out_root, row["clip_id"])
-            sources[row["clip_id"]] = {name: folder / name for name in OUTPUT_FILES}
-    placed = write_shard(out_root / shard, sources)
-    packed = [
-        {
-            **row,
-            "shard": shard,
-            "output_files": list(OUTPUT_FILES),
-            "member_offsets": [placed[row["clip_id"]][n][0] for n in OUTPUT_FILES],
-            "member_sizes": [placed[row["clip_id"]][n][1] for n in OUTPUT_FILES],
-        }
-        for row in rows
-    ]
-    journal = Journal(out_root)
-    for row in packed:
-        journal.append(row)
-    for row in rows:
-        if not row.get("shard"):
-            shutil.rmtree(staging_dir(out_root, row["clip_id"]), ignore_errors=True)
-    return packed
-
-
-def remove_stale_outputs(out_root: Path, keep_shards: set[str]) -> int:
-    """Delete shards no ok row uses, leftovers of interrupted runs and the version-1 clip
-    folders; returns the number of shards removed."""
-    out_root = Path(out_root)
-    removed = 0
-    shards = out_root / SHARDS_DIR
-    if shards.is_dir():
-        for path in sorted(shards.rglob("*.tar")):
-            if path.relative_to(out_root).as_posix() not in keep_shards:
-                path.unlink()
-                removed += 1
-        for leftover in shards.rglob(".*.partial"):
-            leftover.unlink()
-        for folder in sorted(shards.rglob("*"), reverse=True):
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-    shutil.rmtree(out_root / STAGING_DIR, ignore_errors=True)
-    shutil.rmtree(out_root / LEGACY_CLIPS_DIR, ignore_errors=True)
-    return removed

@@ -131,11 +131,19 @@ def test_preprocess_ours_benchmark_tiny(tmp_path):
 @pytest.mark.fixtures
 def test_preprocess_flow_benchmark_tiny(tmp_path):
     out = tmp_path / "flow.json"
-    args = ["--datasets", "lrw", "--copies", "1", "--workers", "1", "--frames", "8"]
-    _run("benchmarks/preprocess_flow.py", *args, "--json", str(out))
-    (row,) = _json(out)["rows"]
-    assert row["clips"] == row["ok"] == 1 and row["input_frames"] == 8
-    assert {"flow_wall_s", "clip_work_s", "overhead_pct", "peak_rss_mib"} <= set(row)
+    args = ["--datasets", "lrw", "--copies", "1", "--scale", "2", "--workers", "1"]
+    _run("benchmarks/preprocess_flow.py", *args, "--frames", "8", "--json", str(out))
+    data = _json(out)
+    small, large = data["rows"]
+    assert small["clips"] == small["ok"] == 1 and small["input_frames"] == 8
+    assert large["clips"] == large["ok"] == 2 and large["input_frames"] == 16
+    assert {"flow_wall_s", "clip_work_s", "overhead_pct", "peak_rss_mib"} <= set(small)
+    # the fit is a line through both runs: it reproduces each run's overhead
+    (fit,) = data["fits"]
+    assert (fit["dataset"], fit["workers"], fit["clips"]) == ("lrw", 1, [1, 2])
+    for row in (small, large):
+        predicted = fit["fixed_overhead_s"] + fit["per_clip_overhead_ms"] / 1000 * row["clips"]
+        assert predicted == pytest.approx(row["overhead_s"])
 
 
 def test_report_renders_available_results(tmp_path):
@@ -146,13 +154,18 @@ def test_report_renders_available_results(tmp_path):
     ours = {"meta": {"cpu": "x", "cores": 2}, "rows": [row | {"steps": {"decode": {"cpu_s": 0.1}}}]}
     recipe = {"meta": {}, "rows": [row | {"fps_per_core": 29.0, "steps": {"warp": {"cpu_s": 0.2}}}]}
     dvc = {"meta": {}, "rows": [{"clips": 20000, "dvc_status_s": 1.5}]}
+    fit = {"dataset": "lrw", "workers": 2, "clips": [64, 256], "fixed_overhead_s": 3.3}
+    fit |= {"per_clip_wall_ms": 371.0, "per_clip_overhead_ms": 4.5, "overhead_at_scale_pct": 1.2}
+    flow = {"meta": {}, "rows": [], "fits": [fit]}
     for name, data in (
         ("preprocess_ours", ours),
         ("preprocess_recipe", recipe),
         ("dvc_status", dvc),
+        ("preprocess_flow", flow),
     ):
         (tmp_path / f"{name}.json").write_text(json.dumps(data))
     text = render(tmp_path)
     assert "| LRW 256p (ABOUT_00001) | 29.0 (anchor 116.0) | - | **58.0**" in text
     assert "2.00x" in text and "**missed**" in text
     assert "| 20000 | 1.5 |" in text
+    assert "| lrw | 2 | 64 and 256 | 3.3 | 371.0 | 4.5 | 1.2 % | met |" in text

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from eamm.errors import EammError
-from eamm.shards import SHARDS_DIR, Member, load_npy, member_matches
+from eamm.shards import SHARDS_DIR, Member, load_npy, unmatched
 
 OUTPUT_FILES = ("frames.mp4", "audio.wav", "mfcc.npy", "landmarks.npy", "pose.npy")
 STATUSES = ("ok", "failed", "skipped")
@@ -160,15 +160,21 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
+def byte_ranges(row: dict) -> dict[str, tuple[int, int]]:
+    """Output file name -> (data offset, size) in the row's shard."""
+    return dict(
+        zip(
+            row["output_files"],
+            zip(row["member_offsets"], row["member_sizes"], strict=True),
+            strict=True,
+        )
+    )
+
+
 def members(row: dict, root: Path) -> dict[str, Member]:
     """Output file name -> its byte range in the row's shard (``root``: the manifest's folder)."""
     shard = root / row["shard"]
-    return {
-        name: Member(shard, offset, size)
-        for name, offset, size in zip(
-            row["output_files"], row["member_offsets"], row["member_sizes"], strict=True
-        )
-    }
+    return {name: Member(shard, offset, size) for name, (offset, size) in byte_ranges(row).items()}
 
 
 def _check_outputs(row: dict, root: Path) -> list[str]:
@@ -178,11 +184,7 @@ def _check_outputs(row: dict, root: Path) -> list[str]:
     found = members(row, root)
     if not found["frames.mp4"].shard.is_file():
         return [f"{clip_id}: shard {row['shard']} is missing"]
-    bad = [
-        name
-        for name, m in found.items()
-        if not member_matches(m.shard, f"{clip_id}/{name}", m.offset, m.size)
-    ]
+    bad = unmatched(root / row["shard"], byte_ranges(row), clip_id)
     if bad:
         return [f"{clip_id}: {', '.join(bad)} not at the recorded offset in {row['shard']}"]
     n = row["n_frames"]

@@ -114,24 +114,52 @@ def write_shard(
     return placed
 
 
-def member_matches(shard: Path, name: str, offset: int, size: int) -> bool:
-    """Whether the tar header just before ``offset`` names ``name`` with ``size`` bytes."""
-    if offset < BLOCK:
-        return False
+def _parse_header(header: bytes) -> tuple[bytes, int] | None:
+    """(ustar name, size) of a tar header block, None unless its checksum is right.
+
+    Parsed by hand: ``tarfile.TarInfo.frombuf`` costs more than the read itself, and the reuse
+    check runs on every member of a dataset.
+    """
+    if len(header) != BLOCK:
+        return None
+    try:
+        size = int(header[124:136].strip(b"\0 ") or b"0", 8)
+        checksum = int(header[148:156].strip(b"\0 ") or b"0", 8)
+    except ValueError:
+        return None
+    if checksum != sum(header[:148]) + 8 * 32 + sum(header[156:]):
+        return None
+    return header[:100].split(b"\0", 1)[0], size
+
+
+def unmatched(shard: Path, members: Mapping[str, tuple[int, int]], clip_id: str = "") -> list[str]:
+    """Names of ``{file name: (data offset, size)}`` whose tar header, just before the offset,
+    does not name ``<clip_id>/<file name>`` with that size (all if the shard is unreadable).
+
+    One open and one 512-byte read per member: cheap enough to check every clip of a dataset
+    before reusing it.
+    """
     try:
         fd = os.open(shard, os.O_RDONLY)
     except OSError:
-        return False
+        return list(members)
+    bad = []
     try:
-        header = os.pread(fd, BLOCK, offset - BLOCK)
+        for name, (offset, size) in members.items():
+            header = os.pread(fd, BLOCK, offset - BLOCK) if offset >= BLOCK else b""
+            parsed = _parse_header(header)
+            # a name over 100 bytes lives in a PAX header before this one, cut to 100 bytes here
+            full = (f"{clip_id}/{name}" if clip_id else name).encode()[:100]
+            if parsed != (full, size):
+                bad.append(name)
     finally:
         os.close(fd)
-    try:
-        info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
-    except tarfile.TarError:
-        return False
-    # a name over 100 bytes lives in a PAX header before this one, cut to 100 bytes here
-    return info.size == size and info.name.encode() == name.encode()[:100]
+    return bad
+
+
+def member_matches(shard: Path, name: str, offset: int, size: int) -> bool:
+    """Whether the tar header just before ``offset`` names ``name`` with ``size`` bytes."""
+    return not unmatched(shard, {name: (offset, size)})
 
 
 @lru_cache(maxsize=64)

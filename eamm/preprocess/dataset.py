@@ -23,9 +23,9 @@ from eamm.config import PreprocessParams
 from eamm.datasets.base import ClipEntry
 from eamm.errors import EammError
 from eamm.face.landmarks import FaceModels, LandmarkBackend
-from eamm.manifest import MANIFEST_NAME, OUTPUT_FILES, STAGING_DIR, members, read_rows
+from eamm.manifest import MANIFEST_NAME, OUTPUT_FILES, STAGING_DIR, byte_ranges, read_rows
 from eamm.preprocess.clip import preprocess_clip
-from eamm.shards import locate, member_matches
+from eamm.shards import locate, unmatched
 
 # Bump when the outputs of the same inputs and params change, so old outputs are redone.
 PREPROCESS_REVISION = 1
@@ -93,11 +93,7 @@ def available(row: dict, out_root: Path) -> dict | None:
     if not row.get("shard"):
         folder = staging_dir(out_root, row["clip_id"])
         return row if all((folder / name).is_file() for name in OUTPUT_FILES) else None
-    recorded = members(row, Path(out_root))
-    if all(
-        member_matches(m.shard, f"{row['clip_id']}/{n}", m.offset, m.size)
-        for n, m in recorded.items()
-    ):
+    if not unmatched(Path(out_root) / row["shard"], byte_ranges(row), row["clip_id"]):
         return row
     found = locate(Path(out_root) / row["shard"], row["clip_id"], OUTPUT_FILES)
     if found is None:

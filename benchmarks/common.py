@@ -170,6 +170,23 @@ def run_isolated(fn: Callable[..., dict], *args: Any) -> dict:
         return pool.submit(_call, fn, args).result()
 
 
+def run_clip(
+    fn: Callable[..., dict], clip: Fixture, repeats: int, warmup: int, *extra: Any
+) -> dict:
+    """``fn(name, video, audio or None, repeats, warmup, *extra)`` for one fixture clip, isolated:
+    the call every per-clip benchmark makes."""
+    audio = str(clip.audio) if clip.audio else None
+    return run_isolated(fn, clip.name, str(clip.video), audio, repeats, warmup, *extra)
+
+
+def log_rate(row: dict) -> None:
+    """One line per measured clip: frames, CPU and wall rate, peak RSS."""
+    log(
+        f"  {row['frames']} frames: {row['fps_per_core']:.1f} fps/core "
+        f"({row['fps_wall']:.1f} wall), peak RSS {row['peak_rss_mib']:.0f} MiB"
+    )
+
+
 def ffmpeg(*args: str) -> None:
     cmd = ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-threads", "1", *args]
     subprocess.run(cmd, check=True, capture_output=True)

@@ -138,14 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="eamm-bench-") as tmp:
         for clip in common.clips_for(args, Path(tmp)):
             common.log(f"floor {clip.name} x{args.repeats} ...")
-            row = common.run_isolated(
-                measure_clip,
-                clip.name,
-                str(clip.video),
-                str(clip.audio) if clip.audio else None,
-                args.repeats,
-                args.warmup,
-            )
+            row = common.run_clip(measure_clip, clip, args.repeats, args.warmup)
             rows.append(row)
             summary = ", ".join(
                 f"{case} {r['fps_per_core']:.0f}" for case, r in row["cases"].items()

@@ -178,21 +178,11 @@ def main(argv: list[str] | None = None) -> int:
             for out, changed in runs:
                 label = f" with {changed}" if changed else ""
                 common.log(f"ours {clip.name}{label} x{repeats} ...")
-                row = common.run_isolated(
-                    measure_clip,
-                    clip.name,
-                    str(clip.video),
-                    str(clip.audio) if clip.audio else None,
-                    repeats,
-                    warmup,
-                    profile and not changed,
-                    changed,
+                row = common.run_clip(
+                    measure_clip, clip, repeats, warmup, profile and not changed, changed
                 )
                 out.append(row)
-                common.log(
-                    f"  {row['frames']} frames: {row['fps_per_core']:.1f} fps/core "
-                    f"({row['fps_wall']:.1f} wall), peak RSS {row['peak_rss_mib']:.0f} MiB"
-                )
+                common.log_rate(row)
     meta = common.machine_meta() | {"bench_seconds": round(time.perf_counter() - start, 1)}
     payload = {"meta": meta, "rows": rows}
     if compare_rows:

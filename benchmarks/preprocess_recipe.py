@@ -174,19 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             cases.append((long, 1, 0))
         for clip, repeats, warmup in cases:
             common.log(f"recipe {clip.name} x{repeats} ...")
-            row = common.run_isolated(
-                measure_clip,
-                clip.name,
-                str(clip.video),
-                str(clip.audio) if clip.audio else None,
-                repeats,
-                warmup,
-            )
+            row = common.run_clip(measure_clip, clip, repeats, warmup)
             rows.append(row)
-            common.log(
-                f"  {row['frames']} frames: {row['fps_per_core']:.1f} fps/core "
-                f"({row['fps_wall']:.1f} wall), peak RSS {row['peak_rss_mib']:.0f} MiB"
-            )
+            common.log_rate(row)
     common.write_json(args.json, {"meta": common.machine_meta(), "rows": rows})
     return 0
 

@@ -181,8 +181,7 @@ def _check_outputs(row: dict, root: Path) -> list[str]:
     clip_id = row["clip_id"]
     if not row.get("shard") or sorted(row.get("output_files") or []) != sorted(OUTPUT_FILES):
         return [f"{clip_id}: outputs incomplete (no shard members recorded)"]
-    found = members(row, root)
-    if not found["frames.mp4"].shard.is_file():
+    if not (root / row["shard"]).is_file():
         return [f"{clip_id}: shard {row['shard']} is missing"]
     bad = unmatched(root / row["shard"], byte_ranges(row), clip_id)
     if bad:
@@ -194,6 +193,7 @@ def _check_outputs(row: dict, root: Path) -> list[str]:
         "pose.npy": (n, 7),
     }
     problems = []
+    found = members(row, root)
     for name, shape in shapes.items():
         array = load_npy(found[name].read())
         if array.shape != shape:

@@ -157,11 +157,6 @@ def unmatched(shard: Path, members: Mapping[str, tuple[int, int]], clip_id: str 
     return bad
 
 
-def member_matches(shard: Path, name: str, offset: int, size: int) -> bool:
-    """Whether the tar header just before ``offset`` names ``name`` with ``size`` bytes."""
-    return not unmatched(shard, {name: (offset, size)})
-
-
 @lru_cache(maxsize=64)
 def _scan(shard: Path, mtime_ns: int) -> dict[str, tuple[int, int]]:
     with tarfile.open(shard, mode="r:") as tar:

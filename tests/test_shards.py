@@ -10,7 +10,7 @@ import pytest
 from eamm.manifest import OUTPUT_FILES, members
 from eamm.preprocess.dataset import available, staging_dir
 from eamm.preprocess.packing import pack_shard, shards_to_pack
-from eamm.shards import Member, member_matches, npy_memmap, shard_of, write_shard
+from eamm.shards import Member, npy_memmap, shard_of, unmatched, write_shard
 from eamm.train.clips import Clip
 
 
@@ -113,9 +113,10 @@ def test_member_check_rejects_wrong_names_sizes_and_offsets(tmp_path):
     np.save(src, np.arange(6, dtype=np.int16).reshape(2, 3))
     placed = write_shard(tmp_path / "s.tar", {"a/b/c": {"x.npy": src}})["a/b/c"]["x.npy"]
     shard = tmp_path / "s.tar"
-    assert member_matches(shard, "a/b/c/x.npy", *placed)
-    assert not member_matches(shard, "a/b/d/x.npy", *placed)
-    assert not member_matches(shard, "a/b/c/x.npy", placed[0], placed[1] + 1)
-    assert not member_matches(shard, "a/b/c/x.npy", placed[0] + 512, placed[1])
-    assert not member_matches(tmp_path / "missing.tar", "a/b/c/x.npy", *placed)
+    offset, size = placed
+    assert unmatched(shard, {"x.npy": placed}, "a/b/c") == []
+    assert unmatched(shard, {"x.npy": placed}, "a/b/d") == ["x.npy"]
+    assert unmatched(shard, {"x.npy": (offset, size + 1)}, "a/b/c") == ["x.npy"]
+    assert unmatched(shard, {"x.npy": (offset + 512, size)}, "a/b/c") == ["x.npy"]
+    assert unmatched(tmp_path / "missing.tar", {"x.npy": placed}, "a/b/c") == ["x.npy"]
     assert npy_memmap(Member(shard, *placed)).tolist() == [[0, 1, 2], [3, 4, 5]]

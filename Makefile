@@ -13,8 +13,9 @@ PYTEST_ARGS ?=
 venv:
 	@scripts/bootstrap.sh
 
+# One local Prefect server for all stages (each would otherwise start its own temporary one).
 demo: venv
-	dvc repro
+	scripts/with_prefect_server.sh dvc repro
 	@eamm summary
 
 test: venv

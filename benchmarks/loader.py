@@ -41,7 +41,7 @@ from eamm.train.datasets import (  # noqa: E402
 
 def make_dataset(stage: str, clips: list, image_size: int, params: StageParams, clip_len: int):
     if stage == "train_fomm":
-        return FommPairs(clips, image_size)
+        return FommPairs(clips, image_size, params.hflip, params.time_flip, params.jitter)
     if stage == "train_emotion":
         return EmotionWindows(clips, image_size, clip_len, rotation=params.rotation)
     return AudioWindows(clips, image_size, clip_len, jitter=params.jitter)

@@ -38,7 +38,12 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from eamm.config import StageParams, TrainerParams  # noqa: E402
-from eamm.train.build import STAGES, build_emotion_net, build_networks  # noqa: E402
+from eamm.train.build import (  # noqa: E402
+    STAGES,
+    build_emotion_net,
+    build_networks,
+    perceptual_weights,
+)
 from eamm.train.loop import autocast_context, pick_device  # noqa: E402
 from eamm.train.stages import (  # noqa: E402
     PerceptualLoss,
@@ -102,9 +107,7 @@ def build_stage(name: str, sizes: dict, model_cfg: dict, params: StageParams, se
     weights = dict(params.loss_weights)
 
     def perceptual() -> PerceptualLoss:  # random-init VGG19: timing needs no ImageNet weights
-        return PerceptualLoss(
-            sizes["perceptual_scales"], model_cfg["perceptual"]["layer_weights"], None
-        )
+        return PerceptualLoss(sizes["perceptual_scales"], perceptual_weights(name, weights), None)
 
     kp, gen = nets["kp_detector"], nets["generator"]
     audio, head = nets["audio_feature"], nets["kp_detector_a"]

@@ -218,12 +218,17 @@ def evaluate(
     out: Path = typer.Option(Path("reports"), help="report folder"),
 ) -> None:
     """Score generated test clips under the pinned protocol; writes metrics.json and a report."""
+    from eamm.evidence import relations
+    from eamm.report import dataset_tables
     from flows.evaluate import evaluate_flow
 
-    table = evaluate_flow(str(params), str(data_root), str(checkpoints), str(out))
-    for dataset, variants in table.items():
+    metrics = evaluate_flow(str(params), str(data_root), str(checkpoints), str(out))
+    for dataset, variants in dataset_tables(metrics).items():
         for variant, row in variants.items():
             print(f"{dataset} {variant}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
+    checks = relations(metrics)
+    failed = [r.claim for r in checks if not r.holds]
+    print(f"relations: {len(checks) - len(failed)}/{len(checks)} hold; not: {'; '.join(failed)}")
     print(f"report: {out / 'evaluation.md'}")
 
 
@@ -309,13 +314,18 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
         )
     metrics_file = Path("reports") / "metrics.json"
     if metrics_file.is_file():
+        from eamm.evidence import relations
+        from eamm.report import dataset_tables
+
         table_data = json.loads(metrics_file.read_text())
         parts = [
             f"{d} {v}: PSNR {row['psnr']}, SSIM {row['ssim']}"
-            for d, variants in table_data.items()
+            for d, variants in dataset_tables(table_data).items()
             for v, row in variants.items()
-            if v != "ground_truth"
+            if v in ("reconstruction", "emotion")
         ]
+        checks = relations(table_data)
+        parts.append(f"{sum(r.holds for r in checks)}/{len(checks)} relations hold")
         table.add_row("evaluation report", "reports/evaluation.md", "; ".join(parts))
     if not table.row_count:
         raise EammError(f"{root}: no pipeline outputs yet; run `make demo` (dvc repro)")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
 from eamm.errors import EammError
 
@@ -25,11 +25,14 @@ class SampleMeadClip(_Strict):
 
 
 class SampleMead(_Strict):
-    speakers: list[str] = Field(min_length=1)
-    clips: list[SampleMeadClip] = Field(min_length=1)
-    duration_s: tuple[float, float] = (1.4, 2.0)
-    width: int = 1920
-    height: int = 1080
+    # MEAD speaker id -> identity (a name in eamm.sample.face.IDENTITIES)
+    speakers: dict[str, str] = Field(min_length=1)
+    # None: every emotion at each of its MEAD levels (neutral: level 1 only), ``utterances`` each
+    clips: list[SampleMeadClip] | None = Field(None, min_length=1)
+    utterances: int = Field(1, ge=1, le=999)
+    duration_s: tuple[float, float] = (1.2, 1.6)
+    width: int = 768
+    height: int = 432
     fps: int = 30
     audio_rate: int = 48000
     crf: int = 23
@@ -38,6 +41,8 @@ class SampleMead(_Strict):
 class SampleLrw(_Strict):
     words: list[str] = Field(min_length=1)
     clips_per_split: dict[Literal["train", "val", "test"], int]
+    # identities per split, used in turn (held-out ones for val and test)
+    identities: dict[Literal["train", "val", "test"], list[str]]
     num_frames: int = 29
     size: int = 256
     fps: int = 25
@@ -49,6 +54,7 @@ class SampleDataParams(_Strict):
     seed: int = 0
     mead: SampleMead
     lrw: SampleLrw
+    portrait: str = "astronaut_wide"  # identity of the demo portrait (a held-out one)
 
 
 def load_section(params_path: str | Path, section: str, model: type[BaseModel]) -> BaseModel:
@@ -60,12 +66,17 @@ def load_section(params_path: str | Path, section: str, model: type[BaseModel]) 
         raise EammError(f"{path}: cannot read params ({err})") from None
     if section not in data:
         raise EammError(f"{path}: missing section '{section}'")
+    return validate_section(data[section], section, model, path)
+
+
+def validate_section(value, section: str, model: type[BaseModel], source: str | Path) -> BaseModel:
+    """``model`` from ``value``; an error names ``source`` and the dotted key under ``section``."""
     try:
-        return model.model_validate(data[section])
+        return model.model_validate(value)
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in (section, *first["loc"]))
-        raise EammError(f"{path}: bad value for {where}: {first['msg']}") from None
+        raise EammError(f"{source}: bad value for {where}: {first['msg']}") from None
 
 
 class LandmarkParams(_Strict):
@@ -138,6 +149,8 @@ class TrainerParams(_Strict):
     compile: bool = False  # torch.compile the trainable modules
     seed: int = 0
     num_workers: int = 2  # DataLoader worker processes
+    # Decoded clips kept in memory per process (MB): a small dataset is decoded once.
+    frame_cache_mb: int = Field(0, ge=0)
     # Frozen teachers in eval mode (ours) or in train mode like EAMM (BatchNorm batch stats);
     # either way under no_grad and excluded from the optimisers.
     frozen_eval: bool = True
@@ -146,13 +159,22 @@ class TrainerParams(_Strict):
 
 
 class StageParams(_Strict):
-    """One training stage's length, batch, optimiser schedule and loss weights."""
+    """One training stage's length, batch, optimiser schedule and loss weights.
 
-    steps: int = Field(ge=1)
+    The length is ``steps``, or EAMM's/FOMM's ``num_epochs`` x ``num_repeats`` passes over the
+    stage's training clips (one clip per sample, drop_last), turned into steps for the clips in
+    the manifest when the stage starts (``eamm.train.recipe.in_steps``), with ``epoch_milestones``
+    turned into ``milestones`` the same way.
+    """
+
+    steps: int | None = Field(None, ge=1)
+    num_epochs: int | None = Field(None, ge=1)
+    num_repeats: int = Field(1, ge=1)
     batch_size: int = Field(ge=1)
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     milestones: list[int] = []  # steps at which the learning rate is multiplied by gamma
+    epoch_milestones: list[int] = []  # the same in epochs (with num_epochs)
     gamma: float = 0.1
     checkpoint_every: int = 500
     log_every: int = 10
@@ -160,16 +182,56 @@ class StageParams(_Strict):
     clip_len: int = 16
     datasets: list[Literal["mead", "lrw"]] = ["lrw"]
     splits: list[Literal["train", "val", "test"]] = ["train"]
+    # Per stage, as in EAMM's and FOMM's configs; `perceptual` = one weight per VGG19 layer
+    # (FOMM: [10]*5; EAMM's fine-tune: [0.1]*5).
     loss_weights: dict[str, float | list[float]] = {}
-    jitter: float = 0.0
+    jitter: float = 0.0  # colour jitter (brightness, contrast, saturation, hue)
+    # FOMM's pairs: mirror both frames / swap source and driving, each with p 0.5 (vox-256: on).
+    hflip: bool = False
+    time_flip: bool = False
     rotation: float = 30.0
     num_emotion_kp: int = 4
     classify: bool = True
+    # Stage 3's keypoint loss over the emotion keypoints: summed as EAMM does, or averaged.
+    kp_reduction: Literal["sum", "mean"] = "sum"
+    # Stage 2 continues stage 1's Adam state (moments and step count) as EAMM does.
+    resume_optimizer: bool = True
     # The judges (emotion classifier, sync expert): held-out splits they report accuracy on,
     # the sync expert's negative-pair distance and offset search range (frames).
     holdout_splits: list[Literal["train", "val", "test"]] = []
     min_offset: int = Field(3, ge=1)
+    stretch: float = Field(0.0, ge=0, lt=1)  # emotion judge: random width/height scale
     vshift: int = Field(15, ge=1)
+
+    @model_validator(mode="after")
+    def _one_length(self) -> StageParams:
+        if (self.steps is None) == (self.num_epochs is None):
+            raise ValueError("set either steps or num_epochs")
+        if self.epoch_milestones and self.num_epochs is None:
+            raise ValueError("epoch_milestones need num_epochs (or give milestones in steps)")
+        if self.milestones and self.num_epochs is not None:
+            raise ValueError("with num_epochs, give epoch_milestones (milestones are in steps)")
+        return self
+
+
+# The EAMM stages a recipe may set (the evaluation judges are ours, outside any recipe).
+EAMM_STAGES = ("train_fomm", "train_a2fd", "finetune_a2fd", "train_emotion")
+
+
+class RecipeParams(_Strict):
+    """A named training recipe (``recipe: <name>`` in params.yaml), laid over the stage sections.
+
+    ``stages`` holds a complete schedule per stage (a length and a batch size at least); only the
+    keys written replace the stage section's. ``model_profile`` replaces ``model.profile`` for
+    these stages.
+    """
+
+    model_profile: str | None = None
+    stages: dict[Literal[EAMM_STAGES], StageParams] = {}  # type: ignore[valid-type]
+
+
+class RecipesParams(RootModel[dict[str, RecipeParams]]):
+    """The ``recipes`` section: recipe name -> recipe."""
 
 
 class GenerateParams(_Strict):
@@ -198,6 +260,9 @@ class EvaluateParams(_Strict):
     max_clips: int | None = Field(20, ge=1)  # per dataset, a seeded sample; null = all
     seed: int = 0
     max_frames: int | None = Field(100, ge=1)  # per clip, from its start; null = whole clip
+    # The identity image: the first frame of the speaker's first neutral test clip (``neutral``:
+    # the source carries no emotion of its own) or of the clip itself (``own``).
+    source_frame: Literal["neutral", "own"] = "neutral"
     vshift: int = Field(15, ge=1)  # lip-sync offset search range, frames (SyncNet's -vshift)
     # Local SyncNet v2 weights (syncnet_v2.model); null = only our own sync expert's score.
     syncnet_weights: str | None = None

@@ -1,7 +1,12 @@
-"""The evaluation protocol: generate every selected test clip from its own first frame, audio
-and pose, with an emotion source of the same speaker and emotion, and score it against the
-clip's real frames (docs/evaluation.md). A ground-truth row scores the real clips themselves
-with the no-reference metrics."""
+"""The evaluation protocol: generate every selected test clip from a source frame of its
+speaker (``evaluate.source_frame``), its own audio and pose, with an emotion source of the same
+speaker and emotion, and score it against the clip's real frames (docs/evaluation.md).
+
+Besides the generated ``neutral`` and ``emotion`` variants every clip is scored as two
+baselines, so each number has something to be better than: ``static_source`` (the source frame
+repeated: what no motion at all scores) and ``reconstruction`` (FOMM driven by the real frames'
+keypoints: what the first stage alone reaches). A ground-truth row scores the real clips
+themselves with the no-reference metrics and the judges."""
 
 from __future__ import annotations
 
@@ -15,12 +20,13 @@ import torch
 
 from eamm.config import EvaluateParams, GenerateParams
 from eamm.face.landmarks import FaceModels
-from eamm.generate import EammModels, animate, frames_to_tensor, tensor_to_frames
+from eamm.generate import EammModels, animate, frames_to_tensor, reconstruct, tensor_to_frames
 from eamm.judges import JUDGE_METRICS, Judges, judge_scores
 from eamm.metrics import FACE, MOUTH, clip_landmarks, cpbd_clip, lmd, psnr, ssim
 from eamm.train.augment import emotion_augment
 from eamm.train.clips import Clip, fill_missing_rows, load_clips
 
+VARIANTS = ("ground_truth", "static_source", "reconstruction", "neutral", "emotion")
 METRICS = ("psnr", "ssim", "m_lmd", "f_lmd", "cpbd", *JUDGE_METRICS)
 
 
@@ -29,7 +35,7 @@ class ClipScore:
     dataset: str
     clip_id: str
     emotion: str | None
-    variant: str  # ground_truth | neutral | emotion
+    variant: str  # one of VARIANTS
     scores: dict[str, float]
 
 
@@ -51,6 +57,17 @@ def emotion_source(clip: Clip, pool: list[Clip]) -> Clip:
         if c.speaker == clip.speaker and c.emotion == clip.emotion and c.clip_id != clip.clip_id
     ]
     return others[0] if others else clip
+
+
+def identity_source(clip: Clip, pool: list[Clip], source_frame: str) -> Clip:
+    """The clip whose first frame is the identity image. ``neutral``: the first neutral clip
+    (by id) of the same speaker, so the source carries no emotion and the ``neutral`` and
+    ``emotion`` variants differ only by the emotion source; ``own``: the clip itself. Clips
+    without an emotion label (LRW), or speakers without a neutral clip, use their own."""
+    if source_frame == "own" or clip.emotion is None or clip.emotion == "neutral":
+        return clip
+    neutral = [c for c in pool if c.speaker == clip.speaker and c.emotion == "neutral"]
+    return neutral[0] if neutral else clip
 
 
 def _frames(clip: Clip, count: int, size: int) -> np.ndarray:
@@ -109,19 +126,29 @@ def evaluate_clips(
             truth = _frames(clip, t, size)
             mfcc = clip.array("mfcc.npy")[:t, :, 1:]
             pose = fill_missing_rows(clip.array("pose.npy"))[:t, :6]
-            source_clip = emotion_source(clip, pool)
-            emo = _frames(source_clip, min(source_clip.num_frames, t), size)
+            identity = identity_source(clip, pool, params.source_frame)
+            source = _frames(identity, 1, size)
+            emotion_clip = emotion_source(clip, pool)
+            emo = _frames(emotion_clip, min(emotion_clip.num_frames, t), size)
             rng = np.random.default_rng([params.seed, k])
             transformed = emotion_augment(np.resize(emo, (t, *emo.shape[1:])), rng)
 
+            source_tensor = frames_to_tensor(source, device)
             out = animate(
                 nets,
-                frames_to_tensor(truth[:1], device),
+                source_tensor,
                 torch.from_numpy(mfcc).float().to(device),
                 torch.from_numpy(pose).float().to(device),
                 frames_to_tensor(transformed, device),
                 gp,
             )
+            videos = {
+                "static_source": np.repeat(source, t, axis=0),
+                "reconstruction": tensor_to_frames(
+                    reconstruct(nets, source_tensor, frames_to_tensor(truth, device), gp.batch_size)
+                ),
+                **{variant: tensor_to_frames(frames) for variant, frames in out.items()},
+            }
             truth_lm = landmarks_256(truth, face)
             audio = None
             if judges.syncnet is not None:
@@ -133,15 +160,11 @@ def evaluate_clips(
             scores.append(
                 ClipScore(clip.dataset, clip.clip_id, clip.emotion, "ground_truth", gt_scores)
             )
-            stills.setdefault(
+            row = stills.setdefault(
                 clip.emotion or clip.dataset,
-                {
-                    "source": truth[0],
-                    "ground_truth": truth[t // 2],
-                },
+                {"source": source[0], "ground_truth": truth[t // 2]},
             )
-            for variant, frames in out.items():
-                video = tensor_to_frames(frames)
+            for variant, video in videos.items():
                 scores.append(
                     ClipScore(
                         clip.dataset,
@@ -151,7 +174,7 @@ def evaluate_clips(
                         _score(video, truth, truth_lm, face) | judged(video),
                     )
                 )
-                stills[clip.emotion or clip.dataset].setdefault(variant, video[t // 2])
+                row.setdefault(variant, video[t // 2])
     finally:
         face.close()
     return scores, stills

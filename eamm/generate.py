@@ -237,7 +237,6 @@ def animate(
             emotional[key][:, idx] += scale.view(1, -1, *([1] * extra)) * delta
         variants["emotion"] = emotional
     out = {}
-    t = len(mfcc)
     for name, kp in variants.items():
         if gp.relative:
             kp = {
@@ -246,18 +245,40 @@ def animate(
                 @ torch.inverse(kp["jacobian"][:1])
                 @ kp_source["jacobian"],
             }
-        frames = []
-        for i in range(0, t, gp.batch_size):
-            n = min(gp.batch_size, t - i)
-            src_kp = {k: v.expand(n, *v.shape[1:]) for k, v in kp_source.items()}
-            drv_kp = {k: v[i : i + n] for k, v in kp.items()}
-            frames.append(
-                models.generator(source.expand(n, -1, -1, -1), kp_source=src_kp, kp_driving=drv_kp)[
-                    "prediction"
-                ]
-            )
-        out[name] = torch.cat(frames)
+        out[name] = render(models, source, kp_source, kp, gp.batch_size)
     return out
+
+
+def render(
+    models: EammModels, source: torch.Tensor, kp_source: dict, kp: dict, batch_size: int
+) -> torch.Tensor:
+    """Frames (T, 3, H, W) of ``source`` moved to the driving keypoints ``kp`` (T, K, ...)."""
+    frames = []
+    t = len(kp["value"])
+    for i in range(0, t, batch_size):
+        n = min(batch_size, t - i)
+        src_kp = {k: v.expand(n, *v.shape[1:]) for k, v in kp_source.items()}
+        drv_kp = {k: v[i : i + n] for k, v in kp.items()}
+        frames.append(
+            models.generator(source.expand(n, -1, -1, -1), kp_source=src_kp, kp_driving=drv_kp)[
+                "prediction"
+            ]
+        )
+    return torch.cat(frames)
+
+
+@torch.no_grad()
+def reconstruct(
+    models: EammModels, source: torch.Tensor, driving: torch.Tensor, batch_size: int
+) -> torch.Tensor:
+    """FOMM reconstruction: ``source`` (1, 3, H, W) moved to the keypoints the keypoint detector
+    finds on the real ``driving`` frames (T, 3, H, W). The upper bound of what the audio branch
+    can reach with this generator: it measures the FOMM stage alone."""
+    kp_source = models.kp_detector(source)
+    steps = range(0, len(driving), batch_size)
+    parts = [models.kp_detector(driving[i : i + batch_size]) for i in steps]
+    kp = {k: torch.cat([p[k] for p in parts]) for k in ("value", "jacobian")}
+    return render(models, source, kp_source, kp, batch_size)
 
 
 @dataclass

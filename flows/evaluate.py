@@ -11,6 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from eamm.config import EvaluateParams, GenerateParams, load_section
 from eamm.evaluate import aggregate
+from eamm.evidence import judge_summary, training_summary
 from eamm.report import markdown, write_report
 from eamm.train.checkpoint import file_fingerprint
 from tasks.evaluate import evaluate_dataset
@@ -42,12 +43,17 @@ def evaluate_flow(
         if (Path(checkpoints) / stage / "checkpoint.pt").is_file()
     }
     protocol = {"evaluate": params.model_dump(), "generate": generate.model_dump()}
-    (out / "metrics.json").write_text(json.dumps(table, indent=2) + "\n")
+    metrics = {
+        **table,
+        "judges": judge_summary(Path(checkpoints), params.vshift),
+        "training": training_summary(Path(checkpoints)),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "clip_scores.json").write_text(json.dumps([s.__dict__ for s in scores], indent=1))
-    write_report(table, stills, protocol, models, out)
+    write_report(metrics, stills, protocol, models, out)
     create_markdown_artifact(
         key="evaluation",
-        markdown=markdown(table, protocol, models),
+        markdown=markdown(metrics, protocol, models),
         description="Evaluation under the pinned protocol",
     )
-    return table
+    return metrics

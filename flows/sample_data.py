@@ -55,7 +55,7 @@ def sample_data_flow(
     staging.rename(out_dir)
     summary = _summary(records, out_dir)
     if portrait:
-        write_portrait(portrait)
+        write_portrait(portrait, params.portrait)
         summary["portrait"] = portrait
     Path(summary_path).parent.mkdir(parents=True, exist_ok=True)
     Path(summary_path).write_text(json.dumps(summary, indent=2) + "\n")

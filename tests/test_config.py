@@ -13,9 +13,10 @@ def test_project_params_validate():
 
 def test_bad_value_names_file_and_key(tmp_path):
     path = tmp_path / "params.yaml"
-    text = (ROOT / "params.yaml").read_text().replace("emotion: happy", "emotion: joyful")
+    text = (ROOT / "params.yaml").read_text().replace("utterances: 1", "utterances: 0")
     path.write_text(text)
-    with pytest.raises(EammError, match=r"params.yaml: bad value for sample_data\.mead\.clips\.1"):
+    message = r"params.yaml: bad value for sample_data\.mead\.utterances"
+    with pytest.raises(EammError, match=message):
         load_section(path, "sample_data", SampleDataParams)
 
 

@@ -18,7 +18,7 @@ from eamm.face.landmarks import FaceModels, MediapipeLandmarks
 from eamm.manifest import read_rows, write_manifest
 from eamm.preprocess.dataset import param_fingerprint, process_entry, staging_dir
 from eamm.preprocess.packing import pack_shard, shards_to_pack
-from eamm.train.build import JUDGES, STAGES, build_stage
+from eamm.train.build import JUDGES, STAGES, build_stage, perceptual_vgg
 from eamm.train.checkpoint import load_checkpoint
 from eamm.train.loop import train_stage
 from eamm.train.run import STAGE_DIRS
@@ -141,6 +141,16 @@ def test_all_stages_write_safe_checkpoints(trained):
     assert set(emotion["models"]) == {"emo_detector"}
     finetune = load_checkpoint(trained / "a2fd_finetune" / "checkpoint.pt")
     assert set(finetune["models"]) == {"audio_feature", "kp_detector_a", "generator"}
+    # EAMM's stage 2 continues stage 1's Adam (reference 3.3): 2 steps there + 2 here
+    adam = finetune["optimizers"]["audio_feature"]["state"]
+    assert {int(s["step"]) for s in adam.values()} == {4}
+    assert {int(s["step"]) for s in finetune["optimizers"]["generator"]["state"].values()} == {2}
+    # which VGG19 the perceptual loss used (a stand-in for the tiny profile without the weights)
+    source = perceptual_vgg(MODEL)[1]
+    for folder in ("fomm", "a2fd_finetune"):
+        assert load_checkpoint(trained / folder / "checkpoint.pt")["perceptual_vgg"] == source
+        metrics = json.loads((trained / folder / "metrics.json").read_text())
+        assert metrics["perceptual_vgg"] == source
 
 
 @pytest.mark.parametrize("name", list(STAGE_DIRS))
@@ -177,6 +187,34 @@ def test_resume_gives_the_identical_next_step_loss(data_root, trained, tmp_path)
     b = load_checkpoint(resumed / "a2fd" / "checkpoint.pt")["history"]
     assert [h["step"] for h in b] == [1, 2, 3, 4]
     assert [h["loss/total"] for h in a] == [h["loss/total"] for h in b]
+
+
+def test_a_recipe_in_epochs_trains_its_steps(data_root, trained, tmp_path):
+    """run_stage lays the selected recipe over the section and turns its epochs into steps for
+    the stage's clips (here 1 LRW clip x 2 repeats // batch 2 = 1 step per epoch)."""
+    from eamm.train.run import run_stage
+
+    models = tmp_path / "models"
+    (models / "fomm").mkdir(parents=True)
+    shutil.copy(trained / "fomm" / "checkpoint.pt", models / "fomm" / "checkpoint.pt")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["trainer"].update(num_workers=0, device="cpu")
+    schedule = {"num_epochs": 3, "num_repeats": 2, "batch_size": 2, "epoch_milestones": [1]}
+    params["recipes"]["quick"] = {"stages": {"train_a2fd": {**schedule, "clip_len": 8, "lr": 1e-3}}}
+    params["recipe"] = "quick"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    run_stage("train_a2fd", str(path), str(data_root), str(models))
+    state = load_checkpoint(models / "a2fd" / "checkpoint.pt")
+    assert state["schedule"] == {
+        "num_epochs": 3,
+        "num_repeats": 2,
+        "num_clips": 1,
+        "steps": 3,
+        "milestones": [1],
+    }
+    assert [h["lr"] for h in state["history"]] == pytest.approx([1e-3, 1e-4, 1e-4])
+    assert state["params"]["recipe"] == "quick" and state["params"]["train_a2fd"]["steps"] == 3
 
 
 def test_changed_settings_restart_instead_of_resuming(data_root, trained, tmp_path):
@@ -276,6 +314,7 @@ def test_generate_rejects_bad_inputs_with_one_line(trained, fixtures_dir, tmp_pa
 
 
 def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path, prefect_api):
+    from eamm.evaluate import VARIANTS
     from flows.evaluate import evaluate_flow
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -283,22 +322,29 @@ def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path,
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
     out = tmp_path / "reports"
-    table = evaluate_flow(str(params_path), str(data_root), str(trained), str(out))
-    assert set(table) == {"mead", "lrw"}
+    metrics = evaluate_flow(str(params_path), str(data_root), str(trained), str(out))
+    assert set(metrics) == {"mead", "lrw", "judges", "training"}
+    table = {d: metrics[d] for d in ("mead", "lrw")}
     for dataset in table.values():
-        assert set(dataset) == {"ground_truth", "neutral", "emotion"}
+        assert set(dataset) == set(VARIANTS)
         assert dataset["ground_truth"]["psnr"] is None and 0 <= dataset["ground_truth"]["cpbd"] <= 1
         assert 0 < dataset["neutral"]["psnr"] < 100 and -1 <= dataset["emotion"]["ssim"] <= 1
+        # the source frame repeated: its first frame is the source itself
+        assert 0 < dataset["static_source"]["psnr"] < 100
         for row in dataset.values():  # the judges trained in `trained` score every row
             assert row["sync_conf"] >= 0 and row["sync_dist"] >= 0
             assert row["syncnet_conf"] is None  # no SyncNet weights configured
     for variant in table["mead"].values():  # 2 clips: accuracy is 0, 0.5 or 1
         assert variant["emotion_acc"] in (0.0, 0.5, 1.0)
     assert all(row["emotion_acc"] is None for row in table["lrw"].values())
-    assert json.loads((out / "metrics.json").read_text()) == table
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert metrics["judges"]["sync_expert"]["chance"] == round(1 / 31, 4)
+    assert metrics["training"]["fomm"]["steps"] > 0
     for name in ("evaluation.md", "metrics.png", "contact_sheet.png", "clip_scores.json"):
         assert (out / name).is_file()
-    assert "| neutral |" in (out / "evaluation.md").read_text()
+    report = (out / "evaluation.md").read_text()
+    assert "| static_source |" in report and "| reconstruction |" in report
+    assert "## What this run shows" in report and "## Training" in report
 
 
 def test_two_process_ddp_run_on_cpu(data_root, trained, tmp_path):

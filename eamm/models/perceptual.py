@@ -1,22 +1,90 @@
 """Perceptual-loss helpers: VGG19 features, image pyramid, pyramid perceptual loss.
 
 Reference: ``eamm-reference.md`` 2.8 (``Vgg19``, ``ImagePyramide``) and 3.3 (the stage-2 loss).
-VGG19 is written out here (torchvision is not a dependency); its layers carry torchvision's
-``features.<index>`` names, so a torchvision ``vgg19`` state dict loads into it. ImageNet weights
-are never downloaded: pass a local file to :meth:`Vgg19Features.from_weights`.
+VGG19 is written out here (the torchvision wheels built for a CPU-only torch are not on PyPI);
+its layers carry torchvision's ``features.<index>`` names, so a torchvision ``vgg19`` state dict
+loads into it. :func:`find_vgg19_weights` finds the ImageNet weights the way torchvision's
+``VGG19_Weights.IMAGENET1K_V1`` does: the same file in torch hub's cache, downloaded once.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from eamm.errors import EammError
 from eamm.models.util import AntiAliasInterpolation2d
 
-__all__ = ["ImagePyramide", "Vgg19Features", "pyramid_perceptual_loss"]
+__all__ = [
+    "VGG19_IMAGENET_URL",
+    "VGG_STANDIN",
+    "ImagePyramide",
+    "Vgg19Features",
+    "find_vgg19_weights",
+    "imagenet_vgg19_cache",
+    "pyramid_perceptual_loss",
+]
+
+# torchvision.models.VGG19_Weights.IMAGENET1K_V1.url; torch hub keeps it under this file name, and
+# the 8 hex digits in it are the start of the file's SHA-256 (checked on download).
+VGG19_IMAGENET_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+VGG_STANDIN = "stand-in (random VGG19)"
+DOWNLOAD_TIMEOUT_S = 20.0  # per network operation: an offline machine fails at once, never hangs
+
+
+def imagenet_vgg19_cache() -> Path:
+    """Where torch hub (and so torchvision) caches the ImageNet VGG19 weights
+    (``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth``, by default under ``~/.cache/torch``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / VGG19_IMAGENET_URL.rsplit("/", 1)[1]
+
+
+def _download(url: str, target: Path) -> None:
+    """torch hub's download (hash-checked, atomic) with a socket timeout."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        hash_prefix = target.stem.rsplit("-", 1)[1]
+        torch.hub.download_url_to_file(url, str(target), hash_prefix, progress=True)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def find_vgg19_weights(local: str | None, allow_standin: bool) -> tuple[Path | None, str]:
+    """(weights file to load or None for a random stand-in, the source to record).
+
+    In order: ``local`` (``model.perceptual.vgg_weights``); torch hub's cache; with
+    ``allow_standin`` a random VGG19 (no download is tried, so the demo stays offline and
+    deterministic); else a download into the cache. Without any of them: one-line
+    :class:`EammError` saying what to place where.
+    """
+    if local is not None:
+        path = Path(local).expanduser()
+        if not path.is_file():
+            raise EammError(f"{path}: model.perceptual.vgg_weights does not exist")
+        return path, f"ImageNet VGG19 from {path.name} (model.perceptual.vgg_weights)"
+    cache = imagenet_vgg19_cache()
+    source = f"ImageNet VGG19 {cache.name} (torchvision VGG19_Weights.IMAGENET1K_V1)"
+    if cache.is_file():
+        return cache, source
+    if allow_standin:
+        return None, VGG_STANDIN
+    try:
+        _download(VGG19_IMAGENET_URL, cache)
+    except Exception as err:  # offline, refused, timed out, wrong hash: all end the same way
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise EammError(
+            f"no VGG19 ImageNet weights for the perceptual loss and the download failed "
+            f"({reason}): place {VGG19_IMAGENET_URL} at {cache} (torch hub's cache, "
+            f"$TORCH_HOME) or set model.perceptual.vgg_weights to a local copy"
+        ) from None
+    return cache, source
+
 
 # VGG19 "E" configuration up to relu5_1 (torchvision features[0:30]); "M" = 2x2 max-pool.
 _VGG19_CFG: tuple[int | str, ...] = (

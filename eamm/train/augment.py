@@ -25,11 +25,30 @@ def random_flip(clip: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> n
     return np.ascontiguousarray(clip[:, :, ::-1]) if rng.random() < p else clip
 
 
+def time_flip(clip: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
+    """The clip's frames in reverse order with probability ``p`` (FOMM's ``time_flip``)."""
+    return np.ascontiguousarray(clip[::-1]) if rng.random() < p else clip
+
+
 def random_rotation(clip: np.ndarray, rng: np.random.Generator, degrees: float) -> np.ndarray:
     """One angle for the whole clip, about the centre, black fill."""
     h, w = clip.shape[1:3]
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(-degrees, degrees)), 1.0)
     return np.stack([cv2.warpAffine(f, matrix, (w, h), borderValue=0) for f in clip])
+
+
+def random_stretch(clip: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """One random width and height scale in [1 - amount, 1 + amount] each, and a shift of up
+    to ``amount`` / 2 of the size, for the whole clip (edges replicated): face shapes vary."""
+    if amount <= 0:
+        return clip
+    h, w = clip.shape[1:3]
+    sx, sy = rng.uniform(1 - amount, 1 + amount, 2)
+    dx, dy = rng.uniform(-amount / 2, amount / 2, 2) * (w, h)
+    matrix = np.float32([[sx, 0, (1 - sx) * w / 2 + dx], [0, sy, (1 - sy) * h / 2 + dy]])
+    return np.stack(
+        [cv2.warpAffine(f, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE) for f in clip]
+    )
 
 
 def random_perspective(

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from eamm.config import StageParams, TrainerParams
+from eamm.config import EAMM_STAGES, StageParams, TrainerParams
 from eamm.errors import EammError
 from eamm.manifest import content_fingerprint
 from eamm.models import (
@@ -21,6 +21,7 @@ from eamm.models import (
     OcclusionAwareGenerator,
     SyncExpert,
 )
+from eamm.models.perceptual import find_vgg19_weights
 from eamm.models.sync_expert import SYNC_WINDOW
 from eamm.train.checkpoint import file_fingerprint, load_checkpoint
 from eamm.train.clips import Clip, load_clips
@@ -42,7 +43,9 @@ from eamm.train.stages import (
     select_emotion_keypoints,
 )
 
-STAGES = ("train_fomm", "train_a2fd", "finetune_a2fd", "train_emotion")
+STAGES = EAMM_STAGES
+# The stages whose loss has the VGG19 perceptual term.
+PERCEPTUAL_STAGES = ("train_fomm", "finetune_a2fd")
 # The evaluation judges, trained from the processed data alone.
 JUDGES = ("train_emotion_classifier", "train_sync_expert")
 # Which upstream checkpoint each stage loads its frozen or initial networks from.
@@ -62,6 +65,26 @@ def profile(model: dict) -> dict:
     if name not in model["profiles"]:
         raise EammError(f"params: model.profile '{name}' is not in model.profiles")
     return model["profiles"][name]
+
+
+def perceptual_vgg(model: dict) -> tuple[Path | None, str]:
+    """(VGG19 weights file or None for the stand-in, its source): a random stand-in only for
+    the profiles in ``model.perceptual.standin_profiles`` (the demo); the others refuse to
+    start without ImageNet weights."""
+    cfg = model.get("perceptual") or {}
+    allow = model["profile"] in (cfg.get("standin_profiles") or [])
+    return find_vgg19_weights(cfg.get("vgg_weights"), allow)
+
+
+def perceptual_weights(name: str, weights: dict) -> list[float]:
+    """The stage's per-VGG-layer weights (``loss_weights.perceptual``)."""
+    layer_weights = weights.get("perceptual")
+    if not isinstance(layer_weights, list):
+        raise EammError(
+            f"params: {name}.loss_weights.perceptual must list one weight per VGG19 layer "
+            "(FOMM: [10, 10, 10, 10, 10]; EAMM's fine-tune: [0.1, 0.1, 0.1, 0.1, 0.1])"
+        )
+    return layer_weights
 
 
 def build_networks(sizes: dict) -> dict[str, torch.nn.Module]:
@@ -94,7 +117,9 @@ def build_judge_stage(name: str, sizes: dict, params: StageParams, paths: list[P
     holdout = [c for p in paths for c in load_clips(p, tuple(params.holdout_splits), min_frames)]
     weights = dict(params.loss_weights)
     if name == "train_emotion_classifier":
-        dataset = EmotionFrames(_clips(paths, params, 1), size, params.clip_len, params.jitter)
+        dataset = EmotionFrames(
+            _clips(paths, params, 1), size, params.clip_len, params.jitter, params.stretch
+        )
         loss, validate = classifier_losses(net, weights), validate_classifier(net, holdout, size)
         key = "emotion_classifier"
     else:
@@ -145,6 +170,16 @@ def _clips(paths: list[Path], params: StageParams, min_frames: int) -> list[Clip
     return clips
 
 
+def _optimizer_state(checkpoint: dict, name: str) -> dict:
+    state = checkpoint.get("optimizers", {}).get(name)
+    if state is None:
+        raise EammError(
+            f"checkpoint of stage {checkpoint['stage']} has no '{name}' optimiser state to "
+            "continue: set finetune_a2fd.resume_optimizer: false to start a fresh Adam"
+        )
+    return state
+
+
 def _load(nets: dict, checkpoint: dict, names: tuple[str, ...]) -> None:
     for name in names:
         if name not in checkpoint["models"]:
@@ -165,6 +200,14 @@ def build_stage(
     ``judges`` params section, for the active model profile)."""
     sizes = profile(model)
     size = sizes["image_size"]
+    # Before any data is read: without ImageNet VGG19 weights a non-demo profile stops here.
+    vgg_path, vgg_source = None, ""
+    if name in PERCEPTUAL_STAGES:
+        vgg_path, vgg_source = (
+            perceptual_vgg(model)
+            if any(perceptual_weights(name, params.loss_weights))
+            else (None, "none (perceptual weights 0)")
+        )
     torch.manual_seed(trainer.seed)  # the same initial weights on every run of the stage
     paths = manifest_paths(data_root, params.datasets)
     # What the stage learns from: its manifests and the upstream checkpoints it starts from.
@@ -181,25 +224,28 @@ def build_stage(
     nets = build_networks(sizes)
     ups = {u: load_checkpoint(models_root / u / "checkpoint.pt") for u in UPSTREAM[name]}
     weights = dict(params.loss_weights)
-    perceptual_cfg = model["perceptual"]
 
     def perceptual() -> PerceptualLoss:
+        layer_weights = perceptual_weights(name, weights)
         return PerceptualLoss(
-            sizes["perceptual_scales"],
-            perceptual_cfg["layer_weights"],
-            perceptual_cfg.get("vgg_weights"),
+            sizes["perceptual_scales"], layer_weights, vgg_path, weights.get("pixel", 0.0)
         )
 
+    recorded = {"perceptual_vgg": vgg_source} if vgg_source else {}
     if name == "train_fomm":
         perc = perceptual()
         loss = fomm_losses(nets["kp_detector"], nets["generator"], perc, weights, trainer.seed)
+        dataset = FommPairs(
+            _clips(paths, params, 2), size, params.hflip, params.time_flip, params.jitter
+        )
         stage = Stage(
             name,
             trainable={"kp_detector": nets["kp_detector"], "generator": nets["generator"]},
             frozen={"perceptual": perc},
             param_groups={"kp_detector": ["kp_detector"], "generator": ["generator"]},
-            dataset=FommPairs(_clips(paths, params, 2), size),
+            dataset=dataset,
             loss_fn=loss,
+            extra=recorded,
         )
         return stage, fingerprint
 
@@ -211,18 +257,23 @@ def build_stage(
         dataset = AudioWindows(clips, jitter=params.jitter, **dataset_kwargs)
         trainable = {"audio_feature": nets["audio_feature"], "kp_detector_a": nets["kp_detector_a"]}
         groups = {"audio_feature": ["audio_feature", "kp_detector_a"]}
-        generator, perc = None, None
+        generator, perc, carried = None, None, {}
         if name == "finetune_a2fd":
             _load(nets, ups["a2fd"], ("audio_feature", "kp_detector_a"))
             _load(nets, ups["fomm"], ("generator",))
             generator, perc = nets["generator"], perceptual()
             trainable["generator"] = generator
             groups["generator"] = ["generator"]
+            if params.resume_optimizer:  # EAMM continues stage 1's Adam (reference 3.3)
+                carried = {"audio_feature": _optimizer_state(ups["a2fd"], "audio_feature")}
         loss = a2fd_losses(
             teacher, nets["audio_feature"], nets["kp_detector_a"], weights, generator, perc
         )
         frozen = {"kp_detector": teacher} | ({"perceptual": perc} if perc is not None else {})
-        return Stage(name, trainable, frozen, groups, dataset, loss), fingerprint
+        stage = Stage(
+            name, trainable, frozen, groups, dataset, loss, recorded, initial_optimizers=carried
+        )
+        return stage, fingerprint
 
     _load(nets, ups["a2fd_finetune"], ("audio_feature", "kp_detector_a"))
     clips = _clips(paths, params, params.clip_len + 1)
@@ -240,6 +291,7 @@ def build_stage(
         emotion_kp,
         weights,
         params.classify,
+        params.kp_reduction,
     )
     stage = Stage(
         name,

@@ -13,7 +13,13 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from eamm.smoothing import one_euro
-from eamm.train.augment import color_jitter, emotion_augment, random_flip
+from eamm.train.augment import (
+    color_jitter,
+    emotion_augment,
+    random_flip,
+    random_stretch,
+    time_flip,
+)
 from eamm.train.clips import Clip, fill_missing_rows, window_start
 
 
@@ -58,10 +64,29 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
 
 
 class SeededClips(Dataset):
-    """Items are (clip index, seed) from ``StepBatchSampler``; each draws from its own RNG."""
+    """Items are (clip index, seed) from ``StepBatchSampler``; each draws from its own RNG.
+
+    With a frame cache (``cache_frames``) each process decodes a clip once, whole, at the
+    training size and keeps it while the budget lasts: a small dataset (the demo's) then
+    costs no decoding after the first epoch. The frames are the same either way."""
 
     def __init__(self, clips: list[Clip], image_size: int) -> None:
         self.clips, self.size = clips, image_size
+        self.cache_budget = 0
+        self._cache: dict[str, np.ndarray] = {}
+
+    def cache_frames(self, max_bytes: int) -> None:
+        """Keep decoded clips in memory up to ``max_bytes`` per process (0: no cache)."""
+        self.cache_budget = max_bytes
+
+    def _frames(self, clip: Clip, picks: list[int]) -> np.ndarray:
+        cached = self._cache.get(clip.clip_id)
+        if cached is None and self.cache_budget:
+            used = sum(a.nbytes for a in self._cache.values())
+            if used + clip.num_frames * self.size * self.size * 3 <= self.cache_budget:
+                cached = clip.frames(list(range(clip.num_frames)), self.size)
+                self._cache[clip.clip_id] = cached
+        return cached[picks] if cached is not None else clip.frames(picks, self.size)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -72,13 +97,31 @@ class SeededClips(Dataset):
 
 
 class FommPairs(SeededClips):
-    """FOMM base: two frames of one clip (source, driving), same random flip."""
+    """FOMM base (its ``FramesDataset`` + vox-256 augmentation): two frames of one clip drawn
+    with replacement, in time order (source, driving); with ``time_flip`` their order is
+    swapped, with ``hflip`` both are mirrored (each with p 0.5), then one colour jitter for
+    the pair."""
+
+    def __init__(
+        self,
+        clips: list[Clip],
+        image_size: int,
+        hflip: bool = True,
+        time_flip: bool = True,
+        jitter: float = 0.1,
+    ) -> None:
+        super().__init__(clips, image_size)
+        self.hflip, self.time_flip, self.jitter = hflip, time_flip, jitter
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         clip, rng = self._draw(item)
-        picks = [int(v) for v in rng.choice(clip.num_frames, 2, replace=False)]
-        frames = random_flip(clip.frames(picks, self.size), rng)
-        tensors = to_tensor(frames)
+        picks = sorted(int(v) for v in rng.choice(clip.num_frames, 2, replace=True))
+        frames = self._frames(clip, picks)
+        if self.time_flip:
+            frames = time_flip(frames, rng)
+        if self.hflip:
+            frames = random_flip(frames, rng)
+        tensors = to_tensor(color_jitter(frames, rng, self.jitter))
         return {"source": tensors[0], "driving": tensors[1]}
 
 
@@ -112,7 +155,7 @@ class AudioWindows(SeededClips):
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         clip, rng = self._draw(item)
         r, sample = self._window(clip, rng)
-        frames = clip.frames(list(range(r, r + 1 + self.clip_len)), self.size)
+        frames = self._frames(clip, list(range(r, r + 1 + self.clip_len)))
         driving = color_jitter(frames[1:], rng, self.jitter)
         sample["example_image"] = to_tensor(frames[0])
         sample["driving"] = to_tensor(driving)
@@ -137,10 +180,10 @@ class EmotionWindows(AudioWindows):
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         clip, rng = self._draw(item)
         r, sample = self._window(clip, rng)
-        frames = clip.frames(list(range(r + 1, r + 1 + self.clip_len)), self.size)
+        frames = self._frames(clip, list(range(r + 1, r + 1 + self.clip_len)))
         pool = self.neutral.get(clip.speaker) or [clip]
         source = pool[int(rng.integers(len(pool)))]
-        identity = source.frames([int(rng.integers(source.num_frames))], self.size)[0]
+        identity = self._frames(source, [int(rng.integers(source.num_frames))])[0]
         sample["example_image"] = to_tensor(identity)
         sample["driving"] = to_tensor(frames)
         sample["transformed_driving"] = to_tensor(emotion_augment(frames, rng, self.rotation))
@@ -149,20 +192,27 @@ class EmotionWindows(AudioWindows):
 
 
 class EmotionFrames(SeededClips):
-    """Emotion classifier: ``clip_len`` random frames of a MEAD clip (flip, colour jitter) and
-    the clip's emotion label."""
+    """Emotion classifier: ``clip_len`` random frames of a MEAD clip (flip, stretch, colour
+    jitter) and the clip's emotion label. The stretch keeps the judge from learning the
+    training speakers' face shapes instead of their expressions."""
 
     def __init__(
-        self, clips: list[Clip], image_size: int, clip_len: int = 4, jitter: float = 0.1
+        self,
+        clips: list[Clip],
+        image_size: int,
+        clip_len: int = 4,
+        jitter: float = 0.1,
+        stretch: float = 0.0,
     ) -> None:
         super().__init__(clips, image_size)
-        self.clip_len, self.jitter = clip_len, jitter
+        self.clip_len, self.jitter, self.stretch = clip_len, jitter, stretch
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         clip, rng = self._draw(item)
         picks = rng.choice(clip.num_frames, self.clip_len, replace=clip.num_frames < self.clip_len)
-        frames = clip.frames(sorted(int(i) for i in picks), self.size)
-        frames = color_jitter(random_flip(frames, rng), rng, self.jitter)
+        frames = self._frames(clip, sorted(int(i) for i in picks))
+        frames = random_stretch(random_flip(frames, rng), rng, self.stretch)
+        frames = color_jitter(frames, rng, self.jitter)
         return {
             "frames": to_tensor(frames),
             "emotion": torch.tensor(clip.emotion_index, dtype=torch.long),
@@ -188,7 +238,7 @@ class SyncWindows(SeededClips):
         far = [s for s in range(starts) if abs(s - start) >= self.min_offset]
         positive = rng.random() < 0.5 or not far
         audio_start = start if positive else int(far[int(rng.integers(len(far)))])
-        frames = clip.frames(list(range(start, start + self.window)), self.size)
+        frames = self._frames(clip, list(range(start, start + self.window)))
         audio = np.array(mfcc[audio_start + self.window // 2, :, 1:], dtype=np.float32)
         return {
             "frames": to_tensor(frames),

@@ -34,7 +34,14 @@ from eamm.train.datasets import StepBatchSampler
 LossFn = Callable[[dict[str, torch.Tensor], int], tuple[dict[str, torch.Tensor], np.ndarray | None]]
 CHECKPOINT = "checkpoint.pt"
 # Settings that may change between a checkpoint and its continuation (run length, logging).
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "sample_every", "num_workers"}
+RESUMABLE_CHANGES = {
+    "steps",
+    "checkpoint_every",
+    "log_every",
+    "sample_every",
+    "num_workers",
+    "frame_cache_mb",
+}
 
 
 def _resume_key(settings: dict) -> dict:
@@ -55,6 +62,9 @@ class Stage:
     extra: dict = field(default_factory=dict)  # recorded in the checkpoint (e.g. emotion_kp)
     # Held-out numbers after training (the judges' accuracy), merged into metrics.json.
     validate: Callable[[torch.device], dict] | None = None
+    # Optimiser states a fresh run continues from (an upstream stage's Adam moments and step
+    # counts); learning rate and betas stay this stage's.
+    initial_optimizers: dict[str, dict] = field(default_factory=dict)
 
 
 def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
@@ -94,6 +104,15 @@ def _rank_divergence(modules: list[nn.Module]) -> float:
     diff = (flat - reference).abs().max()
     dist.all_reduce(diff, op=dist.ReduceOp.MAX)
     return float(diff)
+
+
+def _continue_optimizer(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """Load ``saved``'s per-parameter state (Adam moments, step counts) into ``optimizer``,
+    keeping its own hyperparameters (lr, betas) and so this stage's schedule."""
+    own = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    optimizer.load_state_dict(saved)
+    for group, hyper in zip(optimizer.param_groups, own, strict=True):
+        group.update(hyper)
 
 
 def pick_device(preference: str) -> torch.device:
@@ -210,6 +229,8 @@ def train_stage(
         name: torch.optim.lr_scheduler.MultiStepLR(opt, params.milestones, params.gamma)
         for name, opt in optimizers.items()
     }
+    for name, saved in stage.initial_optimizers.items():
+        _continue_optimizer(optimizers[name], saved)
     start = 0
     history: list[dict] = []
     path = out / CHECKPOINT
@@ -254,6 +275,7 @@ def train_stage(
         len(stage.dataset), params.batch_size, params.steps, trainer.seed, start, rank, world
     )
     workers = trainer.num_workers
+    stage.dataset.cache_frames(trainer.frame_cache_mb * 2**20)
     loader = DataLoader(
         stage.dataset,
         batch_sampler=sampler,
@@ -287,6 +309,7 @@ def train_stage(
         total.backward()
         if world > 1:
             _average_gradients(list(stage.trainable.values()), world)
+        lr = next(iter(optimizers.values())).param_groups[0]["lr"]  # this step's
         for opt in optimizers.values():
             opt.step()
         for sched in schedulers.values():
@@ -296,7 +319,7 @@ def train_stage(
         elapsed = time.perf_counter() - tick
         tick = time.perf_counter()
         record["samples_per_s"] = params.batch_size / max(elapsed, 1e-9)
-        record["lr"] = next(iter(optimizers.values())).param_groups[0]["lr"]
+        record["lr"] = lr
         history.append(record)
         if not lead:
             continue
@@ -314,6 +337,8 @@ def train_stage(
             checkpoint(step + 1)
     # metrics.json is tracked in git: only values that reproduce (throughput is in dvclive).
     final = {k: v for k, v in (history[-1] if history else {}).items() if k != "samples_per_s"}
+    if "perceptual_vgg" in stage.extra:  # which VGG19 the perceptual loss used
+        final["perceptual_vgg"] = stage.extra["perceptual_vgg"]
     if world > 1:
         final["ddp/max_weight_diff"] = _rank_divergence(list(stage.trainable.values()))
     if lead:

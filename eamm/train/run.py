@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from eamm.config import StageParams, TrainerParams, load_section
+from eamm.config import TrainerParams, load_section
 from eamm.errors import EammError
 from eamm.train.build import JUDGES, STAGES, build_stage
 from eamm.train.loop import train_stage
+from eamm.train.recipe import in_steps, resolve_stage
 
 STAGE_DIRS = {
     "train_fomm": "fomm",
@@ -50,20 +51,31 @@ def world_size(trainer: TrainerParams) -> int:
 def run_stage(
     stage: str, params_path: str, data_root: str, models_root: str, resume: bool = True
 ) -> dict:
-    """Train ``stage`` in this process (one rank when launched by torchrun)."""
+    """Train ``stage`` in this process (one rank when launched by torchrun), with the selected
+    recipe laid over its section and a length in epochs turned into steps for its clips."""
     check_stage(stage)
     all_params = yaml.safe_load(Path(params_path).read_text())
-    params = load_section(params_path, stage, StageParams)
+    resolved = resolve_stage(params_path, stage)
     trainer = load_section(params_path, "trainer", TrainerParams)
     judges = all_params.get("judges") if stage in JUDGES else None
+    built, fingerprint = build_stage(
+        stage, resolved.model, resolved.params, trainer, Path(data_root), Path(models_root), judges
+    )
+    params = in_steps(resolved.params, len(built.dataset))
+    if params is not resolved.params:
+        built.extra["schedule"] = {
+            "num_epochs": resolved.params.num_epochs,
+            "num_repeats": resolved.params.num_repeats,
+            "num_clips": len(built.dataset),
+            "steps": params.steps,
+            "milestones": params.milestones,
+        }
     settings = {
-        "model": all_params["model"],
-        stage: all_params[stage],
+        "recipe": resolved.recipe,
+        "model": resolved.model,
+        stage: params.model_dump(mode="json"),
         "trainer": all_params["trainer"],
     } | ({"judges": judges} if judges is not None else {})
-    built, fingerprint = build_stage(
-        stage, all_params["model"], params, trainer, Path(data_root), Path(models_root), judges
-    )
     return train_stage(
         built, params, trainer, stage_dir(models_root, stage), fingerprint, settings, resume=resume
     )

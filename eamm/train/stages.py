@@ -34,6 +34,13 @@ def _kp_l1(pred: dict, target: dict, keys: tuple[str, ...]) -> dict[str, torch.T
     return {k: (target[k].detach() - pred[k]).abs().mean() for k in keys}
 
 
+def _keypoints_l1(diff: torch.Tensor, reduction: str) -> torch.Tensor:
+    """mean |diff| of each keypoint (dim 1 of (N, K, ...)), summed or averaged over the K
+    keypoints (each has as many elements, so the sum is K x the overall mean)."""
+    l1 = diff.abs().mean()
+    return l1 * diff.shape[1] if reduction == "sum" else l1
+
+
 def _keypoint_image(frame: torch.Tensor, *keypoints: torch.Tensor) -> np.ndarray:
     """One frame (3, H, W) with keypoint sets (K, 2) in [-1, 1] drawn in green, red, blue."""
     import cv2
@@ -54,16 +61,36 @@ def _grid(*rows: torch.Tensor) -> np.ndarray:
 
 
 class PerceptualLoss(nn.Module):
-    """VGG19 pyramid perceptual loss with fixed scales and per-layer weights."""
+    """The reconstruction loss on an image pyramid: VGG19 perceptual with per-layer weights
+    (FOMM's and EAMM's) plus an L1 on the pyramid's pixels weighted ``pixel`` (ours, 0 in
+    EAMM's recipe). With every layer weight 0 no VGG19 is built: on CPU a 64-px VGG19 costs
+    about 6x the networks it trains, so the demo learns from the pixel term alone."""
 
-    def __init__(self, scales: list[float], weights: list[float], vgg_weights: str | None):
+    def __init__(
+        self,
+        scales: list[float],
+        weights: list[float],
+        vgg_weights: str | None,
+        pixel: float = 0.0,
+    ):
         super().__init__()
-        self.vgg = Vgg19Features.from_weights(vgg_weights)
+        self.vgg = Vgg19Features.from_weights(vgg_weights) if any(weights) else None
         self.pyramid = ImagePyramide(scales, 3)
-        self.weights = weights
+        self.weights, self.pixel = weights, pixel
 
-    def forward(self, prediction: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        return pyramid_perceptual_loss(prediction, real, self.vgg, self.pyramid, self.weights)
+    def forward(self, prediction: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss terms by name: ``perceptual`` and/or ``pixel`` (those with a weight)."""
+        terms = {}
+        if self.vgg is not None:
+            terms["perceptual"] = pyramid_perceptual_loss(
+                prediction, real, self.vgg, self.pyramid, self.weights
+            )
+        if self.pixel:
+            pred, target = self.pyramid(prediction), self.pyramid(real)
+            terms["pixel"] = self.pixel * sum(
+                (pred[k] - target[k].detach()).abs().mean() for k in pred
+            )
+        return terms
 
 
 def fomm_losses(
@@ -81,7 +108,7 @@ def fomm_losses(
         kp_source = kp_detector(source)
         kp_driving = kp_detector(driving)
         out = generator(source, kp_source=kp_source, kp_driving=kp_driving)
-        losses = {"perceptual": perceptual(out["prediction"], driving)}
+        losses = perceptual(out["prediction"], driving)
         if weights.get("equivariance_value", 0) or weights.get("equivariance_jacobian", 0):
             gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
             tps = RandomTPS(driving.shape[0], device=driving.device, generator=gen)
@@ -155,7 +182,7 @@ def a2fd_losses(
             src_kp = {k: v.repeat_interleave(n, dim=0) for k, v in kp_source.items()}
             drv_kp = {k: pred[k][pick] for k in ("value", "jacobian")}
             out = generator(source, kp_source=src_kp, kp_driving=drv_kp)
-            losses["perceptual"] = perceptual(out["prediction"], driving[pick])
+            losses.update(perceptual(out["prediction"], driving[pick]))
             grid = _grid(source, driving[pick], out["prediction"])
         return losses, grid
 
@@ -170,9 +197,16 @@ def emotion_losses(
     emotion_kp: list[int],
     weights: dict,
     classify: bool,
+    kp_reduction: str = "sum",
 ):
     """Stage 3: displacements for the emotion keypoints make audio keypoints match the
-    teacher's (target = teacher - audio); optional emotion cross-entropy on the logits."""
+    teacher's (target = teacher - audio); optional emotion cross-entropy on the logits.
+
+    Each keypoint's L1 is averaged over frames, batch and coordinates, then summed over the
+    emotion keypoints (``kp_reduction="sum"``, EAMM's (1/16) sum_t sum_pairs, reference 3.4)
+    or averaged (``"mean"``, 1/num_emotion_kp of it)."""
+    if kp_reduction not in ("sum", "mean"):
+        raise ValueError(f"kp_reduction must be 'sum' or 'mean', not {kp_reduction!r}")
     w_emo = weights.get("emo", 10.0)
     w_cls = weights.get("classify", 1.0)
     index = torch.tensor(emotion_kp)
@@ -186,7 +220,10 @@ def emotion_losses(
         idx = index.to(driving.device)
         value = target["value"][:, idx] - audio["value"][:, idx] - disp["value"]
         jac = target["jacobian"][:, idx] - audio["jacobian"][:, idx] - disp["jacobian"]
-        losses = {"value": w_emo * value.abs().mean(), "jacobian": w_emo * jac.abs().mean()}
+        losses = {
+            "value": w_emo * _keypoints_l1(value, kp_reduction),
+            "jacobian": w_emo * _keypoints_l1(jac, kp_reduction),
+        }
         if classify:
             labels = batch["emotion"].repeat_interleave(batch["driving"].shape[1])
             losses["classify"] = w_cls * F.cross_entropy(disp["logits"].float(), labels)

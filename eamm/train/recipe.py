@@ -1,0 +1,103 @@
+"""Training recipes: the schedule a stage trains with.
+
+``recipe: demo`` trains with the stage sections of ``params.yaml`` as written (the demo's
+CPU-minutes numbers); ``recipe: eamm`` lays ``recipes.eamm`` (every number of EAMM's and FOMM
+vox-256's configs, reference 3.0-3.4) over them and switches the model profile. EAMM and FOMM
+count epochs; :func:`in_steps` turns them into steps for the clips in the manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+from eamm.config import (
+    EAMM_STAGES,
+    RecipeParams,
+    RecipesParams,
+    StageParams,
+    validate_section,
+)
+from eamm.errors import EammError
+
+# Keys that give a stage's length: a recipe that sets one group replaces the other.
+STEP_KEYS = ("steps", "milestones")
+EPOCH_KEYS = ("num_epochs", "num_repeats", "epoch_milestones")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedStage:
+    recipe: str | None  # the recipe's name; None without a ``recipe`` key
+    model: dict  # the ``model`` section, with the recipe's profile
+    params: StageParams  # the stage section with the recipe laid over it
+
+
+def overlay(section: dict, recipe_stage: StageParams) -> dict:
+    """``section`` with the keys written in ``recipe_stage`` replaced (whole values, so a
+    recipe's ``loss_weights`` replaces the section's); a length in epochs replaces one in steps
+    and vice versa."""
+    written = recipe_stage.model_fields_set
+    dropped = STEP_KEYS if written & set(EPOCH_KEYS) else ()
+    dropped += EPOCH_KEYS if written & set(STEP_KEYS) else ()
+    kept = {k: v for k, v in section.items() if k not in dropped}
+    return kept | recipe_stage.model_dump(include=written)
+
+
+def load_recipe(data: dict, source: str | Path) -> tuple[str | None, RecipeParams]:
+    """The selected recipe of a parsed params file (``recipe`` names one of ``recipes``)."""
+    name = data.get("recipe")
+    if name is None:
+        return None, RecipeParams()
+    recipes = validate_section(data.get("recipes") or {}, "recipes", RecipesParams, source).root
+    if name not in recipes:
+        known = ", ".join(recipes) or "none"
+        raise EammError(f"{source}: recipe '{name}' is not in recipes (defined: {known})")
+    return name, recipes[name]
+
+
+def resolve_stage(params_path: str | Path, stage: str) -> ResolvedStage:
+    """The model section and stage params ``stage`` trains with under the selected recipe;
+    errors name the file and the key (``recipes.<name>.stages.<stage>.<key>`` for a recipe's)."""
+    path = Path(params_path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise EammError(f"{path}: cannot read params ({err})") from None
+    for key in ("model", stage):
+        if key not in data:
+            raise EammError(f"{path}: missing section '{key}'")
+    name, recipe = load_recipe(data, path)
+    model, section = data["model"], data[stage]
+    if stage not in EAMM_STAGES:  # the judges are ours: no recipe sets them
+        return ResolvedStage(None, model, validate_section(section, stage, StageParams, path))
+    if recipe.model_profile is not None:
+        model = {**model, "profile": recipe.model_profile}
+    if stage in recipe.stages:
+        section = overlay(section, recipe.stages[stage])
+    return ResolvedStage(name, model, validate_section(section, stage, StageParams, path))
+
+
+def in_steps(params: StageParams, num_clips: int) -> StageParams:
+    """``params`` with a length in steps: ``num_epochs`` x (``num_repeats`` x ``num_clips``
+    // ``batch_size``) steps, as EAMM's and FOMM's loaders run (one clip per sample, drop_last),
+    and ``epoch_milestones`` at the same number of steps per epoch (the learning rate changes
+    when epoch m starts, as MultiStepLR stepped once per epoch)."""
+    if params.num_epochs is None:
+        return params
+    per_epoch = params.num_repeats * num_clips // params.batch_size
+    if per_epoch == 0:
+        raise EammError(
+            f"{num_clips} training clip(s) x {params.num_repeats} repeat(s) make no full batch of "
+            f"{params.batch_size}: an epoch has no step (add data or lower batch_size)"
+        )
+    return params.model_copy(
+        update={
+            "steps": params.num_epochs * per_epoch,
+            "milestones": [m * per_epoch for m in params.epoch_milestones],
+            "num_epochs": None,
+            "num_repeats": 1,
+            "epoch_milestones": [],
+        }
+    )

@@ -1,0 +1,505 @@
+"""EAMM's recipe as one switch (`recipe: eamm`): every number pinned against the reference
+specification, epochs turned into steps, the recipe's loss settings, learning-rate milestones and
+optimiser carry-over in the real loop, FOMM's augmentation, and the refusal to train a
+non-demo profile without ImageNet VGG19 weights."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch.utils.data import Dataset
+
+from eamm.config import EAMM_STAGES, RecipesParams, StageParams, TrainerParams
+from eamm.errors import EammError
+from eamm.media.encode import VideoWriter
+from eamm.models.perceptual import (
+    VGG19_IMAGENET_URL,
+    VGG_STANDIN,
+    Vgg19Features,
+    find_vgg19_weights,
+    imagenet_vgg19_cache,
+)
+from eamm.train.build import build_emotion_net, build_networks, perceptual_vgg
+from eamm.train.checkpoint import load_checkpoint
+from eamm.train.clips import Clip
+from eamm.train.datasets import FommPairs
+from eamm.train.loop import Stage, train_stage
+from eamm.train.recipe import in_steps, resolve_stage
+from eamm.train.run import run_stage
+from eamm.train.stages import audio_keypoints, emotion_losses
+from tests.conftest import ROOT
+
+REFERENCE = ROOT.parent / "shared" / "docs" / "eamm-reference.md"
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+TRAINER = TrainerParams(num_workers=0, seed=0, device="cpu")
+NUM = r"(\d+(?:\.\d+)?(?:e-?\d+)?)"  # a number in the reference text (not its full stop)
+
+# recipes.eamm, number by number (eamm-reference.md section in each comment). The doc test below
+# reads the same numbers out of the reference text.
+COMMON = {"num_repeats": 1, "num_epochs": 300, "epoch_milestones": [60, 90], "gamma": 0.1}  # 3.1
+ADAM = {"lr": 2e-4, "betas": (0.5, 0.999)}  # 3.1: every optimiser
+EXPECTED = {
+    "train_fomm": {  # 3.0: FOMM vox-256
+        "num_epochs": 100,
+        "num_repeats": 75,
+        "epoch_milestones": [60, 90],
+        "gamma": 0.1,
+        "batch_size": 40,
+        **ADAM,
+        "checkpoint_every": 1000,  # ours (FOMM: every 50 epochs); changes nothing learned
+        "loss_weights": {
+            "perceptual": [10.0] * 5,
+            "equivariance_value": 10.0,
+            "equivariance_jacobian": 10.0,
+        },
+        "hflip": True,
+        "time_flip": True,
+        "jitter": 0.1,
+    },
+    "train_a2fd": {  # 3.1, 3.2
+        **COMMON,
+        "batch_size": 8,
+        **ADAM,
+        "checkpoint_every": 500,
+        "clip_len": 16,
+        "jitter": 0.1,
+        "loss_weights": {"audio": 10.0, "heatmap": 100.0},
+    },
+    "finetune_a2fd": {  # 3.1, 3.3
+        **COMMON,
+        "batch_size": 6,
+        **ADAM,
+        "checkpoint_every": 500,
+        "clip_len": 16,
+        "jitter": 0.1,
+        "loss_weights": {"audio": 10.0, "heatmap": 100.0, "perceptual": [0.1] * 5},
+        "resume_optimizer": True,
+    },
+    "train_emotion": {  # 3.1, 3.4, 3.6
+        **COMMON,
+        "batch_size": 16,
+        **ADAM,
+        "checkpoint_every": 1000,
+        "clip_len": 16,
+        "rotation": 30.0,
+        "num_emotion_kp": 4,
+        "classify": True,
+        "kp_reduction": "sum",
+        "loss_weights": {"emo": 10.0, "classify": 1.0},
+    },
+}
+
+
+def recipe_stages() -> dict[str, dict]:
+    recipes = RecipesParams.model_validate(PARAMS["recipes"]).root
+    return {
+        name: params.model_dump(include=params.model_fields_set)
+        for name, params in recipes["eamm"].stages.items()
+    }
+
+
+def write_params(tmp_path: Path, **changes) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params.update(changes)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+# --- the numbers ------------------------------------------------------------------------------
+
+
+def test_eamm_recipe_holds_exactly_the_pinned_numbers():
+    assert recipe_stages() == EXPECTED  # every key written in the recipe, and no other
+    recipe = RecipesParams.model_validate(PARAMS["recipes"]).root["eamm"]
+    assert recipe.model_profile == "reference"
+    reference = PARAMS["model"]["profiles"]["reference"]
+    assert reference["image_size"] == 256
+    assert reference["perceptual_scales"] == [1, 0.5, 0.25, 0.125]  # 3.0 / 3.3: 4 scales
+    assert set(EXPECTED) == set(EAMM_STAGES)  # the judges are not part of the recipe
+
+
+def _section(text: str, number: str) -> str:
+    match = re.search(rf"^### {re.escape(number)} .*?(?=^### |\Z)", text, re.M | re.S)
+    assert match, f"reference section {number} not found"
+    return " ".join(match.group(0).split())
+
+
+def _find(pattern: str, text: str) -> tuple[str, ...]:
+    match = re.search(pattern, text)
+    assert match, f"{pattern!r} not in the reference text"
+    return match.groups()
+
+
+@pytest.mark.skipif(not REFERENCE.is_file(), reason=f"reference spec not found at {REFERENCE}")
+def test_pinned_numbers_are_the_reference_specifications():
+    text = REFERENCE.read_text()
+    fomm, common = _section(text, "3.0"), _section(text, "3.1")
+    s1, s2, s3, aug = (_section(text, n) for n in ("3.2", "3.3", "3.4", "3.6"))
+    f = EXPECTED["train_fomm"]
+    epochs, repeats = _find(r"(\d+) epochs x (\d+) repeats", fomm)
+    assert (f["num_epochs"], f["num_repeats"]) == (int(epochs), int(repeats))
+    lr, b1, b2 = _find(rf"Adam lr {NUM} betas \({NUM}, {NUM}\)", fomm)
+    assert (f["lr"], f["betas"]) == (float(lr), (float(b1), float(b2)))
+    m1, m2, gamma = _find(rf"milestones \[(\d+), (\d+)\] gamma {NUM}", fomm)
+    assert (f["epoch_milestones"], f["gamma"]) == ([int(m1), int(m2)], float(gamma))
+    assert f["batch_size"] == int(_find(r"batch (\d+)", fomm)[0])
+    weight, layers, scales = _find(r"perceptual weights (\d+)x(\d+) on (\d+) scales", fomm)
+    assert f["loss_weights"]["perceptual"] == [float(weight)] * int(layers)
+    assert len(PARAMS["model"]["profiles"]["reference"]["perceptual_scales"]) == int(scales)
+    value, jacobian = _find(r"equivariance value/jacobian weights (\d+)/(\d+)", fomm)
+    lw = f["loss_weights"]
+    assert (lw["equivariance_value"], lw["equivariance_jacobian"]) == (
+        float(value),
+        float(jacobian),
+    )
+    assert "h-flip + time-flip" in fomm and f["hflip"] and f["time_flip"]
+    assert f["jitter"] == float(_find(rf"colour jitter {NUM}", fomm)[0])
+
+    b1, b2, lr = _find(rf"Adam, betas \({NUM}, {NUM}\), no weight decay, lr {NUM}", common)
+    pattern = rf"milestones \[(\d+), (\d+)\], gamma {NUM}; num_epochs (\d+); num_repeats (\d+)"
+    m1, m2, gamma, epochs, repeats = _find(pattern, common)
+    clip_len = int(_find(r"Clip length T = (\d+)", common)[0])
+    every12, every3 = _find(r"every (\d+) steps \(stages 1, 2\) or (\d+) steps \(stage 3\)", common)
+    batches = {
+        name: int(_find(r"Batch size (\d+)", section)[0])
+        for name, section in (("train_a2fd", s1), ("finetune_a2fd", s2), ("train_emotion", s3))
+    }
+    every = {"train_a2fd": every12, "finetune_a2fd": every12, "train_emotion": every3}
+    for name, batch in batches.items():
+        stage = EXPECTED[name]
+        assert stage["num_epochs"] == int(epochs) and stage["num_repeats"] == int(repeats)
+        assert stage["epoch_milestones"] == [int(m1), int(m2)] and stage["gamma"] == float(gamma)
+        assert (stage["lr"], stage["betas"]) == (float(lr), (float(b1), float(b2)))
+        assert stage["batch_size"] == batch and stage["clip_len"] == clip_len
+        assert stage["checkpoint_every"] == int(every[name])
+
+    audio = float(_find(r"weight `audio` = (\d+)", s1)[0])
+    heatmap = _find(r"L_heatmap = (\d+) \* (\d+) \*", s1)
+    jitter = float(_find(rf"brightness/contrast/saturation/hue {NUM}", s1)[0])
+    assert float(heatmap[0]) == audio and "same weights" in s2
+    for name in ("train_a2fd", "finetune_a2fd"):
+        stage = EXPECTED[name]
+        assert stage["loss_weights"]["audio"] == audio
+        assert stage["loss_weights"]["heatmap"] == float(heatmap[1])
+        assert stage["jitter"] == jitter == float(_find(rf"stages 1-2: jitter {NUM} only", aug)[0])
+    perceptual = float(_find(rf"sum_{{l=1..5}} {NUM} \*", s2)[0])
+    assert EXPECTED["finetune_a2fd"]["loss_weights"]["perceptual"] == [perceptual] * 5
+    assert "restored from the stage-1 checkpoint incl. optimiser state" in s2
+    assert EXPECTED["finetune_a2fd"]["resume_optimizer"]
+
+    emotion = EXPECTED["train_emotion"]
+    assert emotion["loss_weights"]["emo"] == float(_find(r"`loss_weights\.emo: (\d+)`", s3)[0])
+    assert emotion["loss_weights"]["classify"] == float(_find(r"\(weight (\d+);", s3)[0])
+    pairs = _find(r"Keypoint pairs \(teacher index -> displacement row\): ([\d\->, ]+)\.", s3)[0]
+    assert emotion["num_emotion_kp"] == len(pairs.split(","))
+    assert "sum_t sum_pairs" in s3 and emotion["kp_reduction"] == "sum"
+    assert emotion["rotation"] == float(
+        _find(r"Stage 3 config: MouthCrop \+ flip \+ rotation (\d+)", aug)[0]
+    )
+
+
+# --- recipe resolution ------------------------------------------------------------------------
+
+
+def test_epochs_become_steps_for_the_clips_in_the_manifest():
+    params = StageParams(num_epochs=100, num_repeats=75, batch_size=40, epoch_milestones=[60, 90])
+    steps = in_steps(params, num_clips=1000)  # 75 x 1000 // 40 = 1875 steps per epoch
+    assert steps.steps == 187_500 and steps.milestones == [112_500, 168_750]
+    assert steps.num_epochs is None and steps.epoch_milestones == []
+    # drop_last: 8 clips in batches of 6 make one step per epoch
+    stage2 = in_steps(StageParams(num_epochs=300, batch_size=6, epoch_milestones=[60, 90]), 8)
+    assert (stage2.steps, stage2.milestones) == (300, [60, 90])
+    plain = StageParams(steps=30, batch_size=4)
+    assert in_steps(plain, 3) is plain
+    with pytest.raises(EammError, match="make no full batch of 16"):
+        in_steps(StageParams(num_epochs=300, batch_size=16), 15)
+    with pytest.raises(ValueError, match="either steps or num_epochs"):
+        StageParams(steps=10, num_epochs=3, batch_size=2)
+
+
+def test_recipe_eamm_lays_the_recipe_over_the_stage_sections(tmp_path):
+    path = write_params(tmp_path, recipe="eamm")
+    fomm = resolve_stage(path, "train_fomm")
+    assert fomm.recipe == "eamm" and fomm.model["profile"] == "reference"
+    assert fomm.params.steps is None and fomm.params.num_epochs == 100
+    assert fomm.params.datasets == ["mead", "lrw"]  # not in the recipe: the section's
+    finetune = resolve_stage(path, "finetune_a2fd").params
+    assert finetune.loss_weights["perceptual"] == [0.1] * 5 and finetune.batch_size == 6
+    assert finetune.milestones == [] and finetune.epoch_milestones == [60, 90]
+    emotion = resolve_stage(path, "train_emotion").params
+    assert emotion.kp_reduction == "sum" and emotion.batch_size == 16
+    judge = resolve_stage(path, "train_sync_expert")  # ours: untouched by the recipe
+    assert judge.recipe is None and judge.model["profile"] == PARAMS["model"]["profile"]
+    assert judge.params.model_dump() == StageParams(**PARAMS["train_sync_expert"]).model_dump()
+
+    demo = resolve_stage(write_params(tmp_path, recipe="demo"), "finetune_a2fd")
+    assert demo.model == PARAMS["model"]
+    assert demo.params == StageParams(**PARAMS["finetune_a2fd"])
+    assert demo.params.loss_weights["perceptual"] == [0.1] * 5  # EAMM's fine-tune weights
+    with pytest.raises(EammError, match="recipe 'eam' is not in recipes"):
+        resolve_stage(write_params(tmp_path, recipe="eam"), "train_fomm")
+
+
+def test_every_eamm_training_stage_reads_the_recipe_params():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name in EAMM_STAGES:
+        assert {"recipe", "recipes"} <= set(stages[name]["params"]), name
+    for judge in ("train_emotion_classifier", "train_sync_expert"):
+        assert "recipes" not in stages[judge]["params"]
+
+
+# --- stage 3: keypoint loss summed over the emotion keypoints ---------------------------------
+
+
+def test_emotion_keypoint_loss_sums_over_the_emotion_keypoints_as_eamm():
+    torch.manual_seed(0)
+    sizes = PARAMS["model"]["profiles"]["tiny"]
+    nets = build_networks(sizes)
+    emotion_kp = [1, 4, 6, 8]
+    emotion = build_emotion_net(sizes, len(emotion_kp))
+    for net in [*nets.values(), emotion]:
+        net.eval()
+    b, t, s = 2, 2, sizes["image_size"]
+    batch = {
+        "example_image": torch.rand(b, 3, s, s),
+        "driving": torch.rand(b, t, 3, s, s),
+        "transformed_driving": torch.rand(b, t, 3, s, s),
+        "driving_audio": torch.randn(b, t, 28, 12),
+        "driving_pose": torch.randn(b, t, 6),
+        "emotion": torch.tensor([0, 4]),
+    }
+    args = (nets["kp_detector"], nets["audio_feature"], nets["kp_detector_a"], emotion, emotion_kp)
+    weights = {"emo": 10, "classify": 1}
+    with torch.no_grad():
+        summed, _ = emotion_losses(*args, weights, True, "sum")(batch, 0)
+        mean, _ = emotion_losses(*args, weights, True, "mean")(batch, 0)
+        # EAMM (reference 3.4): (1/T) sum_t sum_pairs 10 * mean over batch and coordinates
+        target = nets["kp_detector"](batch["driving"].flatten(0, 1))
+        audio = audio_keypoints(nets["audio_feature"], nets["kp_detector_a"], batch)
+        disp = emotion(
+            batch["transformed_driving"].flatten(0, 1), audio["value"], audio["jacobian"]
+        )
+    residual = target["value"][:, emotion_kp] - audio["value"][:, emotion_kp] - disp["value"]
+    residual = residual.view(b, t, len(emotion_kp), 2)
+    eamm = (
+        sum(10 * residual[:, f, j].abs().mean() for f in range(t) for j in range(len(emotion_kp)))
+        / t
+    )
+    assert summed["value"].item() == pytest.approx(eamm.item(), rel=1e-5)
+    for key in ("value", "jacobian"):
+        assert summed[key].item() == pytest.approx(len(emotion_kp) * mean[key].item(), rel=1e-5)
+    assert summed["classify"].item() == pytest.approx(mean["classify"].item())
+
+
+# --- the loop: milestones, optimiser carry-over, the recorded VGG ------------------------------
+
+
+class Ones(Dataset):
+    """Items are (index, seed) pairs from the loop's sampler: a seeded random input."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+        return {"x": torch.from_numpy(np.random.default_rng(item[1]).random(3, dtype=np.float32))}
+
+
+def toy_stage(net: torch.nn.Module, **kwargs) -> Stage:
+    def loss_fn(batch: dict, step: int):
+        return {"mse": ((net(batch["x"]) - 1) ** 2).mean()}, None
+
+    return Stage("toy", {"net": net}, {}, {"net": ["net"]}, Ones(), loss_fn, **kwargs)
+
+
+def train_toy(stage: Stage, params: StageParams, out: Path) -> dict:
+    settings = {"toy": params.model_dump(mode="json")}
+    return train_stage(stage, params, TRAINER, out, "data", settings)
+
+
+def test_epoch_milestones_decay_the_learning_rate_in_the_loop(tmp_path):
+    params = StageParams(
+        num_epochs=3, batch_size=2, epoch_milestones=[1, 2], gamma=0.1, lr=1e-2, log_every=1
+    )
+    params = in_steps(params, num_clips=4)  # 2 steps per epoch
+    assert (params.steps, params.milestones) == (6, [2, 4])
+    torch.manual_seed(0)
+    train_toy(toy_stage(torch.nn.Linear(3, 1)), params, tmp_path / "toy")
+    history = load_checkpoint(tmp_path / "toy" / "checkpoint.pt")["history"]
+    lrs = [h["lr"] for h in history]  # the rate each step used
+    assert lrs == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3, 1e-4, 1e-4])
+
+
+def test_a_fresh_stage_continues_the_upstream_optimiser_with_its_own_rate(tmp_path):
+    torch.manual_seed(0)
+    first = torch.nn.Linear(3, 1)
+    train_toy(toy_stage(first), StageParams(steps=3, batch_size=2, lr=1e-2), tmp_path / "a")
+    upstream = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
+    second = torch.nn.Linear(3, 1)
+    second.load_state_dict(upstream["models"]["net"])
+    carried = toy_stage(second, initial_optimizers={"net": upstream["optimizers"]["net"]})
+    train_toy(carried, StageParams(steps=2, batch_size=2, lr=5e-3), tmp_path / "b")
+    state = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    adam = state["optimizers"]["net"]
+    assert all(int(s["step"]) == 5 for s in adam["state"].values())  # 3 upstream + 2 here
+    assert adam["param_groups"][0]["lr"] == 5e-3  # this stage's rate, not the upstream's
+    assert [h["lr"] for h in state["history"]] == [5e-3, 5e-3]
+    fresh = torch.nn.Linear(3, 1)  # the same start without the carried moments ends elsewhere
+    fresh.load_state_dict(upstream["models"]["net"])
+    train_toy(toy_stage(fresh), StageParams(steps=2, batch_size=2, lr=5e-3), tmp_path / "c")
+    assert not torch.allclose(second.weight, fresh.weight)
+
+
+def test_the_perceptual_vgg_source_is_recorded(tmp_path):
+    stage = toy_stage(torch.nn.Linear(3, 1), extra={"perceptual_vgg": VGG_STANDIN})
+    metrics = train_toy(stage, StageParams(steps=1, batch_size=2), tmp_path / "toy")
+    assert metrics["perceptual_vgg"] == VGG_STANDIN
+    written = json.loads((tmp_path / "toy" / "metrics.json").read_text())
+    assert written["perceptual_vgg"] == VGG_STANDIN
+    assert load_checkpoint(tmp_path / "toy" / "checkpoint.pt")["perceptual_vgg"] == VGG_STANDIN
+
+
+# --- no silent stand-in VGG --------------------------------------------------------------------
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """An empty torch hub cache and a download that fails as on a machine without internet."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    attempts = []
+
+    def no_network(url, dst, hash_prefix=None, progress=True):
+        attempts.append((url, dst, hash_prefix))
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return attempts
+
+
+def test_eamm_recipe_refuses_to_start_without_imagenet_vgg(offline, tmp_path):
+    cache = imagenet_vgg19_cache()
+    assert cache == tmp_path / "torch_home" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    params = write_params(tmp_path, recipe="eamm")
+    start = time.monotonic()
+    # no data at all under data_root: the refusal comes before any of it is read
+    with pytest.raises(EammError) as err:
+        run_stage("train_fomm", str(params), str(tmp_path / "no_data"), str(tmp_path / "models"))
+    assert time.monotonic() - start < 10
+    message = str(err.value)
+    assert "\n" not in message and str(cache) in message and VGG19_IMAGENET_URL in message
+    assert "model.perceptual.vgg_weights" in message and "Name or service not known" in message
+    assert offline == [(VGG19_IMAGENET_URL, str(cache), "dcbb9e9d")]
+    assert not (tmp_path / "models").exists()
+
+
+def test_reference_profile_refuses_and_only_demo_profiles_get_a_stand_in(offline):
+    model = {**PARAMS["model"], "profile": "reference"}
+    with pytest.raises(EammError, match="no VGG19 ImageNet weights"):
+        perceptual_vgg(model)
+    tiny = {**PARAMS["model"], "profile": "tiny"}
+    assert "tiny" in PARAMS["model"]["perceptual"]["standin_profiles"]
+    assert perceptual_vgg(tiny) == (None, VGG_STANDIN)
+    assert len(offline) == 1  # the stand-in never tries the network
+
+
+def test_imagenet_weights_come_from_torch_hubs_cache_or_a_local_file(offline, tmp_path):
+    weights = Vgg19Features().state_dict()
+    cache = imagenet_vgg19_cache()
+    cache.parent.mkdir(parents=True)
+    torch.save(weights, cache)
+    path, source = find_vgg19_weights(None, allow_standin=True)  # found: no stand-in
+    assert path == cache and "IMAGENET1K_V1" in source
+    assert Vgg19Features.from_weights(path).pretrained
+    local = tmp_path / "my_vgg.pth"
+    torch.save(weights, local)
+    local_source = "ImageNet VGG19 from my_vgg.pth (model.perceptual.vgg_weights)"
+    assert find_vgg19_weights(str(local), False) == (local, local_source)
+    with pytest.raises(EammError, match=r"missing\.pth: model\.perceptual\.vgg_weights does not"):
+        find_vgg19_weights(str(tmp_path / "missing.pth"), True)
+    assert offline == []
+
+
+def test_a_missing_cache_is_filled_by_one_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    calls = []
+
+    def fake_download(url, dst, hash_prefix=None, progress=True):
+        calls.append((url, hash_prefix))
+        torch.save(Vgg19Features().state_dict(), dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    path, _ = find_vgg19_weights(None, allow_standin=False)
+    assert path == imagenet_vgg19_cache() and path.is_file()
+    find_vgg19_weights(None, allow_standin=False)
+    assert calls == [(VGG19_IMAGENET_URL, "dcbb9e9d")]  # once: then it is in the cache
+
+
+def test_the_weights_url_is_torchvisions():
+    try:
+        from torchvision.models import VGG19_Weights
+    except Exception as err:  # absent, or a build for another torch
+        pytest.skip(f"torchvision not importable here ({type(err).__name__})")
+    assert VGG19_Weights.IMAGENET1K_V1.url == VGG19_IMAGENET_URL
+
+
+# --- FOMM vox-256's augmentation -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def striped_clip(tmp_path_factory) -> Clip:
+    """8 frames of 32x32: frame i is grey with a light column at x = 2i (mirrored: 31 - 2i)."""
+    folder = tmp_path_factory.mktemp("clip") / "clip"
+    folder.mkdir()
+    with VideoWriter(folder / "frames.mp4", 32, 32, 25, crf=0) as writer:
+        for i in range(8):
+            frame = np.full((32, 32, 3), 60, np.uint8)
+            frame[:, 2 * i] = 200
+            writer.write(frame)
+    return Clip.from_folder(folder, 8, "M030", "neutral", "mead")
+
+
+def _identify(image: torch.Tensor) -> tuple[int, bool]:
+    """(frame index, mirrored) of a striped frame."""
+    column = int(image.mean(dim=(0, 1)).argmax())
+    return (column // 2, False) if column <= 14 else ((31 - column) // 2, True)
+
+
+def test_fomm_pairs_apply_vox256_flips_and_jitter(striped_clip):
+    plain = FommPairs([striped_clip], 32, hflip=False, time_flip=False, jitter=0.0)
+    vox = FommPairs([striped_clip], 32, hflip=True, time_flip=True, jitter=0.0)
+    jittered = FommPairs([striped_clip], 32, hflip=True, time_flip=True, jitter=0.1)
+    reversed_, mirrored = 0, 0
+    for seed in range(40):
+        src, drv = (_identify(plain[(0, seed)][k]) for k in ("source", "driving"))
+        assert src[0] <= drv[0] and not src[1] and not drv[1]  # FOMM: sorted frame indices
+        item = vox[(0, seed)]
+        (s, s_flip), (d, d_flip) = _identify(item["source"]), _identify(item["driving"])
+        assert s_flip == d_flip  # one mirror for the pair
+        reversed_ += s > d
+        mirrored += s_flip
+        other = jittered[(0, seed)]  # same draws, colours changed
+        assert [_identify(other[k]) for k in ("source", "driving")] == [(s, s_flip), (d, d_flip)]
+        assert not torch.equal(other["source"], item["source"])
+    assert 5 <= reversed_ <= 30 and 5 <= mirrored <= 35
+
+
+def test_frame_cache_gives_the_same_items_and_respects_its_budget(striped_clip):
+    plain = FommPairs([striped_clip], 32)
+    cached = FommPairs([striped_clip], 32)
+    cached.cache_frames(2**20)
+    for seed in range(6):
+        for key in ("source", "driving"):
+            assert torch.equal(plain[(0, seed)][key], cached[(0, seed)][key])
+    assert cached._cache[striped_clip.clip_id].shape == (8, 32, 32, 3)
+    tight = FommPairs([striped_clip], 32)
+    tight.cache_frames(8 * 32 * 32 * 3 - 1)  # one byte short of the clip: decode per item
+    tight[(0, 0)]
+    assert not tight._cache

@@ -245,7 +245,10 @@ class GenerateParams(_Strict):
     emotion_smoothing: tuple[float, float, float] = (1.0, 0.2, 100.0)
     pose_smoothing: tuple[float, float] = (0.004, 0.7)  # mincutoff, beta
     generator_from: Literal["fomm", "finetune"] = "fomm"  # EAMM renders with the FOMM generator
-    relative: bool = False
+    relative: bool = False  # FOMM's relative mode: keypoint motion since the first frame
+    # With ``relative``: move the jacobians by their change since the first frame (FOMM,
+    # EAMM) or keep the source's (ours: an undertrained audio branch's jacobians tilt the face).
+    relative_jacobian: bool = True
     seed: int = 0  # emotion-video augmentation
     batch_size: int = Field(16, ge=1)  # frames rendered per generator call
     device: str = "auto"

@@ -218,6 +218,16 @@ def animate(
         "value": _smooth(kp_audio["value"], gp.audio_kp_smoothing),
         "jacobian": _smooth(kp_audio["jacobian"], gp.audio_kp_smoothing),
     }
+    if gp.relative:
+        # FOMM's relative mode: the audio keypoints' motion since the first frame, applied to
+        # the source's keypoints (a constant offset of the audio branch cancels out).
+        jacobian = kp_source["jacobian"].expand_as(driving["jacobian"])
+        if gp.relative_jacobian:
+            jacobian = driving["jacobian"] @ torch.inverse(driving["jacobian"][:1]) @ jacobian
+        driving = {
+            "value": driving["value"] - driving["value"][:1] + kp_source["value"],
+            "jacobian": jacobian,
+        }
     variants = {"neutral": driving}
     if transformed is not None and models.emotion is not None:
         parts = [
@@ -231,22 +241,16 @@ def animate(
         disp = {k: torch.cat([p[k] for p in parts]) for k in ("value", "jacobian")}
         idx = torch.tensor(models.emotion_kp, device=source.device)
         scale = torch.tensor(gp.emotion_scale[: len(idx)], device=source.device)
+        # The displacement is added after the relative normalisation: normalising the sum,
+        # as EAMM's --relative would, subtracts a steady expression away with the first frame.
         emotional = {k: v.clone() for k, v in driving.items()}
         for key, extra in (("value", 1), ("jacobian", 2)):
             delta = _smooth(disp[key], gp.emotion_smoothing)
             emotional[key][:, idx] += scale.view(1, -1, *([1] * extra)) * delta
         variants["emotion"] = emotional
-    out = {}
-    for name, kp in variants.items():
-        if gp.relative:
-            kp = {
-                "value": kp["value"] - kp["value"][:1] + kp_source["value"],
-                "jacobian": kp["jacobian"]
-                @ torch.inverse(kp["jacobian"][:1])
-                @ kp_source["jacobian"],
-            }
-        out[name] = render(models, source, kp_source, kp, gp.batch_size)
-    return out
+    return {
+        name: render(models, source, kp_source, kp, gp.batch_size) for name, kp in variants.items()
+    }
 
 
 def render(

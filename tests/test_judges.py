@@ -189,3 +189,29 @@ def test_judges_at_the_reference_profile_size():
         frames = torch.rand(2, SYNC_WINDOW, 3, 128, 256)  # mouth halves of 256 crops
         assert expert(frames, torch.rand(2, 28, 12)).shape == (2,)
         assert expert.embed_video(frames).norm(dim=-1).allclose(torch.ones(2))
+
+
+def test_class_weights_balance_a_rare_class():
+    from eamm.train.judges import class_weights
+
+    neutral, happy = MEAD_EMOTIONS.index("neutral"), MEAD_EMOTIONS.index("happy")
+    weights = class_weights([neutral] + [happy] * 3)
+    assert weights[neutral] == pytest.approx(3 * weights[happy])
+    assert weights[[neutral, happy]].mean() == pytest.approx(1.0)
+    assert weights.sum() == pytest.approx(2.0)  # absent classes weigh 0
+
+
+def test_spatial_emotion_classifier_keeps_positions():
+    """With ``input_size`` the head sees a feature's place: a brow moved up changes the
+    logits even where the global average of the features would not."""
+    torch.manual_seed(0)
+    net = EmotionClassifier(block_expansion=4, num_blocks=3, max_features=16, input_size=32).eval()
+    assert net(torch.rand(2, 5, 3, 32, 32)).shape == (2, len(MEAD_EMOTIONS))
+    pooled = EmotionClassifier(block_expansion=4, num_blocks=3, max_features=16).eval()
+    pooled.trunk[:3].load_state_dict(net.trunk[:3].state_dict())
+    image = torch.zeros(1, 3, 32, 32)
+    image[..., 4:8, 8:24] = 1.0
+    moved = torch.roll(image, 16, dims=-2)
+    with torch.no_grad():
+        assert not torch.allclose(net(image), net(moved), atol=1e-4)
+        assert torch.allclose(pooled(image), pooled(moved), atol=1e-4)

@@ -57,9 +57,13 @@ class EmotionClassifier(nn.Module):
         num_blocks: int = 5,
         max_features: int = 512,
         dropout: float = 0.2,
+        input_size: int | None = None,
     ) -> None:
+        """``input_size``: the fixed crop size, for a head that sees where each feature is
+        (brow above or below its rest height) instead of their average; None: global pooling."""
         super().__init__()
-        self.trunk, width = conv_trunk(3, block_expansion, num_blocks, max_features)
+        hw = None if input_size is None else (input_size, input_size)
+        self.trunk, width = conv_trunk(3, block_expansion, num_blocks, max_features, hw)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:

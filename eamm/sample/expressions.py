@@ -90,32 +90,35 @@ EXPRESSIONS: dict[str, Expression] = {
     ),
     "disgusted": Expression(
         {
-            "brow_inner": (-0.03, 0.11),
-            "brow_mid": (0.0, 0.07),
-            "lower_lid": (0.0, -0.08),
-            "cheek": (0.02, -0.12),
-            "nose_wing": (0.03, -0.12),
-            "upper_lip": (0.0, -0.2),
-            "corner": (-0.02, 0.12),
-            "lower_lip": (0.0, 0.05),
+            "brow_inner": (-0.05, 0.18),
+            "brow_mid": (0.0, 0.12),
+            "upper_lid": (0.0, 0.05),
+            "lower_lid": (0.0, -0.12),
+            "cheek": (0.02, -0.16),
+            "nose_wing": (0.05, -0.2),
+            "upper_lip": (0.0, -0.3),
+            "corner": (-0.04, 0.16),
+            "lower_lip": (0.0, 0.08),
         },
-        opening=0.2,
-        width=0.3,
+        opening=0.25,
+        width=0.1,
     ),
     "contempt": Expression(
         {
-            "corner.r": (0.26, -0.36),
-            "cheek.r": (0.04, -0.16),
-            "lower_lid.r": (0.0, -0.08),
-            "brow_inner.r": (0.0, 0.06),
-            "corner.l": (-0.06, 0.08),
-            "brow_outer.l": (0.0, -0.14),
-            "brow_mid.l": (0.0, -0.08),
+            "corner.r": (0.3, -0.42),
+            "cheek.r": (0.05, -0.2),
+            "lower_lid.r": (0.0, -0.12),
+            "upper_lid.r": (0.0, 0.06),
+            "brow_inner.r": (0.0, 0.1),
+            "corner.l": (-0.08, 0.12),
+            "brow_outer.l": (0.0, -0.2),
+            "brow_mid.l": (0.0, -0.12),
         },
+        width=-0.3,
     ),
 }
 
-LEVEL_GAIN = {1: 0.55, 2: 0.78, 3: 1.0}
+LEVEL_GAIN = {1: 0.65, 2: 0.82, 3: 1.0}
 
 
 def expression(emotion: str, level: int) -> Expression:

@@ -33,7 +33,13 @@ from eamm.train.datasets import (
     StepBatchSampler,
     SyncWindows,
 )
-from eamm.train.judges import classifier_losses, sync_losses, validate_classifier, validate_sync
+from eamm.train.judges import (
+    class_weights,
+    classifier_losses,
+    sync_losses,
+    validate_classifier,
+    validate_sync,
+)
 from eamm.train.loop import Stage
 from eamm.train.stages import (
     PerceptualLoss,
@@ -112,6 +118,9 @@ def build_judge(name: str, sizes: dict) -> torch.nn.Module:
 
 def build_judge_stage(name: str, sizes: dict, params: StageParams, paths: list[Path]) -> Stage:
     size = sizes["image_size"]
+    if sizes["emotion_classifier"].get("spatial"):  # a spatial head is built for the crop size
+        classifier = {k: v for k, v in sizes["emotion_classifier"].items() if k != "spatial"}
+        sizes = {**sizes, "emotion_classifier": {**classifier, "input_size": size}}
     net = build_judge(name, sizes)
     min_frames = 1 if name == "train_emotion_classifier" else SYNC_WINDOW
     holdout = [c for p in paths for c in load_clips(p, tuple(params.holdout_splits), min_frames)]
@@ -120,7 +129,9 @@ def build_judge_stage(name: str, sizes: dict, params: StageParams, paths: list[P
         dataset = EmotionFrames(
             _clips(paths, params, 1), size, params.clip_len, params.jitter, params.stretch
         )
-        loss, validate = classifier_losses(net, weights), validate_classifier(net, holdout, size)
+        balance = class_weights([c.emotion_index for c in dataset.clips])
+        loss = classifier_losses(net, weights, balance)
+        validate = validate_classifier(net, holdout, size)
         key = "emotion_classifier"
     else:
         dataset = SyncWindows(

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from eamm.config import MEAD_EMOTIONS
 from eamm.metrics.emotion import emotion_accuracy, predict_emotion, spread
 from eamm.metrics.sync import expert_score, shift_audio
 from eamm.models.emotion_classifier import EmotionClassifier
@@ -22,12 +23,22 @@ VALIDATION_FRAMES = 16  # frames per held-out clip, spread evenly over it
 VALIDATION_SHIFT = 5  # frames the held-out audio is delayed by for the shifted check
 
 
-def classifier_losses(net: EmotionClassifier, weights: dict):
+def class_weights(labels: list[int], num_classes: int = len(MEAD_EMOTIONS)) -> torch.Tensor:
+    """Inverse class frequencies (mean 1 over the classes present): MEAD has one neutral level
+    against three of every other emotion, and an unweighted judge learns to avoid neutral."""
+    counts = torch.bincount(torch.tensor(labels), minlength=num_classes).float()
+    weights = torch.where(counts > 0, counts.sum() / counts.clamp(min=1), torch.zeros(()))
+    return weights / weights[counts > 0].mean()
+
+
+def classifier_losses(net: EmotionClassifier, weights: dict, balance: torch.Tensor | None = None):
+    """Cross-entropy of the clip's emotion, weighted per class by ``balance`` when given."""
+
     def loss_fn(batch: dict, step: int):
         logits = net(batch["frames"])
-        return {
-            "classify": weights.get("classify", 1.0) * F.cross_entropy(logits, batch["emotion"])
-        }, None
+        per_class = None if balance is None else balance.to(logits.device)
+        loss = F.cross_entropy(logits.float(), batch["emotion"], weight=per_class)
+        return {"classify": weights.get("classify", 1.0) * loss}, None
 
     return loss_fn
 

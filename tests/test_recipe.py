@@ -244,7 +244,9 @@ def test_recipe_eamm_lays_the_recipe_over_the_stage_sections(tmp_path):
     demo = resolve_stage(write_params(tmp_path, recipe="demo"), "finetune_a2fd")
     assert demo.model == PARAMS["model"]
     assert demo.params == StageParams(**PARAMS["finetune_a2fd"])
-    assert demo.params.loss_weights["perceptual"] == [0.1] * 5  # EAMM's fine-tune weights
+    # the demo's pixel term in place of the VGG19 (README); EAMM's weights under recipe: eamm
+    assert demo.params.loss_weights["perceptual"] == [0] * 5 and demo.params.loss_weights["pixel"]
+    assert "pixel" not in finetune.loss_weights
     with pytest.raises(EammError, match="recipe 'eam' is not in recipes"):
         resolve_stage(write_params(tmp_path, recipe="eam"), "train_fomm")
 

@@ -145,9 +145,11 @@ def test_all_stages_write_safe_checkpoints(trained):
     adam = finetune["optimizers"]["audio_feature"]["state"]
     assert {int(s["step"]) for s in adam.values()} == {4}
     assert {int(s["step"]) for s in finetune["optimizers"]["generator"]["state"].values()} == {2}
-    # which VGG19 the perceptual loss used (a stand-in for the tiny profile without the weights)
-    source = perceptual_vgg(MODEL)[1]
-    for folder in ("fomm", "a2fd_finetune"):
+    # which VGG19 the perceptual loss used: none where the stage's layer weights are all 0 (the
+    # demo's pixel loss), else a stand-in for the tiny profile without the weights
+    for name, folder in (("train_fomm", "fomm"), ("finetune_a2fd", "a2fd_finetune")):
+        layers = stage_params(name, 2).loss_weights["perceptual"]
+        source = perceptual_vgg(MODEL)[1] if any(layers) else "none (perceptual weights 0)"
         assert load_checkpoint(trained / folder / "checkpoint.pt")["perceptual_vgg"] == source
         metrics = json.loads((trained / folder / "metrics.json").read_text())
         assert metrics["perceptual_vgg"] == source

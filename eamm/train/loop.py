@@ -29,7 +29,7 @@ from eamm.train.checkpoint import (
     set_rng_state,
     unwrap,
 )
-from eamm.train.datasets import StepBatchSampler
+from eamm.train.datasets import SeededClips, StepBatchSampler
 
 LossFn = Callable[[dict[str, torch.Tensor], int], tuple[dict[str, torch.Tensor], np.ndarray | None]]
 CHECKPOINT = "checkpoint.pt"
@@ -275,7 +275,8 @@ def train_stage(
         len(stage.dataset), params.batch_size, params.steps, trainer.seed, start, rank, world
     )
     workers = trainer.num_workers
-    stage.dataset.cache_frames(trainer.frame_cache_mb * 2**20)
+    if isinstance(stage.dataset, SeededClips):
+        stage.dataset.cache_frames(trainer.frame_cache_mb * 2**20)
     loader = DataLoader(
         stage.dataset,
         batch_sampler=sampler,

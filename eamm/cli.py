@@ -228,7 +228,9 @@ def evaluate(
             print(f"{dataset} {variant}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
     checks = relations(metrics)
     failed = [r.claim for r in checks if not r.holds]
-    print(f"relations: {len(checks) - len(failed)}/{len(checks)} hold; not: {'; '.join(failed)}")
+    print(f"relations: {len(checks) - len(failed)}/{len(checks)} hold")
+    for claim in failed:
+        print(f"  not: {claim}")
     print(f"report: {out / 'evaluation.md'}")
 
 

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from eamm.train.checkpoint import load_checkpoint
+from eamm.train.run import STAGE_DIRS
 
-# The training stages whose loss curves the report summarises, by output folder.
-TRAINED = ("fomm", "a2fd", "a2fd_finetune", "emotion", "emotion_classifier", "sync_expert")
 # Far above chance: the sync expert's held-out offset accuracy is at least this many times
 # chance (chance = one offset out of 2 * vshift + 1).
 SYNC_OVER_CHANCE = 5.0
@@ -32,8 +31,8 @@ def _metrics(folder: Path) -> dict:
 
 def judge_summary(checkpoints: Path, vshift: int) -> dict:
     """The judges' own held-out numbers (from their training stages' metrics.json)."""
-    classifier = _metrics(checkpoints / "emotion_classifier")
-    expert = _metrics(checkpoints / "sync_expert")
+    classifier = _metrics(checkpoints / STAGE_DIRS["train_emotion_classifier"])
+    expert = _metrics(checkpoints / STAGE_DIRS["train_sync_expert"])
     return {
         "emotion_classifier": {
             "heldout_accuracy": classifier.get("heldout/accuracy"),
@@ -52,7 +51,7 @@ def training_summary(checkpoints: Path, window: float = 0.1) -> dict:
     """Per trained stage: steps, mean total loss over the first and the last ``window`` of its
     steps, and which VGG19 its perceptual loss used (where it has one)."""
     summary = {}
-    for name in TRAINED:
+    for name in STAGE_DIRS.values():
         path = checkpoints / name / "checkpoint.pt"
         if not path.is_file():
             continue

@@ -74,6 +74,7 @@ class SeededClips(Dataset):
         self.clips, self.size = clips, image_size
         self.cache_budget = 0
         self._cache: dict[str, np.ndarray] = {}
+        self._cached_bytes = 0
 
     def cache_frames(self, max_bytes: int) -> None:
         """Keep decoded clips in memory up to ``max_bytes`` per process (0: no cache)."""
@@ -82,10 +83,11 @@ class SeededClips(Dataset):
     def _frames(self, clip: Clip, picks: list[int]) -> np.ndarray:
         cached = self._cache.get(clip.clip_id)
         if cached is None and self.cache_budget:
-            used = sum(a.nbytes for a in self._cache.values())
-            if used + clip.num_frames * self.size * self.size * 3 <= self.cache_budget:
+            size = clip.num_frames * self.size * self.size * 3
+            if self._cached_bytes + size <= self.cache_budget:
                 cached = clip.frames(list(range(clip.num_frames)), self.size)
                 self._cache[clip.clip_id] = cached
+                self._cached_bytes += cached.nbytes
         return cached[picks] if cached is not None else clip.frames(picks, self.size)
 
     def __len__(self) -> int:

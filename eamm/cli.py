@@ -1,10 +1,15 @@
 """The ``eamm`` command line. Commands that run a pipeline step start its Prefect flow
-(imported lazily, so the library itself never imports Prefect)."""
+(imported lazily, so the library itself never imports Prefect); the single-clip commands call the
+library directly unless ``PREFECT_API_URL`` names a server. Errors are one line on stderr (the
+traceback with ``--debug``), and inputs and params are checked before a model loads or a flow
+starts Prefect's temporary server."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 from enum import Enum
 from pathlib import Path
 
@@ -13,7 +18,16 @@ from rich.console import Console
 from rich.table import Table
 
 from eamm.errors import EammError
-from eamm.runtime import configure_environment
+from eamm.runtime import (
+    DEBUG_ENV,
+    checkpoints_folder,
+    configure_environment,
+    debug_enabled,
+    generate_settings,
+    load_settings,
+    params_file,
+    prefect_api_configured,
+)
 
 app = typer.Typer(
     help="Reproducible EAMM: preprocessing, training, generation and evaluation.",
@@ -24,8 +38,53 @@ app = typer.Typer(
 console = Console()
 
 
+def _require_input(option: str, path: Path | None, stream: str | None = None) -> None:
+    """Fail now, naming ``option``, unless ``path`` exists (and ffprobe finds a ``stream`` in it):
+    before models load, not minutes later."""
+    if path is None:
+        return
+    if stream is None:
+        if not path.is_file():
+            raise EammError(f"{path}: file does not exist ({option})")
+        return
+    from eamm.media import probe
+
+    try:
+        info = probe(path)
+    except EammError as err:
+        raise EammError(f"{err} ({option})") from None
+    if getattr(info, stream) is None:
+        raise EammError(f"{path}: no {stream} stream ({option})")
+
+
+def _require_dir(option: str, path: Path | None) -> None:
+    if path is not None and not path.is_dir():
+        raise EammError(f"{path}: folder does not exist ({option})")
+
+
+def _check_params(path: Path, *sections: str) -> None:
+    """Validate the params sections a flow reads now, not after it has started Prefect's server."""
+    from eamm import config
+
+    models = {
+        "sample_data": config.SampleDataParams,
+        "datasets": config.DatasetsParams,
+        "preprocess": config.PreprocessParams,
+        "preprocess_run": config.PreprocessRunParams,
+        "trainer": config.TrainerParams,
+        "generate": config.GenerateParams,
+        "evaluate": config.EvaluateParams,
+    }
+    for section in sections:
+        config.load_section(path, section, models[section])
+
+
 @app.callback()
-def _setup() -> None:
+def _setup(
+    debug: bool = typer.Option(False, "--debug", help="show tracebacks (Prefect's too)"),
+) -> None:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # child processes (task runners) inherit it
     configure_environment()
 
 
@@ -57,6 +116,7 @@ def sample_data(
     portrait: Path | None = typer.Option(None, help="also write a portrait photo (PNG) here"),
 ) -> None:
     """Generate the bundled sample dataset (a Prefect flow; the DVC stage `sample_data`)."""
+    _check_params(params, "sample_data")
     from flows.sample_data import sample_data_flow
 
     result = sample_data_flow(
@@ -72,14 +132,16 @@ def sample_data(
 def preprocess_clip_cmd(
     video: Path = typer.Argument(..., help="raw clip (any container/codec ffmpeg decodes)"),
     out: Path = typer.Option(..., "--out", help="output folder for the clip's five files"),
-    audio: Path | None = typer.Option(None, help="separate audio file (MEAD's .m4a)"),
-    params: Path = typer.Option(Path("params.yaml"), help="params file (section preprocess)"),
+    audio: Path | None = typer.Option(None, help="separate audio file (MEAD's .m4a); must exist"),
+    params: Path | None = typer.Option(
+        None, help="params file (section preprocess; default: params.yaml here, else built in)"
+    ),
 ) -> None:
     """Process one clip: aligned crops, landmarks, pose, 16 kHz audio, MFCC windows."""
-    from eamm.config import PreprocessParams, load_section
+    from eamm.config import PreprocessParams
     from eamm.preprocess import preprocess_clip
 
-    settings = load_section(params, "preprocess", PreprocessParams)
+    settings = load_settings(params_file(params), "preprocess", PreprocessParams)
     result = preprocess_clip(video, out, audio=audio, params=settings)
     print(result.summary())
 
@@ -97,6 +159,8 @@ def index(
     params: Path = typer.Option(Path("params.yaml"), help="params file (section datasets)"),
 ) -> None:
     """Index a raw MEAD/LRW folder; layout problems are listed in the report, never guessed at."""
+    _check_params(params, "datasets")
+    _require_dir("--raw", raw)
     from flows.index import index_flow
 
     report = index_flow(
@@ -120,6 +184,12 @@ def preprocess(
     summary_path: Path | None = typer.Option(None, "--summary", help="summary JSON (metrics)"),
 ) -> None:
     """Preprocess every clip of a dataset with Prefect and write <out>/manifest.parquet."""
+    _check_params(params, "datasets", "preprocess", "preprocess_run")
+    _require_dir("--raw", raw)
+    _require_input("--index", index_path)
+    from eamm.preprocess.lock import ensure_free
+
+    ensure_free(out)  # a second run on this folder stops now, not after Prefect has loaded
     from flows.preprocess import run_preprocess
 
     result = run_preprocess(
@@ -151,6 +221,7 @@ def train(
     resume: bool = typer.Option(True, help="continue from the stage's last checkpoint"),
 ) -> None:
     """Run one training stage (a Prefect flow; the DVC stage of the same name)."""
+    _check_params(params, "trainer")
     from flows.train import train_flow
 
     metrics = train_flow(
@@ -167,33 +238,57 @@ def train(
 def generate(
     photo: Path = typer.Option(..., help="portrait photo, any size (aligned here)"),
     audio: Path = typer.Option(..., help="speech, any format ffmpeg reads"),
-    out: Path = typer.Option(..., help="output .mp4 (also writes _neutral and _compare videos)"),
+    out: Path = typer.Option(..., help="output .mp4 (+ _neutral, _compare with an emotion source)"),
     emotion_video: Path | None = typer.Option(None, help="emotion source video, raw or aligned"),
     pose: Path | None = typer.Option(None, help="head pose rows (.npy, (n, 7) or (n, 6))"),
     pose_video: Path | None = typer.Option(None, help="estimate head pose from this video"),
-    checkpoints: Path = typer.Option(Path("models"), help="folder of the stage checkpoints"),
-    params: Path = typer.Option(Path("params.yaml"), help="params file (section generate)"),
+    checkpoints: Path | None = typer.Option(
+        None, help="folder of the stage checkpoints (default: models/ here or in the project)"
+    ),
+    params: Path | None = typer.Option(
+        None, help="params file (generate, preprocess; default: params.yaml here, else built in)"
+    ),
 ) -> None:
     """Animate a photo with speech and the emotion of a video; head pose from a file, a video,
     or (default) the photo itself."""
-    from flows.generate import generate_flow
-
     if pose is not None and pose_video is not None:
         raise EammError("give --pose or --pose-video, not both")
-    result = generate_flow(
-        str(photo),
-        str(audio),
-        str(out),
-        str(emotion_video) if emotion_video else None,
-        str(checkpoints),
-        str(pose) if pose else None,
-        str(pose_video) if pose_video else None,
-        str(params),
-    )
+    params = params_file(params)
+    settings = generate_settings(params)
+    checkpoints = checkpoints_folder(checkpoints)
+    for option, path, stream in (
+        ("--photo", photo, "video"),
+        ("--audio", audio, "audio"),
+        ("--emotion-video", emotion_video, "video"),
+        ("--pose-video", pose_video, "video"),
+        ("--pose", pose, None),
+    ):
+        _require_input(option, path, stream)
+    if prefect_api_configured():  # a server to report to: the same work as a flow run there
+        from flows.generate import generate_flow
+
+        result = generate_flow(
+            str(photo),
+            str(audio),
+            str(out),
+            str(emotion_video) if emotion_video else None,
+            str(checkpoints),
+            str(pose) if pose else None,
+            str(pose_video) if pose_video else None,
+            str(params) if params else None,
+        )
+    else:
+        from eamm.generate import generate as generate_video
+
+        result = generate_video(
+            photo, audio, emotion_video, out, checkpoints, pose, pose_video, **settings.arguments
+        )
     for name in ("emotion", "neutral", "compare"):
         if getattr(result, name) is not None:
             print(f"{name}: {getattr(result, name)}")
     print(f"{result.num_frames} frames at 25 fps; emotion keypoints {result.emotion_kp}")
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 @app.command("import-eamm")
@@ -218,6 +313,7 @@ def evaluate(
     out: Path = typer.Option(Path("reports"), help="report folder"),
 ) -> None:
     """Score generated test clips under the pinned protocol; writes metrics.json and a report."""
+    _check_params(params, "evaluate", "generate")
     from eamm.evidence import relations
     from eamm.report import dataset_tables
     from flows.evaluate import evaluate_flow
@@ -247,11 +343,15 @@ def manifest_summary(path: Path = typer.Argument(..., help="manifest.parquet")) 
 
 
 @manifest_app.command("validate")
-def manifest_validate(path: Path = typer.Argument(..., help="manifest.parquet")) -> None:
-    """Check the schema and the files on disk; exit 1 listing each problem."""
+def manifest_validate(
+    path: Path = typer.Argument(..., help="manifest.parquet"),
+    quick: bool = typer.Option(False, help="headers only: skip hashing every member's bytes"),
+) -> None:
+    """Check the schema and the files on disk, each member's bytes against its hash; exit 1
+    listing each problem."""
     from eamm.manifest import validate_manifest
 
-    problems = validate_manifest(path)
+    problems = validate_manifest(path, content=not quick)
     for problem in problems:
         print(f"invalid: {problem}", file=sys.stderr)
     if problems:
@@ -335,9 +435,22 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
 
 
 def main() -> None:
-    """Console-script entry: library errors become one line on stderr, no traceback."""
+    """Console-script entry: every error is one line on stderr; ``--debug`` adds the traceback.
+
+    Exit 2 for an error the pipeline names (bad input, params, media), 1 for anything else.
+    """
     try:
         app()
-    except EammError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:
+        if debug_enabled():
+            traceback.print_exc()
+        first_line = next(iter(str(err).splitlines()), "")
+        if isinstance(err, EammError):
+            print(f"error: {first_line}", file=sys.stderr)
+            sys.exit(2)
+        hint = "" if debug_enabled() else " (run with --debug for the traceback)"
+        print(f"error: {type(err).__name__}: {first_line}{hint}", file=sys.stderr)
+        sys.exit(1)

@@ -6,10 +6,31 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from eamm.errors import EammError
 
+# libx264's presets: anything else fails only when the first clip is encoded
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
 MEAD_EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 LRW_SPLITS = ("train", "val", "test")
 
@@ -91,7 +112,7 @@ class PreprocessParams(_Strict):
     fps: int = Field(25, gt=0)
     crop_size: int = Field(256, ge=64)
     crf: int = Field(10, ge=0, le=51)
-    preset: str = "veryfast"
+    preset: Literal[X264_PRESETS] = "veryfast"  # type: ignore[valid-type]
     pix_fmt: Literal["yuv444p", "yuv420p"] = "yuv444p"
     # frames.mp4 through libx264 in the worker (PyAV) or an ffmpeg subprocess per clip: the same
     # decoded pixels; the in-process one saves the process start-up, most of a short clip's cost.
@@ -110,6 +131,14 @@ class PreprocessParams(_Strict):
     min_frames: int = Field(7, ge=1)
     max_av_mismatch_s: float = Field(0.5, ge=0)
     decoder_threads: int = Field(1, ge=1)
+
+    @field_validator("template")
+    @classmethod
+    def _template_exists(cls, value: str) -> str:
+        """Refused here, naming the key, rather than as a raw error in the first clip."""
+        if value != "default" and not Path(value).is_file():
+            raise ValueError(f"no template file {value} ('default' or a .npy path)")
+        return value
 
 
 class MeadDatasetParams(_Strict):
@@ -138,6 +167,10 @@ class PreprocessRunParams(_Strict):
     runner: str = "threads"
     workers: int | None = Field(None, ge=1)  # None: one per CPU core
     batch_size: dict[str, int] = {"mead": 4, "lrw": 16}
+    # How a clip's raw files are judged unchanged for reuse: size and mtime (no reads), or a
+    # content hash of the files (and every reused output member), for stores that keep mtimes
+    # across rewrites (docs/operations.md has the cost per GB).
+    verify_inputs: Literal["mtime", "content"] = "mtime"
 
 
 class TrainerParams(_Strict):

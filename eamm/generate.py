@@ -2,14 +2,20 @@
 
 photo + speech + emotion video (+ head pose) -> ``<out>.mp4`` (emotion), ``<out>_neutral.mp4``
 and ``<out>_compare.mp4`` (aligned emotion video | neutral | emotion), 25 fps, audio muxed.
-Differences from EAMM's demo: the photo is RGB (EAMM fed BGR), the emotion-video augmentation is
-seeded (same inputs, same video), frames are rendered in batches, the output is always 25 fps.
+Without an emotion video or emotion checkpoint, ``<out>.mp4`` is the neutral video (and a note
+says so). Differences from EAMM's demo: the photo is RGB (EAMM fed BGR), the emotion-video
+augmentation is seeded (same inputs, same video), the output is always 25 fps, and frames
+stream through the networks and encoders a window at a time, so memory does not grow with the
+length of the speech.
 """
 
 from __future__ import annotations
 
+import copy
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
@@ -22,7 +28,7 @@ from eamm.audio import (
     end_pad_for_frames,
     fit_length,
     load_audio_16k_mono,
-    mfcc_windows,
+    mfcc_window_range,
     write_wav_s16,
 )
 from eamm.config import GenerateParams, PreprocessParams
@@ -39,15 +45,23 @@ from eamm.models import (
     OcclusionAwareGenerator,
 )
 from eamm.preprocess.clip import clip_transform
-from eamm.smoothing import one_euro
-from eamm.train.augment import emotion_augment
+from eamm.smoothing import OneEuro, one_euro
+from eamm.train.augment import mouth_noise, random_flip, random_perspective, random_rotation
 from eamm.train.checkpoint import load_checkpoint
+from eamm.train.clips import fill_missing_rows
 from eamm.train.loop import pick_device
 from eamm.video.decode import decode_frames, open_video, resample_fps, stream_info
 from eamm.video.warp import warp_to_crop
 
 FPS = 25
 SAMPLE_RATE = 16000
+# Frames per streaming window (2.56 s; a multiple of 4, see EmotionSource): the audio network,
+# keypoint head and smoothing run a window at a time (~2 MB a frame at any image size), the
+# renderer and encoders a batch at a time.
+WINDOW_FRAMES = 64
+KP_KEYS = ("value", "jacobian")
+# ``emotion_augment``'s rotation, perspective shift and expansion (EAMM's stage-3 values).
+AUGMENT_ROTATION, AUGMENT_SHIFT, AUGMENT_EXPAND = 30.0, 30, 40
 
 
 class SilentAudioError(MediaError):
@@ -194,11 +208,91 @@ def ping_pong(rows: np.ndarray, length: int) -> np.ndarray:
     )
 
 
-def _smooth(x: torch.Tensor, setting: tuple[float, float, float]) -> torch.Tensor:
-    mincutoff, beta, prescale = setting
-    flat = x.detach().float().cpu().numpy().reshape(len(x), -1) * prescale
-    out = one_euro(flat, mincutoff, beta) / prescale
-    return torch.from_numpy(out.reshape(x.shape)).to(x.device, x.dtype)
+class _Smoother:
+    """One Euro smoothing of keypoint tensors (T, ...) at a prescale, its state carried from one
+    window of frames to the next."""
+
+    def __init__(self, setting: tuple[float, float, float]) -> None:
+        mincutoff, beta, self.prescale = setting
+        self.filter = OneEuro(mincutoff, beta)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.detach().float().cpu().numpy().reshape(len(x), -1) * self.prescale
+        out = self.filter(flat) / self.prescale
+        return torch.from_numpy(out.reshape(x.shape)).to(x.device, x.dtype)
+
+
+def _add_emotion(
+    models: EammModels,
+    driving: dict[str, torch.Tensor],
+    kp_audio: dict[str, torch.Tensor],
+    transformed: torch.Tensor,
+    smoothers: dict[str, _Smoother],
+    gp: GenerateParams,
+) -> dict[str, torch.Tensor]:
+    """``driving`` plus the emotion displacement that ``transformed`` frames give."""
+    bs = gp.batch_size
+    parts = [
+        models.emotion(
+            transformed[i : i + bs], kp_audio["value"][i : i + bs], kp_audio["jacobian"][i : i + bs]
+        )
+        for i in range(0, len(transformed), bs)
+    ]
+    disp = {k: torch.cat([p[k] for p in parts]) for k in KP_KEYS}
+    device = transformed.device
+    idx = torch.tensor(models.emotion_kp, device=device)
+    scale = torch.tensor(gp.emotion_scale[: len(idx)], device=device)
+    # The displacement is added after the relative normalisation: normalising the sum, as
+    # EAMM's --relative would, subtracts a steady expression away with the first frame.
+    emotional = {k: v.clone() for k, v in driving.items()}
+    for key, extra in (("value", 1), ("jacobian", 2)):
+        emotional[key][:, idx] += scale.view(1, -1, *([1] * extra)) * smoothers[key](disp[key])
+    return emotional
+
+
+@torch.no_grad()
+def animate_stream(
+    models: EammModels,
+    source: torch.Tensor,
+    windows: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
+    gp: GenerateParams,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """``animate`` over consecutive windows of (mfcc, pose, transformed) frames, yielding a
+    batch of frames at a time. The LSTM state, the One Euro filters and relative mode's
+    first-frame keypoints carry over between windows, so the frames are those of one long
+    window while memory holds one window."""
+    kp_source = models.kp_detector(source)
+    audio_smoothers = {k: _Smoother(gp.audio_kp_smoothing) for k in KP_KEYS}
+    emotion_smoothers = {k: _Smoother(gp.emotion_smoothing) for k in KP_KEYS}
+    state, first = None, None
+    for mfcc, pose, transformed in windows:
+        feature, state = models.audio_net.forward_from(
+            source, mfcc[None], pose[None], gp.audio_weight, state
+        )
+        kp_audio = models.audio_head(feature[0])
+        driving = {k: audio_smoothers[k](kp_audio[k]) for k in KP_KEYS}
+        if gp.relative:
+            # FOMM's relative mode: the audio keypoints' motion since the first frame, applied
+            # to the source's keypoints (a constant offset of the audio branch cancels out).
+            if first is None:
+                first = {k: v[:1].clone() for k, v in driving.items()}
+            jacobian = kp_source["jacobian"].expand_as(driving["jacobian"])
+            if gp.relative_jacobian:
+                jacobian = driving["jacobian"] @ torch.inverse(first["jacobian"]) @ jacobian
+            driving = {
+                "value": driving["value"] - first["value"] + kp_source["value"],
+                "jacobian": jacobian,
+            }
+        variants = {"neutral": driving}
+        if transformed is not None and models.emotion is not None:
+            variants["emotion"] = _add_emotion(
+                models, driving, kp_audio, transformed, emotion_smoothers, gp
+            )
+        batches = [
+            render_batches(models, source, kp_source, kp, gp.batch_size) for kp in variants.values()
+        ]
+        for frames in zip(*batches, strict=True):
+            yield dict(zip(variants, frames, strict=True))
 
 
 @torch.no_grad()
@@ -210,65 +304,31 @@ def animate(
     transformed: torch.Tensor | None,
     gp: GenerateParams,
 ) -> dict[str, torch.Tensor]:
-    """Neutral and (with ``transformed``) emotion frames (T, 3, H, W) for one source image."""
-    kp_source = models.kp_detector(source)
-    feature = models.audio_net(source, mfcc[None], pose[None], audio_weight=gp.audio_weight)[0]
-    kp_audio = models.audio_head(feature)
-    driving = {
-        "value": _smooth(kp_audio["value"], gp.audio_kp_smoothing),
-        "jacobian": _smooth(kp_audio["jacobian"], gp.audio_kp_smoothing),
-    }
-    if gp.relative:
-        # FOMM's relative mode: the audio keypoints' motion since the first frame, applied to
-        # the source's keypoints (a constant offset of the audio branch cancels out).
-        jacobian = kp_source["jacobian"].expand_as(driving["jacobian"])
-        if gp.relative_jacobian:
-            jacobian = driving["jacobian"] @ torch.inverse(driving["jacobian"][:1]) @ jacobian
-        driving = {
-            "value": driving["value"] - driving["value"][:1] + kp_source["value"],
-            "jacobian": jacobian,
-        }
-    variants = {"neutral": driving}
-    if transformed is not None and models.emotion is not None:
-        parts = [
-            models.emotion(
-                transformed[i : i + gp.batch_size],
-                kp_audio["value"][i : i + gp.batch_size],
-                kp_audio["jacobian"][i : i + gp.batch_size],
-            )
-            for i in range(0, len(transformed), gp.batch_size)
+    """Neutral and (with ``transformed``) emotion frames (T, 3, H, W) for one source image, all
+    T frames as one window."""
+    batches = list(animate_stream(models, source, [(mfcc, pose, transformed)], gp))
+    return {name: torch.cat([b[name] for b in batches]) for name in batches[0]}
+
+
+def render_batches(
+    models: EammModels, source: torch.Tensor, kp_source: dict, kp: dict, batch_size: int
+) -> Iterator[torch.Tensor]:
+    """``render``'s frames, ``batch_size`` at a time."""
+    t = len(kp["value"])
+    for i in range(0, t, batch_size):
+        n = min(batch_size, t - i)
+        src_kp = {k: v.expand(n, *v.shape[1:]) for k, v in kp_source.items()}
+        drv_kp = {k: v[i : i + n] for k, v in kp.items()}
+        yield models.generator(source.expand(n, -1, -1, -1), kp_source=src_kp, kp_driving=drv_kp)[
+            "prediction"
         ]
-        disp = {k: torch.cat([p[k] for p in parts]) for k in ("value", "jacobian")}
-        idx = torch.tensor(models.emotion_kp, device=source.device)
-        scale = torch.tensor(gp.emotion_scale[: len(idx)], device=source.device)
-        # The displacement is added after the relative normalisation: normalising the sum,
-        # as EAMM's --relative would, subtracts a steady expression away with the first frame.
-        emotional = {k: v.clone() for k, v in driving.items()}
-        for key, extra in (("value", 1), ("jacobian", 2)):
-            delta = _smooth(disp[key], gp.emotion_smoothing)
-            emotional[key][:, idx] += scale.view(1, -1, *([1] * extra)) * delta
-        variants["emotion"] = emotional
-    return {
-        name: render(models, source, kp_source, kp, gp.batch_size) for name, kp in variants.items()
-    }
 
 
 def render(
     models: EammModels, source: torch.Tensor, kp_source: dict, kp: dict, batch_size: int
 ) -> torch.Tensor:
     """Frames (T, 3, H, W) of ``source`` moved to the driving keypoints ``kp`` (T, K, ...)."""
-    frames = []
-    t = len(kp["value"])
-    for i in range(0, t, batch_size):
-        n = min(batch_size, t - i)
-        src_kp = {k: v.expand(n, *v.shape[1:]) for k, v in kp_source.items()}
-        drv_kp = {k: v[i : i + n] for k, v in kp.items()}
-        frames.append(
-            models.generator(source.expand(n, -1, -1, -1), kp_source=src_kp, kp_driving=drv_kp)[
-                "prediction"
-            ]
-        )
-    return torch.cat(frames)
+    return torch.cat(list(render_batches(models, source, kp_source, kp, batch_size)))
 
 
 @torch.no_grad()
@@ -281,8 +341,62 @@ def reconstruct(
     kp_source = models.kp_detector(source)
     steps = range(0, len(driving), batch_size)
     parts = [models.kp_detector(driving[i : i + batch_size]) for i in steps]
-    kp = {k: torch.cat([p[k] for p in parts]) for k in ("value", "jacobian")}
+    kp = {k: torch.cat([p[k] for p in parts]) for k in KP_KEYS}
     return render(models, source, kp_source, kp, batch_size)
+
+
+class EmotionSource:
+    """The aligned emotion video looped to ``num_frames`` and augmented a window at a time into
+    exactly the frames ``emotion_augment`` gives for the whole loop, whatever the windows.
+
+    ``emotion_augment`` draws the mouth noise of every frame, then one flip and one rotation,
+    then each frame's perspective. Here one copy of the seeded generator draws the noise window
+    by window; a second one first skips all of it (drawn and dropped, window by window), then
+    gives the flip and rotation (replayed for every window) and the perspectives. Windows of a
+    multiple of 4 frames keep the noise aligned to numpy's 4-byte draws of uint8 values."""
+
+    def __init__(self, frames: np.ndarray, seed: int, num_frames: int) -> None:
+        self.frames = frames
+        self._noise = np.random.default_rng(seed)
+        self._geometry = np.random.default_rng(seed)
+        for start in range(0, num_frames, WINDOW_FRAMES):
+            mouth_noise(self.looped(start, min(num_frames, start + WINDOW_FRAMES)), self._geometry)
+        self._perspective: np.random.Generator | None = None
+
+    def looped(self, start: int, stop: int) -> np.ndarray:
+        """Frames ``start:stop`` of the video repeated end to end."""
+        return self.frames[np.arange(start, stop) % len(self.frames)]
+
+    def augmented(self, start: int, stop: int) -> np.ndarray:
+        """The augmented frames ``start:stop``; windows must come in order."""
+        clip = mouth_noise(self.looped(start, stop), self._noise)
+        geometry = copy.deepcopy(self._geometry)
+        clip = random_rotation(random_flip(clip, geometry), geometry, AUGMENT_ROTATION)
+        if self._perspective is None:
+            self._perspective = geometry
+        return random_perspective(clip, self._perspective, AUGMENT_SHIFT, AUGMENT_EXPAND)
+
+
+def load_pose(path: Path) -> tuple[np.ndarray, int]:
+    """(head-pose rows (n, 6) float32, how many were NaN) from a ``.npy`` of (n, 6) or (n, 7)
+    rows. NaN rows (frames without a face, as preprocessing writes them) take the nearest valid
+    row, as training and evaluation fill them; anything else is refused in one line."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise EammError(f"{path}: cannot read pose rows ({str(err).splitlines()[0]})") from None
+    if not isinstance(loaded, np.ndarray):
+        loaded.close()
+        raise EammError(f"{path}: pose rows must be one .npy array, not an .npz archive")
+    if loaded.ndim != 2 or loaded.shape[1] not in (6, 7) or not len(loaded):
+        raise EammError(f"{path}: pose rows must have shape (n, 6) or (n, 7), got {loaded.shape}")
+    if not np.issubdtype(loaded.dtype, np.floating):
+        raise EammError(f"{path}: pose rows must be floating point, got {loaded.dtype}")
+    rows = loaded[:, :6].astype(np.float32)
+    missing = int((~np.isfinite(rows).all(axis=1)).sum())
+    if missing == len(rows):
+        raise EammError(f"{path}: all {missing} pose rows are NaN (no face in any frame)")
+    return fill_missing_rows(rows), missing
 
 
 @dataclass
@@ -292,6 +406,28 @@ class GenerationResult:
     compare: Path | None
     num_frames: int
     emotion_kp: list[int]
+    notes: list[str] = field(default_factory=list)  # one line each: fallbacks, repaired input
+
+
+def _writers(
+    stack: ExitStack, paths: dict[str, Path], size: int, wav: Path, crf: int
+) -> dict[str, VideoWriter]:
+    """One encoder per output video, all open at once so frames stream to them."""
+    return {
+        name: stack.enter_context(
+            VideoWriter(
+                path,
+                size * (3 if name == "compare" else 1),
+                size,
+                FPS,
+                crf=crf,
+                audio_path=wav,
+                audio_rate=SAMPLE_RATE,
+                audio_channels=1,
+            )
+        )
+        for name, path in paths.items()
+    }
 
 
 def generate(
@@ -306,35 +442,48 @@ def generate(
     preprocess: PreprocessParams | None = None,
     fallback_model: dict | None = None,
 ) -> GenerationResult:
-    """Write the emotion, neutral and comparison videos; one-line errors name the bad input."""
+    """Write the emotion, neutral and comparison videos (or only ``out``, neutral, without an
+    emotion source: a note says so); one-line errors name the bad input."""
     gp = params or GenerateParams()
     pp = preprocess or PreprocessParams()
     photo, audio, out = Path(photo), Path(audio), Path(out)
+    notes: list[str] = []
+    if pose is not None:
+        rows, missing = load_pose(Path(pose))
+        if missing:
+            notes.append(
+                f"{pose}: {missing} of {len(rows)} pose rows are NaN (frames without a face), "
+                "filled from the nearest valid row"
+            )
     device = pick_device(gp.device)
     nets = load_models(checkpoints, device, gp.generator_from, fallback_model)
     size = nets.image_size
     samples, t = load_speech(audio)
+    if emotion_video is None:
+        notes.append(f"{out}: the neutral video (no emotion video given)")
+    elif nets.emotion is None:
+        emotion_video = None
+        notes.append(
+            f"{out}: the neutral video (no emotion checkpoint in {Path(checkpoints) / 'emotion'})"
+        )
     face = FaceModels(pp.landmarks.min_detection_confidence)
     backend = make_backend(pp.landmarks.backend, pp.landmarks.fan_weights_dir)
     try:
         source, crop256 = align_photo(photo, size, pp, face, backend)
-        if pose is not None:
-            loaded = np.load(pose)
-            rows = loaded.astype(np.float32).reshape(-1, loaded.shape[-1])
-        elif pose_video is not None:
+        if pose is None and pose_video is not None:
             frames = aligned_video(Path(pose_video), 256, pp, face, backend)
             face.reset_tracking()
             meshes = [face.track(f) for f in frames]
             rows = np.stack([pose_row(m) for m in meshes if m is not None])
             if not len(rows):
                 raise EammError(f"{pose_video}: no face to estimate head pose from")
-        else:
+        elif pose is None:
             mesh = face.mesh(crop256)
             if mesh is None:
                 raise EammError(f"{photo}: no face mesh for the still pose")
             rows = pose_row(mesh)[None]
-        emotion_frames = (
-            aligned_video(Path(emotion_video), size, pp, face, backend)
+        emotion = (
+            EmotionSource(aligned_video(Path(emotion_video), size, pp, face, backend), gp.seed, t)
             if emotion_video is not None
             else None
         )
@@ -344,49 +493,53 @@ def generate(
     if len(rows) > 1:
         rows = one_euro(rows, *gp.pose_smoothing).astype(np.float32)
     poses = ping_pong(rows, t)
-    mfcc = mfcc_windows(samples, end_pad_for_frames(len(samples), t))[:t, :, 1:]
-    transformed = None
-    if emotion_frames is not None:
-        looped = np.resize(emotion_frames, (t, *emotion_frames.shape[1:]))
-        rng = np.random.default_rng(gp.seed)
-        transformed = frames_to_tensor(emotion_augment(looped, rng), device)
-    result = animate(
-        nets,
-        frames_to_tensor(source, device)[None],
-        torch.from_numpy(np.ascontiguousarray(mfcc)).to(device),
-        torch.from_numpy(poses).to(device),
-        transformed,
-        gp,
-    )
-    videos = {k: tensor_to_frames(v) for k, v in result.items()}
+    end_pad = end_pad_for_frames(len(samples), t)
+
+    def windows() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        for start in range(0, t, WINDOW_FRAMES):
+            stop = min(t, start + WINDOW_FRAMES)
+            mfcc = mfcc_window_range(samples, end_pad, start, stop)[:, :, 1:]
+            transformed = (
+                frames_to_tensor(emotion.augmented(start, stop), device)
+                if emotion is not None
+                else None
+            )
+            yield (
+                torch.from_numpy(np.ascontiguousarray(mfcc)).to(device),
+                torch.from_numpy(poses[start:stop]).to(device),
+                transformed,
+            )
+
+    paths = {"neutral": out}
+    if emotion is not None:
+        paths = {
+            "emotion": out,
+            "neutral": out.with_name(f"{out.stem}_neutral{out.suffix}"),
+            "compare": out.with_name(f"{out.stem}_compare{out.suffix}"),
+        }
     out.parent.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "emotion": out,
-        "neutral": out.with_name(f"{out.stem}_neutral{out.suffix}"),
-        "compare": out.with_name(f"{out.stem}_compare{out.suffix}"),
-    }
-    if "emotion" in videos:
-        reference = np.resize(emotion_frames, (t, *emotion_frames.shape[1:]))
-        videos["compare"] = np.concatenate([reference, videos["neutral"], videos["emotion"]], 2)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         wav = write_wav_s16(samples, Path(tmp) / "speech.wav")
-        for name, frames in videos.items():
-            with VideoWriter(
-                paths[name],
-                frames.shape[2],
-                frames.shape[1],
-                FPS,
-                crf=gp.crf,
-                audio_path=wav,
-                audio_rate=SAMPLE_RATE,
-                audio_channels=1,
-            ) as writer:
-                for frame in frames:
+        writers = _writers(stack, paths, size, wav, gp.crf)
+        done = 0
+        source_tensor = frames_to_tensor(source, device)[None]
+        for batch in animate_stream(nets, source_tensor, windows(), gp):
+            videos = {k: tensor_to_frames(v) for k, v in batch.items()}
+            n = len(videos["neutral"])
+            if emotion is not None:
+                reference = emotion.looped(done, done + n)
+                videos["compare"] = np.concatenate(
+                    [reference, videos["neutral"], videos["emotion"]], 2
+                )
+            for name, writer in writers.items():
+                for frame in videos[name]:
                     writer.write(frame)
+            done += n
     return GenerationResult(
-        emotion=paths["emotion"] if "emotion" in videos else None,
+        emotion=paths.get("emotion"),
         neutral=paths["neutral"],
-        compare=paths["compare"] if "compare" in videos else None,
+        compare=paths.get("compare"),
         num_frames=t,
         emotion_kp=nets.emotion_kp,
+        notes=notes,
     )

@@ -1,14 +1,19 @@
 """Dataset manifests: one Parquet row per indexed clip (failed ones included), explicit schema.
 
-An ok row says where its five output files live: a tar shard beside the manifest and each
-file's byte offset and size in it (``eamm.shards``). Written atomically (temporary file, then
-rename). ``validate_manifest`` checks a manifest against the schema and the shards on disk: an
-ok row whose members are missing or inconsistent, a failed row with outputs, shards no row
-accounts for and leftovers of an interrupted run are all errors.
+An ok row says where its five output files live: a tar shard beside the manifest, each file's
+byte offset and size in it (``eamm.shards``) and a content hash of its bytes. Written atomically
+(temporary file, then rename). ``validate_manifest`` checks a manifest against the schema and
+the shards on disk: an ok row whose members are missing, inconsistent or damaged, a failed row
+with outputs or whose failure came from the run (disk full, I/O error) rather than the clip,
+shards no row accounts for and leftovers of an interrupted run are all errors.
+
+Manifests of version 2 (no ``member_hashes``) are still read, the column null: their content
+cannot be verified until a preprocessing run records the hashes (``eamm.preprocess.dataset``).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -20,12 +25,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from eamm.errors import EammError
-from eamm.shards import SHARDS_DIR, Member, load_npy, unmatched
+from eamm.shards import SHARDS_DIR, Member, npy_shape, unmatched
 
 OUTPUT_FILES = ("frames.mp4", "audio.wav", "mfcc.npy", "landmarks.npy", "pose.npy")
 STATUSES = ("ok", "failed", "skipped")
 MANIFEST_NAME = "manifest.parquet"
-MANIFEST_VERSION = "2"
+MANIFEST_VERSION = "3"
 # where clips are built before they are packed; a finished run leaves it empty
 STAGING_DIR = ".staging"
 
@@ -72,6 +77,8 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("output_files", pa.list_(pa.string())),
         pa.field("member_offsets", pa.list_(pa.int64())),
         pa.field("member_sizes", pa.list_(pa.int64())),
+        # BLAKE2b (16 bytes, hex) of each member's bytes, as written (eamm.shards.new_digest)
+        pa.field("member_hashes", pa.list_(pa.string())),
         pa.field("param_fingerprint", pa.string()),
         pa.field("code_version", pa.string()),
         pa.field("processing_seconds", pa.float64()),
@@ -80,6 +87,34 @@ MANIFEST_SCHEMA = pa.schema(
 )
 FIELDS = tuple(MANIFEST_SCHEMA.names)
 TIMING_COLUMNS = ("processing_seconds", "source_mtime_ns")
+# columns added since version 2: a manifest without them is read with them null
+ADDED_COLUMNS = ("member_hashes",)
+
+# errno values that say the run failed, not the clip: the same clip passes on a healthy disk
+RUN_FAULT_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EIO,
+        errno.ENOMEM,
+        errno.EROFS,
+        errno.ESTALE,
+        errno.EAGAIN,
+        errno.ETIMEDOUT,
+        errno.EMFILE,
+        errno.ENFILE,
+    }
+)
+RUN_FAULT_TEXTS = (*(os.strerror(code) for code in sorted(RUN_FAULT_ERRNOS)), "MemoryError")
+
+
+def run_fault_reason(message: str | None) -> str | None:
+    """The run fault an error message names (``No space left on device``...), else None.
+
+    Messages are all there is for tools that report errors as text (an ffmpeg subprocess) and
+    for failed rows of older manifests, written before run faults were kept out of them.
+    """
+    return next((text for text in RUN_FAULT_TEXTS if text in (message or "")), None)
 
 
 def to_table(rows: list[dict]) -> pa.Table:
@@ -113,6 +148,12 @@ def read_manifest(path: str | Path) -> pa.Table:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as err:
         raise EammError(f"{path}: not a readable Parquet manifest ({err})") from None
+    missing = [name for name in ADDED_COLUMNS if name not in table.schema.names]
+    for name in missing:
+        field = MANIFEST_SCHEMA.field(name)
+        table = table.append_column(field, pa.nulls(len(table), field.type))
+    if missing and set(table.schema.names) == set(FIELDS):
+        table = table.select(list(FIELDS))
     if not table.schema.equals(MANIFEST_SCHEMA, check_metadata=False):
         found = (table.schema.metadata or {}).get(b"eamm.manifest.version", b"?").decode()
         raise EammError(
@@ -177,7 +218,22 @@ def members(row: dict, root: Path) -> dict[str, Member]:
     return {name: Member(shard, offset, size) for name, (offset, size) in byte_ranges(row).items()}
 
 
-def _check_outputs(row: dict, root: Path) -> list[str]:
+def npy_shapes(n_frames: int) -> dict[str, tuple[int, ...]]:
+    """The shape each ``.npy`` output has for a clip of ``n_frames`` frames."""
+    return {
+        "mfcc.npy": (n_frames, 28, 13),
+        "landmarks.npy": (n_frames, 68, 2),
+        "pose.npy": (n_frames, 7),
+    }
+
+
+def check_members(row: dict, root: Path, content: bool = True) -> list[str]:
+    """Problems with an ok row's outputs, one line per damaged member (empty when sound).
+
+    Always: tar headers at the recorded offsets and ``.npy`` headers with the row's shapes.
+    With ``content``: every member's bytes against its recorded hash (a full read of the
+    clip's outputs; rows without hashes are checked as far as the headers allow).
+    """
     clip_id = row["clip_id"]
     if not row.get("shard") or sorted(row.get("output_files") or []) != sorted(OUTPUT_FILES):
         return [f"{clip_id}: outputs incomplete (no shard members recorded)"]
@@ -186,23 +242,37 @@ def _check_outputs(row: dict, root: Path) -> list[str]:
     bad = unmatched(root / row["shard"], byte_ranges(row), clip_id)
     if bad:
         return [f"{clip_id}: {', '.join(bad)} not at the recorded offset in {row['shard']}"]
-    n = row["n_frames"]
-    shapes = {
-        "mfcc.npy": (n, 28, 13),
-        "landmarks.npy": (n, 68, 2),
-        "pose.npy": (n, 7),
-    }
-    problems = []
     found = members(row, root)
-    for name, shape in shapes.items():
-        array = load_npy(found[name].read())
-        if array.shape != shape:
-            problems.append(f"{clip_id}: {name} has shape {array.shape}, expected {shape}")
+    damaged = set()
+    if content and row.get("member_hashes"):
+        recorded = dict(zip(row["output_files"], row["member_hashes"], strict=True))
+        damaged = {name for name, member in found.items() if member.digest() != recorded[name]}
+    problems = [
+        f"{clip_id}: {name} damaged (its bytes differ from the recorded hash) in {row['shard']}"
+        for name in OUTPUT_FILES
+        if name in damaged
+    ]
+    for name, shape in npy_shapes(row["n_frames"]).items():
+        if name in damaged:
+            continue
+        try:
+            found_shape = npy_shape(found[name])
+        except (ValueError, TypeError, OSError) as err:
+            problems.append(
+                f"{clip_id}: {name} has a damaged .npy header in {row['shard']} ({err})"
+            )
+            continue
+        if found_shape != shape:
+            problems.append(f"{clip_id}: {name} has shape {found_shape}, expected {shape}")
     return problems
 
 
-def validate_manifest(path: str | Path) -> list[str]:
-    """Problems found (empty when valid); shards are looked up beside the manifest."""
+def validate_manifest(path: str | Path, content: bool = True) -> list[str]:
+    """Problems found (empty when valid); shards are looked up beside the manifest.
+
+    ``content``: hash every member (reads all outputs, about 2 s per GB per core); without it
+    only tar and ``.npy`` headers are checked, which finds misplaced but not damaged bytes.
+    """
     path = Path(path)
     rows = read_rows(path)
     root = path.parent
@@ -217,11 +287,22 @@ def validate_manifest(path: str | Path) -> list[str]:
             continue
         if row["status"] == "ok":
             used.add(row["shard"])
-            problems += _check_outputs(row, root)
+            problems += check_members(row, root, content)
         elif row.get("shard") or (root / STAGING_DIR / row["clip_id"]).exists():
             problems.append(f"{row['clip_id']}: status {row['status']} but outputs exist")
         if row["status"] == "failed" and not row["error_code"]:
             problems.append(f"{row['clip_id']}: failed without an error_code")
+        if row["status"] == "failed" and (reason := run_fault_reason(row["error_message"])):
+            problems.append(
+                f"{row['clip_id']}: failed because of the run, not the clip ({reason}); "
+                "a preprocessing re-run redoes it"
+            )
+    unhashed = sum(r["status"] == "ok" and not r.get("member_hashes") for r in rows)
+    if content and unhashed:
+        problems.append(
+            f"{unhashed} ok clips have no member hashes (manifest version 2): content not "
+            "verified; a preprocessing re-run records them"
+        )
     shards = root / SHARDS_DIR
     if shards.is_dir():
         for shard in sorted(shards.rglob("*.tar")):

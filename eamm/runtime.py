@@ -1,14 +1,33 @@
-"""Process-wide defaults for running offline: project-local Prefect home, telemetry off.
+"""Process-wide defaults for running offline, and where a command finds its settings.
 
-Called by the CLI and by ``flows`` before Prefect is imported, so every entry point (``eamm``,
-``dvc repro``, ``python -m flows...``) gets the same settings. Values already set win, which is
-how users point the same flows at a running ``prefect server`` (``PREFECT_API_URL``).
+``configure_environment`` is called by the CLI and by ``flows`` before Prefect is imported, so
+every entry point (``eamm``, ``dvc repro``, ``python -m flows...``) gets the same settings. Values
+already set win, which is how users point the same flows at a running ``prefect server``
+(``PREFECT_API_URL``).
+
+Settings: ``--params``, else ``params.yaml`` in the working folder or the project, else the
+defaults the package carries (the pydantic models in ``eamm.config``); checkpoints likewise
+(``--checkpoints``, else ``models/`` there), so the CLI works from any folder.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from eamm.errors import EammError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from eamm.config import GenerateParams, PreprocessParams
+
+    Section = TypeVar("Section", bound=BaseModel)
+
+# "1" (set by `eamm --debug`, inherited by child processes): tracebacks on, not one-line errors.
+DEBUG_ENV = "EAMM_DEBUG"
 
 TELEMETRY_OFF = {
     "DO_NOT_TRACK": "1",
@@ -40,3 +59,76 @@ def configure_environment(root: Path | None = None) -> dict[str, str]:
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     return {key: os.environ[key] for key in defaults}
+
+
+def debug_enabled() -> bool:
+    """Whether ``--debug`` (``$EAMM_DEBUG``) asked for tracebacks."""
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def prefect_api_configured() -> bool:
+    """Whether ``PREFECT_API_URL`` names a server; else running a flow starts a temporary one."""
+    return bool(os.environ.get("PREFECT_API_URL"))
+
+
+def find_in_project(name: str) -> Path | None:
+    """``name`` in the working folder, else in the project root; None where neither has it."""
+    for folder in dict.fromkeys((Path.cwd(), project_root())):
+        if (folder / name).exists():
+            return folder / name
+    return None
+
+
+def params_file(given: Path | None) -> Path | None:
+    """``--params``, else the working folder's or the project's params.yaml; None: defaults."""
+    if given is not None:
+        if not given.is_file():
+            raise EammError(f"{given}: params file not found (--params)")
+        return given
+    found = find_in_project("params.yaml")
+    return found if found is not None and found.is_file() else None
+
+
+def checkpoints_folder(given: Path | None) -> Path:
+    """``--checkpoints``, else ``models/`` in the working folder or the project."""
+    if given is not None:
+        if not given.is_dir():
+            raise EammError(f"{given}: checkpoint folder not found (--checkpoints)")
+        return given
+    found = find_in_project("models")
+    if found is None or not found.is_dir():
+        raise EammError(f"{Path.cwd() / 'models'}: no checkpoint folder; pass --checkpoints DIR")
+    return found
+
+
+def load_settings(path: Path | None, section: str, model: type[Section]) -> Section:
+    """``section`` of the params file at ``path`` (validated), or ``model``'s defaults."""
+    from eamm.config import load_section
+
+    return model() if path is None else load_section(path, section, model)
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    """What generation reads from params, loaded once by the CLI and the flow alike."""
+
+    params: GenerateParams
+    preprocess: PreprocessParams
+    model: dict  # the raw `model` section: profiles for checkpoints that do not carry theirs
+
+    @property
+    def arguments(self) -> dict:
+        """Keyword arguments of ``eamm.generate.generate`` (the task's function too)."""
+        return {"params": self.params, "preprocess": self.preprocess, "fallback_model": self.model}
+
+
+def generate_settings(path: Path | None) -> GenerateSettings:
+    """The ``generate``, ``preprocess`` and ``model`` sections (defaults without a file)."""
+    import yaml
+
+    from eamm.config import GenerateParams, PreprocessParams
+
+    generate = load_settings(path, "generate", GenerateParams)
+    preprocess = load_settings(path, "preprocess", PreprocessParams)
+    model = (yaml.safe_load(path.read_text()) or {}).get("model", {}) if path else {}
+    return GenerateSettings(generate, preprocess, model)

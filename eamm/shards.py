@@ -10,6 +10,7 @@ the same clips always give the same bytes and DVC sees no change after a no-op r
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
@@ -23,6 +24,12 @@ import numpy as np
 SHARDS_DIR = "shards"
 SHARD_DEPTH = 2
 BLOCK = tarfile.BLOCKSIZE
+CHUNK = 1 << 20
+
+
+def new_digest() -> hashlib.blake2b:
+    """The content hash of shard members (BLAKE2b, 16 bytes): stdlib, ~0.5 GB/s per core."""
+    return hashlib.blake2b(digest_size=16)
 
 
 def shard_of(clip_id: str) -> str:
@@ -55,6 +62,19 @@ class Member:
             raise OSError(f"{self.shard}: truncated member at byte {self.offset}")
         return data
 
+    def digest(self) -> str:
+        """Hex content hash of the member's bytes, read in chunks (members can be large)."""
+        digest = new_digest()
+        with self.shard.open("rb") as handle:
+            handle.seek(self.offset)
+            left = self.size
+            while left > 0 and (chunk := handle.read(min(CHUNK, left))):
+                digest.update(chunk)
+                left -= len(chunk)
+        if left:
+            raise OSError(f"{self.shard}: truncated member at byte {self.offset}")
+        return digest.hexdigest()
+
 
 # A member to pack: a file on disk or a byte range of an existing shard.
 Source = Path | Member
@@ -64,27 +84,35 @@ def _padded(size: int) -> int:
     return -(-size // BLOCK) * BLOCK
 
 
-def _copy_into(handle: io.BufferedWriter, source: Source) -> None:
+def _copy_into(handle: io.BufferedWriter, source: Source) -> str:
+    """Append ``source`` to ``handle``; returns the content hash of the bytes written."""
+    digest = new_digest()
     if isinstance(source, Member):
-        handle.write(source.read())
-        return
+        data = source.read()
+        digest.update(data)
+        handle.write(data)
+        return digest.hexdigest()
     with source.open("rb") as src:
-        while chunk := src.read(1 << 20):
+        while chunk := src.read(CHUNK):
+            digest.update(chunk)
             handle.write(chunk)
+    return digest.hexdigest()
 
 
 def write_shard(
     path: Path, clips: Mapping[str, Mapping[str, Source]]
-) -> dict[str, dict[str, tuple[int, int]]]:
+) -> dict[str, dict[str, tuple[int, int, str]]]:
     """Pack ``{clip_id: {file name: source}}`` into ``path`` atomically; returns
-    ``{clip_id: {file name: (data offset, size)}}``. Readers see the old shard or the new one.
+    ``{clip_id: {file name: (data offset, size, content hash)}}``. Readers see the old shard
+    or the new one.
 
     Written block by block (header, data, padding; two zero blocks and record padding at the
-    end), so each member's data offset is known as it is written.
+    end), so each member's data offset is known as it is written; the hash is of the bytes as
+    they were written, so later damage to the shard shows up against it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
-    placed: dict[str, dict[str, tuple[int, int]]] = {}
+    placed: dict[str, dict[str, tuple[int, int, str]]] = {}
     try:
         with tmp.open("wb") as handle:
             for clip_id in sorted(clips):
@@ -95,11 +123,11 @@ def write_shard(
                     info.size, info.mode, info.mtime = size, 0o644, 0
                     handle.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
                     start = handle.tell()
-                    _copy_into(handle, source)
+                    digest = _copy_into(handle, source)
                     if handle.tell() - start != size:
                         raise OSError(f"{path}: {clip_id}/{name} changed size while packing")
                     handle.write(b"\0" * (_padded(size) - size))
-                    placed[clip_id][name] = (start, size)
+                    placed[clip_id][name] = (start, size, digest)
             end = handle.tell() + 2 * BLOCK
             handle.write(
                 b"\0" * (-(-end // tarfile.RECORDSIZE) * tarfile.RECORDSIZE - end + 2 * BLOCK)
@@ -182,8 +210,9 @@ def load_npy(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-def npy_memmap(member: Member) -> np.ndarray:
-    """A ``.npy`` member mapped read-only from its shard: a slice reads only the pages it needs."""
+def _npy_header(member: Member) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, Fortran order, dtype, data offset in the shard) from a ``.npy`` member's header;
+    ValueError when the header is damaged."""
     with member.shard.open("rb") as handle:
         handle.seek(member.offset)
         version = np.lib.format.read_magic(handle)
@@ -193,7 +222,17 @@ def npy_memmap(member: Member) -> np.ndarray:
             else np.lib.format.read_array_header_2_0
         )
         shape, fortran, dtype = read_header(handle)
-        start = handle.tell()
+        return shape, fortran, dtype, handle.tell()
+
+
+def npy_shape(member: Member) -> tuple[int, ...]:
+    """Shape of a ``.npy`` member from its header alone (a quick check reads no data)."""
+    return _npy_header(member)[0]
+
+
+def npy_memmap(member: Member) -> np.ndarray:
+    """A ``.npy`` member mapped read-only from its shard: a slice reads only the pages it needs."""
+    shape, fortran, dtype, start = _npy_header(member)
     return np.memmap(
         member.shard,
         dtype=dtype,

@@ -4,3 +4,8 @@ from eamm.runtime import configure_environment
 
 # Before any Prefect import: project-local PREFECT_HOME and telemetry off (see eamm.runtime).
 configure_environment()
+
+from flows.local import quiet_failure_tracebacks, tie_temporary_server  # noqa: E402
+
+quiet_failure_tracebacks()
+tie_temporary_server()

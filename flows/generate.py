@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from prefect import flow
 
-from eamm.config import GenerateParams, PreprocessParams, load_section
 from eamm.generate import GenerationResult
+from eamm.runtime import generate_settings
 from tasks.generate import generate_task
 
 
@@ -21,11 +20,10 @@ def generate_flow(
     checkpoints: str = "models",
     pose: str | None = None,
     pose_video: str | None = None,
-    params_path: str = "params.yaml",
+    params_path: str | None = "params.yaml",
 ) -> GenerationResult:
-    params = load_section(params_path, "generate", GenerateParams)
-    preprocess = load_section(params_path, "preprocess", PreprocessParams)
-    model = yaml.safe_load(Path(params_path).read_text()).get("model", {})
+    """One video through the generate task; ``params_path`` None: the package's defaults."""
+    settings = generate_settings(Path(params_path) if params_path else None)
     return generate_task(
-        photo, audio, emotion_video, out, checkpoints, pose, pose_video, params, preprocess, model
+        photo, audio, emotion_video, out, checkpoints, pose, pose_video, **settings.arguments
     )

@@ -1,35 +1,13 @@
-"""Task: generate one emotional talking-face video (and its neutral and comparison videos)."""
+"""Task: generate one emotional talking-face video (and its neutral and comparison videos).
+
+The library function itself, so a run without Prefect (``eamm generate`` without a server) does
+exactly the task's work.
+"""
 
 from __future__ import annotations
 
 from prefect import task
 
-from eamm.config import GenerateParams, PreprocessParams
-from eamm.generate import GenerationResult, generate
+from eamm.generate import generate
 
-
-@task(name="generate-video")
-def generate_task(
-    photo: str,
-    audio: str,
-    emotion_video: str | None,
-    out: str,
-    checkpoints: str,
-    pose: str | None,
-    pose_video: str | None,
-    params: GenerateParams,
-    preprocess: PreprocessParams,
-    model: dict,
-) -> GenerationResult:
-    return generate(
-        photo,
-        audio,
-        emotion_video,
-        out,
-        checkpoints=checkpoints,
-        pose=pose,
-        pose_video=pose_video,
-        params=params,
-        preprocess=preprocess,
-        fallback_model=model,
-    )
+generate_task = task(name="generate-video")(generate)

@@ -12,6 +12,7 @@ from eamm.config import PreprocessParams
 from eamm.datasets.base import ClipEntry
 from eamm.face.landmarks import FaceModels, LandmarkBackend, make_backend
 from eamm.preprocess.dataset import Journal, process_entry
+from eamm.preprocess.errors import RunFaults, run_fault
 from eamm.preprocess.packing import pack_shard
 
 _local = threading.local()
@@ -32,7 +33,7 @@ def worker_models(params: PreprocessParams) -> tuple[FaceModels, LandmarkBackend
 def _transient(task, task_run, state) -> bool:
     """Retry only what may pass on a second try (I/O hiccups, memory), never a bad clip."""
     error = state.result(raise_on_failure=False)
-    return isinstance(error, (OSError, MemoryError, TimeoutError))
+    return isinstance(error, (RunFaults, OSError, MemoryError, TimeoutError))
 
 
 @task(
@@ -49,27 +50,42 @@ def preprocess_batch(
     param_fp: str,
     previous: dict[str, dict],
 ) -> list[tuple[dict, bool]]:
-    """Process (or reuse) each clip; every finished clip is journaled before the next starts."""
+    """Process (or reuse) each clip; every finished clip is journaled before the next starts.
+
+    A run fault (disk full, I/O error, memory) skips to the next clip and, at the end, raises
+    RunFaults, which the retry rule retries; it carries the finished clips' results.
+    """
     logger = get_run_logger()
     models, backend = worker_models(params)
     journal = Journal(Path(out_root))
     results = []
+    faults: dict[str, str] = {}
     for entry in entries:
-        row, reused = process_entry(
-            entry,
-            Path(raw_root),
-            Path(out_root),
-            params,
-            param_fp,
-            previous.get(entry.clip_id),
-            models,
-            backend,
-        )
-        if not reused:
-            journal.append(row)
+        try:
+            row, reused = process_entry(
+                entry,
+                Path(raw_root),
+                Path(out_root),
+                params,
+                param_fp,
+                previous.get(entry.clip_id),
+                models,
+                backend,
+            )
+            if not reused:
+                journal.append(row)
+        except Exception as err:
+            reason = run_fault(err)
+            if reason is None:
+                raise
+            logger.warning("%s not processed (run fault): %s", entry.clip_id, err)
+            faults[entry.clip_id] = reason
+            continue
         if row["status"] == "failed":
             logger.warning("%s failed: %s", entry.clip_id, row["error_message"])
         results.append((row, reused))
+    if faults:
+        raise RunFaults(faults, results)
     return results
 
 

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from eamm.config import GenerateParams
-from eamm.generate import EammModels, animate, reconstruct, render
+from eamm.generate import EammModels, animate, animate_stream, reconstruct, render
 from eamm.train.build import build_emotion_net, build_networks, profile
 from tests.conftest import ROOT
 
@@ -92,3 +92,21 @@ def test_reconstruction_of_the_source_itself_is_the_still_render(models, inputs)
         still = render(models, source, models.kp_detector(source), _kp_repeat(models, source), 4)
     assert frames.shape == (3, *source.shape[1:])
     assert torch.allclose(frames, still.expand_as(frames), atol=1e-5)
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_windows_give_the_frames_of_one_window(models, inputs, relative):
+    """Streaming carries the LSTM state, the One Euro filters and the first frame's keypoints
+    from window to window: windows of 4 and 2 frames give the all-at-once frames."""
+    source, mfcc, pose, emotion_frames = inputs
+    params = _params(relative=relative)
+    whole = animate(models, source, mfcc, pose, emotion_frames, params)
+    for size in (4, 2):
+        steps = range(0, T, size)
+        windows = [
+            (mfcc[i : i + size], pose[i : i + size], emotion_frames[i : i + size]) for i in steps
+        ]
+        parts = list(animate_stream(models, source, windows, params))
+        for name, frames in whole.items():
+            streamed = torch.cat([p[name] for p in parts])
+            assert torch.allclose(streamed, frames, atol=1e-5), (name, size)

@@ -111,9 +111,9 @@ def test_a_failed_write_leaves_the_old_shard(tmp_path):
 def test_member_check_rejects_wrong_names_sizes_and_offsets(tmp_path):
     src = tmp_path / "x.npy"
     np.save(src, np.arange(6, dtype=np.int16).reshape(2, 3))
-    placed = write_shard(tmp_path / "s.tar", {"a/b/c": {"x.npy": src}})["a/b/c"]["x.npy"]
+    offset, size, _ = write_shard(tmp_path / "s.tar", {"a/b/c": {"x.npy": src}})["a/b/c"]["x.npy"]
     shard = tmp_path / "s.tar"
-    offset, size = placed
+    placed = (offset, size)
     assert unmatched(shard, {"x.npy": placed}, "a/b/c") == []
     assert unmatched(shard, {"x.npy": placed}, "a/b/d") == ["x.npy"]
     assert unmatched(shard, {"x.npy": (offset, size + 1)}, "a/b/c") == ["x.npy"]

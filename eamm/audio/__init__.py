@@ -6,6 +6,7 @@ from eamm.audio.mfcc import (
     AudioTooShortError,
     end_pad_for_frames,
     mfcc_frames,
+    mfcc_window_range,
     mfcc_windows,
 )
 
@@ -17,6 +18,7 @@ __all__ = [
     "fit_length",
     "load_audio_16k_mono",
     "mfcc_frames",
+    "mfcc_window_range",
     "mfcc_windows",
     "write_wav_s16",
 ]

@@ -142,6 +142,35 @@ def mfcc_windows(audio_16k_mono: np.ndarray, extra_end_pad: int = 0) -> np.ndarr
     return np.ascontiguousarray(windows.transpose(0, 2, 1), dtype=np.float32)
 
 
+def mfcc_window_range(
+    audio_16k_mono: np.ndarray, extra_end_pad: int, start: int, stop: int
+) -> np.ndarray:
+    """``mfcc_windows(audio, extra_end_pad)[start:stop]`` from only the audio those windows
+    cover, so a long speech is transformed a window of frames at a time in bounded memory.
+
+    The piece starts one MFCC hop before window ``start`` (row 4 start - 1), whose row is
+    dropped: it gives the pre-emphasis of the first kept row its previous sample. Rows are
+    computed frame by frame, so the result equals the whole-signal one (to BLAS rounding).
+    """
+    if not 0 <= start < stop:
+        raise ValueError(f"need 0 <= start < stop, got {start}, {stop}")
+    audio = np.asarray(audio_16k_mono)
+    frame_len, frame_step = _frame_geometry(16000)
+    lead = 1 if start else 0
+    begin = (WINDOW_STRIDE * start - lead) * frame_step  # in the padded signal
+    total = audio.size + 2 * EAMM_PAD + extra_end_pad
+    end = min(total, (WINDOW_STRIDE * (stop - 1) + WINDOW_ROWS - 1) * frame_step + frame_len)
+    piece = np.zeros(end - begin)
+    lo, hi = max(begin, EAMM_PAD), min(end, EAMM_PAD + audio.size)
+    if lo < hi:
+        piece[lo - begin : hi - begin] = audio[lo - EAMM_PAD : hi - EAMM_PAD]
+    feats = mfcc_frames(piece, 16000)[lead:]
+    if feats.shape[0] < WINDOW_ROWS + WINDOW_STRIDE * (stop - start - 1):
+        raise AudioTooShortError(audio.size + extra_end_pad, _min_samples_for_windows(stop))
+    windows = sliding_window_view(feats, WINDOW_ROWS, axis=0)[::WINDOW_STRIDE][: stop - start]
+    return np.ascontiguousarray(windows.transpose(0, 2, 1), dtype=np.float32)
+
+
 def _min_samples_for_windows(num_windows: int, sample_rate: int = 16000) -> int:
     """Smallest total audio length (before EAMM padding) that gives ``num_windows`` windows."""
     frame_len, frame_step = _frame_geometry(sample_rate)

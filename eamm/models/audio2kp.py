@@ -159,6 +159,19 @@ class AudioToFacialDynamics(nn.Module):
         pose: torch.Tensor,
         audio_weight: float = 1.0,
     ) -> torch.Tensor:
+        return self.forward_from(example_image, audio, pose, audio_weight)[0]
+
+    def forward_from(
+        self,
+        example_image: torch.Tensor,
+        audio: torch.Tensor,
+        pose: torch.Tensor,
+        audio_weight: float = 1.0,
+        state: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """``forward`` continued from the LSTM ``state`` (h, c) a previous call returned (None:
+        zero state), with the state after the last frame: consecutive windows of a long
+        sequence give the maps of the whole sequence (the LSTM is one-directional)."""
         b, t = audio.shape[:2]
         image_feature = self.encode_image(example_image)
         audio_feature = self.encode_audio(audio.reshape(b * t, *audio.shape[2:])) * audio_weight
@@ -171,9 +184,9 @@ class AudioToFacialDynamics(nn.Module):
             ],
             dim=2,
         )
-        lstm_out, _ = self.lstm(lstm_input)
+        lstm_out, state = self.lstm(lstm_input, state)
         maps = self.decode(lstm_out.reshape(b * t, -1))
-        return maps.view(b, t, *maps.shape[1:])
+        return maps.view(b, t, *maps.shape[1:]), state
 
 
 class AudioKeypointHead(KeypointHead):

@@ -173,7 +173,11 @@ def clip_transform(
 
 
 def _load_audio(video: Path, audio: Path | None) -> tuple[np.ndarray, str]:
-    if audio is not None and audio.is_file():
+    """(16 kHz samples, "file" or "video"): the separate file when it has an audio stream,
+    else the video's own. A named file that does not exist is an error, not a fallback."""
+    if audio is not None and not audio.is_file():
+        raise MediaError(audio, "audio file does not exist")
+    if audio is not None:
         try:
             return load_audio_16k_mono(audio), "file"
         except NoAudioError:

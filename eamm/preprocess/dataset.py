@@ -2,8 +2,13 @@
 
 A clip is reused (not processed again) when its previous record has the same source content and
 the same parameter fingerprint and, for ok clips, all outputs are on disk (in its shard, or still
-in the staging folder). New clips are built in ``.staging/<clip_id>/`` and packed into shards
-afterwards (``eamm.preprocess.packing``). Every finished clip is appended to a journal (one JSON
+in the staging folder) and sound: members of a shard changed since the manifest was written
+(or all, with ``verify_inputs: content``) are hashed against the manifest. A failed record is
+kept only when the clip was at fault; one whose error names a run fault (disk full...) is
+redone. Rows of a version-2 manifest get their member hashes on their first reuse.
+
+New clips are built in ``.staging/<clip_id>/`` and packed into shards afterwards
+(``eamm.preprocess.packing``). Every finished clip is appended to a journal (one JSON
 line, flushed and fsynced) so a killed run loses no finished work; the manifest written at the
 end of a run absorbs the journal.
 """
@@ -23,8 +28,18 @@ from eamm.config import PreprocessParams
 from eamm.datasets.base import ClipEntry
 from eamm.errors import EammError
 from eamm.face.landmarks import FaceModels, LandmarkBackend
-from eamm.manifest import MANIFEST_NAME, OUTPUT_FILES, STAGING_DIR, byte_ranges, read_rows
+from eamm.manifest import (
+    MANIFEST_NAME,
+    OUTPUT_FILES,
+    STAGING_DIR,
+    byte_ranges,
+    check_members,
+    members,
+    read_rows,
+    run_fault_reason,
+)
 from eamm.preprocess.clip import preprocess_clip
+from eamm.preprocess.errors import run_fault
 from eamm.shards import locate, unmatched
 
 # Bump when the outputs of the same inputs and params change, so old outputs are redone.
@@ -87,36 +102,80 @@ def staging_dir(out_root: Path, clip_id: str) -> Path:
     return Path(out_root) / STAGING_DIR / clip_id
 
 
-def available(row: dict, out_root: Path) -> dict | None:
+def available(row: dict, out_root: Path, content: bool = False) -> dict | None:
     """The ok row if its outputs are on disk (offsets re-read from the shard if it was
-    repacked since the row was written), else None."""
+    repacked since the row was written) and sound, else None.
+
+    ``content``: members are hashed against the row's hashes; a row without hashes gets them
+    once its tar and ``.npy`` headers pass (so a version-2 manifest is read through once).
+    """
     if not row.get("shard"):
         folder = staging_dir(out_root, row["clip_id"])
         return row if all((folder / name).is_file() for name in OUTPUT_FILES) else None
-    if not unmatched(Path(out_root) / row["shard"], byte_ranges(row), row["clip_id"]):
+    if unmatched(Path(out_root) / row["shard"], byte_ranges(row), row["clip_id"]):
+        found = locate(Path(out_root) / row["shard"], row["clip_id"], OUTPUT_FILES)
+        if found is None:
+            return None
+        row = {
+            **row,
+            "member_offsets": [found[n][0] for n in row["output_files"]],
+            "member_sizes": [found[n][1] for n in row["output_files"]],
+        }
+    if row.get("member_hashes") and not content:
         return row
-    found = locate(Path(out_root) / row["shard"], row["clip_id"], OUTPUT_FILES)
-    if found is None:
+    if check_members(row, Path(out_root), content=True):
         return None
-    return {
-        **row,
-        "member_offsets": [found[n][0] for n in row["output_files"]],
-        "member_sizes": [found[n][1] for n in row["output_files"]],
-    }
+    if row.get("member_hashes"):
+        return row
+    found = members(row, Path(out_root))
+    return {**row, "member_hashes": [found[n].digest() for n in row["output_files"]]}
+
+
+def keep(prev: dict, out_root: Path, content: bool) -> dict | None:
+    """The previous record if it still stands as it is: a failed row whose failure was the
+    clip's (not a run fault of an older run), or an ok row whose outputs are sound."""
+    if prev["status"] == "failed":
+        return None if run_fault_reason(prev.get("error_message")) else prev
+    return available(prev, out_root, content) if prev["status"] == "ok" else None
+
+
+def changed_since(row: dict, out_root: Path, since_ns: int) -> bool:
+    """Whether the row's shard was written after ``since_ns`` (the manifest's mtime): the
+    pipeline writes shards before the manifest, so a later shard was changed by something else."""
+    if not row.get("shard"):
+        return False
+    try:
+        return (Path(out_root) / row["shard"]).stat().st_mtime_ns > since_ns
+    except OSError:
+        return True
 
 
 def reusable(
-    prev: dict | None, size: int, mtime_ns: int, param_fp: str, out_root: Path
+    prev: dict | None,
+    entry: ClipEntry,
+    raw_root: Path,
+    out_root: Path,
+    param_fp: str,
+    verify_inputs: str = "mtime",
+    since_ns: int = 0,
 ) -> dict | None:
-    """The previous record to keep if it still describes the clip (judged without reading
-    the sources), else None."""
+    """The previous record to keep if it still describes the clip, else None.
+
+    ``verify_inputs="mtime"`` judges the sources by size and mtime (no reads) and hashes only
+    the members of shards changed since ``since_ns``; ``"content"`` hashes the sources and
+    every reused member.
+    """
     if prev is None or prev.get("param_fingerprint") != param_fp:
         return None
-    if (prev.get("source_bytes"), prev.get("source_mtime_ns")) != (size, mtime_ns):
+    size, mtime_ns = source_stat(raw_root, entry)
+    content = verify_inputs == "content"
+    if content:
+        if prev.get("source_fingerprint") != content_fingerprint(raw_root, entry):
+            return None
+    elif (prev.get("source_bytes"), prev.get("source_mtime_ns")) != (size, mtime_ns):
         return None
-    if prev["status"] == "ok":
-        return available(prev, out_root)
-    return prev if prev["status"] == "failed" else None
+    kept = keep(prev, out_root, content or changed_since(prev, out_root, since_ns))
+    return None if kept is None else {**kept, "source_bytes": size, "source_mtime_ns": mtime_ns}
 
 
 def skipped_row(entry: ClipEntry, reason: str) -> dict:
@@ -133,7 +192,12 @@ def process_entry(
     models: FaceModels,
     backend: LandmarkBackend,
 ) -> tuple[dict, bool]:
-    """(manifest row, reused?). Bad clips become failed rows; they never raise."""
+    """(manifest row, reused?). Bad clips become failed rows; a run fault (disk full, I/O
+    error, out of memory) raises, so the task retries it and no row records it.
+
+    ``prev`` is reused when the sources' content is unchanged (a touched file) and its
+    outputs pass a content check: the flow sends here the clips it could not reuse.
+    """
     size, mtime_ns = source_stat(raw_root, entry)
     fingerprint = content_fingerprint(raw_root, entry)
     if (
@@ -141,7 +205,7 @@ def process_entry(
         and prev.get("source_fingerprint") == fingerprint
         and prev.get("param_fingerprint") == param_fp
     ):
-        kept = prev if prev["status"] == "failed" else available(prev, out_root)
+        kept = keep(prev, out_root, content=True)
         if kept is not None:
             return {**kept, "source_bytes": size, "source_mtime_ns": mtime_ns}, True
     row = {
@@ -165,6 +229,8 @@ def process_entry(
         )
     except Exception as err:  # one bad clip must not stop the dataset
         shutil.rmtree(clip_dir, ignore_errors=True)
+        if run_fault(err):
+            raise
         code = getattr(err, "code", None) if isinstance(err, EammError) else "internal_error"
         message = str(err) if isinstance(err, EammError) else f"{entry.video}: {err!r}"
         return {
@@ -193,6 +259,7 @@ def process_entry(
         output_files=list(OUTPUT_FILES),
         member_offsets=None,
         member_sizes=None,
+        member_hashes=None,
         processing_seconds=result.seconds,
     )
     return row, False
@@ -236,6 +303,14 @@ def load_previous(out_root: Path) -> dict[str, dict]:
                     continue
                 records[row["clip_id"]] = row
     return records
+
+
+def manifest_mtime_ns(out_root: Path) -> int:
+    """When the last manifest was written (0 if none): shards changed later are hashed."""
+    try:
+        return (Path(out_root) / MANIFEST_NAME).stat().st_mtime_ns
+    except OSError:
+        return 0
 
 
 def clear_journal(out_root: Path) -> None:

@@ -60,6 +60,7 @@ def pack_shard(out_root: Path, shard: str, rows: list[dict]) -> list[dict]:
             "output_files": list(OUTPUT_FILES),
             "member_offsets": [placed[row["clip_id"]][n][0] for n in OUTPUT_FILES],
             "member_sizes": [placed[row["clip_id"]][n][1] for n in OUTPUT_FILES],
+            "member_hashes": [placed[row["clip_id"]][n][2] for n in OUTPUT_FILES],
         }
         for row in rows
     ]

@@ -1,7 +1,8 @@
 """Streaming decode with PyAV and frame-rate normalisation identical to ffmpeg's ``fps`` filter.
 
 Frames stay in the decoder's own pixel format (YUV); nothing converts a whole frame to RGB.
-Memory is one or two frames, whatever the clip length.
+Memory is one or two frames, whatever the clip length. A display matrix (a phone clip stored
+sideways) is applied as ffmpeg's CLI applies it, so frames come out the way players show them.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 
 import av
+import numpy as np
+from av.sidedata.sidedata import Type as SideDataType
 
 from eamm.errors import MediaError
 
@@ -27,6 +31,8 @@ class NoVideoStreamError(MediaError):
 
 @dataclass(frozen=True)
 class VideoStreamInfo:
+    """As stored: a display matrix (applied by ``decode_frames``) may swap width and height."""
+
     width: int
     height: int
     fps: Fraction
@@ -70,11 +76,56 @@ def stream_info(stream: object) -> VideoStreamInfo:
     )
 
 
+def display_filters(frame: av.VideoFrame) -> list[tuple[str, str | None]]:
+    """The filters ffmpeg's CLI inserts to show ``frame`` upright (fftools' autorotate): a
+    transpose for 90/270 degrees (with the mirror the matrix may add), flips for 180 and a
+    mirror, ``rotate`` for any other angle; none without a display matrix."""
+    side = frame.side_data.get(SideDataType.DISPLAYMATRIX)
+    if side is None:
+        return []
+    matrix = np.frombuffer(bytes(side), dtype=np.int32)
+    theta = -float(frame.rotation)
+    theta -= 360 * math.floor(theta / 360 + 0.9 / 360)
+    if abs(theta - 90) < 1:
+        return [("transpose", "cclock_flip" if matrix[3] > 0 else "clock")]
+    if abs(theta - 180) < 1:
+        return [(name, None) for name, i in (("hflip", 0), ("vflip", 4)) if matrix[i] < 0]
+    if abs(theta - 270) < 1:
+        return [("transpose", "clock_flip" if matrix[3] < 0 else "cclock")]
+    if abs(theta) > 1:
+        return [("rotate", f"{theta:f}*PI/180")]
+    return [("vflip", None)] if matrix[4] < 0 else []
+
+
+def _upright(stream: object, first: av.VideoFrame) -> av.filter.Graph | None:
+    """A filter graph applying ``first``'s display matrix to every frame, or None if upright."""
+    chain = display_filters(first)
+    if not chain:
+        return None
+    graph = av.filter.Graph()
+    nodes = [graph.add_buffer(template=stream)]
+    nodes += [graph.add(name, args) for name, args in chain]
+    nodes.append(graph.add("buffersink"))
+    for a, b in pairwise(nodes):
+        a.link_to(b)
+    graph.configure()
+    return graph
+
+
 def decode_frames(path: str | Path, threads: int = 1) -> Iterator[av.VideoFrame]:
-    """Every decoded frame in order; a truncated or corrupt stream raises UnreadableVideoError."""
+    """Every decoded frame in order, upright as players show it (the display matrix applied);
+    a truncated or corrupt stream raises UnreadableVideoError."""
     container, stream = open_video(path, threads)
+    graph: av.filter.Graph | None = None
     try:
-        yield from container.decode(stream)
+        for k, frame in enumerate(container.decode(stream)):
+            if k == 0:
+                graph = _upright(stream, frame)
+            if graph is None:
+                yield frame
+            else:
+                graph.push(frame)
+                yield graph.pull()
     except av.error.FFmpegError as err:
         raise UnreadableVideoError(path, f"decoding failed ({err})") from None
     finally:

@@ -1,0 +1,104 @@
+"""One preprocessing run per output folder: ``<out>/.lock``, held with ``flock`` for the run.
+
+Why: two runs on the same folder stage, pack and remove each other's files. The lock file
+names its holder (pid, host, start time) for the message a second run stops with. The kernel
+drops the ``flock`` when its process dies, so a file left by a killed run on this host (its
+pid gone) locks at once and is taken over. One left by a run on another host is refused: on a
+network file system that run may still be alive.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from eamm.errors import EammError
+
+LOCK_NAME = ".lock"
+
+
+class FolderLockedError(EammError):
+    """Another run holds the output folder."""
+
+
+def _holder(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _describe(holder: dict) -> str:
+    return (
+        f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
+        f"started {holder.get('started', '?')}"
+    )
+
+
+def _flock(fd: int, path: Path) -> None:
+    """Take ``fd``'s flock or raise FolderLockedError naming the holder (``fd`` closed)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FolderLockedError(
+            f"{path.parent}: another preprocessing run is using this folder "
+            f"({_describe(_holder(path))}); wait for it or stop it"
+        ) from None
+
+
+def ensure_free(folder: str | Path) -> None:
+    """Raise FolderLockedError now if a live run holds ``folder``: checked before a Prefect
+    server starts, so a second run stops at once."""
+    path = Path(folder) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    _flock(fd, path)
+    os.close(fd)
+
+
+def _open_locked(path: Path) -> int:
+    """A descriptor of ``path`` holding its flock; retried when a releasing run removed the
+    file between our open and our lock (we would hold a lock on a deleted file)."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        _flock(fd, path)
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+@contextmanager
+def folder_lock(folder: str | Path) -> Iterator[dict | None]:
+    """Hold ``folder``'s lock for the ``with`` block; yields the stale holder it took over
+    (None if the folder was free). Raises FolderLockedError naming the running holder."""
+    path = Path(folder) / LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = _open_locked(path)
+    try:
+        stale = _holder(path) or None
+        host = socket.gethostname()
+        if stale and stale.get("host") != host:
+            raise FolderLockedError(
+                f"{path}: left by a run on another host ({_describe(stale)}); "
+                "remove it if that run is gone"
+            )
+        me = {"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%d %H:%M:%S%z")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        yield stale
+        path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)

@@ -1,0 +1,154 @@
+"""The CLI as a user meets it (issue 15, item 8): one-line errors, tracebacks only with
+``--debug``, inputs and params checked before a model loads or Prefect's server starts, and the
+single-clip commands working from any folder without a Prefect server.
+
+Every test runs the installed ``eamm`` in a subprocess, most from a temporary folder outside the
+repository (no params.yaml, no models/ there).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import ROOT, VENV_BIN
+
+MODELS = ROOT / "models"
+PORTRAIT = ROOT / "data" / "sample" / "portrait.png"
+SPEECH = ROOT / "data" / "sample" / "raw" / "mead" / "W009" / "audio" / "neutral" / "level_1"
+LRW_CLIP = "lrw/lipread_mp4/ABOUT/train/ABOUT_00001.mp4"
+TEMPORARY_SERVER = "Starting temporary server"
+
+
+def eamm(*args: str | Path, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """Run the installed CLI in ``cwd`` with no Prefect server configured; (result, seconds)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "EAMM_DEBUG")}
+    env.pop("EAMM_PROJECT_ROOT", None)
+    start = time.monotonic()
+    result = subprocess.run(
+        [str(VENV_BIN / "eamm"), *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return result, time.monotonic() - start
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *names: str) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    (line,) = error_lines(result)
+    for name in names:
+        assert name in line, line
+    return line
+
+
+def test_bad_input_fails_in_about_a_second_without_a_server(tmp_path: Path) -> None:
+    result, seconds = eamm(
+        "generate",
+        *("--photo", tmp_path / "missing.png", "--audio", tmp_path / "missing.wav"),
+        *("--out", tmp_path / "out.mp4", "--checkpoints", tmp_path),
+        cwd=tmp_path,
+    )
+    assert_one_line_error(result, "missing.png", "--photo")
+    assert result.returncode == 2
+    assert TEMPORARY_SERVER not in result.stderr
+    assert seconds < 5, f"{seconds:.1f} s to report a missing input"
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result, _ = eamm(
+        "--debug",
+        "generate",
+        *("--photo", tmp_path / "missing.png", "--audio", tmp_path / "missing.wav"),
+        *("--out", tmp_path / "out.mp4", "--checkpoints", tmp_path),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr
+    assert len(error_lines(result)) == 1
+
+
+def test_checkpoint_folder_outside_the_project_is_named(tmp_path: Path) -> None:
+    """Outside the repository there is no models/: one line saying so (was a params traceback)."""
+    photo = tmp_path / "photo.png"
+    result, _ = eamm("generate", "--photo", photo, "--audio", photo, "--out", "o.mp4", cwd=tmp_path)
+    assert_one_line_error(result, "models", "--checkpoints")
+
+
+def test_params_in_the_working_folder_override_the_packaged_defaults(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"preprocess": {"crop_size": 8}}))
+    result, _ = eamm("preprocess-clip", tmp_path / "clip.mp4", "--out", "out", cwd=tmp_path)
+    assert_one_line_error(result, "params.yaml", "preprocess.crop_size")
+
+
+def test_missing_params_file_is_one_line(tmp_path: Path) -> None:
+    result, _ = eamm(
+        "preprocess-clip", "clip.mp4", "--out", "out", "--params", "nope.yaml", cwd=tmp_path
+    )
+    assert_one_line_error(result, "nope.yaml", "--params")
+
+
+@pytest.mark.fixtures
+def test_preprocess_clip_runs_from_any_folder(tmp_path: Path, fixtures_dir: Path) -> None:
+    """No params.yaml anywhere: the packaged defaults (eamm.config) apply."""
+    result, _ = eamm("preprocess-clip", fixtures_dir / LRW_CLIP, "--out", "clip", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert TEMPORARY_SERVER not in result.stderr
+    landmarks = next((tmp_path / "clip").glob("landmarks*.npy"))
+    assert np.load(landmarks).shape[1:] == (68, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (MODELS / "fomm" / "checkpoint.pt").is_file(), reason="no trained models (make demo)"
+)
+def test_generate_runs_from_any_folder_without_a_server(tmp_path: Path) -> None:
+    """Outside the repository, checkpoints given, no params file: built-in settings, no server."""
+    result, _ = eamm(
+        "generate",
+        *("--photo", PORTRAIT, "--audio", SPEECH / "001.m4a"),
+        *("--checkpoints", MODELS, "--out", "talk.mp4"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert TEMPORARY_SERVER not in result.stderr
+    videos = list(tmp_path.glob("talk*.mp4"))
+    assert videos and all(video.stat().st_size for video in videos)
+
+
+@pytest.mark.slow
+def test_error_inside_a_flow_is_one_line(tmp_path: Path) -> None:
+    """A failure the flow finds (an unreadable index) after Prefect's server started: no task
+    or flow tracebacks, one line naming the file (was 2-4 tracebacks first)."""
+    index = tmp_path / "index.parquet"
+    index.write_text("not parquet")
+    result, _ = eamm(
+        "preprocess",
+        *("lrw", "--out", tmp_path / "out", "--index", index, "--params", ROOT / "params.yaml"),
+        cwd=ROOT,
+    )
+    assert TEMPORARY_SERVER in result.stderr  # it did get as far as the flow
+    assert_one_line_error(result, str(index))
+
+
+def test_flow_params_are_checked_before_the_server_starts(tmp_path: Path) -> None:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["preprocess_run"]["workers"] = 0
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result, seconds = eamm("preprocess", "lrw", "--out", "out", cwd=tmp_path)
+    assert_one_line_error(result, "params.yaml", "preprocess_run.workers")
+    assert TEMPORARY_SERVER not in result.stderr
+    assert seconds < 5

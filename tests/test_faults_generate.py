@@ -1,0 +1,198 @@
+"""Generation faults of issue #15 on the project's own sample inputs and tiny random networks:
+bounded memory (frames stream through a window at a time), checked ``--pose`` input, and no
+silent fallback to the neutral video."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import av
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from benchmarks.generate_memory import write_random_checkpoints
+from eamm.audio import end_pad_for_frames, mfcc_window_range, mfcc_windows, write_wav_s16
+from eamm.config import GenerateParams, SampleDataParams, load_section
+from eamm.errors import EammError
+from eamm.generate import EmotionSource, animate_stream, generate
+from eamm.sample.dataset import plan, write_clip, write_portrait
+from eamm.sample.voice import synth_speech
+from eamm.train.augment import emotion_augment
+from eamm.train.clips import fill_missing_rows
+from tests.conftest import ROOT, VENV_BIN
+
+MODEL = yaml.safe_load((ROOT / "params.yaml").read_text())["model"] | {"profile": "tiny"}
+PARAMS = GenerateParams(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("inputs")
+    sample = load_section(ROOT / "params.yaml", "sample_data", SampleDataParams)
+    clip = next(c for c in plan(sample) if c.dataset == "lrw")
+    write_clip(clip, root / "raw")
+    torch.manual_seed(0)
+    speech = synth_speech(1.2, 16000, seed=0).samples
+    return {
+        "photo": write_portrait(root / "portrait.png"),
+        "audio": write_wav_s16(speech, root / "speech.wav"),
+        "emotion_video": root / "raw" / clip.video,
+        "models": write_random_checkpoints(root / "models", MODEL),
+        "no_emotion": write_random_checkpoints(root / "models_a2fd", MODEL, emotion=False),
+    }
+
+
+def frames_of(path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def pose_rows(n: int) -> np.ndarray:
+    t = np.arange(n, dtype=np.float32)[:, None]
+    base = np.array([0.05, -0.02, 0.01, 0.0007, 0.03, -0.02, 0.0], np.float32)
+    return base + 0.01 * np.sin(t / 3 + np.arange(7))
+
+
+# --- 5: bounded memory ----------------------------------------------------------------------
+
+
+def test_frames_come_out_before_the_next_window_is_read(inputs):
+    """Streaming: each window's frames leave before the next window's inputs are made, so only
+    one window is in memory (all-at-once generation read every frame's input first)."""
+    from eamm.generate import load_models
+
+    models = load_models(inputs["models"], torch.device("cpu"))
+    size = models.image_size
+    read, seen = [], []
+
+    def windows():
+        for k in range(3):
+            read.append(k)
+            yield torch.randn(8, 28, 12), torch.randn(8, 6), torch.rand(8, 3, size, size)
+
+    params = GenerateParams(device="cpu", batch_size=4)
+    for batch in animate_stream(models, torch.rand(1, 3, size, size), windows(), params):
+        seen.append((len(read), len(batch["neutral"])))
+    assert seen == [(1, 4), (1, 4), (2, 4), (2, 4), (3, 4), (3, 4)]
+
+
+def test_mfcc_windows_of_a_range_are_those_of_the_whole_speech():
+    speech = synth_speech(3.0, 16000, seed=1).samples
+    t = len(speech) // 640
+    pad = end_pad_for_frames(len(speech), t)
+    whole = mfcc_windows(speech, pad)[:t]
+    parts = [mfcc_window_range(speech, pad, a, min(t, a + 16)) for a in range(0, t, 16)]
+    assert np.array_equal(np.concatenate(parts), whole)
+
+
+def test_emotion_augmentation_is_the_same_in_windows():
+    """Window by window, the emotion video is augmented exactly as ``emotion_augment`` does the
+    whole looped video (same seed, same frames), so windows change nothing there."""
+    frames = np.random.default_rng(1).integers(0, 256, (7, 64, 64, 3), dtype=np.uint8)
+    for t in (30, 150):
+        whole = emotion_augment(np.resize(frames, (t, 64, 64, 3)), np.random.default_rng(3))
+        source = EmotionSource(frames, 3, t)
+        parts = [source.augmented(a, min(t, a + 64)) for a in range(0, t, 64)]
+        assert np.array_equal(np.concatenate(parts), whole)
+
+
+def test_generation_in_windows_matches_one_window(inputs, tmp_path, monkeypatch):
+    """The same videos whether the speech is one window or several (LSTM state, smoothing and
+    first-frame keypoints carried over), up to float rounding."""
+    args = (inputs["photo"], inputs["audio"], inputs["emotion_video"])
+    one = generate(*args, tmp_path / "one.mp4", inputs["models"], params=PARAMS)
+    monkeypatch.setattr("eamm.generate.WINDOW_FRAMES", 8)
+    many = generate(*args, tmp_path / "many.mp4", inputs["models"], params=PARAMS)
+    assert one.num_frames == many.num_frames == 30
+    for name in ("emotion", "neutral", "compare"):
+        a, b = frames_of(getattr(one, name)), frames_of(getattr(many, name))
+        assert a.shape == b.shape and a.shape[0] == 30
+        assert np.abs(a.astype(int) - b).mean() < 0.05, name
+
+
+# --- 6: --pose input ------------------------------------------------------------------------
+
+
+def test_nan_pose_rows_are_filled_and_counted(inputs, tmp_path):
+    rows = pose_rows(12)
+    rows[[0, 5, 6, 11]] = np.nan  # frames without a face, as preprocessing writes them
+    np.save(tmp_path / "pose.npy", rows)
+    np.save(tmp_path / "filled.npy", fill_missing_rows(rows))
+    common = (inputs["photo"], inputs["audio"], None)
+    result = generate(
+        *common, tmp_path / "a.mp4", inputs["models"], pose=tmp_path / "pose.npy", params=PARAMS
+    )
+    assert any("4 of 12 pose rows are NaN" in note for note in result.notes)
+    frames = frames_of(result.neutral)
+    assert frames.mean(axis=(1, 2, 3)).min() > 5  # NaN poses rendered black frames
+    again = generate(
+        *common, tmp_path / "b.mp4", inputs["models"], pose=tmp_path / "filled.npy", params=PARAMS
+    )
+    assert np.array_equal(frames_of(again.neutral), frames)
+
+
+@pytest.mark.parametrize(
+    ("array", "reason"),
+    [
+        (np.full((5, 7), np.nan, np.float32), "all 5 pose rows are NaN"),
+        (np.zeros((5, 5), np.float32), r"shape \(n, 6\) or \(n, 7\), got \(5, 5\)"),
+        (np.zeros((1, 5, 7), np.float32), r"got \(1, 5, 7\)"),
+        (np.zeros(7, np.float32), r"got \(7,\)"),
+        (np.zeros((0, 7), np.float32), r"got \(0, 7\)"),
+        (np.zeros((5, 7), np.int64), "must be floating point, got int64"),
+        (np.array([[None] * 7], dtype=object), "cannot read pose rows"),
+        (None, "cannot read pose rows"),
+    ],
+)
+def test_bad_pose_files_are_refused_in_one_line(inputs, tmp_path, array, reason):
+    path = tmp_path / "pose.npy"
+    if array is None:
+        path.write_bytes(b"not a numpy file")
+    else:
+        np.save(path, array, allow_pickle=True)
+    with pytest.raises(EammError, match=reason) as err:  # before any network is loaded
+        generate(
+            inputs["photo"], inputs["audio"], None, tmp_path / "o.mp4", tmp_path / "none", pose=path
+        )
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+    assert not list(tmp_path.glob("*.mp4"))
+
+
+# --- 9: no silent fallback to the neutral video ---------------------------------------------
+
+
+@pytest.mark.parametrize("missing", ["video", "checkpoint"])
+def test_without_an_emotion_source_out_is_the_neutral_video(inputs, tmp_path, missing):
+    out = tmp_path / "talk.mp4"
+    video = None if missing == "video" else inputs["emotion_video"]
+    models = inputs["models"] if missing == "video" else inputs["no_emotion"]
+    result = generate(inputs["photo"], inputs["audio"], video, out, models, params=PARAMS)
+    assert (result.neutral, result.emotion, result.compare) == (out, None, None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.mp4"]
+    assert frames_of(out).shape == (30, 64, 64, 3)
+    reason = {
+        "video": "no emotion video given",
+        "checkpoint": f"no emotion checkpoint in {models / 'emotion'}",
+    }[missing]
+    assert result.notes == [f"{out}: the neutral video ({reason})"]
+
+
+def test_cli_says_in_one_line_that_out_is_neutral(inputs, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    out = tmp_path / "talk.mp4"
+    args = ["--photo", str(inputs["photo"]), "--audio", str(inputs["audio"]), "--out", str(out)]
+    run = subprocess.run(
+        [str(VENV_BIN / "eamm"), "generate", *args, "--checkpoints", str(inputs["models"])],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    notes = [line for line in run.stderr.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: {out}: the neutral video (no emotion video given)"]
+    assert out.is_file() and not (tmp_path / "talk_neutral.mp4").exists()

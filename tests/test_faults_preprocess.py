@@ -1,0 +1,324 @@
+"""Preprocessing under faults: a full disk, two runs on one folder, damaged shards, a raw clip
+rewritten in place with the same size and mtime, and inputs refused up front (issue #15)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import eamm.preprocess.clip as clip_module
+from eamm.errors import EammError, MediaError
+from eamm.manifest import members, read_rows, validate_manifest, write_manifest
+from eamm.preprocess.errors import run_fault
+from eamm.preprocess.lock import FolderLockedError, folder_lock
+from tests.conftest import ROOT, VENV_BIN
+
+pytestmark = [pytest.mark.fixtures, pytest.mark.slow]
+
+LRW_CLIP = "lrw/lipread_mp4/ABOUT/train/ABOUT_00001.mp4"
+CLIPS = ("train/ABOUT/ABOUT_00001", "train/ABOUT/ABOUT_00002")
+
+
+@pytest.fixture(autouse=True)
+def _prefect(prefect_api):
+    yield
+
+
+def make_raw(fixtures_dir: Path, root: Path, clips: int = 2) -> Path:
+    """An LRW tree of copies of the fixture clip, and params pointing at it."""
+    for k in range(clips):
+        dst = root / f"raw/lipread_mp4/ABOUT/train/ABOUT_{k + 1:05d}.mp4"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(fixtures_dir / LRW_CLIP, dst)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["datasets"]["lrw"]["raw"] = str(root / "raw")
+    params["datasets"]["mead"]["split_file"] = str(ROOT / "splits" / "mead_v1.yaml")
+    params["preprocess"]["crop_size"] = 64
+    params["preprocess_run"] = {"runner": "threads", "workers": 1, "batch_size": {"lrw": 2}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root / "params.yaml"
+
+
+def run(root: Path, out: Path, **run_params) -> dict:
+    from flows.preprocess import run_preprocess
+
+    if run_params:
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        params["preprocess_run"].update(run_params)
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return run_preprocess("lrw", str(out), params_path=str(root / "params.yaml"))
+
+
+def by_id(out: Path) -> dict[str, dict]:
+    return {r["clip_id"]: r for r in read_rows(out / "manifest.parquet")}
+
+
+@pytest.fixture(scope="module")
+def processed(fixtures_dir, tmp_path_factory) -> Path:
+    """Both clips processed once; tests copy it (mtimes kept) before changing anything."""
+    root = tmp_path_factory.mktemp("processed")
+    make_raw(fixtures_dir, root)
+    assert run(root, root / "out")["by_status"] == {"ok": 2}
+    return root
+
+
+def copy_of(processed: Path, tmp_path: Path) -> Path:
+    shutil.copytree(processed, tmp_path / "root", symlinks=True)
+    params = tmp_path / "root" / "params.yaml"
+    params.write_text(params.read_text().replace(str(processed), str(tmp_path / "root")))
+    return tmp_path / "root"
+
+
+def fail_wav_writes(monkeypatch, clip: str, times: int) -> list[int]:
+    """Make writing ``clip``'s audio.wav raise ENOSPC ``times`` times (the disk is full)."""
+    write, calls = clip_module.write_wav_s16, []
+
+    def full_disk(samples, path, rate):
+        if clip in str(path) and len(calls) < times:
+            calls.append(1)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return write(samples, path, rate)
+
+    monkeypatch.setattr(clip_module, "write_wav_s16", full_disk)
+    return calls
+
+
+def test_run_faults_are_told_apart_from_bad_clips():
+    try:
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise MediaError("x.mp4", "writing the mp4 failed") from None
+    except MediaError as wrapped:
+        assert run_fault(wrapped) == "No space left on device"
+    assert run_fault(MediaError("x.mp4", "ffmpeg failed: No space left on device"))
+    assert run_fault(MemoryError()) == "out of memory (MemoryError)"
+    assert run_fault(MediaError("x.mp4", "unreadable video")) is None
+    assert run_fault(FileNotFoundError(errno.ENOENT, "gone")) is None
+
+
+def test_a_full_disk_is_retried_never_recorded_and_redone(tmp_path, monkeypatch, fixtures_dir):
+    root = tmp_path / "root"
+    make_raw(fixtures_dir, root)
+    out = root / "out"
+    # passes on the task's retry: nothing is recorded as failed
+    calls = fail_wav_writes(monkeypatch, "ABOUT_00002", times=1)
+    assert run(root, out)["by_status"] == {"ok": 2} and calls == [1]
+    assert validate_manifest(out / "manifest.parquet") == []
+    # still full after the retries: the run ends with an error naming the clip and why, the
+    # clip has no row (the other is kept), and the next run, with space again, redoes it
+    shutil.rmtree(out)
+    fail_wav_writes(monkeypatch, "ABOUT_00002", times=3)
+    with pytest.raises(EammError) as raised:
+        run(root, out)
+    message = str(raised.value)
+    assert "\n" not in message and "No space left on device: 1 clips" in message
+    assert "train/ABOUT/ABOUT_00002" in message and "ABOUT_00001" not in message
+    assert {k: r["status"] for k, r in by_id(out).items()} == {CLIPS[0]: "ok"}
+    monkeypatch.undo()
+    again = run(root, out)
+    assert (again["processed"], again["reused"], again["by_status"]) == (1, 1, {"ok": 2})
+
+
+def test_failed_rows_of_old_runs_that_name_a_run_fault_are_redone(processed, tmp_path):
+    root = copy_of(processed, tmp_path)
+    out = root / "out"
+    rows = by_id(out)
+    # what an older version wrote after ENOSPC: a failed row that a re-run would keep
+    rows[CLIPS[1]] = {
+        **{k: rows[CLIPS[1]][k] for k in rows[CLIPS[1]] if not k.startswith(("member_", "shard"))},
+        "status": "failed",
+        "error_code": "internal_error",
+        "error_message": "x.mp4: OSError(28, 'No space left on device')",
+    }
+    write_manifest(list(rows.values()), out / "manifest.parquet")
+    problems = validate_manifest(out / "manifest.parquet", content=False)
+    assert any("failed because of the run, not the clip (No space" in p for p in problems)
+    again = run(root, out)
+    assert (again["processed"], again["by_status"]) == (1, {"ok": 2})
+
+
+def flip(path: Path, offset: int, data: bytes, keep_mtime: bool = False) -> None:
+    stat = path.stat()
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        handle.write(data)
+    if keep_mtime:
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_damaged_members_are_listed_and_redone(processed, tmp_path):
+    root = copy_of(processed, tmp_path)
+    out = root / "out"
+    manifest = out / "manifest.parquet"
+    assert validate_manifest(manifest) == []
+    first = members(by_id(out)[CLIPS[0]], out)
+    second = members(by_id(out)[CLIPS[1]], out)
+    frames = first["frames.mp4"]
+    flip(frames.shard, frames.offset + frames.size // 2, bytes(64), keep_mtime=True)
+    landmarks = second["landmarks.npy"]
+    flip(landmarks.shard, landmarks.offset, b"garbage!" * 4, keep_mtime=True)
+    proc = subprocess.run(
+        [str(VENV_BIN / "eamm"), "manifest", "validate", str(manifest)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"invalid: {CLIPS[0]}: frames.mp4 damaged")
+    assert lines[1].startswith(f"invalid: {CLIPS[1]}: landmarks.npy damaged")
+    # headers only: the frames look fine, the .npy header does not (still one line, no crash)
+    quick = validate_manifest(manifest, content=False)
+    assert len(quick) == 1 and "landmarks.npy has a damaged .npy header" in quick[0]
+    # mtimes kept: only a content check finds them; a default re-run with the shard touched
+    # (as any ordinary write does) redoes both clips, and the result verifies
+    os.utime(frames.shard)
+    again = run(root, out)
+    assert (again["processed"], again["reused"]) == (2, 0)
+    assert validate_manifest(manifest) == []
+
+
+def test_manifests_without_member_hashes_are_read_and_get_them(processed, tmp_path):
+    import pyarrow.parquet as pq
+
+    root = copy_of(processed, tmp_path)
+    manifest = root / "out" / "manifest.parquet"
+    pq.write_table(pq.read_table(manifest).drop_columns(["member_hashes"]), manifest)
+    rows = read_rows(manifest)
+    assert all(r["member_hashes"] is None for r in rows)
+    assert any("no member hashes" in p for p in validate_manifest(manifest))
+    assert validate_manifest(manifest, content=False) == []
+    again = run(root, root / "out")
+    assert (again["processed"], again["reused"]) == (0, 2)
+    assert validate_manifest(manifest) == []
+
+
+def mp4_padded(path: Path, size: int) -> None:
+    """Pad an mp4 to ``size`` bytes with a trailing ``free`` box (players skip it)."""
+    missing = size - path.stat().st_size
+    assert missing >= 8
+    with path.open("ab") as handle:
+        handle.write(struct.pack(">I4s", missing, b"free") + bytes(missing - 8))
+
+
+def test_a_clip_rewritten_with_the_same_size_and_mtime_is_redone_with_content_checks(
+    fixtures_dir, tmp_path
+):
+    root = tmp_path / "root"
+    make_raw(fixtures_dir, root)
+    raw = root / "raw/lipread_mp4/ABOUT/train/ABOUT_00001.mp4"
+    flipped = tmp_path / "flipped.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(raw), "-vf", "hflip", "-c:a", "copy", str(flipped)],
+        check=True,
+    )
+    size = max(raw.stat().st_size, flipped.stat().st_size) + 64
+    mp4_padded(raw, size)
+    mp4_padded(flipped, size)
+    out = root / "out"
+    assert run(root, out)["by_status"] == {"ok": 2}
+    stat = raw.stat()
+    shutil.copyfile(flipped, raw)  # re-encoded in place ...
+    os.utime(raw, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ... same size, same mtime
+    assert (raw.stat().st_size, raw.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    assert run(root, out)["processed"] == 0  # the default judges by size and mtime
+    content = run(root, out, verify_inputs="content")
+    assert (content["processed"], content["reused"]) == (1, 1)
+    assert run(root, out)["processed"] == 0  # and the new row is reused again
+
+
+def start_run(root: Path) -> subprocess.Popen:
+    cmd = [str(VENV_BIN / "eamm"), "preprocess", "lrw", "--out", str(root / "out")]
+    return subprocess.Popen(
+        [*cmd, "--params", str(root / "params.yaml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_second_run_on_the_same_folder_stops_at_once(fixtures_dir, tmp_path):
+    root = tmp_path / "root"
+    make_raw(fixtures_dir, root, clips=12)  # long enough to start a second run meanwhile
+    first = start_run(root)
+    lock = root / "out" / ".lock"
+    deadline = time.time() + 180
+    while not lock.is_file() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert lock.is_file(), first.communicate()
+    second = start_run(root)
+    _, err = second.communicate(timeout=120)
+    # refused while the first still runs, in one line, before any Prefect server or work
+    assert second.returncode == 2 and first.poll() is None
+    assert err.count("\n") == 1 and "another preprocessing run" in err
+    assert f"pid {first.pid} on {socket.gethostname()}, started " in err
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-2000:]
+    assert {r["status"] for r in read_rows(root / "out/manifest.parquet")} == {"ok"}
+    assert validate_manifest(root / "out/manifest.parquet") == [] and not lock.exists()
+
+
+def test_a_stale_lock_is_taken_over_one_from_another_host_is_not(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    lock = tmp_path / ".lock"
+    stale = {"pid": gone.pid, "host": socket.gethostname(), "started": "yesterday"}
+    lock.write_text(json.dumps(stale))
+    with folder_lock(tmp_path) as taken:
+        assert taken == stale
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        with (
+            pytest.raises(FolderLockedError, match=f"pid {os.getpid()} on "),
+            folder_lock(tmp_path),
+        ):
+            pass
+    assert not lock.exists()
+    lock.write_text(json.dumps({**stale, "host": "elsewhere"}))
+    with (
+        pytest.raises(FolderLockedError, match="left by a run on another host"),
+        folder_lock(tmp_path),
+    ):
+        pass
+
+
+def test_bad_inputs_and_params_are_refused_in_one_line(fixtures_dir, tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+    def preprocess_clip(*extra: str, **preprocess) -> str:
+        path = tmp_path / "params.yaml"
+        path.write_text(
+            yaml.safe_dump({**params, "preprocess": {**params["preprocess"], **preprocess}})
+        )
+        proc = subprocess.run(
+            [
+                str(VENV_BIN / "eamm"),
+                "preprocess-clip",
+                str(fixtures_dir / LRW_CLIP),
+                *("--out", str(tmp_path / "out"), "--params", str(path), *extra),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert not (tmp_path / "out").exists()
+        return proc.stderr
+
+    missing = tmp_path / "missing.m4a"
+    assert f"{missing}: audio file does not exist" in preprocess_clip("--audio", str(missing))
+    assert "bad value for preprocess.preset" in preprocess_clip(preset="fastest")
+    err = preprocess_clip(template=str(tmp_path / "nope.npy"))
+    assert "bad value for preprocess.template" in err and "nope.npy" in err

@@ -234,6 +234,7 @@ class StageParams(_Strict):
     holdout_splits: list[Literal["train", "val", "test"]] = []
     min_offset: int = Field(3, ge=1)
     stretch: float = Field(0.0, ge=0, lt=1)  # emotion judge: random width/height scale
+    blur: float = Field(0.0, ge=0, lt=0.5)  # emotion judge: max Gaussian sigma / frame width
     vshift: int = Field(15, ge=1)
 
     @model_validator(mode="after")

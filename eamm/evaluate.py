@@ -27,7 +27,7 @@ from eamm.train.augment import emotion_augment
 from eamm.train.clips import Clip, fill_missing_rows, load_clips
 
 VARIANTS = ("ground_truth", "static_source", "reconstruction", "neutral", "emotion")
-METRICS = ("psnr", "ssim", "m_lmd", "f_lmd", "cpbd", *JUDGE_METRICS)
+METRICS = ("psnr", "ssim", "m_lmd", "f_lmd", "kp_motion", "cpbd", *JUDGE_METRICS)
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,31 @@ def landmarks_256(frames: np.ndarray, face: FaceModels) -> np.ndarray:
     return clip_landmarks(frames, face)
 
 
+@torch.no_grad()
+def keypoint_motion(
+    nets: EammModels,
+    source: torch.Tensor,
+    mfcc: torch.Tensor,
+    pose: torch.Tensor,
+    truth: torch.Tensor,
+    gp: GenerateParams,
+) -> dict[str, float]:
+    """Stage 1 measured without the renderer: the audio keypoints' motion since the first frame
+    against the FOMM detector's on the real frames (the targets stage 1 learns), mean distance
+    in pixels of a 256 crop (keypoints span [-1, 1]). ``static_source`` is no motion at all;
+    ``neutral`` is the audio branch's motion, as generation uses it (``audio_weight``)."""
+    feature = nets.audio_net(source, mfcc[None], pose[None], audio_weight=gp.audio_weight)[0]
+    audio = nets.audio_head(feature)["value"]
+    steps = range(0, len(truth), gp.batch_size)
+    real = torch.cat([nets.kp_detector(truth[i : i + gp.batch_size])["value"] for i in steps])
+    moved = real - real[:1]
+    pixels = LANDMARK_SIZE / 2
+    return {
+        "static_source": float(moved.norm(dim=-1).mean()) * pixels,
+        "neutral": float(((audio - audio[:1]) - moved).norm(dim=-1).mean()) * pixels,
+    }
+
+
 def _score(
     frames: np.ndarray, truth: np.ndarray, truth_lm: np.ndarray, face: FaceModels
 ) -> dict[str, float]:
@@ -149,6 +174,14 @@ def evaluate_clips(
                 ),
                 **{variant: tensor_to_frames(frames) for variant, frames in out.items()},
             }
+            motion = keypoint_motion(
+                nets,
+                source_tensor,
+                torch.from_numpy(mfcc).float().to(device),
+                torch.from_numpy(pose).float().to(device),
+                frames_to_tensor(truth, device),
+                gp,
+            )
             truth_lm = landmarks_256(truth, face)
             audio = None
             if judges.syncnet is not None:
@@ -171,7 +204,9 @@ def evaluate_clips(
                         clip.clip_id,
                         clip.emotion,
                         variant,
-                        _score(video, truth, truth_lm, face) | judged(video),
+                        _score(video, truth, truth_lm, face)
+                        | {"kp_motion": motion.get(variant, float("nan"))}
+                        | judged(video),
                     )
                 )
                 row.setdefault(variant, video[t // 2])

@@ -100,6 +100,15 @@ def relations(metrics: dict) -> list[Relation]:
                     f"{recon} vs {static}",
                 )
             )
+        audio_motion = _value(metrics, d, "neutral", "kp_motion")
+        no_motion = _value(metrics, d, "static_source", "kp_motion")
+        out.append(
+            Relation(
+                f"{d}: audio keypoints' motion error below no motion (stage 1 learned)",
+                _greater(no_motion, audio_motion),
+                f"{audio_motion} vs {no_motion}",
+            )
+        )
         static_mouth = _value(metrics, d, "static_source", "m_lmd")
         for variant in ("neutral", "emotion"):
             mouth = _value(metrics, d, variant, "m_lmd")

@@ -17,6 +17,7 @@ DIRECTION = {
     "ssim": "higher",
     "m_lmd": "lower",
     "f_lmd": "lower",
+    "kp_motion": "lower",
     "cpbd": "higher",
     "emotion_acc": "higher",
     "sync_conf": "higher",

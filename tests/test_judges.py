@@ -215,3 +215,18 @@ def test_spatial_emotion_classifier_keeps_positions():
     with torch.no_grad():
         assert not torch.allclose(net(image), net(moved), atol=1e-4)
         assert torch.allclose(pooled(image), pooled(moved), atol=1e-4)
+
+
+def test_random_blur_softens_a_clip_alike_and_zero_leaves_it():
+    from eamm.train.augment import random_blur
+
+    rng = np.random.default_rng(0)
+    clip = (rng.random((3, 64, 64, 3)) * 255).astype(np.uint8)
+    assert random_blur(clip, np.random.default_rng(1), 0.0) is clip
+    blurred = random_blur(clip, np.random.default_rng(1), 0.05)
+    again = random_blur(clip, np.random.default_rng(1), 0.05)
+    assert np.array_equal(blurred, again)  # seeded: the same blur on a re-run
+    # one sigma for the whole clip, and high frequencies go: neighbours become alike
+    detail = np.abs(np.diff(blurred.astype(float), axis=2)).mean(axis=(1, 2, 3))
+    assert np.allclose(detail, detail[0], rtol=0.2)
+    assert detail.mean() < 0.5 * np.abs(np.diff(clip.astype(float), axis=2)).mean()

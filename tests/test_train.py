@@ -336,6 +336,9 @@ def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path,
         for row in dataset.values():  # the judges trained in `trained` score every row
             assert row["sync_conf"] >= 0 and row["sync_dist"] >= 0
             assert row["syncnet_conf"] is None  # no SyncNet weights configured
+        # keypoint motion: only the audio branch and its no-motion baseline have one
+        assert dataset["static_source"]["kp_motion"] > 0 and dataset["neutral"]["kp_motion"] > 0
+        assert dataset["emotion"]["kp_motion"] is None
     for variant in table["mead"].values():  # 2 clips: accuracy is 0, 0.5 or 1
         assert variant["emotion_acc"] in (0.0, 0.5, 1.0)
     assert all(row["emotion_acc"] is None for row in table["lrw"].values())

@@ -51,6 +51,18 @@ def random_stretch(clip: np.ndarray, rng: np.random.Generator, amount: float) ->
     )
 
 
+def random_blur(clip: np.ndarray, rng: np.random.Generator, max_sigma: float) -> np.ndarray:
+    """One Gaussian blur for the whole clip, sigma uniform in [0, ``max_sigma``] as a fraction
+    of the frame width: an expression judge must read expressions, not sharpness, to score a
+    generator's softer frames."""
+    if max_sigma <= 0:
+        return clip
+    sigma = rng.uniform(0, max_sigma) * clip.shape[2]
+    if sigma < 0.3:  # below a third of a pixel the kernel is the identity
+        return clip
+    return np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in clip])
+
+
 def random_perspective(
     clip: np.ndarray, rng: np.random.Generator, shift: int = 30, expand: int = 40
 ) -> np.ndarray:

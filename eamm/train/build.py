@@ -127,7 +127,12 @@ def build_judge_stage(name: str, sizes: dict, params: StageParams, paths: list[P
     weights = dict(params.loss_weights)
     if name == "train_emotion_classifier":
         dataset = EmotionFrames(
-            _clips(paths, params, 1), size, params.clip_len, params.jitter, params.stretch
+            _clips(paths, params, 1),
+            size,
+            params.clip_len,
+            params.jitter,
+            params.stretch,
+            params.blur,
         )
         balance = class_weights([c.emotion_index for c in dataset.clips])
         loss = classifier_losses(net, weights, balance)

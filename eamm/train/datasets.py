@@ -16,6 +16,7 @@ from eamm.smoothing import one_euro
 from eamm.train.augment import (
     color_jitter,
     emotion_augment,
+    random_blur,
     random_flip,
     random_stretch,
     time_flip,
@@ -194,9 +195,10 @@ class EmotionWindows(AudioWindows):
 
 
 class EmotionFrames(SeededClips):
-    """Emotion classifier: ``clip_len`` random frames of a MEAD clip (flip, stretch, colour
+    """Emotion classifier: ``clip_len`` random frames of a MEAD clip (flip, stretch, blur, colour
     jitter) and the clip's emotion label. The stretch keeps the judge from learning the
-    training speakers' face shapes instead of their expressions."""
+    training speakers' face shapes instead of their expressions; the blur, from reading
+    expressions only in sharp frames."""
 
     def __init__(
         self,
@@ -205,15 +207,17 @@ class EmotionFrames(SeededClips):
         clip_len: int = 4,
         jitter: float = 0.1,
         stretch: float = 0.0,
+        blur: float = 0.0,
     ) -> None:
         super().__init__(clips, image_size)
-        self.clip_len, self.jitter, self.stretch = clip_len, jitter, stretch
+        self.clip_len, self.jitter, self.stretch, self.blur = clip_len, jitter, stretch, blur
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         clip, rng = self._draw(item)
         picks = rng.choice(clip.num_frames, self.clip_len, replace=clip.num_frames < self.clip_len)
         frames = self._frames(clip, sorted(int(i) for i in picks))
         frames = random_stretch(random_flip(frames, rng), rng, self.stretch)
+        frames = random_blur(frames, rng, self.blur)
         frames = color_jitter(frames, rng, self.jitter)
         return {
             "frames": to_tensor(frames),

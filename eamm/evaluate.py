@@ -20,7 +20,14 @@ import torch
 
 from eamm.config import EvaluateParams, GenerateParams
 from eamm.face.landmarks import FaceModels
-from eamm.generate import EammModels, animate, frames_to_tensor, reconstruct, tensor_to_frames
+from eamm.generate import (
+    EammModels,
+    animate,
+    detect_keypoints,
+    frames_to_tensor,
+    render,
+    tensor_to_frames,
+)
 from eamm.judges import JUDGE_METRICS, Judges, judge_scores
 from eamm.metrics import FACE, MOUTH, clip_landmarks, cpbd_clip, lmd, psnr, ssim
 from eamm.train.augment import emotion_augment
@@ -98,17 +105,16 @@ def keypoint_motion(
     source: torch.Tensor,
     mfcc: torch.Tensor,
     pose: torch.Tensor,
-    truth: torch.Tensor,
+    real: torch.Tensor,
     gp: GenerateParams,
 ) -> dict[str, float]:
     """Stage 1 measured without the renderer: the audio keypoints' motion since the first frame
     against the FOMM detector's on the real frames (the targets stage 1 learns), mean distance
     in pixels of a 256 crop (keypoints span [-1, 1]). ``static_source`` is no motion at all;
-    ``neutral`` is the audio branch's motion, as generation uses it (``audio_weight``)."""
+    ``neutral`` is the audio branch's motion, as generation uses it (``audio_weight``). ``real``:
+    the detector's keypoint values (T, K, 2) on the real frames."""
     feature = nets.audio_net(source, mfcc[None], pose[None], audio_weight=gp.audio_weight)[0]
     audio = nets.audio_head(feature)["value"]
-    steps = range(0, len(truth), gp.batch_size)
-    real = torch.cat([nets.kp_detector(truth[i : i + gp.batch_size])["value"] for i in steps])
     moved = real - real[:1]
     pixels = LANDMARK_SIZE / 2
     return {
@@ -130,6 +136,7 @@ def _score(
     }
 
 
+@torch.no_grad()
 def evaluate_clips(
     clips: list[Clip],
     pool: list[Clip],
@@ -159,28 +166,29 @@ def evaluate_clips(
             transformed = emotion_augment(np.resize(emo, (t, *emo.shape[1:])), rng)
 
             source_tensor = frames_to_tensor(source, device)
+            mfcc_tensor = torch.from_numpy(mfcc).float().to(device)
+            pose_tensor = torch.from_numpy(pose).float().to(device)
             out = animate(
                 nets,
                 source_tensor,
-                torch.from_numpy(mfcc).float().to(device),
-                torch.from_numpy(pose).float().to(device),
+                mfcc_tensor,
+                pose_tensor,
                 frames_to_tensor(transformed, device),
                 gp,
             )
+            # the real frames' keypoints drive the reconstruction and are stage 1's targets
+            real_kp = detect_keypoints(nets, frames_to_tensor(truth, device), gp.batch_size)
             videos = {
                 "static_source": np.repeat(source, t, axis=0),
                 "reconstruction": tensor_to_frames(
-                    reconstruct(nets, source_tensor, frames_to_tensor(truth, device), gp.batch_size)
+                    render(
+                        nets, source_tensor, nets.kp_detector(source_tensor), real_kp, gp.batch_size
+                    )
                 ),
                 **{variant: tensor_to_frames(frames) for variant, frames in out.items()},
             }
             motion = keypoint_motion(
-                nets,
-                source_tensor,
-                torch.from_numpy(mfcc).float().to(device),
-                torch.from_numpy(pose).float().to(device),
-                frames_to_tensor(truth, device),
-                gp,
+                nets, source_tensor, mfcc_tensor, pose_tensor, real_kp["value"], gp
             )
             truth_lm = landmarks_256(truth, face)
             audio = None

@@ -338,11 +338,19 @@ def reconstruct(
     """FOMM reconstruction: ``source`` (1, 3, H, W) moved to the keypoints the keypoint detector
     finds on the real ``driving`` frames (T, 3, H, W). The upper bound of what the audio branch
     can reach with this generator: it measures the FOMM stage alone."""
-    kp_source = models.kp_detector(source)
-    steps = range(0, len(driving), batch_size)
-    parts = [models.kp_detector(driving[i : i + batch_size]) for i in steps]
-    kp = {k: torch.cat([p[k] for p in parts]) for k in KP_KEYS}
-    return render(models, source, kp_source, kp, batch_size)
+    kp = detect_keypoints(models, driving, batch_size)
+    return render(models, source, models.kp_detector(source), kp, batch_size)
+
+
+@torch.no_grad()
+def detect_keypoints(
+    models: EammModels, frames: torch.Tensor, batch_size: int
+) -> dict[str, torch.Tensor]:
+    """The keypoint detector's keypoints of real frames (T, 3, H, W), ``batch_size`` at a time."""
+    parts = [
+        models.kp_detector(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)
+    ]
+    return {k: torch.cat([p[k] for p in parts]) for k in KP_KEYS}
 
 
 class EmotionSource:

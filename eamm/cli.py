@@ -314,6 +314,13 @@ def evaluate(
 ) -> None:
     """Score generated test clips under the pinned protocol; writes metrics.json and a report."""
     _check_params(params, "evaluate", "generate")
+    from eamm.config import EvaluateParams, load_section
+
+    settings = load_section(params, "evaluate", EvaluateParams)
+    weights = settings.syncnet_weights
+    _require_input("evaluate.syncnet_weights", Path(weights) if weights else None)
+    for dataset in settings.datasets:
+        _require_input("evaluate.datasets", data_root / dataset / "processed" / "manifest.parquet")
     from eamm.evidence import relations
     from eamm.report import dataset_tables
     from flows.evaluate import evaluate_flow
@@ -387,7 +394,6 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
                 str(manifest.parent),
                 f"{status}; ok by split: {splits}; {info['frames']} frames at 25 fps",
             )
-    from eamm.train.build import JUDGES
     from eamm.train.run import STAGE_DIRS
 
     for name, stage in STAGE_DIRS.items():
@@ -399,7 +405,10 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
                 for k, v in info.items()
                 if k.startswith("heldout/") and isinstance(v, float)
             )
-            files = "loss.png" if name in JUDGES else "loss.png, samples.png"
+            files = {
+                "train_emotion_classifier": "loss.png, confusion.png",
+                "train_sync_expert": "loss.png, offsets.png",
+            }.get(name, "loss.png, samples.png")
             table.add_row(
                 f"checkpoint {stage}",
                 str(metrics.parent / "checkpoint.pt"),

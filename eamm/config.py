@@ -12,6 +12,7 @@ from pydantic import (
     Field,
     RootModel,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -289,17 +290,85 @@ class GenerateParams(_Strict):
     crf: int = Field(18, ge=0, le=51)
 
 
-class EvaluateParams(_Strict):
-    """The pinned evaluation protocol (docs/evaluation.md)."""
+class EvaluationProtocol(_Strict):
+    """One named evaluation protocol (``evaluate.protocols.<name>``): everything that moves a
+    published number (docs/evaluation.md). The defaults are this project's own, ``ours``."""
 
-    datasets: list[Literal["mead", "lrw"]] = ["mead", "lrw"]
-    split: Literal["train", "val", "test"] = "test"
+    # Which clips and frames
+    mead_speakers: list[str] | None = None  # MEAD speakers scored; null = all of the split
     max_clips: int | None = Field(20, ge=1)  # per dataset, a seeded sample; null = all
-    seed: int = 0
     max_frames: int | None = Field(100, ge=1)  # per clip, from its start; null = whole clip
     # The identity image: the first frame of the speaker's first neutral test clip (``neutral``:
     # the source carries no emotion of its own) or of the clip itself (``own``).
     source_frame: Literal["neutral", "own"] = "neutral"
+    # Frames PSNR/SSIM compare: the aligned crops at the model's resolution (``aligned``), or
+    # each frame aligned on its dlib-68 points into a 128-pixel crop (``dlib128``, EAT's).
+    image_crop: Literal["aligned", "dlib128"] = "aligned"
+    # 68 iBUG points for LMD: the mediapipe mesh mapped to 68 points, or dlib's predictor
+    landmarker: Literal["mediapipe", "dlib68"] = "mediapipe"
+    landmark_size: int = Field(256, ge=64)  # frames are resized to this before the landmarker
+    # LMD on the points as found, or each frame's points centred on their mean first (EAT's)
+    lmd_centred: bool = False
+    # SSIM windows: Wang et al. 2004 (Gaussian sigma 1.5, population covariance) or
+    # scikit-image's defaults (7x7 uniform, sample covariance; EAT's ``compare_ssim``)
+    ssim: Literal["gaussian", "uniform7"] = "gaussian"
+    # SyncNet's input: the frames resized to 224 (``aligned``), or PC-AVS's 224 crop aligned on
+    # the eyes and the mouth (``pcavs224``, EAT's)
+    sync_crop: Literal["aligned", "pcavs224"] = "aligned"
     vshift: int = Field(15, ge=1)  # lip-sync offset search range, frames (SyncNet's -vshift)
+    # Video frames the audio is delayed against the frames when the sync judges score it
+    audio_offset: int = Field(0, ge=-25, le=25)
+
+    @model_validator(mode="after")
+    def _needs_dlib_points(self) -> EvaluationProtocol:
+        if self.image_crop == "dlib128" and self.landmarker != "dlib68":
+            raise ValueError("image_crop dlib128 aligns on dlib's points: needs landmarker dlib68")
+        return self
+
+
+class EvaluateParams(_Strict):
+    """The evaluation: a named protocol (``protocol``, defined under ``protocols``) run over
+    the test clips of ``datasets`` (docs/evaluation.md)."""
+
+    datasets: list[Literal["mead", "lrw"]] = ["mead", "lrw"]
+    split: Literal["train", "val", "test"] = "test"
+    seed: int = 0
+    # A cap on the protocol's clips and frames for a quick check (the report says so); null =
+    # the protocol's own.
+    max_clips: int | None = Field(None, ge=1)
+    max_frames: int | None = Field(None, ge=1)
     # Local SyncNet v2 weights (syncnet_v2.model); null = only our own sync expert's score.
     syncnet_weights: str | None = None
+    protocols: dict[str, EvaluationProtocol] = Field(
+        default_factory=lambda: {"ours": EvaluationProtocol()}, min_length=1
+    )
+    protocol: str = "ours"  # validated after ``protocols``: a name defined there
+
+    @field_validator("protocol")
+    @classmethod
+    def _known_protocol(cls, value: str, info: ValidationInfo) -> str:
+        known = info.data.get("protocols")
+        if known is not None and value not in known:
+            raise ValueError(f"unknown protocol '{value}' (known: {', '.join(sorted(known))})")
+        return value
+
+    def resolved(self) -> EvaluationProtocol:
+        """The protocol this run follows, with ``max_clips``/``max_frames`` caps applied."""
+        chosen = self.protocols[self.protocol]
+        return chosen.model_copy(
+            update={
+                "max_clips": _cap(chosen.max_clips, self.max_clips),
+                "max_frames": _cap(chosen.max_frames, self.max_frames),
+            }
+        )
+
+    @property
+    def capped(self) -> bool:
+        """Whether a cap cuts the protocol's clips or frames (not the full protocol)."""
+        return self.resolved() != self.protocols[self.protocol]
+
+
+def _cap(own: int | None, cap: int | None) -> int | None:
+    if cap is None:
+        return own
+    return cap if own is None else min(own, cap)

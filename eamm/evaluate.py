@@ -1,6 +1,8 @@
-"""The evaluation protocol: generate every selected test clip from a source frame of its
-speaker (``evaluate.source_frame``), its own audio and pose, with an emotion source of the same
-speaker and emotion, and score it against the clip's real frames (docs/evaluation.md).
+"""The evaluation: generate every selected test clip from a source frame of its speaker, its
+own audio and pose, with an emotion source of the same speaker and emotion, and score it against
+the clip's real frames under the named protocol ``evaluate.protocol`` (docs/evaluation.md): which
+clips and frames, the source frame, the crops PSNR/SSIM/LMD and SyncNet read, the landmarker
+and the audio offset all come from ``evaluate.protocols.<name>``.
 
 Besides the generated ``neutral`` and ``emotion`` variants every clip is scored as two
 baselines, so each number has something to be better than: ``static_source`` (the source frame
@@ -11,14 +13,15 @@ themselves with the no-reference metrics and the judges."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from eamm.config import EvaluateParams, GenerateParams
+from eamm.config import EvaluateParams, EvaluationProtocol, GenerateParams
+from eamm.errors import EammError
 from eamm.face.landmarks import FaceModels
 from eamm.generate import (
     EammModels,
@@ -30,6 +33,7 @@ from eamm.generate import (
 )
 from eamm.judges import JUDGE_METRICS, Judges, judge_scores
 from eamm.metrics import FACE, MOUTH, clip_landmarks, cpbd_clip, lmd, psnr, ssim
+from eamm.metrics.sync import shift_audio
 from eamm.train.augment import emotion_augment
 from eamm.train.clips import Clip, fill_missing_rows, load_clips
 
@@ -47,11 +51,22 @@ class ClipScore:
 
 
 def select_clips(manifest: Path, params: EvaluateParams) -> list[Clip]:
-    """The protocol's clips: ok clips of the split, a seeded sample of ``max_clips``."""
+    """The protocol's clips: ok clips of the split (of its MEAD speakers, if it names them),
+    a seeded sample of ``max_clips``. No such clip stops the run, naming the manifest."""
+    protocol = params.resolved()
     clips = load_clips(manifest, (params.split,), min_frames=2)
-    if params.max_clips is not None and len(clips) > params.max_clips:
+    speakers = protocol.mead_speakers
+    if speakers is not None:
+        clips = [c for c in clips if c.dataset != "mead" or c.speaker in speakers]
+    if not clips:
+        who = f" of speakers {', '.join(speakers)}" if speakers is not None else ""
+        raise EammError(
+            f"{manifest}: no ok clips in split '{params.split}'{who} "
+            f"(evaluate.split, protocol '{params.protocol}')"
+        )
+    if protocol.max_clips is not None and len(clips) > protocol.max_clips:
         rng = np.random.default_rng(params.seed)
-        picks = sorted(rng.choice(len(clips), params.max_clips, replace=False).tolist())
+        picks = sorted(rng.choice(len(clips), protocol.max_clips, replace=False).tolist())
         clips = [clips[i] for i in picks]
     return clips
 
@@ -81,22 +96,124 @@ def _frames(clip: Clip, count: int, size: int) -> np.ndarray:
     return clip.frames(list(range(count)), size)
 
 
-LANDMARK_SIZE = 256
+LANDMARK_SIZE = 256  # keypoint motion is measured in pixels of a crop this size
+SAMPLES_PER_FRAME = 640  # 16 kHz audio, 25 fps video
 
 
-def landmarks_256(frames: np.ndarray, face: FaceModels) -> np.ndarray:
-    """68 points in pixels of a 256 crop: smaller frames are upscaled first (the face mesh
-    needs the resolution), so LMD is comparable across model sizes."""
+def _resized(frames: np.ndarray, size: int) -> np.ndarray:
+    """Frames at ``size`` (bicubic): landmarkers need the resolution."""
     import cv2
 
-    if frames.shape[1] != LANDMARK_SIZE:
-        frames = np.stack(
-            [
-                cv2.resize(f, (LANDMARK_SIZE, LANDMARK_SIZE), interpolation=cv2.INTER_CUBIC)
-                for f in frames
-            ]
-        )
-    return clip_landmarks(frames, face)
+    if frames.shape[1] == size:
+        return frames
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC) for f in frames])
+
+
+@dataclass(frozen=True)
+class Views:
+    """What a protocol measures of one video: the frames PSNR/SSIM compare and which of them
+    exist (a frame whose face was not found has no aligned crop), the 68 points LMD compares
+    (NaN where no face), and SyncNet's input frames (None: the video itself)."""
+
+    image: np.ndarray
+    valid: np.ndarray
+    landmarks: np.ndarray
+    sync: np.ndarray | None = None
+
+
+class ProtocolScorer:
+    """The protocol's crops, landmarks and image metrics, holding the landmarker it names.
+
+    ``ours``: the frames as generated (the aligned crop at the model's resolution), mediapipe's
+    68 points on them resized to 256, SSIM with Wang et al.'s Gaussian window. ``eat``: dlib's
+    points on the frames resized to 256, each frame aligned on them into a 128 crop (PSNR, SSIM
+    with scikit-image's uniform window, and dlib's points again on the crop for a centred LMD),
+    PC-AVS's 224 crop for SyncNet (``eamm/metrics/dlib68.py``)."""
+
+    def __init__(self, protocol: EvaluationProtocol, sync_crops: bool = False) -> None:
+        self.protocol = protocol
+        self.sync_crops = sync_crops and protocol.sync_crop == "pcavs224"
+        self.face: FaceModels | None = None
+        self.dlib = None
+        if protocol.landmarker == "dlib68":
+            from eamm.metrics.dlib68 import Dlib68
+
+            self.dlib = Dlib68()
+        else:
+            self.face = FaceModels()
+
+    def close(self) -> None:
+        if self.face is not None:
+            self.face.close()
+
+    def views(self, frames: np.ndarray) -> Views:
+        from eamm.metrics import dlib68
+
+        p = self.protocol
+        large = _resized(frames, p.landmark_size)
+        if self.dlib is None:
+            points = clip_landmarks(large, self.face)
+        else:
+            crop = p.image_crop == "dlib128"
+            upsample = dlib68.CROP_UPSAMPLE if crop else dlib68.LANDMARK_UPSAMPLE
+            points = self.dlib.clip(large, upsample)
+        sync = dlib68.pcavs_crops(large, points) if self.sync_crops else None
+        if p.image_crop == "aligned":
+            return Views(frames, np.ones(len(frames), bool), points, sync)
+        crops, valid = dlib68.aligned_crops(large, points)
+        landmarks = self.dlib.clip(crops, dlib68.LANDMARK_UPSAMPLE)
+        landmarks[~valid] = np.nan
+        return Views(crops, valid, landmarks, sync)
+
+    def score(self, video: Views, truth: Views) -> dict[str, float]:
+        """PSNR and SSIM over the frames both sides have, M-LMD and F-LMD."""
+        p = self.protocol
+        both = video.valid & truth.valid
+        nan = float("nan")
+        a, b = video.image[both], truth.image[both]
+        return {
+            "psnr": psnr(a, b) if both.any() else nan,
+            "ssim": ssim(a, b, window=p.ssim) if both.any() else nan,
+            "m_lmd": lmd(video.landmarks, truth.landmarks, MOUTH, centred=p.lmd_centred),
+            "f_lmd": lmd(video.landmarks, truth.landmarks, FACE, centred=p.lmd_centred),
+        }
+
+
+def delay_audio(samples: np.ndarray, frames: int) -> np.ndarray:
+    """16 kHz samples delayed by ``frames`` video frames (silence before; negative advances),
+    the same length."""
+    if frames == 0:
+        return samples
+    shift = abs(frames) * SAMPLES_PER_FRAME
+    pad = np.zeros(min(shift, len(samples)), samples.dtype)
+    if frames > 0:
+        return np.concatenate([pad, samples[: len(samples) - len(pad)]])
+    return np.concatenate([samples[len(pad) :], pad])
+
+
+def judged_with(
+    judges: Judges,
+    frames: np.ndarray,
+    sync_frames: np.ndarray | None,
+    mfcc: np.ndarray,
+    audio_16k: np.ndarray | None,
+    emotion: str | None,
+) -> dict[str, float]:
+    """The judges' scores, SyncNet's on ``sync_frames`` where the protocol has its own crop."""
+    if sync_frames is None or judges.syncnet is None:
+        return judge_scores(judges, frames, mfcc=mfcc, audio_16k=audio_16k, emotion=emotion)
+    scores = judge_scores(
+        replace(judges, syncnet=None), frames, mfcc=mfcc, audio_16k=audio_16k, emotion=emotion
+    )
+    sync = judge_scores(
+        replace(judges, classifier=None, expert=None),
+        sync_frames,
+        mfcc=mfcc,
+        audio_16k=audio_16k,
+        emotion=None,
+    )
+    scores.update(syncnet_conf=sync["syncnet_conf"], syncnet_dist=sync["syncnet_dist"])
+    return scores
 
 
 @torch.no_grad()
@@ -123,19 +240,6 @@ def keypoint_motion(
     }
 
 
-def _score(
-    frames: np.ndarray, truth: np.ndarray, truth_lm: np.ndarray, face: FaceModels
-) -> dict[str, float]:
-    predicted_lm = landmarks_256(frames, face)
-    return {
-        "psnr": psnr(frames, truth),
-        "ssim": ssim(frames, truth),
-        "m_lmd": lmd(predicted_lm, truth_lm, MOUTH),
-        "f_lmd": lmd(predicted_lm, truth_lm, FACE),
-        "cpbd": cpbd_clip(frames),
-    }
-
-
 @torch.no_grad()
 def evaluate_clips(
     clips: list[Clip],
@@ -148,17 +252,18 @@ def evaluate_clips(
 ) -> tuple[list[ClipScore], dict]:
     """Scores of every clip and variant, and one middle frame per variant for the report."""
     size = nets.image_size
-    face = FaceModels()
+    protocol = params.resolved()
     judges = judges or Judges(device=device)
+    scorer = ProtocolScorer(protocol, sync_crops=judges.syncnet is not None)
     scores: list[ClipScore] = []
     stills: dict = {}
     try:
         for k, clip in enumerate(clips):
-            t = min(clip.num_frames, params.max_frames or clip.num_frames)
+            t = min(clip.num_frames, protocol.max_frames or clip.num_frames)
             truth = _frames(clip, t, size)
             mfcc = clip.array("mfcc.npy")[:t, :, 1:]
             pose = fill_missing_rows(clip.array("pose.npy"))[:t, :6]
-            identity = identity_source(clip, pool, params.source_frame)
+            identity = identity_source(clip, pool, protocol.source_frame)
             source = _frames(identity, 1, size)
             emotion_clip = emotion_source(clip, pool)
             emo = _frames(emotion_clip, min(emotion_clip.num_frames, t), size)
@@ -190,14 +295,19 @@ def evaluate_clips(
             motion = keypoint_motion(
                 nets, source_tensor, mfcc_tensor, pose_tensor, real_kp["value"], gp
             )
-            truth_lm = landmarks_256(truth, face)
+            truth_views = scorer.views(truth)
             audio = None
             if judges.syncnet is not None:
-                audio = clip.audio()[: t * 640]
+                audio = delay_audio(clip.audio()[: t * SAMPLES_PER_FRAME], protocol.audio_offset)
+            judged_mfcc = (
+                shift_audio(mfcc, protocol.audio_offset) if protocol.audio_offset else mfcc
+            )
 
-            judged = partial(judge_scores, judges, mfcc=mfcc, audio_16k=audio, emotion=clip.emotion)
+            judged = partial(
+                judged_with, judges, mfcc=judged_mfcc, audio_16k=audio, emotion=clip.emotion
+            )
             gt_scores = dict.fromkeys(METRICS, float("nan"))
-            gt_scores.update(cpbd=cpbd_clip(truth), **judged(truth))
+            gt_scores.update(cpbd=cpbd_clip(truth), **judged(truth, truth_views.sync))
             scores.append(
                 ClipScore(clip.dataset, clip.clip_id, clip.emotion, "ground_truth", gt_scores)
             )
@@ -206,20 +316,22 @@ def evaluate_clips(
                 {"source": source[0], "ground_truth": truth[t // 2]},
             )
             for variant, video in videos.items():
+                views = scorer.views(video)
                 scores.append(
                     ClipScore(
                         clip.dataset,
                         clip.clip_id,
                         clip.emotion,
                         variant,
-                        _score(video, truth, truth_lm, face)
+                        scorer.score(views, truth_views)
+                        | {"cpbd": cpbd_clip(video)}
                         | {"kp_motion": motion.get(variant, float("nan"))}
-                        | judged(video),
+                        | judged(video, views.sync),
                     )
                 )
                 row.setdefault(variant, video[t // 2])
     finally:
-        face.close()
+        scorer.close()
     return scores, stills
 
 

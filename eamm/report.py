@@ -1,16 +1,31 @@
-"""The evaluation report: Markdown tables (measured rows beside their baselines, the judges'
-held-out numbers, every stage's loss before and after training, the relations a working
-pipeline shows), a metrics plot and a contact sheet (PNG), readable without running anything."""
+"""The evaluation report: the protocol it ran, Markdown tables (measured rows beside their
+baselines, the published MEAD numbers with their protocols, the judges' held-out numbers, every
+stage's loss before and after training, the relations a working pipeline shows), a metrics plot
+and a contact sheet (PNG), readable without running anything."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import yaml
 
+from eamm.config import EvaluateParams, GenerateParams
 from eamm.evaluate import METRICS, VARIANTS
 from eamm.evidence import relations
+from eamm.judge_plots import CONFUSION_PNG, OFFSETS_PNG
+from eamm.train.run import STAGE_DIRS
+
+PUBLISHED = Path(__file__).resolve().parent / "metrics" / "published_mead.yaml"
+# What no protocol setting changes: the audio each judge and the generator read.
+AUDIO_FEATURES = {
+    "generator_and_sync_expert": "EAMM's MFCC windows of the clip (mfcc.npy, 28 rows a frame)",
+    "syncnet": "python_speech_features MFCC (13 coefficients, 100 rows/s) of the 16 kHz audio "
+    "at int16 scale",
+}
 
 DIRECTION = {
     "psnr": "higher",
@@ -24,8 +39,40 @@ DIRECTION = {
     "sync_dist": "lower",
     "syncnet_conf": "higher",
     "syncnet_dist": "lower",
+    # published only (not measured here)
+    "style_acc": "higher",
+    "csim": "higher",
+    "fid": "lower",
+    "fvd": "lower",
 }
+PUBLISHED_METRICS = (
+    "psnr",
+    "ssim",
+    "cpbd",
+    "m_lmd",
+    "f_lmd",
+    "syncnet_conf",
+    "emotion_acc",
+    "style_acc",
+    "csim",
+    "fid",
+    "fvd",
+)
 DATASETS = ("mead", "lrw")
+# The judges' held-out figures (eamm.judge_plots), copied from their stage folders into the
+# report's: name in the report folder -> (caption, judge stage, name in the stage folder).
+JUDGE_FIGURES = {
+    "judge_confusion.png": (
+        "emotion classifier: held-out confusion matrix",
+        "train_emotion_classifier",
+        CONFUSION_PNG,
+    ),
+    "judge_offsets.png": (
+        "sync expert: held-out offsets found",
+        "train_sync_expert",
+        OFFSETS_PNG,
+    ),
+}
 COLOURS = ("#999999", "#ddaa33", "#228833", "#4477aa", "#cc6677")
 
 
@@ -76,9 +123,24 @@ def _training_lines(training: dict) -> list[str]:
     return [*lines, ""]
 
 
-def _judge_lines(judges: dict) -> list[str]:
+def copy_judge_figures(checkpoints: Path, out_dir: Path) -> list[str]:
+    """Copy the judge stages' figures into the report folder; returns the names copied. A
+    figure its stage lacks is not shown (and an old copy of it is removed)."""
+    copied = []
+    for name, (_, stage, source) in JUDGE_FIGURES.items():
+        path = Path(checkpoints) / STAGE_DIRS[stage] / source
+        if path.is_file():
+            shutil.copyfile(path, out_dir / name)
+            copied.append(name)
+        else:
+            (out_dir / name).unlink(missing_ok=True)
+    return copied
+
+
+def _judge_lines(judges: dict, figures: Sequence[str] = ()) -> list[str]:
     if not judges:
         return []
+    shown = [f"![{JUDGE_FIGURES[name][0]}]({name})" for name in JUDGE_FIGURES if name in figures]
     classifier, expert = judges["emotion_classifier"], judges["sync_expert"]
     return [
         "## Judges (held-out)",
@@ -92,7 +154,123 @@ def _judge_lines(judges: dict) -> list[str]:
         f"{_fmt(expert['heldout_offset_accuracy'])} | {expert['heldout_clips']} | "
         f"{_fmt(expert['chance'])} |",
         "",
+        *[line for figure in shown for line in (figure, "")],
     ]
+
+
+def run_protocol(params: EvaluateParams, generate: GenerateParams) -> dict:
+    """Everything the run followed: the resolved protocol (its name, every setting, the caps
+    that cut it, the audio features no setting changes) and the evaluate and generate params."""
+    resolved = params.resolved()
+    evaluate = params.model_dump(exclude={"protocols", "protocol"})
+    evaluate["protocols_defined"] = sorted(params.protocols)
+    return {
+        "protocol": {
+            "name": params.protocol,
+            **resolved.model_dump(),
+            "capped": params.capped,
+            "audio_features": AUDIO_FEATURES,
+        },
+        "evaluate": evaluate,
+        "generate": generate.model_dump(),
+    }
+
+
+def load_published(path: Path = PUBLISHED) -> dict:
+    """The published MEAD rows (``eamm/metrics/published_mead.yaml``)."""
+    return yaml.safe_load(path.read_text())
+
+
+def _protocol_lines(protocol: dict) -> list[str]:
+    run = protocol.get("protocol")
+    if not run:
+        return ["Protocol: docs/evaluation.md. Parameters:", ""]
+    lines = [
+        f"Protocol **`{run['name']}`** (`evaluate.protocol`, defined under "
+        "`evaluate.protocols` in params.yaml; docs/evaluation.md describes each setting):",
+        "",
+        "| setting | value |",
+        "|---|---|",
+    ]
+    for key, value in run.items():
+        if key in ("name", "capped", "audio_features"):
+            continue
+        if value is None:
+            shown = "all" if key != "mead_speakers" else "all of the split"
+        else:
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        lines.append(f"| {key} | {shown} |")
+    for judge, features in run.get("audio_features", {}).items():
+        lines.append(f"| audio: {judge} | {features} |")
+    lines.append("")
+    if run.get("capped"):
+        lines += [
+            f"**Capped for a quick check** (`evaluate.max_clips` / `evaluate.max_frames`): "
+            f"fewer clips or frames than protocol `{run['name']}` takes, so these numbers are "
+            "not the protocol's.",
+            "",
+        ]
+    return [*lines, "Parameters:", ""]
+
+
+def _published_lines(published: dict, run: dict | None, clips: int | None) -> list[str]:
+    """The published MEAD rows under the measured ones: source, protocol, whether a later paper
+    re-ran the method, which of them share this run's protocol, and how far the same method's
+    number moves between protocols."""
+    rows = published.get("rows", [])
+    if not rows:
+        return []
+    shown = [m for m in PUBLISHED_METRICS if any(m in r["metrics"] for r in rows)]
+    name = run["name"] if run else None
+    lines = [
+        "### Published MEAD numbers (not measured here)",
+        "",
+        "| method | source | protocol | re-reported by a later paper | "
+        + " | ".join(f"{m} ({DIRECTION[m]} is better)" for m in shown)
+        + " |",
+        "|" + "---|" * (len(shown) + 4),
+    ]
+    for r in rows:
+        cells = " | ".join(_fmt(r["metrics"].get(m)) for m in shown)
+        again = "yes" if r.get("re_reported") else "no"
+        lines.append(f"| {r['method']} | {r['source']} | {r['protocol']} | {again} | {cells} |")
+    lines += ["", "Protocols of the published rows:", ""]
+    lines += [f"- `{key}`: {text}" for key, text in published.get("protocols", {}).items()]
+    same = [r for r in rows if r["protocol"] == name]
+    lines.append("")
+    if same:
+        methods = ", ".join(f"{r['method']} ({r['source']})" for r in same)
+        capped = " This run is capped, so not the whole protocol." if run.get("capped") else ""
+        lines.append(
+            f"This run's MEAD rows are under protocol `{name}` ({clips} clips), the protocol "
+            f"of: {methods}; the differences the protocol's note gives remain.{capped}"
+        )
+    elif name is not None:
+        lines.append(
+            f"This run's MEAD rows are under protocol `{name}`: no published row is; they compare "
+            "with this project's other runs under the same protocol "
+            "(`dvc exp run -S evaluate.protocol=eat` scores under EAT's)."
+        )
+    moves = _protocol_moves(rows)
+    if moves:
+        lines += ["", "The same method's published number under different protocols:", ""]
+        lines += [f"- {m}" for m in moves]
+    lines += ["", *[f"- {note}" for note in published.get("not_found", [])], ""]
+    return lines
+
+
+def _protocol_moves(rows: list[dict]) -> list[str]:
+    """Per method and metric published under two or more protocols: the values by protocol."""
+    out = []
+    methods = dict.fromkeys(r["method"] for r in rows)
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        for metric in PUBLISHED_METRICS:
+            values = {r["protocol"]: r["metrics"][metric] for r in mine if metric in r["metrics"]}
+            if len(values) > 1:
+                parts = ", ".join(f"{_fmt(v)} (`{p}`)" for p, v in values.items())
+                out.append(f"{method} {metric}: {parts}")
+    return out
 
 
 def _relation_lines(metrics: dict) -> list[str]:
@@ -102,13 +280,19 @@ def _relation_lines(metrics: dict) -> list[str]:
     return [*lines, ""]
 
 
-def markdown(metrics: dict, protocol: dict, models: dict) -> str:
+def markdown(
+    metrics: dict,
+    protocol: dict,
+    models: dict,
+    published: dict | None = None,
+    judge_figures: Sequence[str] = (),
+) -> str:
     table = dataset_tables(metrics)
+    published = load_published() if published is None else published
     lines = [
         "# Evaluation report",
         "",
-        "Protocol: docs/evaluation.md. Parameters:",
-        "",
+        *_protocol_lines(protocol),
         "```json",
         json.dumps(protocol, indent=2),
         "```",
@@ -130,18 +314,23 @@ def markdown(metrics: dict, protocol: dict, models: dict) -> str:
                 cells = " | ".join(_fmt(row.get(m)) for m in shown)
                 lines.append(f"| {variant} | {row['clips']} | {cells} |")
         lines.append("")
+        if dataset == "mead":
+            clips = variants.get("ground_truth", {}).get("clips")
+            lines += _published_lines(published, protocol.get("protocol"), clips)
     lines += [
         "Rows: `ground_truth` is the real test clips scored by the same code (CPBD and the "
         "judges; PSNR, SSIM and LMD would compare a clip with itself and are left out). "
         "`static_source` repeats the source frame (the baseline of no motion at all). "
         "`reconstruction` is FOMM driven by the keypoints of the real frames (the first "
         "stage alone). `neutral` and `emotion` are generated from the audio (and, for "
-        "`emotion`, the emotion source video). Emotion accuracy: our MEAD classifier "
+        "`emotion`, the emotion source video). PSNR, SSIM and LMD are taken on the "
+        "protocol's crops with its landmarker (`image_crop`, `landmarker`). Emotion "
+        "accuracy: our MEAD classifier "
         "(`train_emotion_classifier`); sync_conf/sync_dist: our LRW sync expert "
         "(`train_sync_expert`); syncnet_*: SyncNet v2 from `evaluate.syncnet_weights` when set.",
         "",
         *_relation_lines(metrics),
-        *_judge_lines(metrics.get("judges", {})),
+        *_judge_lines(metrics.get("judges", {}), judge_figures),
         *_training_lines(metrics.get("training", {})),
         "![metrics](metrics.png)",
         "",
@@ -205,10 +394,19 @@ def contact_sheet(stills: dict, path: Path) -> None:
     Image.fromarray(np.concatenate([header, *rows], axis=0)).save(path)
 
 
-def write_report(metrics: dict, stills: dict, protocol: dict, models: dict, out_dir: Path) -> Path:
+def write_report(
+    metrics: dict,
+    stills: dict,
+    protocol: dict,
+    models: dict,
+    out_dir: Path,
+    checkpoints: Path | None = None,
+) -> Path:
+    """The report in ``out_dir``, with the judges' figures from ``checkpoints`` when given."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_metrics(metrics, out_dir / "metrics.png")
     contact_sheet(stills, out_dir / "contact_sheet.png")
+    figures = copy_judge_figures(checkpoints, out_dir) if checkpoints is not None else []
     report = out_dir / "evaluation.md"
-    report.write_text(markdown(metrics, protocol, models))
+    report.write_text(markdown(metrics, protocol, models, judge_figures=figures))
     return report

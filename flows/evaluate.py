@@ -1,4 +1,4 @@
-"""Flow: the evaluation protocol over each dataset, metrics.json and the report."""
+"""Flow: the named evaluation protocol over each dataset, metrics.json and the report."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from eamm.config import EvaluateParams, GenerateParams, load_section
 from eamm.evaluate import aggregate
 from eamm.evidence import judge_summary, training_summary
-from eamm.report import markdown, write_report
+from eamm.report import markdown, run_protocol, write_report
 from eamm.train.checkpoint import file_fingerprint
 from tasks.evaluate import evaluate_dataset
 
@@ -42,18 +42,18 @@ def evaluate_flow(
         for stage in ("fomm", "a2fd_finetune", "emotion", "emotion_classifier", "sync_expert")
         if (Path(checkpoints) / stage / "checkpoint.pt").is_file()
     }
-    protocol = {"evaluate": params.model_dump(), "generate": generate.model_dump()}
+    protocol = run_protocol(params, generate)
     metrics = {
         **table,
-        "judges": judge_summary(Path(checkpoints), params.vshift),
+        "judges": judge_summary(Path(checkpoints), params.resolved().vshift),
         "training": training_summary(Path(checkpoints)),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "clip_scores.json").write_text(json.dumps([s.__dict__ for s in scores], indent=1))
-    write_report(metrics, stills, protocol, models, out)
+    write_report(metrics, stills, protocol, models, out, checkpoints=Path(checkpoints))
     create_markdown_artifact(
         key="evaluation",
         markdown=markdown(metrics, protocol, models),
-        description="Evaluation under the pinned protocol",
+        description=f"Evaluation under protocol {params.protocol}",
     )
     return metrics

@@ -46,4 +46,7 @@ echo "bootstrap: installing Python dependencies into $VENV (first run takes a fe
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # constraints.txt pins every transitive version we test with (torch==2.13.0 CPU build included).
 "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[dev,dask,bench]'
+# syncnet_python's reference code, for the SyncNet cross-check test only: without its deps (they
+# name torchvision, whose PyPI build is CUDA's and does not import with the CPU torch).
+"$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps syncnet-python scenedetect
 echo "$inputs" > "$STAMP"

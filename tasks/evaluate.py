@@ -1,4 +1,4 @@
-"""Task: evaluate one dataset's test clips under the pinned protocol."""
+"""Task: evaluate one dataset's test clips under the named protocol."""
 
 from __future__ import annotations
 
@@ -24,9 +24,15 @@ def evaluate_dataset(
     model: dict,
 ) -> tuple[list[ClipScore], dict]:
     manifest = Path(data_root) / dataset / "processed" / "manifest.parquet"
+    protocol = params.resolved()
+    if protocol.landmarker == "dlib68":  # one line now if dlib is missing, not after the models
+        from eamm.metrics.dlib68 import import_dlib, predictor_path
+
+        import_dlib()
+        predictor_path()
+    clips = select_clips(manifest, params)  # no clip to score: stop before the models load
+    pool = load_clips(manifest, (params.split,), min_frames=2)
     device = pick_device(generate.device)
     nets = load_models(checkpoints, device, generate.generator_from, model)
-    judges = load_judges(checkpoints, device, params.vshift, params.syncnet_weights)
-    clips = select_clips(manifest, params)
-    pool = load_clips(manifest, (params.split,), min_frames=2)
+    judges = load_judges(checkpoints, device, protocol.vshift, params.syncnet_weights)
     return evaluate_clips(clips, pool, nets, params, generate, device, judges)

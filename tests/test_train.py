@@ -132,9 +132,11 @@ def test_all_stages_write_safe_checkpoints(trained):
         extras = ("metrics.json", "loss.png", "dvclive") + (("samples.png",) * (name in STAGES))
         for extra in extras:
             assert (trained / folder / extra).exists(), (name, extra)
-    for judge in JUDGES:  # every fixture clip is in the train split: nothing held out
+    for judge, figure in zip(JUDGES, ("confusion.png", "offsets.png"), strict=True):
+        # every fixture clip is in the train split: nothing held out, an empty figure
         metrics = json.loads((trained / STAGE_DIRS[judge] / "metrics.json").read_text())
         assert metrics["heldout/clips"] == 0 and metrics["step"] == 2
+        assert (trained / STAGE_DIRS[judge] / figure).is_file(), (judge, figure)
     emotion = load_checkpoint(trained / "emotion" / "checkpoint.pt")
     assert len(emotion["emotion_kp"]) == 4 and len(set(emotion["emotion_kp"])) == 4
     assert all(0 <= k < 10 for k in emotion["emotion_kp"])
@@ -347,6 +349,8 @@ def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path,
     assert metrics["training"]["fomm"]["steps"] > 0
     for name in ("evaluation.md", "metrics.png", "contact_sheet.png", "clip_scores.json"):
         assert (out / name).is_file()
+    for name in ("judge_confusion.png", "judge_offsets.png"):  # the judges' figures, copied
+        assert (out / name).is_file() and f"]({name})" in (out / "evaluation.md").read_text()
     report = (out / "evaluation.md").read_text()
     assert "| static_source |" in report and "| reconstruction |" in report
     assert "## What this run shows" in report and "## Training" in report

@@ -20,6 +20,10 @@ PSNR_CAP_DB = 10.0 * math.log10(1.0 / MSE_FLOOR)
 # SSIM settings of Wang et al. (IEEE TIP 2004): 11x11 Gaussian window with sigma 1.5,
 # population (not sample) covariance, K1 = 0.01, K2 = 0.03 (scikit-image defaults).
 SSIM_SETTINGS = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False}
+# scikit-image's defaults, what ``compare_ssim(a, b, multichannel=True)`` ran in EAT's
+# evaluation: a 7x7 uniform window and sample covariance.
+SSIM_UNIFORM7 = {"win_size": 7, "gaussian_weights": False, "use_sample_covariance": True}
+SSIM_WINDOWS = {"gaussian": SSIM_SETTINGS, "uniform7": SSIM_UNIFORM7}
 
 
 def _as_clips(pred: np.ndarray, target: np.ndarray, data_range: float) -> tuple[np.ndarray, ...]:
@@ -59,18 +63,23 @@ def psnr(pred: np.ndarray, target: np.ndarray, data_range: float = 255.0) -> flo
     return float(np.mean(10.0 * np.log10(data_range**2 / floored)))
 
 
-def ssim(pred: np.ndarray, target: np.ndarray, data_range: float = 255.0) -> float:
+def ssim(
+    pred: np.ndarray, target: np.ndarray, data_range: float = 255.0, window: str = "gaussian"
+) -> float:
     """Mean structural similarity of a frame (H, W, 3) or clip (T, H, W, 3).
 
     Per frame: ``skimage.metrics.structural_similarity`` over the colour channels
-    (``channel_axis=-1``, mean of the per-channel SSIM) with the settings of Wang et al. 2004
-    (Gaussian window sigma 1.5, ``use_sample_covariance=False``) and the explicit
-    ``data_range`` (255 for uint8, 1.0 for float in [0, 1]); then the mean over frames.
-    Frames must be at least 11 px on each side (the Gaussian window).
+    (``channel_axis=-1``, mean of the per-channel SSIM) with the explicit ``data_range`` (255
+    for uint8, 1.0 for float in [0, 1]); then the mean over frames. ``window``: ``gaussian``
+    is Wang et al. 2004 (Gaussian window sigma 1.5, ``use_sample_covariance=False``; frames
+    at least 11 px on each side), ``uniform7`` scikit-image's defaults (``SSIM_UNIFORM7``).
     """
+    if window not in SSIM_WINDOWS:
+        raise ValueError(f"unknown SSIM window {window!r} (known: {', '.join(SSIM_WINDOWS)})")
     p, t = _as_clips(pred, target, data_range)
+    settings = SSIM_WINDOWS[window]
     values = [
-        structural_similarity(a, b, channel_axis=-1, data_range=data_range, **SSIM_SETTINGS)
+        structural_similarity(a, b, channel_axis=-1, data_range=data_range, **settings)
         for a, b in zip(p, t, strict=True)
     ]
     return float(np.mean(values))

@@ -21,14 +21,19 @@ FACE = slice(0, 68)  # F-LMD: all 68 points
 
 
 def lmd(
-    pred_landmarks: np.ndarray, target_landmarks: np.ndarray, points: slice | np.ndarray
+    pred_landmarks: np.ndarray,
+    target_landmarks: np.ndarray,
+    points: slice | np.ndarray,
+    centred: bool = False,
 ) -> float:
     """Mean Euclidean distance (pixels) between corresponding landmarks of two clips.
 
     Inputs are (T, 68, 2); ``points`` selects the points (``MOUTH`` for M-LMD, ``FACE`` for
     F-LMD). A frame counts only if all selected points are finite on both sides (a NaN marks
     "no face"); the result is the mean over valid frames and selected points, or NaN when no
-    frame is valid.
+    frame is valid. ``centred``: each side's selected points are first moved so that their
+    mean is at the origin, per frame (EAT's ``test_lmd.py``: a shape distance, blind to where
+    the mouth or face is in the crop).
     """
     pred = np.asarray(pred_landmarks, dtype=np.float64)
     target = np.asarray(target_landmarks, dtype=np.float64)
@@ -37,6 +42,9 @@ def lmd(
     if pred.ndim != 3 or pred.shape[-1] != 2:
         raise ValueError(f"expected (T, N, 2) landmarks, got {pred.shape}")
     pred, target = pred[:, points], target[:, points]
+    if centred:
+        pred = pred - pred.mean(axis=1, keepdims=True)
+        target = target - target.mean(axis=1, keepdims=True)
     valid = np.isfinite(pred).all(axis=(1, 2)) & np.isfinite(target).all(axis=(1, 2))
     if not valid.any() or pred.shape[1] == 0:
         return float("nan")

@@ -9,7 +9,9 @@ Offsets carry syncnet_python's sign: audio delayed by k frames against the video
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +19,8 @@ import torch.nn.functional as F
 
 from eamm.audio.mfcc import mfcc_frames
 from eamm.models.sync_expert import SYNC_WINDOW, SyncExpert, SyncNetV2, mouth_half
+
+AUDIO_PER_FRAME = 640  # 16 kHz samples per 25 fps video frame
 
 
 @dataclass(frozen=True)
@@ -26,17 +30,24 @@ class SyncScore:
     confidence: float
 
 
-def offset_search(video: torch.Tensor, audio: torch.Tensor, vshift: int) -> SyncScore:
-    """Video window embeddings (N, D) against audio embeddings (N, D) of the same windows.
+def offset_distances(video: torch.Tensor, audio: torch.Tensor, vshift: int) -> torch.Tensor:
+    """Mean distance per offset (2 * vshift + 1,) of video window embeddings (N, D) to audio
+    window embeddings (N, D), syncnet_python's ``calc_pdist`` averaged over windows.
 
     Window i of the video is compared with audio window i + s for s in [-vshift, vshift]; audio
-    windows outside the clip are zero vectors (syncnet_python's padding)."""
+    windows outside the clip are zero vectors. Distances are ``F.pairwise_distance`` (the
+    reference's, with its eps 1e-6 added to the difference)."""
     n = video.shape[0]
     padded = F.pad(audio, (0, 0, vshift, vshift))
     shifts = torch.arange(2 * vshift + 1)
     index = torch.arange(n)[:, None] + shifts[None, :]  # (N, S) rows of padded audio
-    dists = torch.linalg.vector_norm(video[:, None, :] - padded[index], dim=-1)
-    mean = dists.mean(dim=0)
+    dists = F.pairwise_distance(video[:, None, :].expand(-1, shifts.numel(), -1), padded[index])
+    return dists.T.contiguous().mean(dim=1)  # (S, N) summed as the reference sums: same bits
+
+
+def offset_search(video: torch.Tensor, audio: torch.Tensor, vshift: int) -> SyncScore:
+    """Best offset, its distance and the confidence from :func:`offset_distances`."""
+    mean = offset_distances(video, audio, vshift)
     best = int(torch.argmin(mean))
     return SyncScore(
         offset=vshift - best,
@@ -87,11 +98,12 @@ def syncnet_inputs(frames_rgb: np.ndarray, audio_16k: np.ndarray) -> tuple[torch
 def syncnet_score(
     net: SyncNetV2, frames_rgb: np.ndarray, audio_16k: np.ndarray, vshift: int, batch: int = 20
 ) -> SyncScore | None:
-    """SyncNet confidence the way syncnet_python computes it (window i: frames i..i+4 and
-    MFCC rows 4i..4i+19)."""
+    """SyncNet confidence the way syncnet_python's ``SyncNetInstance.evaluate`` computes it:
+    window i is frames i..i+4 and MFCC rows 4i..4i+19, for i below min(frames, audio samples
+    // 640) - 5 (25 fps video, 16 kHz audio)."""
     device = next(net.parameters()).device
     video, mfcc = (x.to(device) for x in syncnet_inputs(frames_rgb, audio_16k))
-    windows = min(video.shape[1], mfcc.shape[-1] // 4) - SYNC_WINDOW
+    windows = min(video.shape[1], len(audio_16k) // AUDIO_PER_FRAME) - SYNC_WINDOW
     if windows < 1:
         return None
     vid, aud = [], []
@@ -102,22 +114,31 @@ def syncnet_score(
     return offset_search(torch.cat(vid), torch.cat(aud), vshift)
 
 
-def load_syncnet(path: str, device: torch.device) -> SyncNetV2:
-    """SyncNet v2 from a local ``syncnet_v2.model`` (a state dict; loaded without pickle code)."""
+def load_syncnet(
+    path: str | Path, device: torch.device, setting: str = "evaluate.syncnet_weights"
+) -> SyncNetV2:
+    """SyncNet v2 from a local ``syncnet_v2.model`` (a state dict; loaded without pickle code).
+
+    Errors are one line naming the file and the ``setting`` it came from."""
     from eamm.errors import EammError
 
+    if not Path(path).is_file():
+        raise EammError(f"{path}: file does not exist ({setting})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as err:
-        raise EammError(f"{path}: cannot load SyncNet weights: {err}") from None
+    except (OSError, RuntimeError, pickle.UnpicklingError) as err:
+        reason = next(iter(str(err).splitlines()), type(err).__name__)
+        raise EammError(f"{path}: cannot load SyncNet weights: {reason} ({setting})") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise EammError(f"{path}: not a SyncNet v2 state dict ({setting})")
     state = {k.removeprefix("__S__."): v for k, v in state.items()}
     net = SyncNetV2()
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise EammError(
             f"{path}: not a SyncNet v2 state dict (missing {missing[:3]}, unexpected "
-            f"{unexpected[:3]})"
+            f"{unexpected[:3]}) ({setting})"
         )
     return net.to(device).eval()

@@ -2,16 +2,27 @@
 
 They are trained and versioned by the pipeline (DVC stages ``train_emotion_classifier`` and
 ``train_sync_expert``) so emotion accuracy and a lip-sync score exist offline; each reports its
-own held-out numbers after training (``validate``), written into the stage's metrics.json.
+own held-out numbers after training (``validate``), written into the stage's metrics.json,
+and draws them beside it (``confusion.png``, ``offsets.png``; see :mod:`eamm.judge_plots`).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from eamm.config import MEAD_EMOTIONS
+from eamm.judge_plots import (
+    CONFUSION_PNG,
+    OFFSETS_PNG,
+    confusion_matrix,
+    offset_accuracy,
+    plot_confusion,
+    plot_offsets,
+)
 from eamm.metrics.emotion import emotion_accuracy, predict_emotion, spread
 from eamm.metrics.sync import expert_score, shift_audio
 from eamm.models.emotion_classifier import EmotionClassifier
@@ -59,11 +70,11 @@ def _clip_frames(clip: Clip, size: int, indices: list[int], device: torch.device
 
 
 def validate_classifier(net: EmotionClassifier, clips: list[Clip], size: int):
-    """Held-out accuracy of the classifier on whole clips (evenly spread frames)."""
+    """Held-out accuracy of the classifier on whole clips (evenly spread frames) and its
+    confusion matrix (rows: intended emotion, columns: predicted, in ``MEAD_EMOTIONS`` order),
+    also drawn as ``confusion.png`` in ``out`` when given."""
 
-    def validate(device: torch.device) -> dict:
-        if not clips:
-            return {"heldout/clips": 0}
+    def validate(device: torch.device, out: Path | None = None) -> dict:
         net.eval()
         predicted = [
             predict_emotion(
@@ -72,9 +83,15 @@ def validate_classifier(net: EmotionClassifier, clips: list[Clip], size: int):
             for c in clips
         ]
         intended = [c.emotion or "neutral" for c in clips]
+        counts = confusion_matrix(predicted, intended)
+        if out is not None:
+            plot_confusion(counts, Path(out) / CONFUSION_PNG)
+        if not clips:
+            return {"heldout/clips": 0}
         return {
             "heldout/clips": len(clips),
             "heldout/accuracy": emotion_accuracy(predicted, intended),
+            "heldout/confusion": counts.tolist(),
         }
 
     return validate
@@ -83,37 +100,39 @@ def validate_classifier(net: EmotionClassifier, clips: list[Clip], size: int):
 def validate_sync(net: SyncExpert, clips: list[Clip], size: int, vshift: int):
     """Held-out sync: share of clips whose found offset is 0 (within one frame) with their own
     audio, and -VALIDATION_SHIFT (within one frame) with the audio delayed by that much; mean
-    confidence of both cases."""
+    confidence of both cases. The found offsets are drawn as a histogram, ``offsets.png`` in
+    ``out`` when given."""
 
-    def validate(device: torch.device) -> dict:
-        if not clips:
-            return {"heldout/clips": 0}
+    def validate(device: torch.device, out: Path | None = None) -> dict:
         net.eval()
-        hits, shifted_hits, conf, shifted_conf = [], [], [], []
+        found = {0: [], -VALIDATION_SHIFT: []}  # expected offset -> offsets found per clip
+        conf = {0: [], -VALIDATION_SHIFT: []}
         for clip in clips:
             mfcc = clip.array("mfcc.npy")[: clip.num_frames, :, 1:]
             frames = _clip_frames(clip, size, list(range(min(clip.num_frames, len(mfcc)))), device)
-            for audio, target, found, confs in (
-                (mfcc, 0, hits, conf),
-                (
-                    shift_audio(mfcc, VALIDATION_SHIFT),
-                    -VALIDATION_SHIFT,
-                    shifted_hits,
-                    shifted_conf,
-                ),
+            for audio, target in (
+                (mfcc, 0),
+                (shift_audio(mfcc, VALIDATION_SHIFT), -VALIDATION_SHIFT),
             ):
                 score = expert_score(net, frames, torch.from_numpy(audio).to(device), vshift)
                 if score is not None:
-                    found.append(abs(score.offset - target) <= 1)
-                    confs.append(score.confidence)
+                    found[target].append(score.offset)
+                    conf[target].append(score.confidence)
+        own, delayed = found[0], found[-VALIDATION_SHIFT]
+        if out is not None:
+            plot_offsets(own, delayed, vshift, VALIDATION_SHIFT, Path(out) / OFFSETS_PNG)
+        if not clips:
+            return {"heldout/clips": 0}
         return {
             "heldout/clips": len(clips),
-            "heldout/offset_accuracy": float(np.mean(hits)) if hits else None,
-            "heldout/shifted_offset_accuracy": (
-                float(np.mean(shifted_hits)) if shifted_hits else None
-            ),
-            "heldout/confidence": float(np.mean(conf)) if conf else None,
-            "heldout/shifted_confidence": float(np.mean(shifted_conf)) if shifted_conf else None,
+            "heldout/offset_accuracy": offset_accuracy(own, 0),
+            "heldout/shifted_offset_accuracy": offset_accuracy(delayed, -VALIDATION_SHIFT),
+            "heldout/confidence": _mean(conf[0]),
+            "heldout/shifted_confidence": _mean(conf[-VALIDATION_SHIFT]),
         }
 
     return validate
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None

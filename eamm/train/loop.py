@@ -60,8 +60,9 @@ class Stage:
     dataset: Dataset
     loss_fn: LossFn
     extra: dict = field(default_factory=dict)  # recorded in the checkpoint (e.g. emotion_kp)
-    # Held-out numbers after training (the judges' accuracy), merged into metrics.json.
-    validate: Callable[[torch.device], dict] | None = None
+    # Held-out numbers after training (the judges' accuracy), merged into metrics.json; it is
+    # given the stage's folder to draw them in (the judges' confusion.png, offsets.png).
+    validate: Callable[[torch.device, Path], dict] | None = None
     # Optimiser states a fresh run continues from (an upstream stage's Adam moments and step
     # counts); learning rate and betas stay this stage's.
     initial_optimizers: dict[str, dict] = field(default_factory=dict)
@@ -348,7 +349,7 @@ def train_stage(
         _final_sample(stage, params, trainer, device, out)
         _save_plot(history, out / "loss.png")
         if stage.validate is not None:
-            final.update(stage.validate(device))
+            final.update(stage.validate(device, out))
         (out / "metrics.json").write_text(json.dumps(final, indent=2) + "\n")
     if world > 1:
         import torch.distributed as dist

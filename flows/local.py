@@ -1,48 +1,24 @@
-"""Prefect in a local process: failures in one line, a temporary server that dies with the run.
+"""Prefect in a local process: a temporary server that dies with the run and serves its workers.
 
-Both are set up when ``flows`` is imported, so the ``eamm`` CLI, ``python -m flows...`` and a
-worker's flow-run process behave alike.
+Set up when ``flows`` is imported, so the ``eamm`` CLI, ``python -m flows...`` and a worker's
+flow-run process behave alike (failures in one line: ``tasks.console``).
 """
 
 from __future__ import annotations
 
-import logging
+import os
 
-from eamm.runtime import debug_enabled, prefect_api_configured
+from eamm.runtime import prefect_api_configured
 from eamm.watchdog import spawn
-
-
-class OneLineFailures(logging.Filter):
-    """Keeps Prefect's tracebacks of a failed task or flow run off the console.
-
-    The run's caller reports the error in one line (``eamm.cli.main``); the Prefect API's log (the
-    UI) still gets the traceback, and ``--debug`` (``$EAMM_DEBUG``) shows it here too.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        failure = record.exc_info and record.levelno >= logging.ERROR
-        return not (failure and record.name.startswith("prefect") and not debug_enabled())
-
-
-def quiet_failure_tracebacks() -> None:
-    """Add ``OneLineFailures`` to Prefect's console handlers (once)."""
-    from prefect.logging.configuration import ensure_logging_setup
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    ensure_logging_setup()
-
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, PrefectConsoleHandler) and not any(
-            isinstance(f, OneLineFailures) for f in handler.filters
-        ):
-            handler.addFilter(OneLineFailures())
 
 
 def tie_temporary_server() -> None:
     """Give each temporary Prefect server Prefect starts a watchdog (``eamm.watchdog``).
 
     Prefect 3 runs it as a plain ``uvicorn`` child (``SubprocessASGIServer``) stopped by an
-    atexit hook, which a SIGKILL skips. Nothing to do when ``PREFECT_API_URL`` names a server.
+    atexit hook, which a SIGKILL skips. Its address goes into ``PREFECT_API_URL`` of this
+    process's environment, so process-pool workers started later report to it instead of each
+    starting a temporary server of its own. Nothing to do when ``PREFECT_API_URL`` names a server.
     """
     if prefect_api_configured():
         return
@@ -55,6 +31,7 @@ def tie_temporary_server() -> None:
     def start_watched(self: SubprocessASGIServer):
         process = start(self)
         spawn(process.pid, f"--port {self.port}")
+        os.environ.setdefault("PREFECT_API_URL", self.api_url)
         return process
 
     start_watched.watched = True

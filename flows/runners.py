@@ -7,6 +7,7 @@ import os
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from eamm.errors import EammError
+from tasks.console import quiet_failure_tracebacks
 
 # Set on a machine or in a deployment's job variables, it wins over params.yaml and --runner: an
 # operator points every preprocess run there at a Dask cluster without editing tracked files.
@@ -24,7 +25,8 @@ def make_task_runner(runner: str, workers: int | None = None):
     if runner == "threads":
         return ThreadPoolTaskRunner(max_workers=workers)
     if runner == "processes":
-        return ProcessPoolTaskRunner(max_workers=workers)
+        # spawned workers set up their console like the flow's process: failures in one line
+        return ProcessPoolTaskRunner(max_workers=workers, initializer=quiet_failure_tracebacks)
     if "://" in runner:
         try:
             from prefect_dask import DaskTaskRunner

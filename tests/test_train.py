@@ -191,6 +191,13 @@ def test_resume_gives_the_identical_next_step_loss(data_root, trained, tmp_path)
     b = load_checkpoint(resumed / "a2fd" / "checkpoint.pt")["history"]
     assert [h["step"] for h in b] == [1, 2, 3, 4]
     assert [h["loss/total"] for h in a] == [h["loss/total"] for h in b]
+    # no wall-clock values in tracked outputs: a resumed run writes the same metrics and logs,
+    # and saves the same RNG state (torch.save itself stamps each file with a random id)
+    for name in ("metrics.json", "dvclive/metrics.json"):
+        assert (straight / "a2fd" / name).read_bytes() == (resumed / "a2fd" / name).read_bytes()
+    rng_a = load_checkpoint(straight / "a2fd" / "checkpoint.pt")["rng"]
+    rng_b = load_checkpoint(resumed / "a2fd" / "checkpoint.pt")["rng"]
+    assert torch.equal(rng_a["torch"], rng_b["torch"])
 
 
 def test_a_recipe_in_epochs_trains_its_steps(data_root, trained, tmp_path):

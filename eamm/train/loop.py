@@ -253,7 +253,10 @@ def train_stage(
             sched.load_state_dict(state["schedulers"][name])
         set_rng_state(state["rng"])
         start = int(state["step"])
-        history = list(state.get("history", []))
+        # checkpoints written before 2026-12-02 also kept each step's wall-clock throughput
+        history = [
+            {k: v for k, v in r.items() if k != "samples_per_s"} for r in state.get("history", [])
+        ]
 
     def checkpoint(step: int) -> None:
         save_checkpoint(
@@ -284,6 +287,9 @@ def train_stage(
         num_workers=workers,
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
+        # its own generator for the workers' base seed: drawing it from the global one would
+        # leave a resumed run's saved RNG state one draw apart from a straight run's
+        generator=torch.Generator().manual_seed(trainer.seed),
     )
     for module in stage.trainable.values():
         module.train()
@@ -298,7 +304,7 @@ def train_stage(
         if lead
         else None
     )
-    tick = time.perf_counter()
+    tick, ran = time.perf_counter(), 0
     for step, batch in enumerate(loader, start):
         batch = _to_device(batch, device)
         with autocast_context(device, trainer.bf16):
@@ -316,12 +322,12 @@ def train_stage(
             opt.step()
         for sched in schedulers.values():
             sched.step()
+        # Only values that reproduce: the checkpoint, its dvclive replay and metrics.json are
+        # tracked outputs, the same bytes on every run (the throughput is printed at the end).
         record = {"step": step + 1, "loss/total": float(total.detach())}
         record.update({f"loss/{k}": float(v.detach()) for k, v in losses.items()})
-        elapsed = time.perf_counter() - tick
-        tick = time.perf_counter()
-        record["samples_per_s"] = params.batch_size / max(elapsed, 1e-9)
         record["lr"] = lr
+        ran += 1
         history.append(record)
         if not lead:
             continue
@@ -337,8 +343,10 @@ def train_stage(
             Image.fromarray(grid).save(out / "samples.png")
         if (step + 1) % params.checkpoint_every == 0 or step + 1 == params.steps:
             checkpoint(step + 1)
-    # metrics.json is tracked in git: only values that reproduce (throughput is in dvclive).
-    final = {k: v for k, v in (history[-1] if history else {}).items() if k != "samples_per_s"}
+    if lead and ran:
+        rate = ran * params.batch_size / (time.perf_counter() - tick)
+        print(f"{stage.name}: {ran} steps, {rate:.1f} samples/s")
+    final = dict(history[-1]) if history else {}
     if "perceptual_vgg" in stage.extra:  # which VGG19 the perceptual loss used
         final["perceptual_vgg"] = stage.extra["perceptual_vgg"]
     if world > 1:

@@ -180,11 +180,16 @@ def test_loss_decreases_on_a_repeated_batch(name, data_root, trained):
 
 def test_resume_gives_the_identical_next_step_loss(data_root, trained, tmp_path):
     straight = tmp_path / "straight"
+    again = tmp_path / "again"
     resumed = tmp_path / "resumed"
-    for root in (straight, resumed):
+    for root in (straight, again, resumed):
         (root / "fomm").mkdir(parents=True)
         shutil.copy(trained / "fomm" / "checkpoint.pt", root / "fomm" / "checkpoint.pt")
     run("train_a2fd", data_root, straight, steps=4)
+    run("train_a2fd", data_root, again, steps=4)
+    # the same run twice: the same checkpoint file (DVC's hashes reproduce)
+    checkpoint = Path("a2fd") / "checkpoint.pt"
+    assert (straight / checkpoint).read_bytes() == (again / checkpoint).read_bytes()
     run("train_a2fd", data_root, resumed, steps=2)
     run("train_a2fd", data_root, resumed, steps=4)
     a = load_checkpoint(straight / "a2fd" / "checkpoint.pt")["history"]

@@ -7,8 +7,12 @@ step, RNG states, the stage's params and the fingerprint of the manifest it was 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import random
+import struct
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +48,57 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _stable_serialization_id(buffer: io.BytesIO) -> None:
+    """torch.save stamps each archive with a random 40-digit id (read back only for usage
+    logging): put digits of the archive's own hash there, so the same checkpoint is the same
+    file on every run and DVC's hashes reproduce. Same length, so only the CRCs change."""
+    with zipfile.ZipFile(buffer) as zf:
+        info = next((i for i in zf.infolist() if i.filename.endswith("/serialization_id")), None)
+        start_dir = zf.start_dir
+    if info is None or info.compress_type != zipfile.ZIP_STORED:
+        return
+    with buffer.getbuffer() as archive:  # edited in place: no copy of a large checkpoint
+        _restamp(archive, info, start_dir)
+
+
+def _restamp(archive: memoryview, info: zipfile.ZipInfo, start_dir: int) -> None:
+    name_len, extra_len = struct.unpack_from("<HH", archive, info.header_offset + 26)
+    start = info.header_offset + 30 + name_len + extra_len
+    size = info.file_size
+    archive[start : start + size] = b"0" * size
+    digits = str(int.from_bytes(hashlib.blake2b(archive, digest_size=32).digest(), "big"))
+    stamp = digits.zfill(size)[-size:].encode()
+    archive[start : start + size] = stamp
+    crc = struct.pack("<I", zlib.crc32(stamp))
+    if info.flag_bits & 0x08:  # CRC in the data descriptor after the data
+        signed = bytes(archive[start + size : start + size + 4]) == b"PK\x07\x08"
+        at = start + size + (4 if signed else 0)
+    else:
+        at = info.header_offset + 14
+    archive[at : at + 4] = crc
+    name = info.filename.encode()
+    entry = start_dir
+    while bytes(archive[entry : entry + 4]) == b"PK\x01\x02":
+        n, m, k = struct.unpack_from("<HHH", archive, entry + 28)
+        if bytes(archive[entry + 46 : entry + 46 + n]) == name:
+            archive[entry + 16 : entry + 20] = crc
+            return
+        entry += 46 + n + m + k
+
+
 def save_checkpoint(payload: dict, path: str | Path) -> Path:
-    """Write to a temporary file in the same folder, then rename: never a half checkpoint."""
+    """Write to a temporary file in the same folder, flushed to disk, then rename: never a half
+    checkpoint; the same payload gives the same bytes (``_stable_serialization_id``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    _stable_serialization_id(buffer)
     tmp = path.with_name(f".{path.name}.partial")
-    torch.save(payload, tmp)
+    with open(tmp, "wb") as f:
+        f.write(buffer.getbuffer())
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
 

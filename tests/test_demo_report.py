@@ -41,8 +41,8 @@ _EMOTIONAL_MOUTH = (
 _NO_EXPRESSION = (
     "the 64-px FOMM renders the sample's expressions only faintly: even its reconstruction with "
     "the real frames' keypoints is named right in 0.15 of the clips by the blur-robust judge "
-    "(0.9 on the real clips, 0.15 for the static neutral source), so a displacement of 4 "
-    "keypoints lifts the emotion variant to 0.05-0.1 at most"
+    "(0.85 on the real clips, 0 for the static neutral source), and a displacement of 4 "
+    "keypoints leaves the emotion variant at 0.05 (0.1 with another judge seed)"
 )
 KNOWN_GAPS = {
     "mead: neutral M-LMD below the static source (the mouth moves with speech)": _EMOTIONAL_MOUTH,

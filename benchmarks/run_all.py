@@ -3,11 +3,13 @@
 Runs, in order, each as its own process (so one slow or failing piece is visible on its own):
 the EAMM recipe, the floor, ours (with a 10x MEAD clip and a profile), the flow over trees of
 copies (and 4x larger ones, for the overhead per clip) at 1 and 2 workers, the training loader
-on the flow's processed trees (stage 1 on LRW, stage 3 on MEAD), the CPU train step, and the
+on the flow's processed trees (stage 1 on LRW, stage 3 on MEAD), the CPU train step,
+generation's speed on the CPU (reference size, 2 s of speech, fp32 and the fastest variant;
+``--generate-all`` for every CPU configuration of docs/performance.md, ~15 minutes more) and the
 report. ``--quick`` shrinks every piece to a smoke run (a few frames, one repeat) for checking
 the wiring, not for numbers.
 
-    python benchmarks/run_all.py                 # about 20-25 minutes on 2 cores
+    python benchmarks/run_all.py                 # about 25-30 minutes on 2 cores
     python benchmarks/run_all.py --quick --results /tmp/bench
 """
 
@@ -22,7 +24,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-PIECES = ("recipe", "floor", "ours", "flow", "loader", "train_step", "report")
+PIECES = ("recipe", "floor", "ours", "flow", "loader", "train_step", "generate", "report")
+# benchmarks/generate.py's CPU configurations (VARIANT:BATCH): the short set, and --generate-all
+GENERATE_SHORT = ["fp32:8", "bf16+channels_last:8"]
+GENERATE_ALL = ["fp32:8", "bf16:8", "channels_last:8", "bf16+channels_last:8", "fp32:16"]
+GENERATE_ALL += ["compile:8", "bf16+channels_last+compile:8", "bf16+channels_last:16"]
 
 
 def run(args: list[str]) -> bool:
@@ -40,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny smoke-sized runs")
     parser.add_argument("--only", nargs="+", choices=PIECES, default=list(PIECES))
+    parser.add_argument(
+        "--generate-all", action="store_true", help="every CPU generation configuration"
+    )
     args = parser.parse_args(argv)
     res = Path(args.results)
     res.mkdir(parents=True, exist_ok=True)
@@ -53,7 +62,15 @@ def main(argv: list[str] | None = None) -> int:
         plan = {
             "recipe": ["benchmarks/preprocess_recipe.py", *repeats, *tiny, *long],
             "floor": ["benchmarks/preprocess_floor.py", *repeats, *tiny],
-            "ours": ["benchmarks/preprocess_ours.py", *repeats, *tiny, *long, "--profile"],
+            "ours": [
+                "benchmarks/preprocess_ours.py",
+                *repeats,
+                *tiny,
+                *long,
+                "--profile",
+                "--compare",
+                "landmarks.mesh_engine=litert",
+            ],
             "flow": [
                 "benchmarks/preprocess_flow.py",
                 *copies,
@@ -89,6 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         cmd += ["--threads", "1", "--stages", "train_a2fd", "train_emotion", *steps]
         if not run([*cmd, "--json", str(res / "train_step_cpu.json")]):
             failed.append("train_step")
+    if "generate" in args.only:
+        cmd = ["benchmarks/generate.py", "--device", "cpu", "--threads", "1"]
+        if args.quick:
+            cmd += ["--profile", "tiny", "--seconds", "1", "--configs", "fp32:8", "bf16:8"]
+        else:
+            configs = GENERATE_ALL if args.generate_all else GENERATE_SHORT
+            cmd += ["--profile", "reference", "--seconds", "2", "--configs", *configs]
+        if not run([*cmd, "--json", str(res / "generate.json")]):
+            failed.append("generate")
     if "report" in args.only:
         notes = HERE / "notes.md"
         cmd = ["benchmarks/report.py", "--results", str(res), "--out", args.doc]

@@ -105,12 +105,18 @@ class LandmarkParams(_Strict):
     backend: Literal["mediapipe", "fan"] = "mediapipe"
     fan_weights_dir: str | None = None
     min_detection_confidence: float = Field(0.5, gt=0, lt=1)
+    # Where the face mesh model runs: mediapipe's FaceMesh graph, or the same model bare through
+    # LiteRT with the graph's detector/ROI/tracking steps done by us (eamm.face.mesh_litert;
+    # ~1 ms less per crop, points 0.03 px from the graph's on real clips). Not the default yet:
+    # the demo's short stage 1 stopped learning on the crops it gave (docs/performance.md).
+    mesh_engine: Literal["graph", "litert"] = "graph"
 
 
 class PreprocessParams(_Strict):
     """Per-clip preprocessing (eamm.preprocess.clip)."""
 
-    fps: int = Field(25, gt=0)
+    # Fixed: one frame = 4 MFCC hops of 10 ms (EAMM's windows, the audio networks, generation)
+    fps: Literal[25] = 25
     crop_size: int = Field(256, ge=64)
     crf: int = Field(10, ge=0, le=51)
     preset: Literal[X264_PRESETS] = "veryfast"  # type: ignore[valid-type]
@@ -288,6 +294,13 @@ class GenerateParams(_Strict):
     batch_size: int = Field(16, ge=1)  # frames rendered per generator call
     device: str = "auto"
     crf: int = Field(18, ge=0, le=51)
+    # Speed of the renderer (the generator, ~95 % of the networks' time; benchmarks/generate.py,
+    # docs/performance.md). The defaults are plain fp32 in NCHW, eager: the outputs of before.
+    # bf16: the generator under torch.autocast on the device (keypoint networks stay fp32).
+    precision: Literal["fp32", "bf16"] = "fp32"
+    channels_last: bool = False  # the generator's weights and activations in NHWC
+    # torch.compile the generator (every batch padded to batch_size: one shape, one compile)
+    torch_compile: bool = False
 
 
 class EvaluationProtocol(_Strict):

@@ -95,6 +95,20 @@ def check_mediapipe() -> Check:
     return Check("mediapipe", True, f"{mp.__version__}; face detection + face mesh load offline")
 
 
+def check_litert() -> Check:
+    """The face mesh model bare through LiteRT (``preprocess.landmarks.mesh_engine: litert``)."""
+    try:
+        import numpy as np
+
+        from eamm.face.mesh_litert import LiteRtMesh, Roi
+
+        LiteRtMesh().run(np.zeros((192, 192, 3), dtype=np.uint8), Roi(96, 96, 192))
+    except Exception as err:  # any failure here means the litert engine cannot be used
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return Check("litert", False, f"face mesh through LiteRT fails: {reason}")
+    return Check("litert", True, f"ai-edge-litert {_version('ai-edge-litert')}; face mesh runs")
+
+
 def check_prefect() -> Check:
     version = _version("prefect")
     if version is None:
@@ -139,6 +153,7 @@ CHECKS: tuple[Callable[[], Check], ...] = (
     check_tool("ffprobe"),
     check_opencv,
     check_mediapipe,
+    check_litert,
     check_prefect,
     check_dvc,
 )

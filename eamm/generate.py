@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -77,6 +77,10 @@ class EammModels:
     emotion: EmotionDisplacement | None
     emotion_kp: list[int]
     image_size: int
+    # How the generator runs (``tune_renderer``): autocast dtype (None: as loaded) and, for a
+    # compiled generator, one batch shape (short batches padded to ``fixed_batch``).
+    render_dtype: torch.dtype | None = None
+    fixed_batch: int | None = None
 
 
 def _sizes(state: dict, fallback_model: dict | None) -> dict:
@@ -139,6 +143,25 @@ def load_models(
         emotion_kp,
         sizes["image_size"],
     )
+
+
+def tune_renderer(models: EammModels, gp: GenerateParams) -> EammModels:
+    """``models`` (changed in place) with the generator set up as ``gp``'s speed fields ask:
+    NHWC weights, bf16 autocast, ``torch.compile``. At the defaults nothing changes."""
+    if gp.channels_last:
+        models.generator.to(memory_format=torch.channels_last)
+    if gp.precision == "bf16":
+        models.render_dtype = torch.bfloat16
+    if gp.torch_compile:
+        models.generator = torch.compile(models.generator)
+        models.fixed_batch = gp.batch_size
+    return models
+
+
+def _render_context(models: EammModels, device: torch.device) -> AbstractContextManager:
+    if models.render_dtype is None:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=models.render_dtype)
 
 
 def frames_to_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -313,15 +336,24 @@ def animate(
 def render_batches(
     models: EammModels, source: torch.Tensor, kp_source: dict, kp: dict, batch_size: int
 ) -> Iterator[torch.Tensor]:
-    """``render``'s frames, ``batch_size`` at a time."""
+    """``render``'s frames, ``batch_size`` at a time (a compiled generator gets every batch
+    padded to its one shape by repeating the last frame's keypoints; the padding is dropped)."""
     t = len(kp["value"])
     for i in range(0, t, batch_size):
         n = min(batch_size, t - i)
-        src_kp = {k: v.expand(n, *v.shape[1:]) for k, v in kp_source.items()}
         drv_kp = {k: v[i : i + n] for k, v in kp.items()}
-        yield models.generator(source.expand(n, -1, -1, -1), kp_source=src_kp, kp_driving=drv_kp)[
-            "prediction"
-        ]
+        if models.fixed_batch is not None and n < models.fixed_batch:
+            pad = models.fixed_batch - n
+            drv_kp = {
+                k: torch.cat([v, v[-1:].expand(pad, *v.shape[1:])]) for k, v in drv_kp.items()
+            }
+        m = len(drv_kp["value"])
+        src_kp = {k: v.expand(m, *v.shape[1:]) for k, v in kp_source.items()}
+        with _render_context(models, source.device):
+            frames = models.generator(
+                source.expand(m, -1, -1, -1), kp_source=src_kp, kp_driving=drv_kp
+            )["prediction"]
+        yield frames[:n].float()  # the same tensor at the defaults
 
 
 def render(
@@ -464,7 +496,7 @@ def generate(
                 "filled from the nearest valid row"
             )
     device = pick_device(gp.device)
-    nets = load_models(checkpoints, device, gp.generator_from, fallback_model)
+    nets = tune_renderer(load_models(checkpoints, device, gp.generator_from, fallback_model), gp)
     size = nets.image_size
     samples, t = load_speech(audio)
     if emotion_video is None:
@@ -474,7 +506,7 @@ def generate(
         notes.append(
             f"{out}: the neutral video (no emotion checkpoint in {Path(checkpoints) / 'emotion'})"
         )
-    face = FaceModels(pp.landmarks.min_detection_confidence)
+    face = FaceModels.from_params(pp.landmarks)
     backend = make_backend(pp.landmarks.backend, pp.landmarks.fan_weights_dir)
     try:
         source, crop256 = align_photo(photo, size, pp, face, backend)

@@ -24,7 +24,7 @@ def worker_models(params: PreprocessParams) -> tuple[FaceModels, LandmarkBackend
     if getattr(_local, "key", None) != key:
         if getattr(_local, "models", None) is not None:
             _local.models.close()
-        _local.models = FaceModels(params.landmarks.min_detection_confidence)
+        _local.models = FaceModels.from_params(params.landmarks)
         _local.backend = make_backend(params.landmarks.backend, params.landmarks.fan_weights_dir)
         _local.key = key
     return _local.models, _local.backend

@@ -131,6 +131,37 @@ def test_a_full_disk_is_retried_never_recorded_and_redone(tmp_path, monkeypatch,
     assert (again["processed"], again["reused"], again["by_status"]) == (1, 1, {"ok": 2})
 
 
+def test_a_full_disk_while_packing_keeps_the_clips_for_the_next_run(
+    tmp_path, monkeypatch, fixtures_dir
+):
+    """ENOSPC in the middle of writing a shard (after the task's retries): one line naming the
+    shard and the reason, no partial shard left, the processed clips kept staged; the next run
+    packs them without processing anything again."""
+    import eamm.shards as shards_module
+
+    root = tmp_path / "root"
+    make_raw(fixtures_dir, root)
+    out = root / "out"
+    copy = shards_module._copy_into
+
+    def full_disk(handle, source):
+        copy(handle, source)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(shards_module, "_copy_into", full_disk)
+    with pytest.raises(EammError) as raised:
+        run(root, out)
+    message = str(raised.value)
+    assert "\n" not in message and "packing failed" in message
+    assert "No space left on device" in message and "next run packs them" in message
+    assert not list(out.rglob("*.partial")) and not list(out.rglob("*.tar"))
+    monkeypatch.undo()
+    again = run(root, out)
+    assert (again["processed"], again["reused"], again["by_status"]) == (0, 2, {"ok": 2})
+    assert validate_manifest(out / "manifest.parquet") == []
+    assert not list(out.rglob("*.partial"))
+
+
 def test_failed_rows_of_old_runs_that_name_a_run_fault_are_redone(processed, tmp_path):
     root = copy_of(processed, tmp_path)
     out = root / "out"

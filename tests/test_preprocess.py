@@ -38,7 +38,7 @@ LRW = "lrw/lipread_mp4/ABOUT/train/ABOUT_00001.mp4"
 
 @pytest.fixture(scope="module")
 def models():
-    face = FaceModels()
+    face = FaceModels.from_params(PreprocessParams().landmarks)
     yield face
     face.close()
 

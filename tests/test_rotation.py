@@ -89,7 +89,7 @@ def test_display_rotation_turns_frames_as_ffmpeg_shows_them(clips, tmp_path, deg
 def test_preprocessing_and_generation_see_the_phone_clip_upright(clips, tmp_path):
     """Preprocessing finds the face and writes the upright clip's outputs; generation's reader
     (emotion and pose videos) aligns the same frames."""
-    models = FaceModels()
+    models = FaceModels.from_params(PreprocessParams().landmarks)
     results = {
         name: preprocess_clip(clips[name], tmp_path / name, models=models)
         for name in ("upright", "phone")

@@ -52,7 +52,7 @@ def data_root(fixtures_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     params = PreprocessParams(crop_size=64)
     fp = param_fingerprint(params)
-    models = FaceModels()
+    models = FaceModels.from_params(params.landmarks)
     backend = MediapipeLandmarks()
     clips = {
         "lrw": [

@@ -2,7 +2,11 @@
 
 Default: mediapipe 0.10.14 ``mp.solutions`` (detector and mesh ship in the wheel, run offline).
 Optional: face-alignment (FAN) for the 68 points, for users who place its weights locally.
-The mesh is always mediapipe's: head pose comes from its 3-D vertices (eamm.face.pose).
+The mesh is always mediapipe's model: head pose comes from its 3-D vertices (eamm.face.pose).
+It runs either inside mediapipe's FaceMesh graph (``mesh_engine="graph"``) or bare through
+LiteRT on an ROI we compute (``"litert"``, eamm.face.mesh_litert): the graph's short-range
+detector finds the face in the first frame, then each frame's ROI comes from the previous
+frame's vertices, as in the graph.
 Models are built once per ``FaceModels`` object; reuse one per worker across clips.
 """
 
@@ -11,12 +15,16 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from eamm.errors import EammError
 from eamm.face.ibug68 import from_mesh
+from eamm.face.mesh_litert import LiteRtMesh, Roi
+
+if TYPE_CHECKING:
+    from eamm.config import LandmarkParams
 
 
 @dataclass(frozen=True)
@@ -28,44 +36,92 @@ class FaceBox:
     x1: float
     y1: float
     score: float
+    # the detector's right- and left-eye keypoints (xr, yr, xl, yl), where it gave them
+    eyes: tuple[float, float, float, float] | None = None
 
     @property
     def area(self) -> float:
         return max(self.x1 - self.x0, 0.0) * max(self.y1 - self.y0, 0.0)
 
     def scaled(self, factor: float) -> FaceBox:
+        eyes = tuple(v * factor for v in self.eyes) if self.eyes else None
         return FaceBox(
-            self.x0 * factor, self.y0 * factor, self.x1 * factor, self.y1 * factor, self.score
+            self.x0 * factor,
+            self.y0 * factor,
+            self.x1 * factor,
+            self.y1 * factor,
+            self.score,
+            eyes,  # type: ignore[arg-type]
         )
+
+
+MESH_ENGINES = ("graph", "litert")
 
 
 class FaceModels:
-    """Mediapipe face detector, a still-image mesh and a tracking mesh for consecutive crops."""
+    """Mediapipe face detector, a still-image mesh and a tracking mesh for consecutive crops.
 
-    def __init__(self, min_detection_confidence: float = 0.5, max_faces: int = 4) -> None:
+    ``mesh_engine="graph"`` runs the mesh in mediapipe's FaceMesh graphs; ``"litert"`` runs the
+    same model through LiteRT (eamm.face.mesh_litert) with the graphs' own steps done here:
+    ``mesh`` finds the face with the short-range detector the graph uses (``detect`` keeps the
+    full-range one for whole frames) and runs the model on its ROI; ``track`` runs it on the
+    ROI of the previous frame's points, and goes back to ``mesh`` on the first frame and when
+    the face-presence score drops under 0.5 (the graph would give no face for that frame).
+    """
+
+    def __init__(
+        self,
+        min_detection_confidence: float = 0.5,
+        max_faces: int = 4,
+        mesh_engine: str = "graph",
+    ) -> None:
         import mediapipe as mp
 
+        if mesh_engine not in MESH_ENGINES:
+            raise EammError(f"unknown mesh engine '{mesh_engine}' (choose graph or litert)")
         # mediapipe 0.10.14 calls a protobuf API that warns on every result; harmless.
         warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", module="google")
         solutions = mp.solutions
+        self.mesh_engine = mesh_engine
+        self.max_faces = max_faces
         self._detector = solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=min_detection_confidence
         )
-        self._still = solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=1, refine_landmarks=False
-        )
-        self._tracker = solutions.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=1, refine_landmarks=False
-        )
-        self.max_faces = max_faces
+        self._litert: LiteRtMesh | None = None
+        self._previous: np.ndarray | None = None
+        if mesh_engine == "litert":
+            # FaceMesh's own detector and threshold (model_selection=0, 0.5), run by us.
+            self._mesh_detector = solutions.face_detection.FaceDetection(
+                model_selection=0, min_detection_confidence=0.5
+            )
+            self._litert = LiteRtMesh()
+            self._graphs = [self._mesh_detector]
+        else:
+            self._still = solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=1, refine_landmarks=False
+            )
+            self._tracker = solutions.face_mesh.FaceMesh(
+                static_image_mode=False, max_num_faces=1, refine_landmarks=False
+            )
+            self._graphs = [self._still, self._tracker]
 
-    def detect(self, rgb: np.ndarray) -> list[FaceBox]:
-        """Faces in an RGB uint8 image, largest first."""
+    @classmethod
+    def from_params(cls, landmarks: LandmarkParams) -> FaceModels:
+        """The models ``preprocess.landmarks`` asks for."""
+        return cls(landmarks.min_detection_confidence, mesh_engine=landmarks.mesh_engine)
+
+    @staticmethod
+    def _boxes(detector: object, rgb: np.ndarray) -> list[FaceBox]:
+        """A detector's faces in pixels, in its own order (best score first)."""
         height, width = rgb.shape[:2]
-        result = self._detector.process(rgb)
         boxes = []
-        for det in result.detections or []:
+        for det in detector.process(rgb).detections or []:  # type: ignore[attr-defined]
             rel = det.location_data.relative_bounding_box
+            keys = det.location_data.relative_keypoints  # 0: right eye, 1: left eye
+            eyes = None
+            if len(keys) >= 2:
+                right, left = keys[0], keys[1]
+                eyes = (right.x * width, right.y * height, left.x * width, left.y * height)
             boxes.append(
                 FaceBox(
                     rel.xmin * width,
@@ -73,8 +129,14 @@ class FaceModels:
                     (rel.xmin + rel.width) * width,
                     (rel.ymin + rel.height) * height,
                     float(det.score[0]),
+                    eyes,
                 )
             )
+        return boxes
+
+    def detect(self, rgb: np.ndarray) -> list[FaceBox]:
+        """Faces in an RGB uint8 image, largest first."""
+        boxes = self._boxes(self._detector, rgb)
         return sorted(boxes, key=lambda b: b.area, reverse=True)[: self.max_faces]
 
     @staticmethod
@@ -87,18 +149,34 @@ class FaceModels:
 
     def mesh(self, rgb: np.ndarray) -> np.ndarray | None:
         """(468, 3) vertices in pixels (z scaled like x) of the one face in a still image."""
-        return self._vertices(self._still.process(rgb), rgb.shape[1], rgb.shape[0])
+        if self._litert is None:
+            return self._vertices(self._still.process(rgb), rgb.shape[1], rgb.shape[0])
+        boxes = self._boxes(self._mesh_detector, rgb)
+        if not boxes:
+            return None
+        box = boxes[0]  # as the graph with max_num_faces=1: the best-scored face
+        return self._litert(rgb, Roi.from_box(box.x0, box.y0, box.x1, box.y1, box.eyes))
 
     def track(self, rgb: np.ndarray) -> np.ndarray | None:
         """Like ``mesh`` but in video mode: cheaper on consecutive frames of one clip."""
-        return self._vertices(self._tracker.process(rgb), rgb.shape[1], rgb.shape[0])
+        if self._litert is None:
+            return self._vertices(self._tracker.process(rgb), rgb.shape[1], rgb.shape[0])
+        mesh = None
+        if self._previous is not None:
+            mesh = self._litert(rgb, Roi.from_points(self._previous))
+        if mesh is None:  # first frame, or the face was lost: detect again
+            mesh = self.mesh(rgb)
+        self._previous = mesh
+        return mesh
 
     def reset_tracking(self) -> None:
         """Forget the previous clip's face before tracking a new one."""
-        self._tracker.reset()
+        self._previous = None
+        if self._litert is None:
+            self._tracker.reset()
 
     def close(self) -> None:
-        for model in (self._detector, self._still, self._tracker):
+        for model in (self._detector, *self._graphs):
             model.close()
 
 

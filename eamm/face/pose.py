@@ -25,7 +25,6 @@ SCALE_PER_PX = 5.632e-6
 TX_PER_PX = 0.4585
 TY_PER_PX = 0.4943
 TZ = -66.671
-POSE_COLUMNS = ("yaw", "pitch", "roll", "scale", "tx", "ty", "tz")
 
 
 def rotation_from_mesh(mesh: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
 
@@ -69,9 +69,6 @@ class ClipResult:
     transform: tuple[float, ...]
     landmark_backend: str
     seconds: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def summary(self) -> str:
         return (
@@ -221,7 +218,7 @@ def preprocess_clip(
     container.close()
     samples, audio_source = _load_audio(video, audio)
     own_models = models is None
-    models = models or FaceModels(params.landmarks.min_detection_confidence)
+    models = models or FaceModels.from_params(params.landmarks)
     backend = backend or make_backend(params.landmarks.backend, params.landmarks.fan_weights_dir)
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -291,7 +288,7 @@ def preprocess_clip(
         audio_diff_samples=diff,
         mfcc_end_pad=end_pad,
         transform=tuple(float(v) for v in transform.matrix.ravel()),
-        landmark_backend=backend.name,
+        landmark_backend=f"{backend.name}/{models.mesh_engine}",  # 68 points / face mesh
         seconds=time.perf_counter() - start,
     )
 

@@ -178,10 +178,6 @@ def reusable(
     return None if kept is None else {**kept, "source_bytes": size, "source_mtime_ns": mtime_ns}
 
 
-def skipped_row(entry: ClipEntry, reason: str) -> dict:
-    return {**entry_row(entry), "status": "skipped", "error_message": reason}
-
-
 def process_entry(
     entry: ClipEntry,
     raw_root: Path,

@@ -111,6 +111,7 @@ def network_only(gen, models, gp, speech: Path, checkpoints: Path, warmup: int, 
     import torch
 
     from eamm.audio import end_pad_for_frames, mfcc_window_range
+    from eamm.config import GenerateParams
 
     device, n, size = gen.pick_device(gp.device), gp.batch_size, models.image_size
     # images made as the run makes them (uint8 HWC -> float NCHW views of NHWC memory)
@@ -156,7 +157,9 @@ def network_only(gen, models, gp, speech: Path, checkpoints: Path, warmup: int, 
         row = {"render_ms_per_frame": render_ms, "keypoints_ms_per_frame": kp_ms}
         row |= {"psnr_vs_fp32_db": None, "max_abs_vs_fp32": None}
         if (gp.precision, gp.channels_last, gp.torch_compile) != ("fp32", False, False):
-            ref = gen.load_models(checkpoints, device, gp.generator_from)
+            ref = gen.load_models(
+                checkpoints, device, GenerateParams(generator_from=gp.generator_from)
+            )
             expected = next(gen.render_batches(ref, source, kp_source, kp, n))
             mse = float((frames - expected).pow(2).mean())
             row["psnr_vs_fp32_db"] = 10 * np.log10(1 / mse) if mse > 0 else None

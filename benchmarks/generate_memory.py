@@ -34,8 +34,8 @@ EMOTION_KP = [1, 4, 6, 8]
 def write_random_checkpoints(folder: Path, model: dict, emotion: bool = True) -> Path:
     """``fomm``, ``a2fd`` (and ``emotion``) checkpoints of ``model``'s active size profile with
     random weights, in the layout ``eamm.generate.load_models`` reads."""
-    from eamm.train.build import build_emotion_net, build_networks, profile
-    from eamm.train.checkpoint import save_checkpoint
+    from eamm.checkpoint import save_checkpoint
+    from eamm.models.build import build_emotion_net, build_networks, profile
 
     sizes = profile(model)
     nets = build_networks(sizes)

@@ -27,10 +27,10 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
+from eamm.clips import load_clips  # noqa: E402
 from eamm.config import StageParams  # noqa: E402
 from eamm.errors import EammError  # noqa: E402
 from eamm.train.build import STAGES, manifest_paths  # noqa: E402
-from eamm.train.clips import load_clips  # noqa: E402
 from eamm.train.datasets import (  # noqa: E402
     AudioWindows,
     EmotionWindows,

@@ -65,6 +65,7 @@ def run_flow(dataset: str, raw: str, out: str, workers: int, params_path: str) -
     common.pin_threads()
     import pyarrow.parquet as pq
 
+    from eamm.manifest import MANIFEST_NAME, RUN_LOG_NAME, read_run_log
     from flows.index import index_flow
     from flows.preprocess import run_preprocess
 
@@ -76,8 +77,9 @@ def run_flow(dataset: str, raw: str, out: str, workers: int, params_path: str) -
         summary = run_preprocess(
             dataset, out, raw=raw, index_path=index_path, params_path=params_path, workers=workers
         )
-    rows = pq.read_table(Path(out) / "manifest.parquet").to_pylist()
-    work = sum(r["processing_seconds"] or 0.0 for r in rows)
+    rows = pq.read_table(Path(out) / MANIFEST_NAME).to_pylist()
+    measured = read_run_log(Path(out) / RUN_LOG_NAME)
+    work = sum(m["processing_seconds"] or 0.0 for m in measured.values())
     frames_in = sum(r["n_frames_in"] or 0 for r in rows)
     overhead = flow.wall_s - work / workers
     return {

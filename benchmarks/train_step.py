@@ -38,13 +38,10 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from eamm.config import StageParams, TrainerParams  # noqa: E402
-from eamm.train.build import (  # noqa: E402
-    STAGES,
-    build_emotion_net,
-    build_networks,
-    perceptual_weights,
-)
-from eamm.train.loop import autocast_context, pick_device  # noqa: E402
+from eamm.models.build import build_emotion_net, build_networks  # noqa: E402
+from eamm.tensors import pick_device  # noqa: E402
+from eamm.train.build import STAGES, perceptual_weights  # noqa: E402
+from eamm.train.loop import autocast_context  # noqa: E402
 from eamm.train.stages import (  # noqa: E402
     PerceptualLoss,
     a2fd_losses,

@@ -32,6 +32,12 @@ X264_PRESETS = (
     "veryslow",
     "placebo",
 )
+# The rates the EAMM recipe is built on, fixed (not params): one video frame at 25 fps is 4 MFCC
+# hops of 10 ms of 16 kHz audio (eamm.audio.mfcc); the audio networks, generation and
+# evaluation all assume them.
+VIDEO_FPS = 25
+AUDIO_RATE = 16000
+AUDIO_PER_FRAME = AUDIO_RATE // VIDEO_FPS  # 640 samples
 MEAD_EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 LRW_SPLITS = ("train", "val", "test")
 
@@ -116,7 +122,7 @@ class PreprocessParams(_Strict):
     """Per-clip preprocessing (eamm.preprocess.clip)."""
 
     # Fixed: one frame = 4 MFCC hops of 10 ms (EAMM's windows, the audio networks, generation)
-    fps: Literal[25] = 25
+    fps: Literal[VIDEO_FPS] = VIDEO_FPS  # type: ignore[valid-type]
     crop_size: int = Field(256, ge=64)
     crf: int = Field(10, ge=0, le=51)
     preset: Literal[X264_PRESETS] = "veryfast"  # type: ignore[valid-type]

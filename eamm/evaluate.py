@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eamm.config import EvaluateParams, EvaluationProtocol, GenerateParams
+from eamm.augment import emotion_augment
+from eamm.clips import Clip, fill_missing_rows, load_clips
+from eamm.config import AUDIO_PER_FRAME, EvaluateParams, EvaluationProtocol, GenerateParams
 from eamm.errors import EammError
 from eamm.face.landmarks import FaceModels
 from eamm.generate import (
@@ -34,8 +36,6 @@ from eamm.generate import (
 from eamm.judges import JUDGE_METRICS, Judges, judge_scores
 from eamm.metrics import FACE, MOUTH, clip_landmarks, cpbd_clip, lmd, psnr, ssim
 from eamm.metrics.sync import shift_audio
-from eamm.train.augment import emotion_augment
-from eamm.train.clips import Clip, fill_missing_rows, load_clips
 
 VARIANTS = ("ground_truth", "static_source", "reconstruction", "neutral", "emotion")
 METRICS = ("psnr", "ssim", "m_lmd", "f_lmd", "kp_motion", "cpbd", *JUDGE_METRICS)
@@ -97,7 +97,6 @@ def _frames(clip: Clip, count: int, size: int) -> np.ndarray:
 
 
 LANDMARK_SIZE = 256  # keypoint motion is measured in pixels of a crop this size
-SAMPLES_PER_FRAME = 640  # 16 kHz audio, 25 fps video
 
 
 def _resized(frames: np.ndarray, size: int) -> np.ndarray:
@@ -184,7 +183,7 @@ def delay_audio(samples: np.ndarray, frames: int) -> np.ndarray:
     the same length."""
     if frames == 0:
         return samples
-    shift = abs(frames) * SAMPLES_PER_FRAME
+    shift = abs(frames) * AUDIO_PER_FRAME
     pad = np.zeros(min(shift, len(samples)), samples.dtype)
     if frames > 0:
         return np.concatenate([pad, samples[: len(samples) - len(pad)]])
@@ -298,7 +297,7 @@ def evaluate_clips(
             truth_views = scorer.views(truth)
             audio = None
             if judges.syncnet is not None:
-                audio = delay_audio(clip.audio()[: t * SAMPLES_PER_FRAME], protocol.audio_offset)
+                audio = delay_audio(clip.audio()[: t * AUDIO_PER_FRAME], protocol.audio_offset)
             judged_mfcc = (
                 shift_audio(mfcc, protocol.audio_offset) if protocol.audio_offset else mfcc
             )

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eamm.train.checkpoint import load_checkpoint
-from eamm.train.run import STAGE_DIRS
+from eamm.checkpoint import load_checkpoint
+from eamm.stages import STAGE_DIRS
 
 # Far above chance: the sync expert's held-out offset accuracy is at least this many times
 # chance (chance = one offset out of 2 * vshift + 1).

@@ -31,7 +31,10 @@ from eamm.audio import (
     mfcc_window_range,
     write_wav_s16,
 )
-from eamm.config import GenerateParams, PreprocessParams
+from eamm.augment import mouth_noise, random_flip, random_perspective, random_rotation
+from eamm.checkpoint import load_checkpoint
+from eamm.clips import fill_missing_rows
+from eamm.config import AUDIO_RATE, VIDEO_FPS, GenerateParams, PreprocessParams
 from eamm.errors import EammError, MediaError
 from eamm.face.landmarks import FaceModels, LandmarkBackend, make_backend
 from eamm.face.pose import pose_row
@@ -46,15 +49,10 @@ from eamm.models import (
 )
 from eamm.preprocess.clip import clip_transform
 from eamm.smoothing import OneEuro, one_euro
-from eamm.train.augment import mouth_noise, random_flip, random_perspective, random_rotation
-from eamm.train.checkpoint import load_checkpoint
-from eamm.train.clips import fill_missing_rows
-from eamm.train.loop import pick_device
+from eamm.tensors import pick_device
 from eamm.video.decode import decode_frames, open_video, resample_fps, stream_info
 from eamm.video.warp import warp_to_crop
 
-FPS = 25
-SAMPLE_RATE = 16000
 # Frames per streaming window (2.56 s; a multiple of 4, see EmotionSource): the audio network,
 # keypoint head and smoothing run a window at a time (~2 MB a frame at any image size), the
 # renderer and encoders a batch at a time.
@@ -95,11 +93,14 @@ def _sizes(state: dict, fallback_model: dict | None) -> dict:
 def load_models(
     checkpoints: str | Path,
     device: torch.device,
-    generator_from: str = "fomm",
+    params: GenerateParams | None = None,
     fallback_model: dict | None = None,
 ) -> EammModels:
-    """Networks from ``<checkpoints>/{fomm,a2fd_finetune,emotion}/checkpoint.pt``."""
-    from eamm.train.build import build_emotion_net, build_networks
+    """Networks from ``<checkpoints>/{fomm,a2fd_finetune,emotion}/checkpoint.pt``, set up as
+    ``params`` says (its generator source and speed fields): the one loader generation and
+    evaluation share, so a setting cannot apply in one and not the other."""
+    gp = params or GenerateParams()
+    from eamm.models.build import build_emotion_net, build_networks
 
     root = Path(checkpoints)
     fomm = load_checkpoint(root / "fomm" / "checkpoint.pt", "cpu")
@@ -113,7 +114,7 @@ def load_models(
     nets = build_networks(sizes)
     sources = {"kp_detector": fomm, "audio_feature": audio, "kp_detector_a": audio}
     sources["generator"] = (
-        audio if generator_from == "finetune" and "generator" in audio["models"] else fomm
+        audio if gp.generator_from == "finetune" and "generator" in audio["models"] else fomm
     )
     for name, state in sources.items():
         try:
@@ -134,7 +135,7 @@ def load_models(
     for net in [*nets.values(), emotion_net]:
         if net is not None:
             net.to(device).eval()
-    return EammModels(
+    models = EammModels(
         nets["kp_detector"],
         nets["generator"],
         nets["audio_feature"],
@@ -143,6 +144,7 @@ def load_models(
         emotion_kp,
         sizes["image_size"],
     )
+    return tune_renderer(models, gp)
 
 
 def tune_renderer(models: EammModels, gp: GenerateParams) -> EammModels:
@@ -201,7 +203,7 @@ def aligned_video(
     container, stream = open_video(path)
     info = stream_info(stream)
     container.close()
-    frames = resample_fps(decode_frames(path), FPS, info.fps)
+    frames = resample_fps(decode_frames(path), VIDEO_FPS, info.fps)
     head = list(islice(frames, params.detect_frames))
     template = load_template(params.template, 256)
     transform, _ = clip_transform(head, path, template, params, models, backend)
@@ -214,8 +216,8 @@ def load_speech(path: Path) -> tuple[np.ndarray, int]:
     samples = load_audio_16k_mono(path)
     if len(samples) == 0 or float(np.sqrt(np.mean(samples**2))) < 1e-4:
         raise SilentAudioError(path, "audio is silent")
-    frames = max(1, round(len(samples) / SAMPLE_RATE * FPS))
-    samples, _ = fit_length(samples, frames * SAMPLE_RATE // FPS)
+    frames = max(1, round(len(samples) / AUDIO_RATE * VIDEO_FPS))
+    samples, _ = fit_length(samples, frames * AUDIO_RATE // VIDEO_FPS)
     return samples, frames
 
 
@@ -459,10 +461,10 @@ def _writers(
                 path,
                 size * (3 if name == "compare" else 1),
                 size,
-                FPS,
+                VIDEO_FPS,
                 crf=crf,
                 audio_path=wav,
-                audio_rate=SAMPLE_RATE,
+                audio_rate=AUDIO_RATE,
                 audio_channels=1,
             )
         )
@@ -496,7 +498,7 @@ def generate(
                 "filled from the nearest valid row"
             )
     device = pick_device(gp.device)
-    nets = tune_renderer(load_models(checkpoints, device, gp.generator_from, fallback_model), gp)
+    nets = load_models(checkpoints, device, gp, fallback_model)
     size = nets.image_size
     samples, t = load_speech(audio)
     if emotion_video is None:

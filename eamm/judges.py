@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import torch
 
+from eamm.checkpoint import load_checkpoint
 from eamm.metrics.emotion import predict_emotion, spread
 from eamm.metrics.sync import expert_score, load_syncnet, syncnet_score
 from eamm.models import EmotionClassifier, SyncExpert, SyncNetV2
-from eamm.train.checkpoint import load_checkpoint
-from eamm.train.datasets import to_tensor
-from eamm.train.run import STAGE_DIRS
+from eamm.stages import STAGE_DIRS
+from eamm.tensors import to_tensor
 
 JUDGE_METRICS = ("emotion_acc", "sync_conf", "sync_dist", "syncnet_conf", "syncnet_dist")
 CLASSIFIER_FRAMES = 16  # frames per clip the classifier sees, spread evenly

@@ -7,8 +7,14 @@ the shards on disk: an ok row whose members are missing, inconsistent or damaged
 with outputs or whose failure came from the run (disk full, I/O error) rather than the clip,
 shards no row accounts for and leftovers of an interrupted run are all errors.
 
+The manifest holds content only, so the same clips give the same bytes on any machine and a
+run that redoes nothing leaves it (and every stage downstream of it) unchanged. What a run
+measured (each clip's processing seconds and its sources' mtime, the fast reuse key) goes to the
+run log beside it (``run_log.parquet``), which DVC ignores (``.dvcignore``).
+
 Manifests of version 2 (no ``member_hashes``) are still read, the column null: their content
-cannot be verified until a preprocessing run records the hashes (``eamm.preprocess.dataset``).
+cannot be verified until a preprocessing run records the hashes (``eamm.preprocess.dataset``);
+those of version 3 carried the run log's columns, which are dropped on reading.
 """
 
 from __future__ import annotations
@@ -19,76 +25,117 @@ import json
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from eamm.config import VIDEO_FPS
 from eamm.errors import EammError
 from eamm.shards import SHARDS_DIR, Member, npy_shape, unmatched
 
 OUTPUT_FILES = ("frames.mp4", "audio.wav", "mfcc.npy", "landmarks.npy", "pose.npy")
 STATUSES = ("ok", "failed", "skipped")
 MANIFEST_NAME = "manifest.parquet"
-MANIFEST_VERSION = "3"
+MANIFEST_VERSION = "4"
+RUN_LOG_NAME = "run_log.parquet"
 # where clips are built before they are packed; a finished run leaves it empty
 STAGING_DIR = ".staging"
 
+
+def column(arrow: pa.DataType, *, nullable: bool = True, run_log: bool = False) -> Any:
+    """A ``ManifestRow`` field of Arrow type ``arrow``: a nullable one defaults to None (list
+    columns too, never a shared list: hence their ``noqa: RUF009``), one that is not has no
+    default. ``run_log``: a measurement of the run, not a manifest column."""
+    metadata = {"arrow": arrow, "nullable": nullable, "run_log": run_log}
+    return field(default=None, metadata=metadata) if nullable else field(metadata=metadata)
+
+
+@dataclass(slots=True, kw_only=True)
+class ManifestRow:
+    """One clip's record: the manifest's columns, in order and with their Arrow types
+    (``MANIFEST_SCHEMA`` is derived from them), then what the run measured of the clip, which
+    goes to the run log (``RUN_LOG_SCHEMA``) instead.
+
+    New rows are built as this; rows travel (journal, tasks, ``read_rows``) as plain dicts with
+    the same keys (``to_dict``). ``write_manifest`` and ``write_run_log`` take either.
+    """
+
+    clip_id: str = column(pa.string(), nullable=False)
+    dataset: str = column(pa.string(), nullable=False)
+    split: str = column(pa.string(), nullable=False)
+    speaker: str | None = column(pa.string())
+    emotion: str | None = column(pa.string())
+    level: int | None = column(pa.int16())
+    view: str | None = column(pa.string())
+    word: str | None = column(pa.string())
+    utterance: str = column(pa.string(), nullable=False)
+    # sources, relative to the raw root
+    video_path: str = column(pa.string(), nullable=False)
+    audio_path: str | None = column(pa.string())
+    source_bytes: int | None = column(pa.int64())
+    source_fingerprint: str | None = column(pa.string())
+    # input facts
+    fps_in: float | None = column(pa.float64())
+    n_frames_in: int | None = column(pa.int32())
+    width: int | None = column(pa.int32())
+    height: int | None = column(pa.int32())
+    duration_s: float | None = column(pa.float64())
+    # outputs
+    n_frames: int | None = column(pa.int32())
+    n_mfcc_windows: int | None = column(pa.int32())
+    audio_source: str | None = column(pa.string())
+    # audio duration minus video duration before trimming/padding (seconds)
+    audio_video_offset_s: float | None = column(pa.float64())
+    mfcc_end_pad: int | None = column(pa.int32())
+    faces_detected: int | None = column(pa.int16())
+    frames_with_face: int | None = column(pa.int32())
+    transform: list[float] | None = column(pa.list_(pa.float64()))  # noqa: RUF009
+    landmark_backend: str | None = column(pa.string())
+    # outcome
+    status: str = column(pa.string(), nullable=False)
+    error_code: str | None = column(pa.string())
+    error_message: str | None = column(pa.string())
+    # the tar shard (relative to the manifest) and each output file's byte range in it
+    shard: str | None = column(pa.string())
+    output_files: list[str] | None = column(pa.list_(pa.string()))  # noqa: RUF009
+    member_offsets: list[int] | None = column(pa.list_(pa.int64()))  # noqa: RUF009
+    member_sizes: list[int] | None = column(pa.list_(pa.int64()))  # noqa: RUF009
+    # BLAKE2b (16 bytes, hex) of each member's bytes, as written (eamm.shards.new_digest)
+    member_hashes: list[str] | None = column(pa.list_(pa.string()))  # noqa: RUF009
+    param_fingerprint: str | None = column(pa.string())
+    code_version: str | None = column(pa.string())
+    # measured by the run, not content: the run log's columns (beside clip_id)
+    source_mtime_ns: int | None = column(pa.int64(), run_log=True)
+    processing_seconds: float | None = column(pa.float64(), run_log=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as the pipeline passes it around (journal lines, task results)."""
+        return asdict(self)
+
+
+def _arrow_fields(run_log: bool) -> list[pa.Field]:
+    return [
+        pa.field(f.name, f.metadata["arrow"], nullable=f.metadata["nullable"])
+        for f in fields(ManifestRow)
+        if f.metadata["run_log"] is run_log
+    ]
+
+
 MANIFEST_SCHEMA = pa.schema(
-    [
-        pa.field("clip_id", pa.string(), nullable=False),
-        pa.field("dataset", pa.string(), nullable=False),
-        pa.field("split", pa.string(), nullable=False),
-        pa.field("speaker", pa.string()),
-        pa.field("emotion", pa.string()),
-        pa.field("level", pa.int16()),
-        pa.field("view", pa.string()),
-        pa.field("word", pa.string()),
-        pa.field("utterance", pa.string(), nullable=False),
-        # sources, relative to the raw root
-        pa.field("video_path", pa.string(), nullable=False),
-        pa.field("audio_path", pa.string()),
-        pa.field("source_bytes", pa.int64()),
-        pa.field("source_mtime_ns", pa.int64()),
-        pa.field("source_fingerprint", pa.string()),
-        # input facts
-        pa.field("fps_in", pa.float64()),
-        pa.field("n_frames_in", pa.int32()),
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
-        pa.field("duration_s", pa.float64()),
-        # outputs
-        pa.field("n_frames", pa.int32()),
-        pa.field("n_mfcc_windows", pa.int32()),
-        pa.field("audio_source", pa.string()),
-        # audio duration minus video duration before trimming/padding (seconds)
-        pa.field("audio_video_offset_s", pa.float64()),
-        pa.field("mfcc_end_pad", pa.int32()),
-        pa.field("faces_detected", pa.int16()),
-        pa.field("frames_with_face", pa.int32()),
-        pa.field("transform", pa.list_(pa.float64())),
-        pa.field("landmark_backend", pa.string()),
-        # outcome
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("error_code", pa.string()),
-        pa.field("error_message", pa.string()),
-        # the tar shard (relative to the manifest) and each output file's byte range in it
-        pa.field("shard", pa.string()),
-        pa.field("output_files", pa.list_(pa.string())),
-        pa.field("member_offsets", pa.list_(pa.int64())),
-        pa.field("member_sizes", pa.list_(pa.int64())),
-        # BLAKE2b (16 bytes, hex) of each member's bytes, as written (eamm.shards.new_digest)
-        pa.field("member_hashes", pa.list_(pa.string())),
-        pa.field("param_fingerprint", pa.string()),
-        pa.field("code_version", pa.string()),
-        pa.field("processing_seconds", pa.float64()),
-    ],
-    metadata={"eamm.manifest.version": MANIFEST_VERSION},
+    _arrow_fields(run_log=False), metadata={"eamm.manifest.version": MANIFEST_VERSION}
 )
 FIELDS = tuple(MANIFEST_SCHEMA.names)
-TIMING_COLUMNS = ("processing_seconds", "source_mtime_ns")
+# what one run measured, per clip: not content, so not in the manifest
+RUN_LOG_SCHEMA = pa.schema([MANIFEST_SCHEMA.field("clip_id"), *_arrow_fields(run_log=True)])
+TIMING_COLUMNS = tuple(RUN_LOG_SCHEMA.names[1:])
 # columns added since version 2: a manifest without them is read with them null
 ADDED_COLUMNS = ("member_hashes",)
+# a row as write_manifest takes it
+Row = ManifestRow | Mapping[str, Any]
 
 # errno values that say the run failed, not the clip: the same clip passes on a healthy disk
 RUN_FAULT_ERRNOS = frozenset(
@@ -117,19 +164,48 @@ def run_fault_reason(message: str | None) -> str | None:
     return next((text for text in RUN_FAULT_TEXTS if text in (message or "")), None)
 
 
-def to_table(rows: list[dict]) -> pa.Table:
-    """Rows (dicts with the schema's keys; missing keys are null) as a table sorted by clip_id."""
-    ordered = sorted(rows, key=lambda r: r["clip_id"])
-    return pa.Table.from_pylist(
-        [{name: row.get(name) for name in FIELDS} for row in ordered], schema=MANIFEST_SCHEMA
-    )
+def _cells(rows: Iterable[Row], names: Sequence[str]) -> list[dict[str, Any]]:
+    """``names`` of each row (missing keys of a dict are null), sorted by clip_id."""
+    cells = [
+        {name: getattr(row, name) for name in names}
+        if isinstance(row, ManifestRow)
+        else {name: row.get(name) for name in names}
+        for row in rows
+    ]
+    return sorted(cells, key=lambda r: r["clip_id"])
 
 
-def write_manifest(rows: list[dict], path: str | Path) -> Path:
+def to_table(rows: Iterable[Row]) -> pa.Table:
+    """Rows (``ManifestRow`` or dicts with its keys) as a table sorted by clip_id; the run log's
+    columns are left out."""
+    return pa.Table.from_pylist(_cells(rows, FIELDS), schema=MANIFEST_SCHEMA)
+
+
+def write_manifest(rows: Iterable[Row], path: str | Path) -> Path:
     """Write atomically: readers see the old manifest or the new one, never half of one."""
-    path = Path(path)
+    return _write_atomic(to_table(rows), Path(path))
+
+
+def write_run_log(rows: Iterable[Row], path: str | Path) -> Path:
+    """The run's measurements of ``rows`` (``RUN_LOG_SCHEMA``), written as the manifest is."""
+    table = pa.Table.from_pylist(_cells(rows, RUN_LOG_SCHEMA.names), schema=RUN_LOG_SCHEMA)
+    return _write_atomic(table, Path(path))
+
+
+def read_run_log(path: str | Path) -> dict[str, dict]:
+    """clip_id -> the run log's columns; empty when the log is missing or unreadable (it only
+    speeds up reuse: without it, sources are judged by their content)."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid):
+        return {}
+    if not set(RUN_LOG_SCHEMA.names) <= set(table.schema.names):
+        return {}
+    return {r.pop("clip_id"): r for r in table.select(RUN_LOG_SCHEMA.names).to_pylist()}
+
+
+def _write_atomic(table: pa.Table, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = to_table(rows)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(fd)
     try:
@@ -148,11 +224,13 @@ def read_manifest(path: str | Path) -> pa.Table:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as err:
         raise EammError(f"{path}: not a readable Parquet manifest ({err})") from None
+    legacy = [name for name in TIMING_COLUMNS if name in table.schema.names]
+    table = table.drop_columns(legacy)  # version 3 kept the run log's columns here
     missing = [name for name in ADDED_COLUMNS if name not in table.schema.names]
     for name in missing:
         field = MANIFEST_SCHEMA.field(name)
         table = table.append_column(field, pa.nulls(len(table), field.type))
-    if missing and set(table.schema.names) == set(FIELDS):
+    if (missing or legacy) and set(table.schema.names) == set(FIELDS):
         table = table.select(list(FIELDS))
     if not table.schema.equals(MANIFEST_SCHEMA, check_metadata=False):
         found = (table.schema.metadata or {}).get(b"eamm.manifest.version", b"?").decode()
@@ -168,13 +246,9 @@ def read_rows(path: str | Path) -> list[dict]:
 
 
 def content_fingerprint(path: str | Path) -> str:
-    """Hash of the rows without the timing columns: what training learns from.
-
-    A preprocessing re-run that reuses every clip but re-stats touched sources or re-times
-    clips rewrites the manifest with new mtimes and seconds only; checkpoints keyed on this
-    still resume instead of training again from scratch.
-    """
-    table = read_manifest(path).drop_columns(list(TIMING_COLUMNS))
+    """Hash of the rows: what training learns from, whatever the file's Parquet encoding
+    (a version-3 manifest with its timing columns hashes as its version-4 rewrite)."""
+    table = read_manifest(path)
     digest = hashlib.blake2b(digest_size=16)
     for row in table.to_pylist():
         digest.update(json.dumps(row, sort_keys=True).encode())
@@ -197,7 +271,7 @@ def summarize(rows: list[dict]) -> dict:
         ),
         "shards": len({r["shard"] for r in ok if r.get("shard")}),
         "frames": int(sum(r["n_frames"] or 0 for r in ok)),
-        "hours": round(sum(r["n_frames"] or 0 for r in ok) / 25 / 3600, 4),
+        "hours": round(sum(r["n_frames"] or 0 for r in ok) / VIDEO_FPS / 3600, 4),
     }
 
 

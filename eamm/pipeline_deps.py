@@ -1,14 +1,14 @@
 """The code dependencies of each ``dvc.yaml`` stage, computed from the import graph.
 
-A stage's command is ``eamm <command> ...``; its function in ``eamm/cli.py`` imports what it runs
+A stage's command is ``eamm <command> ...``; its function in ``flows/cli.py`` imports what it runs
 (``from flows.train import train_flow``, lazily). Starting from those imports, the module-level
-imports of ``eamm/cli.py`` and those of the cli helpers the command calls, this follows every
-``import``/``from ... import`` in the project packages (``eamm``, ``tasks``, ``flows``) with
-``ast``, function bodies included: a lazy import may run, and depending on too much only reruns
-a stage, while depending on too little leaves its outputs stale. Each imported module brings the
-``__init__.py`` of every package above it, and the package data files it reads
-(``PACKAGE_DATA``). ``eamm/cli.py`` itself is left out: it only parses arguments, and every stage
-would rerun on any change to any command. A folder every file of which is needed is listed as
+imports of ``flows/cli.py`` (and its package, ``flows``) and those of the cli helpers the command
+calls, this follows every ``import``/``from ... import`` in the project packages (``eamm``,
+``tasks``, ``flows``) with ``ast``, function bodies included: a lazy import may run, and depending
+on too much only reruns a stage, while depending on too little leaves its outputs stale. Each
+imported module brings the ``__init__.py`` of every package above it, and the package data files it
+reads (``PACKAGE_DATA``). ``flows/cli.py`` itself is left out: it only parses arguments, and every
+stage would rerun on any change to any command. A folder every file of which is needed is listed as
 the folder.
 
     python -m eamm.pipeline_deps --check   # exit 1, listing per stage the missing and extra deps
@@ -27,7 +27,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 PACKAGES = ("eamm", "tasks", "flows")
-CLI = "eamm/cli.py"
+CLI = "flows/cli.py"
 
 # Non-Python files a module opens (through ``Path(__file__)``), added with that module. A new data
 # file under eamm/ must be listed here: tests/test_dvc_deps.py fails on one that is not.
@@ -124,7 +124,8 @@ def _command_name(decorator: ast.expr) -> tuple[str, str | None] | None:
 
 def cli_commands(root: Path) -> dict[tuple[str, ...], list[str]]:
     """Each ``eamm`` command (its words, e.g. ``("manifest", "summary")``) and the modules it
-    imports: its own, its cli helpers' (transitively) and ``eamm/cli.py``'s module-level ones."""
+    imports: its own, its cli helpers' (transitively), ``flows/cli.py``'s module-level ones and its
+    package (running the CLI imports ``flows/__init__.py``)."""
     tree = ast.parse((root / CLI).read_text(), filename=CLI)
     functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     prefixes: dict[str, tuple[str, ...]] = {"app": ()}  # app.add_typer(sub, name="manifest")
@@ -140,10 +141,13 @@ def cli_commands(root: Path) -> dict[tuple[str, ...], list[str]]:
                 if keyword.arg == "name" and isinstance(keyword.value, ast.Constant):
                     prefixes[node.args[0].id] = (keyword.value.value,)
     top = [
-        module
-        for node in tree.body
-        if isinstance(node, ast.Import | ast.ImportFrom)
-        for module in imported_modules(node, CLI)
+        _package_of(CLI),
+        *(
+            module
+            for node in tree.body
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for module in imported_modules(node, CLI)
+        ),
     ]
     commands: dict[tuple[str, ...], list[str]] = {}
     for function in functions.values():

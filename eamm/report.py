@@ -17,7 +17,7 @@ from eamm.config import EvaluateParams, GenerateParams
 from eamm.evaluate import METRICS, VARIANTS
 from eamm.evidence import relations
 from eamm.judge_plots import CONFUSION_PNG, OFFSETS_PNG
-from eamm.train.run import STAGE_DIRS
+from eamm.stages import STAGE_DIRS
 
 PUBLISHED = Path(__file__).resolve().parent / "metrics" / "published_mead.yaml"
 # What no protocol setting changes: the audio each judge and the generator read.

@@ -9,11 +9,12 @@ import yaml
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
+from eamm.checkpoint import file_fingerprint
 from eamm.config import EvaluateParams, GenerateParams, load_section
 from eamm.evaluate import aggregate
 from eamm.evidence import judge_summary, training_summary
 from eamm.report import markdown, run_protocol, write_report
-from eamm.train.checkpoint import file_fingerprint
 from tasks.evaluate import evaluate_dataset
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect import flow
 
+import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
 from eamm.generate import GenerationResult
 from eamm.runtime import generate_settings
 from tasks.generate import generate_task

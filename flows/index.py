@@ -9,6 +9,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
 from eamm.config import DatasetsParams, load_section
 from eamm.datasets.index_io import write_index, write_index_report
 from eamm.datasets.mead import load_test_speakers

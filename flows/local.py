@@ -1,7 +1,8 @@
 """Prefect in a local process: a temporary server that dies with the run and serves its workers.
 
-Set up when ``flows`` is imported, so the ``eamm`` CLI, ``python -m flows...`` and a worker's
-flow-run process behave alike (failures in one line: ``tasks.console``).
+Set up when this module is imported, which every flow module does (``flows`` itself stays free of
+Prefect), so the ``eamm`` CLI, ``python -m flows...`` and a worker's flow-run process behave alike
+(failures in one line: ``tasks.console``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 
 from eamm.runtime import prefect_api_configured
 from eamm.watchdog import spawn
+from tasks.console import quiet_failure_tracebacks
 
 
 def tie_temporary_server() -> None:
@@ -36,3 +38,7 @@ def tie_temporary_server() -> None:
 
     start_watched.watched = True
     SubprocessASGIServer._run_uvicorn_command = start_watched
+
+
+quiet_failure_tracebacks()
+tie_temporary_server()

@@ -30,7 +30,7 @@ from eamm.config import PreprocessParams, PreprocessRunParams, load_section
 from eamm.datasets.base import ClipEntry
 from eamm.datasets.index_io import read_index
 from eamm.errors import EammError
-from eamm.manifest import MANIFEST_NAME, summarize, write_manifest
+from eamm.manifest import MANIFEST_NAME, RUN_LOG_NAME, summarize, write_manifest, write_run_log
 from eamm.preprocess.dataset import (
     clear_journal,
     load_previous,
@@ -219,6 +219,7 @@ def _preprocess(
         rows = [by_id.get(r["clip_id"], r) for r in rows]
     remove_stale_outputs(out_root, {r["shard"] for r in rows if r["status"] == "ok"})
     write_manifest(rows, out_root / MANIFEST_NAME)
+    write_run_log(rows, out_root / RUN_LOG_NAME)
     clear_journal(out_root)
     if faults:
         raise EammError(f"{out_root}: {describe_faults(faults)}")

@@ -6,6 +6,7 @@ import os
 
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
+import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
 from eamm.errors import EammError
 from tasks.console import quiet_failure_tracebacks
 

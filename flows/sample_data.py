@@ -11,6 +11,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
+import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
 from eamm.config import SampleDataParams, load_section
 from eamm.sample.dataset import plan, write_portrait
 from tasks.sample_data import write_sample_clips
@@ -29,7 +30,8 @@ def _summary(records: list[dict], out: Path) -> dict:
             d: round(sum(r["duration_s"] for r in records if r["dataset"] == d), 3)
             for d in by_dataset
         },
-        "files": sorted(r["video"] for r in records),
+        # every file written and its MD5 (as DVC hashes it): what another machine must reproduce
+        "files": dict(sorted(kv for r in records for kv in r["md5"].items())),
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
 from eamm.train.run import check_stage, stage_dir
 from tasks.train import train_stage_task
 

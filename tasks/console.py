@@ -11,7 +11,7 @@ from eamm.runtime import debug_enabled
 class OneLineFailures(logging.Filter):
     """Keeps Prefect's tracebacks of a failed task or flow run off the console.
 
-    The run's caller reports the error in one line (``eamm.cli.main``); the Prefect API's log (the
+    The run's caller reports the error in one line (``flows.cli.main``); the Prefect API's log (the
     UI) still gets the traceback, and ``--debug`` (``$EAMM_DEBUG``) shows it here too.
     """
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from prefect import task
 
+from eamm.clips import load_clips
 from eamm.config import EvaluateParams, GenerateParams
 from eamm.evaluate import ClipScore, evaluate_clips, select_clips
 from eamm.generate import load_models
 from eamm.judges import load_judges
-from eamm.train.clips import load_clips
-from eamm.train.loop import pick_device
+from eamm.tensors import pick_device
 
 
 @task(name="evaluate-dataset")
@@ -33,6 +33,6 @@ def evaluate_dataset(
     clips = select_clips(manifest, params)  # no clip to score: stop before the models load
     pool = load_clips(manifest, (params.split,), min_frames=2)
     device = pick_device(generate.device)
-    nets = load_models(checkpoints, device, generate.generator_from, model)
+    nets = load_models(checkpoints, device, generate, model)
     judges = load_judges(checkpoints, device, protocol.vshift, params.syncnet_weights)
     return evaluate_clips(clips, pool, nets, params, generate, device, judges)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from eamm.train.checkpoint import load_checkpoint, save_checkpoint
+from eamm.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _payload(scale: float) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from eamm.checkpoint import load_checkpoint
 from eamm.errors import EammError
 from eamm.models import (
     AudioKeypointHead,
@@ -16,7 +17,6 @@ from eamm.models import (
     KPDetector,
     OcclusionAwareGenerator,
 )
-from eamm.train.checkpoint import load_checkpoint
 from eamm.train.eamm_import import import_eamm_release
 
 ADAM = {"state": {}, "param_groups": [{"lr": 2e-4, "betas": (0.5, 0.999), "params": [0, 1]}]}

@@ -15,13 +15,13 @@ import yaml
 
 from benchmarks.generate_memory import write_random_checkpoints
 from eamm.audio import end_pad_for_frames, mfcc_window_range, mfcc_windows, write_wav_s16
+from eamm.augment import emotion_augment
+from eamm.clips import fill_missing_rows
 from eamm.config import GenerateParams, SampleDataParams, load_section
 from eamm.errors import EammError
 from eamm.generate import EmotionSource, animate_stream, generate
 from eamm.sample.dataset import plan, write_clip, write_portrait
 from eamm.sample.voice import synth_speech
-from eamm.train.augment import emotion_augment
-from eamm.train.clips import fill_missing_rows
 from tests.conftest import ROOT, VENV_BIN
 
 MODEL = yaml.safe_load((ROOT / "params.yaml").read_text())["model"] | {"profile": "tiny"}
@@ -54,6 +54,16 @@ def pose_rows(n: int) -> np.ndarray:
     t = np.arange(n, dtype=np.float32)[:, None]
     base = np.array([0.05, -0.02, 0.01, 0.0007, 0.03, -0.02, 0.0], np.float32)
     return base + 0.01 * np.sin(t / 3 + np.arange(7))
+
+
+def test_the_shared_loader_applies_the_speed_fields(inputs):
+    """``load_models`` is what generation and evaluation both call: the renderer comes out as
+    ``GenerateParams`` asks (bf16 autocast here), not only in ``eamm generate``."""
+    from eamm.generate import load_models
+
+    plain = load_models(inputs["models"], torch.device("cpu"))
+    tuned = load_models(inputs["models"], torch.device("cpu"), GenerateParams(precision="bf16"))
+    assert (plain.render_dtype, tuned.render_dtype) == (None, torch.bfloat16)
 
 
 # --- 5: bounded memory ----------------------------------------------------------------------

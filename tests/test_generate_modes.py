@@ -10,7 +10,7 @@ import yaml
 
 from eamm.config import GenerateParams
 from eamm.generate import EammModels, animate, animate_stream, reconstruct, render
-from eamm.train.build import build_emotion_net, build_networks, profile
+from eamm.models.build import build_emotion_net, build_networks, profile
 from tests.conftest import ROOT
 
 T = 6

@@ -12,7 +12,7 @@ import yaml
 
 from eamm.config import GenerateParams
 from eamm.generate import EammModels, render, tune_renderer
-from eamm.train.build import build_networks, profile
+from eamm.models.build import build_networks, profile
 from tests.conftest import ROOT
 
 

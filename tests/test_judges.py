@@ -12,6 +12,7 @@ import torch
 
 from eamm.audio import load_audio_16k_mono
 from eamm.audio.mfcc import mfcc_windows
+from eamm.clips import Clip, read_frames
 from eamm.config import MEAD_EMOTIONS, StageParams, TrainerParams
 from eamm.errors import EammError
 from eamm.media import probe
@@ -20,8 +21,8 @@ from eamm.metrics.emotion import emotion_accuracy, predict_emotion, spread
 from eamm.metrics.sync import load_syncnet, offset_search, shift_audio, syncnet_score
 from eamm.models import EmotionClassifier, SyncExpert, SyncNetV2
 from eamm.models.sync_expert import SYNC_WINDOW
-from eamm.train.clips import Clip, read_frames
-from eamm.train.datasets import EmotionFrames, SyncWindows, to_tensor
+from eamm.tensors import to_tensor
+from eamm.train.datasets import EmotionFrames, SyncWindows
 from eamm.train.judges import classifier_losses, sync_losses, validate_classifier, validate_sync
 from eamm.train.loop import Stage, train_stage
 
@@ -223,7 +224,7 @@ def test_spatial_emotion_classifier_keeps_positions():
 
 
 def test_random_blur_softens_a_clip_alike_and_zero_leaves_it():
-    from eamm.train.augment import random_blur
+    from eamm.augment import random_blur
 
     rng = np.random.default_rng(0)
     clip = (rng.random((3, 64, 64, 3)) * 255).astype(np.uint8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -10,12 +11,16 @@ from eamm.errors import EammError
 from eamm.manifest import (
     MANIFEST_SCHEMA,
     OUTPUT_FILES,
+    RUN_LOG_SCHEMA,
+    ManifestRow,
     content_fingerprint,
     members,
     read_rows,
+    read_run_log,
     summarize,
     validate_manifest,
     write_manifest,
+    write_run_log,
 )
 from eamm.shards import shard_of, write_shard
 
@@ -124,13 +129,180 @@ def test_summary_counts(tmp_path):
     assert info["by_group"] == {"A": 1} and info["failure_reasons"] == {"no_face": 1}
 
 
-def test_content_fingerprint_ignores_timing_columns_only(tmp_path):
+def test_manifest_holds_content_and_the_run_log_the_timings(tmp_path):
+    """Re-timed rows give the same manifest bytes; their timings go to the run log."""
     rows = [ok_row("train/A/A_00001"), ok_row("train/B/B_00001")]
     timed = [{**r, "processing_seconds": 1.5, "source_mtime_ns": 7} for r in rows]
     retimed = [{**r, "processing_seconds": 2.5, "source_mtime_ns": 9} for r in rows]
     first = write_manifest(timed, tmp_path / "a.parquet")
     second = write_manifest(retimed, tmp_path / "b.parquet")
-    assert first.read_bytes() != second.read_bytes()
-    assert content_fingerprint(first) == content_fingerprint(second)
+    assert first.read_bytes() == second.read_bytes()
     changed = write_manifest([{**timed[0], "n_frames": 4}, timed[1]], tmp_path / "c.parquet")
     assert content_fingerprint(changed) != content_fingerprint(first)
+    log = write_run_log(retimed, tmp_path / "run_log.parquet")
+    assert read_run_log(log) == {
+        r["clip_id"]: {"source_mtime_ns": 9, "processing_seconds": 2.5} for r in rows
+    }
+    assert read_run_log(tmp_path / "missing.parquet") == {}
+
+
+def test_a_version_3_manifest_reads_as_its_content(tmp_path):
+    """Version 3 kept timings in the manifest: read without them, same fingerprint."""
+    rows = [ok_row("train/A/A_00001"), ok_row("train/B/B_00001")]
+    current = write_manifest(rows, tmp_path / "v4.parquet")
+    table = pq.read_table(current)
+    table = table.append_column("source_mtime_ns", pa.array([7, 8], pa.int64()))
+    table = table.append_column("processing_seconds", pa.array([1.5, 2.5]))
+    pq.write_table(table, tmp_path / "v3.parquet")
+    assert read_rows(tmp_path / "v3.parquet") == read_rows(current)
+    assert content_fingerprint(tmp_path / "v3.parquet") == content_fingerprint(current)
+
+
+# The manifest (version 4) and run log schemas as they were written out by hand before
+# ``ManifestRow`` declared them: the derived schemas must write the same bytes.
+_V4_FIELDS = [
+    ("clip_id", pa.string(), False),
+    ("dataset", pa.string(), False),
+    ("split", pa.string(), False),
+    ("speaker", pa.string(), True),
+    ("emotion", pa.string(), True),
+    ("level", pa.int16(), True),
+    ("view", pa.string(), True),
+    ("word", pa.string(), True),
+    ("utterance", pa.string(), False),
+    ("video_path", pa.string(), False),
+    ("audio_path", pa.string(), True),
+    ("source_bytes", pa.int64(), True),
+    ("source_fingerprint", pa.string(), True),
+    ("fps_in", pa.float64(), True),
+    ("n_frames_in", pa.int32(), True),
+    ("width", pa.int32(), True),
+    ("height", pa.int32(), True),
+    ("duration_s", pa.float64(), True),
+    ("n_frames", pa.int32(), True),
+    ("n_mfcc_windows", pa.int32(), True),
+    ("audio_source", pa.string(), True),
+    ("audio_video_offset_s", pa.float64(), True),
+    ("mfcc_end_pad", pa.int32(), True),
+    ("faces_detected", pa.int16(), True),
+    ("frames_with_face", pa.int32(), True),
+    ("transform", pa.list_(pa.float64()), True),
+    ("landmark_backend", pa.string(), True),
+    ("status", pa.string(), False),
+    ("error_code", pa.string(), True),
+    ("error_message", pa.string(), True),
+    ("shard", pa.string(), True),
+    ("output_files", pa.list_(pa.string()), True),
+    ("member_offsets", pa.list_(pa.int64()), True),
+    ("member_sizes", pa.list_(pa.int64()), True),
+    ("member_hashes", pa.list_(pa.string()), True),
+    ("param_fingerprint", pa.string(), True),
+    ("code_version", pa.string(), True),
+]
+V4_SCHEMA = pa.schema(
+    [pa.field(name, kind, nullable=nullable) for name, kind, nullable in _V4_FIELDS],
+    metadata={"eamm.manifest.version": "4"},
+)
+V4_RUN_LOG_SCHEMA = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("source_mtime_ns", pa.int64()),
+        pa.field("processing_seconds", pa.float64()),
+    ]
+)
+
+
+def typed_rows() -> list[ManifestRow]:
+    """An ok row with every column set, a failed one and a sparse ok one, out of order."""
+    full = ManifestRow(
+        clip_id="M003/angry/level_2/001",
+        dataset="mead",
+        split="train",
+        speaker="M003",
+        emotion="angry",
+        level=2,
+        view="front",
+        utterance="001",
+        video_path="M003/video/front/angry/level_2/001.mp4",
+        audio_path="M003/audio/angry/level_2/001.m4a",
+        source_bytes=123_456_789_012,
+        source_fingerprint="ab" * 16,
+        fps_in=30.0,
+        n_frames_in=91,
+        width=1920,
+        height=1080,
+        duration_s=91 / 30,
+        n_frames=76,
+        n_mfcc_windows=76,
+        audio_source="separate",
+        audio_video_offset_s=-0.0125,
+        mfcc_end_pad=81,
+        faces_detected=1,
+        frames_with_face=76,
+        transform=[0.25, -0.01, 12.5, 0.01, 0.25, -3.75],
+        landmark_backend="mediapipe",
+        status="ok",
+        shard="shards/train/M003.tar",
+        output_files=list(OUTPUT_FILES),
+        member_offsets=[512, 2048, 4096, 8192, 16384],
+        member_sizes=[1000, 2000, 3000, 4000, 5000],
+        member_hashes=[f"{i:032x}" for i in range(5)],
+        param_fingerprint="cd" * 16,
+        code_version="0.4.0",
+        source_mtime_ns=1_700_000_000_123_456_789,
+        processing_seconds=1.75,
+    )
+    failed = ManifestRow(
+        clip_id="train/B/B_00001",
+        dataset="lrw",
+        split="train",
+        word="B",
+        utterance="00001",
+        video_path="lipread_mp4/B/train/B_00001.mp4",
+        source_bytes=10,
+        status="failed",
+        error_code="no_face",
+        error_message="no face in 29 frames",
+        source_mtime_ns=5,
+    )
+    sparse = ManifestRow(**{**ok_row("train/A/A_00001"), "transform": []})
+    return [full, failed, sparse]
+
+
+def test_the_typed_row_gives_todays_schemas_and_bytes(tmp_path):
+    assert MANIFEST_SCHEMA.equals(V4_SCHEMA, check_metadata=True)
+    assert RUN_LOG_SCHEMA.equals(V4_RUN_LOG_SCHEMA, check_metadata=True)
+    rows = typed_rows()
+    dicts = [r.to_dict() for r in rows]
+    expected = tmp_path / "expected.parquet"
+    content = [{name: d[name] for name in V4_SCHEMA.names} for d in dicts]
+    pq.write_table(
+        pa.Table.from_pylist(sorted(content, key=lambda d: d["clip_id"]), schema=V4_SCHEMA),
+        expected,
+    )
+    typed = write_manifest(rows, tmp_path / "typed.parquet")
+    plain = write_manifest(dicts, tmp_path / "plain.parquet")
+    assert typed.read_bytes() == expected.read_bytes() == plain.read_bytes()
+    assert read_rows(typed) == sorted(content, key=lambda d: d["clip_id"])
+
+    expected_log = tmp_path / "expected_log.parquet"
+    measured = [{name: d[name] for name in V4_RUN_LOG_SCHEMA.names} for d in dicts]
+    pq.write_table(
+        pa.Table.from_pylist(
+            sorted(measured, key=lambda d: d["clip_id"]), schema=V4_RUN_LOG_SCHEMA
+        ),
+        expected_log,
+    )
+    typed_log = write_run_log(rows, tmp_path / "typed_log.parquet")
+    plain_log = write_run_log(dicts, tmp_path / "plain_log.parquet")
+    assert typed_log.read_bytes() == expected_log.read_bytes() == plain_log.read_bytes()
+
+
+def test_a_typed_row_needs_the_required_columns_and_knows_no_others():
+    with pytest.raises(TypeError):
+        ManifestRow(clip_id="a", dataset="lrw", split="train", utterance="1", video_path="v")
+    with pytest.raises(TypeError):
+        ManifestRow(**ok_row("train/A/A_00001"), n_frame=3)
+    row = ManifestRow(**ok_row("train/A/A_00001"))
+    assert set(row.to_dict()) == {*MANIFEST_SCHEMA.names, *RUN_LOG_SCHEMA.names}
+    assert row.level is None and row.shard is None

@@ -19,7 +19,7 @@ import psutil
 import pytest
 import yaml
 
-from eamm.manifest import TIMING_COLUMNS, read_rows, validate_manifest
+from eamm.manifest import read_rows, validate_manifest
 from tests.conftest import ROOT, VENV_BIN
 
 pytestmark = [pytest.mark.fixtures, pytest.mark.slow]
@@ -138,10 +138,7 @@ def outputs(root: Path) -> dict[str, str]:
 
 
 def rows(root: Path) -> list[dict]:
-    return [
-        {k: v for k, v in r.items() if k not in TIMING_COLUMNS}
-        for r in read_rows(root / "manifest.parquet")
-    ]
+    return read_rows(root / "manifest.parquet")
 
 
 class Executed(distributed.WorkerPlugin):

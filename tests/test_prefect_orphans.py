@@ -28,7 +28,7 @@ FLOW_RUN = textwrap.dedent(
     import sys, time
     from pathlib import Path
 
-    import flows  # noqa: F401  (what every eamm entry point imports before its flow)
+    import flows.local  # noqa: F401  (what every flow module imports: Prefect's set-up)
     from prefect import flow
 
     @flow

@@ -112,7 +112,7 @@ def test_a_dlib128_crop_needs_the_dlib_landmarker(tmp_path):
 
 
 def _fake_clips():
-    from eamm.train.clips import Clip
+    from eamm.clips import Clip
 
     speakers = ["M003", "W009", "W011", "W015", "W020"]
     return [
@@ -178,15 +178,16 @@ def test_uniform7_ssim_is_scikit_images_default():
 
 
 def test_delay_audio_shifts_by_whole_frames():
-    from eamm.evaluate import SAMPLES_PER_FRAME, delay_audio
+    from eamm.config import AUDIO_PER_FRAME
+    from eamm.evaluate import delay_audio
 
-    samples = np.arange(1, 5 * SAMPLES_PER_FRAME + 1, dtype=np.float32)
+    samples = np.arange(1, 5 * AUDIO_PER_FRAME + 1, dtype=np.float32)
     assert delay_audio(samples, 0) is samples
     later = delay_audio(samples, 2)
-    assert len(later) == len(samples) and (later[: 2 * SAMPLES_PER_FRAME] == 0).all()
-    np.testing.assert_array_equal(later[2 * SAMPLES_PER_FRAME :], samples[: 3 * SAMPLES_PER_FRAME])
+    assert len(later) == len(samples) and (later[: 2 * AUDIO_PER_FRAME] == 0).all()
+    np.testing.assert_array_equal(later[2 * AUDIO_PER_FRAME :], samples[: 3 * AUDIO_PER_FRAME])
     earlier = delay_audio(samples, -1)
-    np.testing.assert_array_equal(earlier[: 4 * SAMPLES_PER_FRAME], samples[SAMPLES_PER_FRAME:])
+    np.testing.assert_array_equal(earlier[: 4 * AUDIO_PER_FRAME], samples[AUDIO_PER_FRAME:])
 
 
 # --- dlib-68 and EAT's crops -------------------------------------------------------------------

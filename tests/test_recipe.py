@@ -17,9 +17,12 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
+from eamm.checkpoint import load_checkpoint
+from eamm.clips import Clip
 from eamm.config import EAMM_STAGES, RecipesParams, StageParams, TrainerParams
 from eamm.errors import EammError
 from eamm.media.encode import VideoWriter
+from eamm.models.build import build_emotion_net, build_networks
 from eamm.models.perceptual import (
     VGG19_IMAGENET_URL,
     VGG_STANDIN,
@@ -27,9 +30,7 @@ from eamm.models.perceptual import (
     find_vgg19_weights,
     imagenet_vgg19_cache,
 )
-from eamm.train.build import build_emotion_net, build_networks, perceptual_vgg
-from eamm.train.checkpoint import load_checkpoint
-from eamm.train.clips import Clip
+from eamm.train.build import perceptual_vgg
 from eamm.train.datasets import FommPairs
 from eamm.train.loop import Stage, train_stage
 from eamm.train.recipe import in_steps, resolve_stage

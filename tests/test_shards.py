@@ -7,11 +7,11 @@ import subprocess
 import numpy as np
 import pytest
 
+from eamm.clips import Clip
 from eamm.manifest import OUTPUT_FILES, members
 from eamm.preprocess.dataset import available, staging_dir
 from eamm.preprocess.packing import pack_shard, shards_to_pack
 from eamm.shards import Member, npy_memmap, shard_of, unmatched, write_shard
-from eamm.train.clips import Clip
 
 
 def stage_clip(root, clip_id: str, n: int = 5, seed: int = 0) -> dict:

@@ -12,16 +12,16 @@ import torch
 import yaml
 from torch.utils.data import default_collate
 
+from eamm.checkpoint import load_checkpoint
 from eamm.config import PreprocessParams, StageParams, TrainerParams
 from eamm.datasets.base import ClipEntry
 from eamm.face.landmarks import FaceModels, MediapipeLandmarks
 from eamm.manifest import read_rows, write_manifest
 from eamm.preprocess.dataset import param_fingerprint, process_entry, staging_dir
 from eamm.preprocess.packing import pack_shard, shards_to_pack
+from eamm.stages import STAGE_DIRS
 from eamm.train.build import JUDGES, STAGES, build_stage, perceptual_vgg
-from eamm.train.checkpoint import load_checkpoint
 from eamm.train.loop import train_stage
-from eamm.train.run import STAGE_DIRS
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.fixtures, pytest.mark.slow]
@@ -255,7 +255,8 @@ def test_retimed_manifest_resumes_and_changed_clips_restart(data_root, trained, 
     run("train_a2fd", data, root, steps=2)
     manifest = data / "lrw" / "processed" / "manifest.parquet"
     rows = read_rows(manifest)
-    # a preprocessing re-run that only re-stats touched sources and re-times clips
+    # a preprocessing re-run that only re-stats touched sources and re-times clips (the
+    # manifest keeps the content; the timings go to the run log)
     write_manifest([{**r, "source_mtime_ns": 1, "processing_seconds": 9.0} for r in rows], manifest)
     capsys.readouterr()
     run("train_a2fd", data, root, steps=3)

@@ -11,9 +11,8 @@ import av
 import numpy as np
 import soundfile as sf
 
+from eamm.config import AUDIO_RATE
 from eamm.errors import MediaError
-
-TARGET_RATE = 16000
 
 
 class NoAudioError(MediaError):
@@ -64,7 +63,7 @@ def load_audio_16k_mono(path: str | Path, stream_from_video: bool = False) -> np
             video_start = _seconds(video.start_time, video.time_base) if video else None
             duration = _seconds(stream.duration, stream.time_base)
             # layout=None keeps the source channels; we average them below (see docstring).
-            resampler = av.AudioResampler(format="fltp", layout=None, rate=TARGET_RATE)
+            resampler = av.AudioResampler(format="fltp", layout=None, rate=AUDIO_RATE)
             for frame in container.decode(stream):
                 chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
             chunks.extend(f.to_ndarray() for f in resampler.resample(None))
@@ -79,14 +78,14 @@ def load_audio_16k_mono(path: str | Path, stream_from_video: bool = False) -> np
     if stream_from_video:
         offset = 0
         if audio_start is not None and video_start is not None:
-            offset = round((audio_start - video_start) * TARGET_RATE)
+            offset = round((audio_start - video_start) * AUDIO_RATE)
         if offset > 0:
             audio = np.concatenate([np.zeros(offset, np.float32), audio])
         elif offset < 0:
             audio = audio[-offset:]
         if duration is not None and duration > 0:
             # The declared end, on the video's timeline, is offset + duration.
-            audio = audio[: max(0, offset + round(duration * TARGET_RATE))]
+            audio = audio[: max(0, offset + round(duration * AUDIO_RATE))]
     # Float decoders (MP3, AAC) can overshoot full scale slightly.
     return np.clip(audio, -1.0, 1.0)
 
@@ -107,7 +106,7 @@ def fit_length(samples: np.ndarray, target_len: int) -> tuple[np.ndarray, int]:
     return samples[:target_len].copy(), diff
 
 
-def write_wav_s16(samples: np.ndarray, path: str | Path, sample_rate: int = TARGET_RATE) -> Path:
+def write_wav_s16(samples: np.ndarray, path: str | Path, sample_rate: int = AUDIO_RATE) -> Path:
     """Write mono float audio in [-1, 1] as 16-bit PCM WAV, atomically.
 
     The file is written under a temporary name in the destination folder and renamed into

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.fft import dct
 
+from eamm.config import AUDIO_RATE, VIDEO_FPS
 from eamm.errors import EammError
 
 EAMM_PAD = 1920  # zero samples added at both ends (0.12 s = 3 video frames of context)
@@ -84,7 +85,7 @@ def _mel_filterbank(sample_rate: int) -> np.ndarray:
     return fb
 
 
-def mfcc_frames(signal: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
+def mfcc_frames(signal: np.ndarray, sample_rate: int = AUDIO_RATE) -> np.ndarray:
     """MFCCs of a mono signal, (num_frames, 13) float64, equal to python_speech_features 0.6
     ``mfcc(signal, sample_rate, winstep=0.01)`` with every other argument at its default.
 
@@ -135,7 +136,7 @@ def mfcc_windows(audio_16k_mono: np.ndarray, extra_end_pad: int = 0) -> np.ndarr
     if extra_end_pad < 0:
         raise ValueError(f"extra_end_pad must be >= 0, got {extra_end_pad}")
     padded = np.concatenate([np.zeros(EAMM_PAD), audio, np.zeros(EAMM_PAD + extra_end_pad)])
-    feats = mfcc_frames(padded, 16000)
+    feats = mfcc_frames(padded, AUDIO_RATE)
     if feats.shape[0] < WINDOW_ROWS:
         raise AudioTooShortError(audio.size + extra_end_pad, _min_samples_for_windows(1))
     windows = sliding_window_view(feats, WINDOW_ROWS, axis=0)[::WINDOW_STRIDE]
@@ -155,7 +156,7 @@ def mfcc_window_range(
     if not 0 <= start < stop:
         raise ValueError(f"need 0 <= start < stop, got {start}, {stop}")
     audio = np.asarray(audio_16k_mono)
-    frame_len, frame_step = _frame_geometry(16000)
+    frame_len, frame_step = _frame_geometry(AUDIO_RATE)
     lead = 1 if start else 0
     begin = (WINDOW_STRIDE * start - lead) * frame_step  # in the padded signal
     total = audio.size + 2 * EAMM_PAD + extra_end_pad
@@ -164,14 +165,14 @@ def mfcc_window_range(
     lo, hi = max(begin, EAMM_PAD), min(end, EAMM_PAD + audio.size)
     if lo < hi:
         piece[lo - begin : hi - begin] = audio[lo - EAMM_PAD : hi - EAMM_PAD]
-    feats = mfcc_frames(piece, 16000)[lead:]
+    feats = mfcc_frames(piece, AUDIO_RATE)[lead:]
     if feats.shape[0] < WINDOW_ROWS + WINDOW_STRIDE * (stop - start - 1):
         raise AudioTooShortError(audio.size + extra_end_pad, _min_samples_for_windows(stop))
     windows = sliding_window_view(feats, WINDOW_ROWS, axis=0)[::WINDOW_STRIDE][: stop - start]
     return np.ascontiguousarray(windows.transpose(0, 2, 1), dtype=np.float32)
 
 
-def _min_samples_for_windows(num_windows: int, sample_rate: int = 16000) -> int:
+def _min_samples_for_windows(num_windows: int, sample_rate: int = AUDIO_RATE) -> int:
     """Smallest total audio length (before EAMM padding) that gives ``num_windows`` windows."""
     frame_len, frame_step = _frame_geometry(sample_rate)
     # Need N >= 4(T-1) + 28 = 4T + 24 rows, N = 1 + ceil((S - frame_len) / step) with
@@ -181,7 +182,7 @@ def _min_samples_for_windows(num_windows: int, sample_rate: int = 16000) -> int:
 
 
 def end_pad_for_frames(
-    num_samples: int, num_frames: int, fps: int = 25, sample_rate: int = 16000
+    num_samples: int, num_frames: int, fps: int = VIDEO_FPS, sample_rate: int = AUDIO_RATE
 ) -> int:
     """Fewest extra end zeros so that ``mfcc_windows`` gives at least ``num_frames`` windows.
 
@@ -201,13 +202,13 @@ def end_pad_for_frames(
     (4 hops = 40 ms) only pairs with video frames at 25 fps and ``mfcc_windows`` is 16 kHz
     only, so other rates are rejected (ValueError) rather than silently misaligned.
     """
-    if sample_rate != 16000:
+    if sample_rate != AUDIO_RATE:
         raise ValueError(f"mfcc_windows works on 16 kHz audio, got sample_rate={sample_rate}")
     _, frame_step = _frame_geometry(sample_rate)
     if fps * WINDOW_STRIDE * frame_step != sample_rate:
         raise ValueError(
-            f"EAMM windows advance {WINDOW_STRIDE} MFCC hops (40 ms); that matches 25 fps "
-            f"video only, got fps={fps}: convert the video to 25 fps first"
+            f"EAMM windows advance {WINDOW_STRIDE} MFCC hops (40 ms); that matches {VIDEO_FPS} fps "
+            f"video only, got fps={fps}: convert the video to {VIDEO_FPS} fps first"
         )
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")

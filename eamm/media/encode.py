@@ -140,13 +140,45 @@ class VideoWriter(_FrameWriter):
         self._tmp.unlink(missing_ok=True)
 
 
+class _AudioTrack:
+    """Float samples (N,) or (N, C) in [-1, 1] encoded into a PyAV container's stream, written
+    in pieces (interleaved with video) or at once; PyAV cuts them into the codec's frames."""
+
+    def __init__(self, container, samples: np.ndarray, rate: int | None, codec: str) -> None:
+        audio = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+        self.planar = np.ascontiguousarray(audio.reshape(len(audio), -1).T)
+        if rate is None:
+            raise ValueError("audio needs its sample rate")
+        self.rate, self.codec, self.container, self.written = rate, codec, container, 0
+        self.layout = "mono" if len(self.planar) == 1 else "stereo"
+        self.stream = container.add_stream(codec, rate=rate)
+        ctx = self.stream.codec_context
+        ctx.layout, ctx.format = self.layout, "fltp"
+        ctx.flags |= av.codec.context.Flags.bitexact
+
+    def write_until(self, seconds: float) -> None:
+        end = min(self.planar.shape[1], round(seconds * self.rate))
+        if end > self.written:
+            chunk = self.planar[:, self.written : end]
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=self.layout)
+            frame.sample_rate, frame.pts = self.rate, self.written
+            self.container.mux(self.stream.encode(frame))
+            self.written = end
+
+    def finish(self) -> None:
+        self.write_until(self.planar.shape[1] / self.rate)
+        self.container.mux(self.stream.encode(None))
+
+
 class PyAVVideoWriter(_FrameWriter):
-    """``VideoWriter`` for video-only H.264 without a subprocess: libx264 in this process.
+    """``VideoWriter`` without a subprocess: libx264 (and the audio encoder) in this process.
 
     Same settings (crf, preset, pix_fmt, x264 threads), bit-exact muxer and encoder flags, and
     the same guarantee: the output appears only when ``close()`` succeeds. It saves the ffmpeg
     start-up and pipe copies per file (most of the cost of a short clip); the encoding itself
-    then runs on the caller's thread. No audio muxing: use ``VideoWriter`` for that.
+    then runs on the caller's thread. Audio, when given, is float samples (N,) or (N, C) at
+    ``audio_rate``, muxed interleaved with the frames. The codecs are the pinned PyAV wheel's
+    own, so the bytes do not depend on the system's ffmpeg build.
     """
 
     def __init__(
@@ -159,6 +191,10 @@ class PyAVVideoWriter(_FrameWriter):
         preset: str = "medium",
         pix_fmt: str = "yuv420p",
         threads: int = 1,
+        audio: np.ndarray | None = None,
+        audio_rate: int | None = None,
+        audio_codec: str = "aac",
+        audio_bitrate: int = 128_000,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,6 +202,7 @@ class PyAVVideoWriter(_FrameWriter):
         self.width, self.height = width, height
         self._pix_fmt = pix_fmt
         self.frames_written = 0
+        self._audio: _AudioTrack | None = None
         options = {"fflags": "+bitexact", "movflags": "+faststart"}
         try:
             self._container = av.open(str(self._tmp), "w", container_options=options)
@@ -182,6 +219,10 @@ class PyAVVideoWriter(_FrameWriter):
             ctx.flags |= av.codec.context.Flags.bitexact
             ctx.options = {"crf": str(crf), "preset": preset, "x264-params": f"threads={threads}"}
             ctx.open()
+            if audio is not None:
+                self._audio = _AudioTrack(self._container, audio, audio_rate, audio_codec)
+                self._audio.stream.codec_context.bit_rate = audio_bitrate
+            self._rate = rate
         except (av.FFmpegError, ValueError) as error:
             self.abort()
             raise MediaError(self.path, f"libx264 (PyAV) failed to start: {error}") from None
@@ -201,9 +242,20 @@ class PyAVVideoWriter(_FrameWriter):
         video.pts = self.frames_written
         self._mux(video)
         self.frames_written += 1
+        if self._audio is not None:  # interleaved: the audio up to this frame's end
+            self._mux_audio(lambda: self._audio.write_until(self.frames_written / self._rate))
+
+    def _mux_audio(self, step) -> None:
+        try:
+            step()
+        except av.FFmpegError as error:
+            self.abort()
+            raise MediaError(self.path, f"{self._audio.codec} (PyAV) failed: {error}") from None
 
     def close(self) -> Path:
         self._mux(None)
+        if self._audio is not None:
+            self._mux_audio(self._audio.finish)
         try:
             self._container.close()
         except av.FFmpegError as error:
@@ -217,6 +269,31 @@ class PyAVVideoWriter(_FrameWriter):
         with contextlib.suppress(av.FFmpegError):
             self._container.close()
         self._tmp.unlink(missing_ok=True)
+
+
+def encode_audio_inprocess(
+    samples: np.ndarray,
+    sample_rate: int,
+    path: str | Path,
+    codec: str = "aac",
+    bitrate: int = 128_000,
+) -> Path:
+    """``encode_audio`` through the pinned PyAV wheel's encoders (M4A/MP4 by the suffix): the
+    same bytes on any machine with the same wheel, whatever its ffmpeg."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_path(path)
+    try:
+        muxer = "ipod" if path.suffix == ".m4a" else "mp4"  # as the ffmpeg CLI picks
+        with av.open(str(tmp), "w", format=muxer, container_options={"fflags": "+bitexact"}) as out:
+            track = _AudioTrack(out, samples, sample_rate, codec)
+            track.stream.codec_context.bit_rate = bitrate
+            track.finish()
+    except (av.FFmpegError, ValueError) as error:
+        tmp.unlink(missing_ok=True)
+        raise MediaError(path, f"{codec} (PyAV) failed: {error}") from None
+    os.replace(tmp, path)
+    return path
 
 
 def encode_audio(

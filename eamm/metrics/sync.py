@@ -18,9 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from eamm.audio.mfcc import mfcc_frames
+from eamm.config import AUDIO_PER_FRAME
 from eamm.models.sync_expert import SYNC_WINDOW, SyncExpert, SyncNetV2, mouth_half
-
-AUDIO_PER_FRAME = 640  # 16 kHz samples per 25 fps video frame
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from eamm.audio import (
     mfcc_windows,
     write_wav_s16,
 )
-from eamm.config import PreprocessParams
+from eamm.config import AUDIO_RATE, PreprocessParams
 from eamm.errors import MediaError
 from eamm.face.ibug68 import ALIGN_POINTS
 from eamm.face.landmarks import FaceBox, FaceModels, LandmarkBackend, make_backend
@@ -44,8 +44,6 @@ from eamm.media.encode import PyAVVideoWriter, VideoWriter
 from eamm.preprocess.errors import AVMismatchError, MultipleFacesError, NoFaceError, TooShortError
 from eamm.video.decode import decode_frames, open_video, resample_fps, stream_info
 from eamm.video.warp import resize_rgb, warp_to_crop
-
-SAMPLE_RATE = 16000
 
 
 @dataclass(frozen=True)
@@ -250,18 +248,18 @@ def preprocess_clip(
                 video, f"{num_frames} frames at {params.fps} fps, fewer than {params.min_frames}"
             )
 
-        per_frame = SAMPLE_RATE // params.fps
+        per_frame = AUDIO_RATE // params.fps
         target = num_frames * per_frame
-        if abs(target - len(samples)) > params.max_av_mismatch_s * SAMPLE_RATE:
+        if abs(target - len(samples)) > params.max_av_mismatch_s * AUDIO_RATE:
             raise AVMismatchError(
                 video,
-                f"audio is {len(samples) / SAMPLE_RATE:.2f} s but video "
-                f"{target / SAMPLE_RATE:.2f} s (tolerance {params.max_av_mismatch_s} s)",
+                f"audio is {len(samples) / AUDIO_RATE:.2f} s but video "
+                f"{target / AUDIO_RATE:.2f} s (tolerance {params.max_av_mismatch_s} s)",
             )
         samples, diff = fit_length(samples, target)
-        end_pad = end_pad_for_frames(target, num_frames, params.fps, SAMPLE_RATE)
+        end_pad = end_pad_for_frames(target, num_frames, params.fps, AUDIO_RATE)
         mfcc = mfcc_windows(samples, extra_end_pad=end_pad)[:num_frames]
-        write_wav_s16(samples, tmp / "audio.wav", SAMPLE_RATE)
+        write_wav_s16(samples, tmp / "audio.wav", AUDIO_RATE)
         np.save(tmp / "mfcc.npy", mfcc.astype(np.float32))
         np.save(tmp / "landmarks.npy", np.stack(landmarks).astype(np.float32))
         np.save(tmp / "pose.npy", np.stack(poses).astype(np.float32))

@@ -24,18 +24,21 @@ import threading
 from pathlib import Path
 
 from eamm import __version__
-from eamm.config import PreprocessParams
+from eamm.config import AUDIO_RATE, PreprocessParams
 from eamm.datasets.base import ClipEntry
 from eamm.errors import EammError
 from eamm.face.landmarks import FaceModels, LandmarkBackend
 from eamm.manifest import (
     MANIFEST_NAME,
     OUTPUT_FILES,
+    RUN_LOG_NAME,
     STAGING_DIR,
+    ManifestRow,
     byte_ranges,
     check_members,
     members,
     read_rows,
+    read_run_log,
     run_fault_reason,
 )
 from eamm.preprocess.clip import preprocess_clip
@@ -91,7 +94,7 @@ def content_fingerprint(raw_root: Path, entry: ClipEntry) -> str:
 
 
 def entry_row(entry: ClipEntry) -> dict:
-    """The manifest columns that come from the index."""
+    """The manifest columns that come from the index (``ManifestRow`` fields)."""
     row = dataclasses.asdict(entry)
     row["video_path"] = row.pop("video")
     row["audio_path"] = row.pop("audio")
@@ -188,8 +191,9 @@ def process_entry(
     models: FaceModels,
     backend: LandmarkBackend,
 ) -> tuple[dict, bool]:
-    """(manifest row, reused?). Bad clips become failed rows; a run fault (disk full, I/O
-    error, out of memory) raises, so the task retries it and no row records it.
+    """(row, reused?): a ``ManifestRow`` as a dict (``to_dict``), as rows travel. Bad clips
+    become failed rows; a run fault (disk full, I/O error, out of memory) raises, so the task
+    retries it and no row records it.
 
     ``prev`` is reused when the sources' content is unchanged (a touched file) and its
     outputs pass a content check: the flow sends here the clips it could not reuse.
@@ -204,14 +208,14 @@ def process_entry(
         kept = keep(prev, out_root, content=True)
         if kept is not None:
             return {**kept, "source_bytes": size, "source_mtime_ns": mtime_ns}, True
-    row = {
+    common = dict(
         **entry_row(entry),
-        "source_bytes": size,
-        "source_mtime_ns": mtime_ns,
-        "source_fingerprint": fingerprint,
-        "param_fingerprint": param_fp,
-        "code_version": __version__,
-    }
+        source_bytes=size,
+        source_mtime_ns=mtime_ns,
+        source_fingerprint=fingerprint,
+        param_fingerprint=param_fp,
+        code_version=__version__,
+    )
     clip_dir = staging_dir(out_root, entry.clip_id)
     audio = raw_root / entry.audio if entry.audio else None
     try:
@@ -229,13 +233,12 @@ def process_entry(
             raise
         code = getattr(err, "code", None) if isinstance(err, EammError) else "internal_error"
         message = str(err) if isinstance(err, EammError) else f"{entry.video}: {err!r}"
-        return {
-            **row,
-            "status": "failed",
-            "error_code": code or "error",
-            "error_message": message,
-        }, False
-    row.update(
+        failed = ManifestRow(
+            **common, status="failed", error_code=code or "error", error_message=message
+        )
+        return failed.to_dict(), False
+    row = ManifestRow(
+        **common,
         status="ok",
         fps_in=result.input_fps,
         n_frames_in=result.input_frames,
@@ -245,20 +248,16 @@ def process_entry(
         n_frames=result.num_frames,
         n_mfcc_windows=result.num_windows,
         audio_source=result.audio_source,
-        audio_video_offset_s=-result.audio_diff_samples / 16000,
+        audio_video_offset_s=-result.audio_diff_samples / AUDIO_RATE,
         mfcc_end_pad=result.mfcc_end_pad,
         faces_detected=result.faces_detected,
         frames_with_face=result.frames_with_face,
         transform=list(result.transform),
         landmark_backend=result.landmark_backend,
-        shard=None,
-        output_files=list(OUTPUT_FILES),
-        member_offsets=None,
-        member_sizes=None,
-        member_hashes=None,
+        output_files=list(OUTPUT_FILES),  # staged: shard and byte ranges come at packing
         processing_seconds=result.seconds,
     )
-    return row, False
+    return row.to_dict(), False
 
 
 class Journal:
@@ -277,7 +276,8 @@ class Journal:
 
 
 def load_previous(out_root: Path) -> dict[str, dict]:
-    """Latest record per clip: the last manifest, then journal lines written after it.
+    """Latest record per clip: the last manifest with its run log, then journal lines written
+    after it.
 
     A manifest of another version (an older layout) is ignored: its clips are processed again.
     """
@@ -289,6 +289,9 @@ def load_previous(out_root: Path) -> dict[str, dict]:
             records.update({r["clip_id"]: r for r in read_rows(manifest)})
         except EammError:
             records.clear()
+    for clip_id, measured in read_run_log(out_root / RUN_LOG_NAME).items():
+        if clip_id in records:
+            records[clip_id].update(measured)
     journal = out_root / JOURNAL_DIR
     if journal.is_dir():
         for path in sorted(journal.glob("*.jsonl"), key=lambda p: p.stat().st_mtime_ns):

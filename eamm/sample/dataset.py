@@ -14,16 +14,15 @@ shift, scale) whose plan ``head_motion`` returns, on one of the identities of
 
 from __future__ import annotations
 
-import tempfile
+import hashlib
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.io import wavfile
 
 from eamm.config import MEAD_EMOTIONS, SampleDataParams
-from eamm.media import VideoWriter, encode_audio
+from eamm.media.encode import PyAVVideoWriter, encode_audio_inprocess
 from eamm.sample.expressions import expression
 from eamm.sample.face import IDENTITIES, Framing, HeadPose, rig
 from eamm.sample.voice import Speech, synth_speech
@@ -217,31 +216,29 @@ def render_frames(clip: SampleClip, signals: ClipSignals | None = None):
 
 
 def write_clip(clip: SampleClip, root: str | Path) -> dict:
-    """Generate one clip (and its separate audio file, for MEAD) under ``root``."""
+    """Generate one clip (and its separate audio file, for MEAD) under ``root``, encoded by the
+    pinned PyAV wheel's codecs: the same bytes on any machine, whatever its ffmpeg."""
     root = Path(root)
     signals = clip_signals(clip)
     samples = signals.speech.samples
     audio = np.stack([samples, samples], axis=1) if clip.audio_channels == 2 else samples
-    with tempfile.TemporaryDirectory() as tmp:
-        # the muxer's input: a float WAV written here (no encoder process needed)
-        wav = Path(tmp) / "speech.wav"
-        wavfile.write(wav, clip.audio_rate, np.clip(audio, -1.0, 1.0).astype(np.float32))
-        if clip.audio:
-            encode_audio(audio, clip.audio_rate, root / clip.audio, codec="aac")
-        with VideoWriter(
-            root / clip.video,
-            clip.width,
-            clip.height,
-            clip.fps,
-            crf=clip.crf,
-            preset="superfast",
-            audio_path=wav,
-            audio_rate=clip.audio_rate,
-            audio_channels=clip.audio_channels,
-        ) as writer:
-            for frame in render_frames(clip, signals):
-                writer.write(frame)
-    return {**asdict(clip), "duration_s": clip.duration_s}
+    if clip.audio:
+        encode_audio_inprocess(audio, clip.audio_rate, root / clip.audio, codec="aac")
+    with PyAVVideoWriter(
+        root / clip.video,
+        clip.width,
+        clip.height,
+        clip.fps,
+        crf=clip.crf,
+        preset="superfast",
+        audio=audio,
+        audio_rate=clip.audio_rate,
+    ) as writer:
+        for frame in render_frames(clip, signals):
+            writer.write(frame)
+    written = [p for p in (clip.video, clip.audio) if p]
+    md5 = {p: hashlib.md5((root / p).read_bytes()).hexdigest() for p in written}
+    return {**asdict(clip), "duration_s": clip.duration_s, "md5": md5}
 
 
 def write_portrait(path: str | Path, identity: str = "astronaut_wide") -> Path:

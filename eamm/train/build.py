@@ -9,22 +9,15 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from eamm.checkpoint import file_fingerprint, load_checkpoint
+from eamm.clips import Clip, load_clips
 from eamm.config import EAMM_STAGES, StageParams, TrainerParams
 from eamm.errors import EammError
 from eamm.manifest import content_fingerprint
-from eamm.models import (
-    AudioKeypointHead,
-    AudioToFacialDynamics,
-    EmotionClassifier,
-    EmotionDisplacement,
-    KPDetector,
-    OcclusionAwareGenerator,
-    SyncExpert,
-)
+from eamm.models import EmotionClassifier, SyncExpert
+from eamm.models.build import build_emotion_net, build_networks, profile
 from eamm.models.perceptual import find_vgg19_weights
 from eamm.models.sync_expert import SYNC_WINDOW
-from eamm.train.checkpoint import file_fingerprint, load_checkpoint
-from eamm.train.clips import Clip, load_clips
 from eamm.train.datasets import (
     AudioWindows,
     EmotionFrames,
@@ -65,14 +58,6 @@ UPSTREAM = {
 }
 
 
-def profile(model: dict) -> dict:
-    """The active size profile of the ``model`` params section."""
-    name = model["profile"]
-    if name not in model["profiles"]:
-        raise EammError(f"params: model.profile '{name}' is not in model.profiles")
-    return model["profiles"][name]
-
-
 def perceptual_vgg(model: dict) -> tuple[Path | None, str]:
     """(VGG19 weights file or None for the stand-in, its source): a random stand-in only for
     the profiles in ``model.perceptual.standin_profiles`` (the demo); the others refuse to
@@ -91,22 +76,6 @@ def perceptual_weights(name: str, weights: dict) -> list[float]:
             "(FOMM: [10, 10, 10, 10, 10]; EAMM's fine-tune: [0.1, 0.1, 0.1, 0.1, 0.1])"
         )
     return layer_weights
-
-
-def build_networks(sizes: dict) -> dict[str, torch.nn.Module]:
-    common = sizes["common"]
-    return {
-        "kp_detector": KPDetector(**common, **sizes["kp_detector"]),
-        "generator": OcclusionAwareGenerator(
-            num_channels=common["num_channels"], num_kp=common["num_kp"], **sizes["generator"]
-        ),
-        "audio_feature": AudioToFacialDynamics(**sizes["audio"]),
-        "kp_detector_a": AudioKeypointHead(num_kp=common["num_kp"], **sizes["audio_head"]),
-    }
-
-
-def build_emotion_net(sizes: dict, num_emotion_kp: int) -> torch.nn.Module:
-    return EmotionDisplacement(num_emotion_kp=num_emotion_kp, **sizes["emotion"])
 
 
 def build_judge(name: str, sizes: dict) -> torch.nn.Module:

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from eamm.smoothing import one_euro
-from eamm.train.augment import (
+from eamm.augment import (
     color_jitter,
     emotion_augment,
     random_blur,
@@ -21,12 +20,9 @@ from eamm.train.augment import (
     random_stretch,
     time_flip,
 )
-from eamm.train.clips import Clip, fill_missing_rows, window_start
-
-
-def to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [0, 1]."""
-    return torch.from_numpy(frames).movedim(-1, -3).float().div_(255.0)
+from eamm.clips import Clip, fill_missing_rows, window_start
+from eamm.smoothing import one_euro
+from eamm.tensors import to_tensor
 
 
 class StepBatchSampler(Sampler[list[tuple[int, int]]]):

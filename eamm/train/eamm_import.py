@@ -1,7 +1,7 @@
 """Import EAMM's released checkpoints into this project's checkpoint format.
 
 EAMM's ``log.zip`` (``eamm-reference.md`` 3.0, 4) holds three files; each becomes the
-``checkpoint.pt`` of one stage folder (``eamm.train.run.STAGE_DIRS``) under ``out_root``:
+``checkpoint.pt`` of one stage folder (``eamm.stages.STAGE_DIRS``) under ``out_root``:
 
 =================  =============  =============  =============  ===============================
 EAMM file          stage folder   stage          model name     our network (EAMM class)
@@ -52,6 +52,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from eamm.checkpoint import save_checkpoint
 from eamm.errors import EammError
 from eamm.models import (
     AudioKeypointHead,
@@ -60,9 +61,8 @@ from eamm.models import (
     KPDetector,
     OcclusionAwareGenerator,
 )
-from eamm.train.checkpoint import save_checkpoint
+from eamm.stages import STAGE_DIRS
 from eamm.train.loop import CHECKPOINT
-from eamm.train.run import STAGE_DIRS
 
 __all__ = ["EAMM_EMOTION_KP", "IMPORT_FINGERPRINT", "import_eamm_release"]
 

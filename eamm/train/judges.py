@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from eamm.clips import Clip
 from eamm.config import MEAD_EMOTIONS
 from eamm.judge_plots import (
     CONFUSION_PNG,
@@ -27,8 +28,7 @@ from eamm.metrics.emotion import emotion_accuracy, predict_emotion, spread
 from eamm.metrics.sync import expert_score, shift_audio
 from eamm.models.emotion_classifier import EmotionClassifier
 from eamm.models.sync_expert import SyncExpert, mouth_half
-from eamm.train.clips import Clip
-from eamm.train.datasets import to_tensor
+from eamm.tensors import to_tensor
 
 VALIDATION_FRAMES = 16  # frames per held-out clip, spread evenly over it
 VALIDATION_SHIFT = 5  # frames the held-out audio is delayed by for the shifted check

@@ -21,14 +21,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from eamm.config import StageParams, TrainerParams
-from eamm.train.checkpoint import (
+from eamm.checkpoint import (
     load_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
     unwrap,
 )
+from eamm.config import StageParams, TrainerParams
+from eamm.tensors import pick_device
 from eamm.train.datasets import SeededClips, StepBatchSampler
 
 LossFn = Callable[[dict[str, torch.Tensor], int], tuple[dict[str, torch.Tensor], np.ndarray | None]]
@@ -114,12 +115,6 @@ def _continue_optimizer(optimizer: torch.optim.Optimizer, saved: dict) -> None:
     optimizer.load_state_dict(saved)
     for group, hyper in zip(optimizer.param_groups, own, strict=True):
         group.update(hyper)
-
-
-def pick_device(preference: str) -> torch.device:
-    if preference == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(preference)
 
 
 def autocast_context(device: torch.device, bf16: bool):

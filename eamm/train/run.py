@@ -18,18 +18,10 @@ import yaml
 
 from eamm.config import TrainerParams, load_section
 from eamm.errors import EammError
+from eamm.stages import STAGE_DIRS
 from eamm.train.build import JUDGES, STAGES, build_stage
 from eamm.train.loop import train_stage
 from eamm.train.recipe import in_steps, resolve_stage
-
-STAGE_DIRS = {
-    "train_fomm": "fomm",
-    "train_a2fd": "a2fd",
-    "finetune_a2fd": "a2fd_finetune",
-    "train_emotion": "emotion",
-    "train_emotion_classifier": "emotion_classifier",
-    "train_sync_expert": "sync_expert",
-}
 
 
 def stage_dir(models_root: str | Path, stage: str) -> Path:

@@ -1,4 +1,5 @@
-"""Reading the per-clip data contract for training: only the frames and bytes a sample needs."""
+"""Reading the per-clip data contract for training and evaluation: only the frames and bytes a
+sample needs."""
 
 from __future__ import annotations
 

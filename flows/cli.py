@@ -394,7 +394,7 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
                 str(manifest.parent),
                 f"{status}; ok by split: {splits}; {info['frames']} frames at 25 fps",
             )
-    from eamm.train.run import STAGE_DIRS
+    from eamm.stages import STAGE_DIRS
 
     for name, stage in STAGE_DIRS.items():
         metrics = Path("models") / stage / "metrics.json"

@@ -41,6 +41,20 @@ def fixtures_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def sample_lrw_clip(tmp_path_factory) -> Path:
+    """One LRW-layout clip (29 frames, 256 px, AAC) from the project's own sample generator:
+    for tests that need real media but not EAMM's own files."""
+    from eamm.config import SampleDataParams, load_section
+    from eamm.sample.dataset import plan, write_clip
+
+    params = load_section(ROOT / "params.yaml", "sample_data", SampleDataParams)
+    clip = next(c for c in plan(params) if c.dataset == "lrw")
+    root = tmp_path_factory.mktemp("sample_lrw")
+    write_clip(clip, root)
+    return root / clip.video
+
+
+@pytest.fixture(scope="session")
 def prefect_api():
     """One temporary Prefect API (own database) for every in-process flow run of the session."""
     from prefect.testing.utilities import prefect_test_harness

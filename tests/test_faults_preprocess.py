@@ -24,9 +24,8 @@ from eamm.preprocess.errors import run_fault
 from eamm.preprocess.lock import FolderLockedError, folder_lock
 from tests.conftest import ROOT, VENV_BIN
 
-pytestmark = [pytest.mark.fixtures, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
-LRW_CLIP = "lrw/lipread_mp4/ABOUT/train/ABOUT_00001.mp4"
 CLIPS = ("train/ABOUT/ABOUT_00001", "train/ABOUT/ABOUT_00002")
 
 
@@ -35,12 +34,12 @@ def _prefect(prefect_api):
     yield
 
 
-def make_raw(fixtures_dir: Path, root: Path, clips: int = 2) -> Path:
-    """An LRW tree of copies of the fixture clip, and params pointing at it."""
+def make_raw(clip: Path, root: Path, clips: int = 2) -> Path:
+    """An LRW tree of copies of ``clip`` (the sample generator's), and params pointing at it."""
     for k in range(clips):
         dst = root / f"raw/lipread_mp4/ABOUT/train/ABOUT_{k + 1:05d}.mp4"
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(fixtures_dir / LRW_CLIP, dst)
+        shutil.copy(clip, dst)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["datasets"]["lrw"]["raw"] = str(root / "raw")
     params["datasets"]["mead"]["split_file"] = str(ROOT / "splits" / "mead_v1.yaml")
@@ -65,10 +64,10 @@ def by_id(out: Path) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def processed(fixtures_dir, tmp_path_factory) -> Path:
+def processed(sample_lrw_clip, tmp_path_factory) -> Path:
     """Both clips processed once; tests copy it (mtimes kept) before changing anything."""
     root = tmp_path_factory.mktemp("processed")
-    make_raw(fixtures_dir, root)
+    make_raw(sample_lrw_clip, root)
     assert run(root, root / "out")["by_status"] == {"ok": 2}
     return root
 
@@ -108,9 +107,9 @@ def test_run_faults_are_told_apart_from_bad_clips():
     assert run_fault(FileNotFoundError(errno.ENOENT, "gone")) is None
 
 
-def test_a_full_disk_is_retried_never_recorded_and_redone(tmp_path, monkeypatch, fixtures_dir):
+def test_a_full_disk_is_retried_never_recorded_and_redone(tmp_path, monkeypatch, sample_lrw_clip):
     root = tmp_path / "root"
-    make_raw(fixtures_dir, root)
+    make_raw(sample_lrw_clip, root)
     out = root / "out"
     # passes on the task's retry: nothing is recorded as failed
     calls = fail_wav_writes(monkeypatch, "ABOUT_00002", times=1)
@@ -132,7 +131,7 @@ def test_a_full_disk_is_retried_never_recorded_and_redone(tmp_path, monkeypatch,
 
 
 def test_a_full_disk_while_packing_keeps_the_clips_for_the_next_run(
-    tmp_path, monkeypatch, fixtures_dir
+    tmp_path, monkeypatch, sample_lrw_clip
 ):
     """ENOSPC in the middle of writing a shard (after the task's retries): one line naming the
     shard and the reason, no partial shard left, the processed clips kept staged; the next run
@@ -140,7 +139,7 @@ def test_a_full_disk_while_packing_keeps_the_clips_for_the_next_run(
     import eamm.shards as shards_module
 
     root = tmp_path / "root"
-    make_raw(fixtures_dir, root)
+    make_raw(sample_lrw_clip, root)
     out = root / "out"
     copy = shards_module._copy_into
 
@@ -246,10 +245,10 @@ def mp4_padded(path: Path, size: int) -> None:
 
 
 def test_a_clip_rewritten_with_the_same_size_and_mtime_is_redone_with_content_checks(
-    fixtures_dir, tmp_path
+    sample_lrw_clip, tmp_path
 ):
     root = tmp_path / "root"
-    make_raw(fixtures_dir, root)
+    make_raw(sample_lrw_clip, root)
     raw = root / "raw/lipread_mp4/ABOUT/train/ABOUT_00001.mp4"
     flipped = tmp_path / "flipped.mp4"
     subprocess.run(
@@ -281,9 +280,9 @@ def start_run(root: Path) -> subprocess.Popen:
     )
 
 
-def test_a_second_run_on_the_same_folder_stops_at_once(fixtures_dir, tmp_path):
+def test_a_second_run_on_the_same_folder_stops_at_once(sample_lrw_clip, tmp_path):
     root = tmp_path / "root"
-    make_raw(fixtures_dir, root, clips=12)  # long enough to start a second run meanwhile
+    make_raw(sample_lrw_clip, root, clips=12)  # long enough to start a second run meanwhile
     first = start_run(root)
     lock = root / "out" / ".lock"
     deadline = time.time() + 180
@@ -325,7 +324,7 @@ def test_a_stale_lock_is_taken_over_one_from_another_host_is_not(tmp_path):
         pass
 
 
-def test_bad_inputs_and_params_are_refused_in_one_line(fixtures_dir, tmp_path):
+def test_bad_inputs_and_params_are_refused_in_one_line(sample_lrw_clip, tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
 
     def preprocess_clip(*extra: str, **preprocess) -> str:
@@ -337,7 +336,7 @@ def test_bad_inputs_and_params_are_refused_in_one_line(fixtures_dir, tmp_path):
             [
                 str(VENV_BIN / "eamm"),
                 "preprocess-clip",
-                str(fixtures_dir / LRW_CLIP),
+                str(sample_lrw_clip),
                 *("--out", str(tmp_path / "out"), "--params", str(path), *extra),
             ],
             capture_output=True,

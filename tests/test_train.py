@@ -1,5 +1,6 @@
-"""Training stages on CPU with the tiny profile, on data preprocessed from the fixtures:
-every stage runs, learns on a repeated batch, and resumes to the identical next-step loss."""
+"""Training stages on CPU with the tiny profile, on clips of the project's own sample generator
+(no ``../shared`` needed): every stage runs, learns on a repeated batch, and resumes to the
+identical next-step loss; generation and evaluation run from the tiny checkpoints."""
 
 from __future__ import annotations
 
@@ -12,31 +13,36 @@ import torch
 import yaml
 from torch.utils.data import default_collate
 
+from eamm.audio import write_wav_s16
 from eamm.checkpoint import load_checkpoint
-from eamm.config import PreprocessParams, StageParams, TrainerParams
+from eamm.config import PreprocessParams, SampleDataParams, StageParams, TrainerParams, load_section
 from eamm.datasets.base import ClipEntry
 from eamm.face.landmarks import FaceModels, MediapipeLandmarks
 from eamm.manifest import read_rows, write_manifest
-from eamm.preprocess.dataset import param_fingerprint, process_entry, staging_dir
+from eamm.preprocess.dataset import param_fingerprint, process_entry
 from eamm.preprocess.packing import pack_shard, shards_to_pack
+from eamm.sample.dataset import plan, write_clip, write_portrait
+from eamm.sample.voice import synth_speech
 from eamm.stages import STAGE_DIRS
 from eamm.train.build import JUDGES, STAGES, build_stage, perceptual_vgg
 from eamm.train.loop import train_stage
 from tests.conftest import ROOT
 
-pytestmark = [pytest.mark.fixtures, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 MODEL, JUDGE_SIZES = PARAMS["model"], PARAMS["judges"]
 TRAINER = TrainerParams(num_workers=0, seed=0)
 
 
-def entry(dataset: str, clip_id: str, video: str, emotion: str | None = None) -> ClipEntry:
+def entry(
+    dataset: str, clip_id: str, video: str, emotion: str | None = None, speaker: str | None = None
+) -> ClipEntry:
     return ClipEntry(
         clip_id=clip_id,
         dataset=dataset,
         split="train",
-        speaker="M030" if dataset == "mead" else None,
+        speaker=speaker,
         emotion=emotion,
         level=1 if emotion else None,
         view="front" if emotion else None,
@@ -48,22 +54,50 @@ def entry(dataset: str, clip_id: str, video: str, emotion: str | None = None) ->
 
 
 @pytest.fixture(scope="module")
-def data_root(fixtures_dir, tmp_path_factory):
+def sample(tmp_path_factory) -> dict:
+    """Sample clips (one LRW, MEAD neutral, sad and happy of one speaker), a portrait and 7.04 s
+    of speech, written by the project's generator."""
+    root = tmp_path_factory.mktemp("sample")
+    params = load_section(ROOT / "params.yaml", "sample_data", SampleDataParams)
+    clips = plan(params)
+    lrw = next(c for c in clips if c.dataset == "lrw" and "/train/" in c.video)
+    speaker = next(c.speaker for c in clips if c.dataset == "mead")
+    mead = {
+        c.emotion: c
+        for c in clips
+        if c.dataset == "mead" and c.speaker == speaker and c.level == 1
+        if c.emotion in ("neutral", "sad", "happy")
+    }
+    for clip in (lrw, *mead.values()):
+        write_clip(clip, root / "raw")
+    speech = synth_speech(7.04, 16000, seed=0).samples
+    return {
+        "raw": root / "raw",
+        "speaker": speaker,
+        "lrw": lrw.video,
+        "mead": {emotion: clip.video for emotion, clip in mead.items()},
+        "portrait": write_portrait(root / "portrait.png"),
+        "speech": write_wav_s16(speech, root / "speech.wav"),
+    }
+
+
+@pytest.fixture(scope="module")
+def data_root(sample, tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     params = PreprocessParams(crop_size=64)
     fp = param_fingerprint(params)
     models = FaceModels.from_params(params.landmarks)
     backend = MediapipeLandmarks()
+    speaker = sample["speaker"]
     clips = {
-        "lrw": [
-            entry("lrw", "train/ABOUT/ABOUT_00001", "lrw/lipread_mp4/ABOUT/train/ABOUT_00001.mp4")
-        ],
+        "lrw": [entry("lrw", "train/ABOUT/ABOUT_00001", sample["lrw"])],
         "mead": [
             entry(
                 "mead",
-                f"M030/front/{emotion}/level_1/001",
-                "mead/M030/video/front/sad/level_3/001.mp4",
+                f"{speaker}/front/{emotion}/level_1/001",
+                sample["mead"][emotion],
                 emotion,
+                speaker,
             )
             for emotion in ("neutral", "sad")
         ],
@@ -72,13 +106,7 @@ def data_root(fixtures_dir, tmp_path_factory):
         out = root / dataset / "processed"
         rows = []
         for item in entries:
-            if rows:  # same source video: reuse the first clip's outputs under a new id
-                shutil.copytree(
-                    staging_dir(out, rows[0]["clip_id"]), staging_dir(out, item.clip_id)
-                )
-                rows.append({**rows[0], "clip_id": item.clip_id, "emotion": item.emotion})
-                continue
-            row, _ = process_entry(item, fixtures_dir, out, params, fp, None, models, backend)
+            row, _ = process_entry(item, sample["raw"], out, params, fp, None, models, backend)
             assert row["status"] == "ok", row["error_message"]
             rows.append(row)
         packed = {
@@ -133,7 +161,7 @@ def test_all_stages_write_safe_checkpoints(trained):
         for extra in extras:
             assert (trained / folder / extra).exists(), (name, extra)
     for judge, figure in zip(JUDGES, ("confusion.png", "offsets.png"), strict=True):
-        # every fixture clip is in the train split: nothing held out, an empty figure
+        # every clip here is in the train split: nothing held out, an empty figure
         metrics = json.loads((trained / STAGE_DIRS[judge] / "metrics.json").read_text())
         assert metrics["heldout/clips"] == 0 and metrics["step"] == 2
         assert (trained / STAGE_DIRS[judge] / figure).is_file(), (judge, figure)
@@ -272,22 +300,15 @@ def test_retimed_manifest_resumes_and_changed_clips_restart(data_root, trained, 
 # --- generation from the tiny checkpoints ---------------------------------------------------
 
 
-def test_generate_writes_playable_videos_with_audio(trained, fixtures_dir, tmp_path):
+def test_generate_writes_playable_videos_with_audio(trained, sample, tmp_path):
     from eamm.config import GenerateParams
     from eamm.generate import generate
     from eamm.media import probe
 
     out = tmp_path / "gen" / "talk.mp4"
-    audio = fixtures_dir / "audio" / "00015.mp3"  # 7.05 s
+    inputs = (sample["portrait"], sample["speech"], sample["raw"] / sample["mead"]["happy"])
     params = GenerateParams(seed=3)
-    result = generate(
-        fixtures_dir / "raw_images" / "dune_1.png",
-        audio,
-        fixtures_dir / "aligned_videos" / "happy.mp4",
-        out,
-        checkpoints=trained,
-        params=params,
-    )
+    result = generate(*inputs, out, checkpoints=trained, params=params)
     assert result.num_frames == 176 and len(result.emotion_kp) == 4
     for path, width in ((result.emotion, 64), (result.neutral, 64), (result.compare, 192)):
         info = probe(path, count_frames=True)
@@ -295,30 +316,20 @@ def test_generate_writes_playable_videos_with_audio(trained, fixtures_dir, tmp_p
         assert info.video.num_frames == 176
         assert abs(info.audio.duration_s - 7.04) < 0.05 and info.audio.sample_rate == 16000
     first = out.read_bytes()
-    generate(
-        fixtures_dir / "raw_images" / "dune_1.png",
-        audio,
-        fixtures_dir / "aligned_videos" / "happy.mp4",
-        out,
-        checkpoints=trained,
-        params=params,
-    )
+    generate(*inputs, out, checkpoints=trained, params=params)
     assert out.read_bytes() == first  # seeded augmentation: same inputs, same video
 
 
-def test_generate_rejects_bad_inputs_with_one_line(trained, fixtures_dir, tmp_path):
+def test_generate_rejects_bad_inputs_with_one_line(trained, sample, tmp_path):
+    import cv2
     import numpy as np
 
-    from eamm.audio import write_wav_s16
     from eamm.errors import EammError
     from eamm.generate import generate
     from eamm.preprocess.errors import NoFaceError
 
-    photo = fixtures_dir / "portraits" / "21.png"
-    audio = fixtures_dir / "audio" / "00015.mp3"
+    photo, audio = sample["portrait"], sample["speech"]
     blank = tmp_path / "blank.png"
-    import cv2
-
     cv2.imwrite(str(blank), np.full((128, 128, 3), 90, np.uint8))
     with pytest.raises(NoFaceError, match=r"blank\.png"):
         generate(blank, audio, None, tmp_path / "a.mp4", checkpoints=trained)

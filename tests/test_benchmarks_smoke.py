@@ -222,3 +222,56 @@ def test_report_renders_available_results(tmp_path):
     assert lrw in text
     assert "| 20000 | 1.5 |" in text
     assert "| lrw | 2 | 64 and 256 | 3.3 | 371.0 | 4.5 | 1.2 % | met |" in text
+
+
+ORCHESTRATION_KEYS = {
+    "clips",
+    "ok",
+    "workers",
+    "index_wall_s",
+    "flow_wall_s",
+    "ms_per_clip",
+    "flow_peak_rss_mib",
+    "server_peak_rss_mib",
+    "prefect_db_mib",
+    "manifest_mib",
+    "rerun_wall_s",
+    "rerun_processed",
+    "rerun_reused",
+}
+
+
+@pytest.mark.slow
+def test_orchestration_benchmark_tiny(tmp_path):
+    out = tmp_path / "orchestration.json"
+    args = ["--clips", "50", "--workers", "2", "--work", str(tmp_path), "--out", str(out)]
+    result = _run("benchmarks/orchestration.py", *args)
+    data = _json(out)
+    (row,) = data["rows"]
+    assert set(row) >= ORCHESTRATION_KEYS
+    # the real flow ran on every clip with the stand-in worker: 50 ok manifest rows
+    assert row["clips"] == row["ok"] == row["processed"] == 50
+    assert row["shards"] == 50  # 500 words: one train clip per word, one shard each
+    assert row["rerun_processed"] == 0 and row["rerun_reused"] == 50
+    assert row["rerun_shards_written"] == 0
+    assert row["flow_wall_s"] > 0 and row["ms_per_clip"] == pytest.approx(
+        1000 * row["flow_wall_s"] / 50
+    )
+    assert row["flow_peak_rss_mib"] > 0 and row["prefect_db_mib"] > 0 and row["manifest_mib"] > 0
+    assert row["server_peak_rss_mib"] > 0  # the temporary server was found and sampled
+    assert set(data["fits"]) >= {"flow_wall_s", "flow_peak_rss_mib"}
+    assert data["fits"]["flow_wall_s"] is None  # one size: nothing to fit
+    assert "| 50 | " in result.stdout
+    assert not list(tmp_path.glob("eamm-orch-*"))  # trees removed
+
+
+def test_orchestration_fit_is_least_squares():
+    code = (
+        "import sys, json; sys.path.insert(0, 'benchmarks'); from orchestration import fit_line; "
+        "print(json.dumps([fit_line([1, 2, 3], [3.0, 5.0, 7.0]), fit_line([5, 5], [1.0, 2.0])]))"
+    )
+    result = _run("-c", code)
+    line, single = json.loads(result.stdout)
+    assert line["intercept"] == pytest.approx(1.0) and line["slope"] == pytest.approx(2.0)
+    assert line["points"] == 3 and line["max_abs_residual"] == pytest.approx(0.0, abs=1e-9)
+    assert single is None

@@ -452,6 +452,29 @@ def orchestration_section(data: dict) -> list[str]:
     return [*out, ""] if fits else out
 
 
+def orchestration_change(now: dict, before: dict) -> list[str]:
+    """The same N measured with an earlier flow (``orchestration_before.json``): ratios."""
+    earlier = {r["clips"]: r for r in before["rows"]}
+    head = ["clips", "flow peak RSS MiB (now / before)", "flow wall s (now / before)"]
+    head += ["no-op re-run s (now / before)"]
+    rows = []
+    for r in sorted(now["rows"], key=lambda r: r["clips"]):
+        if (b := earlier.get(r["clips"])) is None:
+            continue
+        rows.append(
+            [
+                str(r["clips"]),
+                f"{f0(r['flow_peak_rss_mib'])} / {f0(b['flow_peak_rss_mib'])}",
+                f"{f1(r['flow_wall_s'])} / {f1(b['flow_wall_s'])}",
+                f"{f1(r['rerun_wall_s'])} / {f1(b['rerun_wall_s'])}",
+            ]
+        )
+    if not rows:
+        return []
+    code = before.get("meta", {}).get("code", "an earlier commit")
+    return [f"Against the flow before ({code}), same benchmark:", "", table(head, rows), ""]
+
+
 def where_time_goes(ours: dict | None, recipe: dict | None) -> list[str]:
     """The largest CPU terms per clip, computed from the step tables."""
     lines = []
@@ -621,6 +644,8 @@ def render(results: Path, notes: str = "") -> str:
     if orchestration:
         out += ["## Orchestration at scale (benchmarks/orchestration.py)", ""]
         out += orchestration_section(orchestration)
+        if before := load(results, "orchestration_before"):
+            out += orchestration_change(orchestration, before)
         out += [
             "The preprocessing flow on an LRW tree of N clips (500 words), everything real",
             "(index, reuse check, thread runner with a temporary Prefect server, journal,",

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from eamm.config import VIDEO_FPS
@@ -132,6 +133,8 @@ FIELDS = tuple(MANIFEST_SCHEMA.names)
 # what one run measured, per clip: not content, so not in the manifest
 RUN_LOG_SCHEMA = pa.schema([MANIFEST_SCHEMA.field("clip_id"), *_arrow_fields(run_log=True)])
 TIMING_COLUMNS = tuple(RUN_LOG_SCHEMA.names[1:])
+# a whole row as a run holds it: the manifest's columns, then the run log's
+ROW_SCHEMA = pa.schema([*_arrow_fields(run_log=False), *_arrow_fields(run_log=True)])
 # columns added since version 2: a manifest without them is read with them null
 ADDED_COLUMNS = ("member_hashes",)
 # a row as write_manifest takes it
@@ -175,33 +178,60 @@ def _cells(rows: Iterable[Row], names: Sequence[str]) -> list[dict[str, Any]]:
     return sorted(cells, key=lambda r: r["clip_id"])
 
 
-def to_table(rows: Iterable[Row]) -> pa.Table:
-    """Rows (``ManifestRow`` or dicts with its keys) as a table sorted by clip_id; the run log's
-    columns are left out."""
-    return pa.Table.from_pylist(_cells(rows, FIELDS), schema=MANIFEST_SCHEMA)
+def _select(rows: Iterable[Row] | pa.Table, schema: pa.Schema) -> pa.Table:
+    """``schema``'s columns of ``rows`` sorted by clip_id, as one chunk (the same bytes
+    whether the rows came as records or as a table of ``ROW_SCHEMA``)."""
+    if isinstance(rows, pa.Table):
+        table = rows.sort_by("clip_id").select(schema.names).combine_chunks()
+        return pa.Table.from_arrays(table.columns, schema=schema)
+    return pa.Table.from_pylist(_cells(rows, schema.names), schema=schema)
 
 
-def write_manifest(rows: Iterable[Row], path: str | Path) -> Path:
+def to_table(rows: Iterable[Row] | pa.Table) -> pa.Table:
+    """Rows (``ManifestRow``, dicts with its keys, or a ``ROW_SCHEMA`` table) as a manifest
+    table sorted by clip_id; the run log's columns are left out."""
+    return _select(rows, MANIFEST_SCHEMA)
+
+
+def write_manifest(rows: Iterable[Row] | pa.Table, path: str | Path) -> Path:
     """Write atomically: readers see the old manifest or the new one, never half of one."""
     return _write_atomic(to_table(rows), Path(path))
 
 
-def write_run_log(rows: Iterable[Row], path: str | Path) -> Path:
+def write_run_log(rows: Iterable[Row] | pa.Table, path: str | Path) -> Path:
     """The run's measurements of ``rows`` (``RUN_LOG_SCHEMA``), written as the manifest is."""
-    table = pa.Table.from_pylist(_cells(rows, RUN_LOG_SCHEMA.names), schema=RUN_LOG_SCHEMA)
-    return _write_atomic(table, Path(path))
+    return _write_atomic(_select(rows, RUN_LOG_SCHEMA), Path(path))
 
 
-def read_run_log(path: str | Path) -> dict[str, dict]:
-    """clip_id -> the run log's columns; empty when the log is missing or unreadable (it only
+def read_run_log_table(path: str | Path) -> pa.Table | None:
+    """The run log (``RUN_LOG_SCHEMA``), or None when it is missing or unreadable (it only
     speeds up reuse: without it, sources are judged by their content)."""
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid):
-        return {}
+        return None
     if not set(RUN_LOG_SCHEMA.names) <= set(table.schema.names):
-        return {}
-    return {r.pop("clip_id"): r for r in table.select(RUN_LOG_SCHEMA.names).to_pylist()}
+        return None
+    return table.select(RUN_LOG_SCHEMA.names)
+
+
+def read_run_log(path: str | Path) -> dict[str, dict]:
+    """clip_id -> the run log's columns; empty when the log is missing or unreadable."""
+    table = read_run_log_table(path)
+    return {} if table is None else {r.pop("clip_id"): r for r in table.to_pylist()}
+
+
+def with_run_log(manifest: pa.Table, log: pa.Table | None) -> pa.Table:
+    """A manifest table as whole rows (``ROW_SCHEMA``): each clip's run log columns beside
+    its manifest columns (null where the log has no row of it)."""
+    ids = manifest["clip_id"].to_pylist()
+    if log is None:
+        measured = [pa.nulls(len(ids), RUN_LOG_SCHEMA.field(n).type) for n in TIMING_COLUMNS]
+    else:
+        position = {cid: i for i, cid in enumerate(log["clip_id"].to_pylist())}
+        picks = pa.array([position.get(cid) for cid in ids], type=pa.int64())
+        measured = [log[n].take(picks) for n in TIMING_COLUMNS]
+    return pa.Table.from_arrays([*manifest.select(FIELDS).columns, *measured], schema=ROW_SCHEMA)
 
 
 def _write_atomic(table: pa.Table, path: Path) -> Path:
@@ -255,23 +285,38 @@ def content_fingerprint(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def summarize(rows: list[dict]) -> dict:
-    """Counts by status and split, ok clips by speaker/emotion (MEAD) or word (LRW), failures."""
-    ok = [r for r in rows if r["status"] == "ok"]
-    by_group: Counter[str] = Counter()
-    for r in ok:
-        by_group[r["word"] if r["dataset"] == "lrw" else f"{r['speaker']}/{r['emotion']}"] += 1
+_COUNTED = ("dataset", "split", "speaker", "emotion", "word", "status", "error_code", "shard")
+
+
+def _counts(array: pa.Array) -> dict[str, int]:
+    return dict(sorted((v["values"], v["counts"]) for v in pc.value_counts(array).to_pylist()))
+
+
+def summarize(rows: Iterable[Row] | pa.Table) -> dict:
+    """Counts by status and split, ok clips by speaker/emotion (MEAD) or word (LRW), failures;
+    counted in Arrow, so a run's rows never become Python objects."""
+    names = [*_COUNTED, "n_frames"]
+    if not isinstance(rows, pa.Table):
+        schema = pa.schema([ROW_SCHEMA.field(n) for n in ["clip_id", *names]])
+        rows = pa.Table.from_pylist(_cells(rows, ["clip_id", *names]), schema=schema)
+    ok = rows.filter(pc.equal(rows["status"], "ok"))
+    group = pc.if_else(
+        pc.equal(ok["dataset"], "lrw"),
+        ok["word"],
+        pc.binary_join_element_wise(ok["speaker"], ok["emotion"], "/"),
+    )
+    failed = rows.filter(pc.not_equal(rows["status"], "ok"))
+    failed = failed.filter(pc.equal(failed["status"], "failed"))
+    frames = int(pc.sum(ok["n_frames"]).as_py() or 0)
     return {
-        "clips": len(rows),
-        "by_status": dict(sorted(Counter(r["status"] for r in rows).items())),
-        "by_split": dict(sorted(Counter(r["split"] for r in ok).items())),
-        "by_group": dict(sorted(by_group.items())),
-        "failure_reasons": dict(
-            sorted(Counter(r["error_code"] for r in rows if r["status"] == "failed").items())
-        ),
-        "shards": len({r["shard"] for r in ok if r.get("shard")}),
-        "frames": int(sum(r["n_frames"] or 0 for r in ok)),
-        "hours": round(sum(r["n_frames"] or 0 for r in ok) / VIDEO_FPS / 3600, 4),
+        "clips": rows.num_rows,
+        "by_status": _counts(rows["status"]),
+        "by_split": _counts(ok["split"]),
+        "by_group": _counts(group),
+        "failure_reasons": _counts(failed["error_code"]),
+        "shards": pc.count_distinct(ok["shard"]).as_py(),
+        "frames": frames,
+        "hours": round(frames / VIDEO_FPS / 3600, 4),
     }
 
 

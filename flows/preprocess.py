@@ -1,8 +1,11 @@
-"""Flow: index -> process clips in batches in parallel -> pack changed shards -> manifest.
+"""Flow: index -> process clips in batches in parallel -> pack each changed shard -> manifest.
 
-Incremental and resumable: clips whose sources and parameters did not change are reused;
-finished clips are journaled as they complete, so a killed run resumes where it stopped; only
-shards whose clips changed are rewritten. One run per output folder (``eamm.preprocess.lock``).
+The plan (what is reused, the batches, which shards to repack) is ``eamm.preprocess.plan``;
+this flow runs its batches and packs as Prefect tasks, a bounded number in flight, so its
+memory stays flat in the number of clips. Incremental and resumable: clips whose sources and
+parameters did not change are reused; finished clips are journaled as they complete, so a
+killed run resumes where it stopped; only shards whose clips changed are rewritten, each as
+soon as its clips are done. One run per output folder (``eamm.preprocess.lock``).
 Clips left unprocessed by run faults (disk full, I/O errors, a killed worker) after the task's
 retries are left out of the manifest, and the run ends with an error naming them.
 """
@@ -11,10 +14,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from prefect import flow, get_run_logger, unmapped
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import as_completed
 from rich.progress import (
@@ -27,20 +29,9 @@ from rich.progress import (
 )
 
 from eamm.config import PreprocessParams, PreprocessRunParams, load_section
-from eamm.datasets.base import ClipEntry
-from eamm.datasets.index_io import read_index
-from eamm.errors import EammError
-from eamm.manifest import MANIFEST_NAME, RUN_LOG_NAME, summarize, write_manifest, write_run_log
-from eamm.preprocess.dataset import (
-    clear_journal,
-    load_previous,
-    manifest_mtime_ns,
-    param_fingerprint,
-    reusable,
-)
-from eamm.preprocess.errors import RunFaults, describe_faults
+from eamm.preprocess.errors import RunFaults
 from eamm.preprocess.lock import ensure_free, folder_lock
-from eamm.preprocess.packing import remove_stale_outputs, shards_to_pack
+from eamm.preprocess.plan import Batch, PackJob, PreprocessRun
 from flows.index import index_flow
 from flows.runners import default_workers, make_task_runner
 from tasks.preprocess import pack_shard_task, preprocess_batch
@@ -90,9 +81,10 @@ def preprocess_flow(
     params_path: str = "params.yaml",
     summary_path: str | None = None,
     batch_size: int | None = None,
+    in_flight: int = 4,
 ) -> dict:
-    """Process every indexed clip of ``dataset`` into ``out`` and write its manifest; holds
-    the folder's lock throughout."""
+    """Process every indexed clip of ``dataset`` into ``out`` and write its manifest, with at
+    most ``in_flight`` task runs pending; holds the folder's lock throughout."""
     with folder_lock(out) as stale:
         if stale:
             get_run_logger().warning(
@@ -101,42 +93,38 @@ def preprocess_flow(
                 stale.get("started"),
             )
         return _preprocess(
-            dataset, Path(out), raw, index_path, params_path, summary_path, batch_size
+            dataset, Path(out), raw, index_path, params_path, summary_path, batch_size, in_flight
         )
 
 
-def _collect(
-    futures: list, batches: list[list[ClipEntry]], faults: dict[str, str]
-) -> Iterator[list[tuple[dict, bool]]]:
-    """Each batch's results as it completes; a batch that still fails after its retries adds
-    its clips to ``faults`` (all of them when the worker died) and yields what it finished."""
-    batch_of = {f.task_run_id: batch for f, batch in zip(futures, batches, strict=True)}
-    for future in as_completed(futures):
-        try:
-            yield future.result()
-        except RunFaults as err:
-            faults.update(err.faults)
-            yield err.results
-        except Exception as err:  # a killed worker or a crash: the batch is redone next run
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            faults.update({e.clip_id: reason for e in batch_of[future.task_run_id]})
+# Task runs in flight per worker: enough to keep every worker busy, few enough that the flow's
+# memory does not grow with the dataset (finished futures are dropped).
+IN_FLIGHT_PER_WORKER = 2
 
 
-def _packed_rows(out_root: Path, shards: list[str], futures: list) -> list[dict]:
-    """The rows of every packed shard; one error line naming each shard that failed (its
-    clips stay staged and journaled, so the next run packs them)."""
-    rows, failed = [], []
-    for shard, future in zip(shards, futures, strict=True):
-        try:
-            rows += future.result()
-        except OSError as err:
-            failed.append(f"{shard} ({err.strerror or err})")
-    if failed:
-        raise EammError(
-            f"{out_root}: packing failed for {', '.join(failed)}; the finished clips are kept "
-            "and the next run packs them"
-        )
-    return rows
+def _drain(run: PreprocessRun, window: dict, limit: int, submit, on_result) -> None:
+    """Take results back until at most ``limit`` task runs are in flight; a batch that still
+    fails after its retries adds its clips to the run's faults (all of them when the worker
+    died), a shard whose packing fails stays staged for the next run."""
+    while len(window) > limit:
+        future = next(as_completed(list(window)))
+        item = window.pop(future)
+        if isinstance(item, PackJob):
+            try:
+                run.packed(item, future.result())
+            except OSError as err:
+                run.pack_failed(item, err)
+        else:
+            try:
+                run.done(item, future.result())
+            except RunFaults as err:
+                run.done(item, err.results, err.faults)
+            except Exception as err:  # a killed worker or a crash: the batch is redone next run
+                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+                run.done(item, [], {e.clip_id: reason for e in item.entries})
+        for job in run.ready_packs():
+            submit(job)
+        on_result()
 
 
 def _preprocess(
@@ -147,91 +135,59 @@ def _preprocess(
     params_path: str,
     summary_path: str | None,
     batch_size: int | None,
+    in_flight: int,
 ) -> dict:
-    """The flow's work, run under the folder's lock."""
-    start = time.perf_counter()
+    """The flow's work, run under the folder's lock: the plan's batches and packs as tasks,
+    at most ``in_flight`` at a time."""
     params = load_section(params_path, "preprocess", PreprocessParams)
-    run = load_section(params_path, "preprocess_run", PreprocessRunParams)
+    run_params = load_section(params_path, "preprocess_run", PreprocessRunParams)
     if index_path is None:
         index_path = str(out_root / "index.parquet")
         index_flow(dataset, index_path, raw=raw, params_path=params_path)
-    index = read_index(index_path)
-    raw_root = Path(raw or index.root)
-
-    previous = load_previous(out_root)
-    since_ns = manifest_mtime_ns(out_root)
-    param_fp = param_fingerprint(params)
-    rows: list[dict] = []
-    todo = []
-    for entry in index.entries:
-        kept = reusable(
-            previous.get(entry.clip_id),
-            entry,
-            raw_root,
-            out_root,
-            param_fp,
-            run.verify_inputs,
-            since_ns,
-        )
-        if kept is not None:
-            rows.append(kept)
-        else:
-            todo.append(entry)
-    reused = len(rows)
-    size = batch_size or run.batch_size.get(dataset, 8)
-    batches = [todo[i : i + size] for i in range(0, len(todo), size)]
-    futures = preprocess_batch.map(
-        batches,
-        raw_root=unmapped(str(raw_root)),
-        out_root=unmapped(str(out_root)),
-        params=unmapped(params),
-        param_fp=unmapped(param_fp),
-        previous=[
-            {e.clip_id: previous[e.clip_id] for e in b if e.clip_id in previous} for b in batches
-        ],
+    run = PreprocessRun(
+        out_root,
+        index_path,
+        params,
+        batch_size or run_params.batch_size.get(dataset, 8),
+        raw=raw,
+        verify_inputs=run_params.verify_inputs,
     )
-    ok = sum(r["status"] == "ok" for r in rows)
-    failed = len(rows) - ok
-    processed = 0
-    faults: dict[str, str] = {}
+    window: dict = {}
+    common = {"raw_root": str(run.raw_root), "out_root": str(out_root)}
+
+    def submit(item: Batch | PackJob) -> None:
+        if isinstance(item, PackJob):
+            future = pack_shard_task.submit(item.shard, out_root=str(out_root), rows=item.rows)
+            window[future] = item
+        else:
+            future = preprocess_batch.submit(
+                item.entries, params=params, param_fp=run.param_fp, previous=item.previous, **common
+            )
+            window[future] = item
+
     with _progress() as bar:
-        task = bar.add_task(
-            dataset, total=len(index.entries), completed=len(rows), ok=ok, failed=failed, rate=0.0
-        )
-        for results in _collect(list(futures), batches, faults):
-            for row, was_reused in results:
-                rows.append(row)
-                reused += was_reused
-                processed += not was_reused
-                ok += row["status"] == "ok"
-                failed += row["status"] != "ok"
-            elapsed = time.perf_counter() - start
+        task = bar.add_task(dataset, total=run.total, completed=0, ok=0, failed=0, rate=0.0)
+
+        def show() -> None:
+            elapsed = time.perf_counter() - run.start
             bar.update(
-                task, completed=len(rows), ok=ok, failed=failed, rate=processed / max(elapsed, 1e-9)
+                task,
+                completed=run.finished,
+                ok=run.ok,
+                failed=run.finished - run.ok,
+                rate=run.processed / max(elapsed, 1e-9),
             )
 
-    to_pack = shards_to_pack(rows, previous)
-    if to_pack:
-        packed = pack_shard_task.map(
-            list(to_pack), out_root=unmapped(str(out_root)), rows=list(to_pack.values())
-        )
-        by_id = {r["clip_id"]: r for r in _packed_rows(out_root, list(to_pack), packed)}
-        rows = [by_id.get(r["clip_id"], r) for r in rows]
-    remove_stale_outputs(out_root, {r["shard"] for r in rows if r["status"] == "ok"})
-    write_manifest(rows, out_root / MANIFEST_NAME)
-    write_run_log(rows, out_root / RUN_LOG_NAME)
-    clear_journal(out_root)
-    if faults:
-        raise EammError(f"{out_root}: {describe_faults(faults)}")
-    summary = {
-        "dataset": dataset,
-        "manifest": str(out_root / MANIFEST_NAME),
-        **summarize(rows),
-        "processed": processed,
-        "reused": reused,
-        "shards_written": len(to_pack),
-        "seconds": round(time.perf_counter() - start, 2),
-    }
+        for batch in run.work():
+            submit(batch)
+            for job in run.ready_packs():
+                submit(job)
+            _drain(run, window, in_flight - 1, submit, show)
+        for job in run.ready_packs():
+            submit(job)
+        _drain(run, window, 0, submit, show)
+        show()
+    summary = run.finish()
     if summary_path:
         per_run = ("processed", "reused", "shards_written", "seconds")
         stable = {k: v for k, v in summary.items() if k not in per_run}
@@ -255,9 +211,8 @@ def run_preprocess(
     run holds is refused before Prefect starts."""
     ensure_free(out)
     run = load_section(params_path, "preprocess_run", PreprocessRunParams)
-    task_runner = make_task_runner(
-        runner or run.runner, workers or run.workers or default_workers()
-    )
+    workers = workers or run.workers or default_workers()
+    task_runner = make_task_runner(runner or run.runner, workers)
     configured = preprocess_flow.with_options(name=f"preprocess-{dataset}", task_runner=task_runner)
     return configured(
         dataset,
@@ -266,4 +221,5 @@ def run_preprocess(
         index_path=index_path,
         params_path=params_path,
         summary_path=summary_path,
+        in_flight=max(2, IN_FLIGHT_PER_WORKER * workers),
     )

@@ -10,7 +10,7 @@ from eamm.datasets import get_recipe
 from eamm.datasets.base import DatasetIndex
 
 
-@task(name="index-dataset")
+@task(name="walk-raw-folder")
 def index_dataset(dataset: str, raw: str, options: dict) -> DatasetIndex:
     """Walk the raw folder; layout problems are reported, not raised."""
     return get_recipe(dataset, **options).index(Path(raw))

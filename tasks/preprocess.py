@@ -11,8 +11,8 @@ from prefect.logging import get_run_logger
 from eamm.config import PreprocessParams
 from eamm.datasets.base import ClipEntry
 from eamm.face.landmarks import FaceModels, LandmarkBackend, make_backend
-from eamm.preprocess.dataset import Journal, process_entry
-from eamm.preprocess.errors import RunFaults, run_fault
+from eamm.preprocess.batch import process_batch
+from eamm.preprocess.errors import RunFaults
 from eamm.preprocess.packing import pack_shard
 
 _local = threading.local()
@@ -50,43 +50,20 @@ def preprocess_batch(
     param_fp: str,
     previous: dict[str, dict],
 ) -> list[tuple[dict, bool]]:
-    """Process (or reuse) each clip; every finished clip is journaled before the next starts.
-
-    A run fault (disk full, I/O error, memory) skips to the next clip and, at the end, raises
-    RunFaults, which the retry rule retries; it carries the finished clips' results.
-    """
-    logger = get_run_logger()
+    """``eamm.preprocess.batch.process_batch`` with this worker's face models; its RunFaults
+    (disk full, I/O error, memory) are retried."""
     models, backend = worker_models(params)
-    journal = Journal(Path(out_root))
-    results = []
-    faults: dict[str, str] = {}
-    for entry in entries:
-        try:
-            row, reused = process_entry(
-                entry,
-                Path(raw_root),
-                Path(out_root),
-                params,
-                param_fp,
-                previous.get(entry.clip_id),
-                models,
-                backend,
-            )
-            if not reused:
-                journal.append(row)
-        except Exception as err:
-            reason = run_fault(err)
-            if reason is None:
-                raise
-            logger.warning("%s not processed (run fault): %s", entry.clip_id, err)
-            faults[entry.clip_id] = reason
-            continue
-        if row["status"] == "failed":
-            logger.warning("%s failed: %s", entry.clip_id, row["error_message"])
-        results.append((row, reused))
-    if faults:
-        raise RunFaults(faults, results)
-    return results
+    return process_batch(
+        entries,
+        Path(raw_root),
+        Path(out_root),
+        params,
+        param_fp,
+        previous,
+        models,
+        backend,
+        get_run_logger(),
+    )
 
 
 @task(

@@ -11,7 +11,7 @@ from eamm.config import TrainerParams, load_section
 from eamm.train.run import launch_distributed, run_stage, stage_dir, world_size
 
 
-@task(name="train-stage")
+@task(name="run-training")
 def train_stage_task(
     stage: str, params_path: str, data_root: str, models_root: str, resume: bool = True
 ) -> dict:

@@ -99,3 +99,22 @@ def test_cli_imports_no_prefect():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, f"importing flows.cli loads {result.stdout}{result.stderr}"
+
+
+def prefect_names() -> list[tuple[str, str]]:
+    """(kind, name) of every ``flow(name=...)`` and ``task(name=...)`` in flows/ and tasks/."""
+    found = []
+    for path in sorted([*(ROOT / "flows").glob("*.py"), *(ROOT / "tasks").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("flow", "task"):
+                for keyword in node.keywords:
+                    if keyword.arg == "name" and isinstance(keyword.value, ast.Constant):
+                        found.append((node.func.id, keyword.value.value))
+    return found
+
+
+def test_flow_and_task_names_are_unique():
+    """A run in the Prefect UI names one thing: no flow shares its name with a task."""
+    names = [name for _, name in prefect_names()]
+    assert {kind for kind, _ in prefect_names()} == {"flow", "task"}
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []

@@ -16,11 +16,11 @@ from torch.utils.data import default_collate
 from eamm.audio import write_wav_s16
 from eamm.checkpoint import load_checkpoint
 from eamm.config import PreprocessParams, SampleDataParams, StageParams, TrainerParams, load_section
-from eamm.datasets.base import ClipEntry
+from eamm.datasets.base import ClipEntry, DatasetIndex
+from eamm.datasets.index_io import write_index
 from eamm.face.landmarks import FaceModels, MediapipeLandmarks
 from eamm.manifest import read_rows, write_manifest
-from eamm.preprocess.dataset import param_fingerprint, process_entry
-from eamm.preprocess.packing import pack_shard, shards_to_pack
+from eamm.preprocess.plan import PreprocessRun, run_serially
 from eamm.sample.dataset import plan, write_clip, write_portrait
 from eamm.sample.voice import synth_speech
 from eamm.stages import STAGE_DIRS
@@ -85,7 +85,6 @@ def sample(tmp_path_factory) -> dict:
 def data_root(sample, tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     params = PreprocessParams(crop_size=64)
-    fp = param_fingerprint(params)
     models = FaceModels.from_params(params.landmarks)
     backend = MediapipeLandmarks()
     speaker = sample["speaker"]
@@ -104,17 +103,10 @@ def data_root(sample, tmp_path_factory):
     }
     for dataset, entries in clips.items():
         out = root / dataset / "processed"
-        rows = []
-        for item in entries:
-            row, _ = process_entry(item, sample["raw"], out, params, fp, None, models, backend)
-            assert row["status"] == "ok", row["error_message"]
-            rows.append(row)
-        packed = {
-            r["clip_id"]: r
-            for shard, group in shards_to_pack(rows, {}).items()
-            for r in pack_shard(out, shard, group)
-        }
-        write_manifest([packed[r["clip_id"]] for r in rows], out / "manifest.parquet")
+        index = out / "index.parquet"
+        write_index(DatasetIndex(dataset, str(sample["raw"]), entries, []), index)
+        summary = run_serially(PreprocessRun(out, index, params, batch_size=2), models, backend)
+        assert summary["by_status"] == {"ok": len(entries)}
     models.close()
     return root
 

@@ -76,8 +76,9 @@ def write_index(index: DatasetIndex, path: str | Path) -> None:
     _atomic_write(Path(path), lambda handle: pq.write_table(table, handle))
 
 
-def read_index(path: str | Path) -> DatasetIndex:
-    """Read an index written by :func:`write_index`; EammError naming the file otherwise."""
+def read_index_table(path: str | Path) -> tuple[pa.Table, dict[str, str]]:
+    """The index as Arrow (``INDEX_SCHEMA``) and its metadata (dataset, root, problems as
+    JSON); EammError naming the file when it is not an index :func:`write_index` wrote."""
     path = Path(path)
     try:
         table = pq.read_table(path)
@@ -88,13 +89,23 @@ def read_index(path: str | Path) -> DatasetIndex:
         raise EammError(f"{path}: not a dataset index (missing {INDEX_FORMAT} metadata)")
     if not table.schema.remove_metadata().equals(INDEX_SCHEMA):
         raise EammError(f"{path}: dataset index columns differ from INDEX_SCHEMA")
+    return table.replace_schema_metadata(None), meta
+
+
+def entries_of(table: pa.Table) -> list[ClipEntry]:
+    """The rows of an index table as entries (built only for the clips at hand)."""
+    columns = [table.column(name).to_pylist() for name in _FIELDS]
+    return [ClipEntry(*row) for row in zip(*columns, strict=True)]
+
+
+def read_index(path: str | Path) -> DatasetIndex:
+    """Read an index written by :func:`write_index`; EammError naming the file otherwise."""
+    table, meta = read_index_table(path)
     try:
         problems = [IndexProblem(p["path"], p["reason"]) for p in json.loads(meta["problems"])]
     except (KeyError, TypeError, ValueError) as err:
         raise EammError(f"{path}: bad problems metadata ({err!r})") from None
-    columns = [table.column(name).to_pylist() for name in _FIELDS]
-    entries = [ClipEntry(*row) for row in zip(*columns, strict=True)]
-    return DatasetIndex(meta["dataset"], meta["root"], entries, problems)
+    return DatasetIndex(meta["dataset"], meta["root"], entries_of(table), problems)
 
 
 def index_report(index: DatasetIndex) -> dict:

@@ -144,7 +144,9 @@ class _AudioTrack:
     """Float samples (N,) or (N, C) in [-1, 1] encoded into a PyAV container's stream, written
     in pieces (interleaved with video) or at once; PyAV cuts them into the codec's frames."""
 
-    def __init__(self, container, samples: np.ndarray, rate: int | None, codec: str) -> None:
+    def __init__(
+        self, container, samples: np.ndarray, rate: int | None, codec: str, bitrate: int
+    ) -> None:
         audio = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
         self.planar = np.ascontiguousarray(audio.reshape(len(audio), -1).T)
         if rate is None:
@@ -153,7 +155,7 @@ class _AudioTrack:
         self.layout = "mono" if len(self.planar) == 1 else "stereo"
         self.stream = container.add_stream(codec, rate=rate)
         ctx = self.stream.codec_context
-        ctx.layout, ctx.format = self.layout, "fltp"
+        ctx.layout, ctx.format, ctx.bit_rate = self.layout, "fltp", bitrate
         ctx.flags |= av.codec.context.Flags.bitexact
 
     def write_until(self, seconds: float) -> None:
@@ -220,8 +222,9 @@ class PyAVVideoWriter(_FrameWriter):
             ctx.options = {"crf": str(crf), "preset": preset, "x264-params": f"threads={threads}"}
             ctx.open()
             if audio is not None:
-                self._audio = _AudioTrack(self._container, audio, audio_rate, audio_codec)
-                self._audio.stream.codec_context.bit_rate = audio_bitrate
+                self._audio = _AudioTrack(
+                    self._container, audio, audio_rate, audio_codec, audio_bitrate
+                )
             self._rate = rate
         except (av.FFmpegError, ValueError) as error:
             self.abort()
@@ -286,8 +289,7 @@ def encode_audio_inprocess(
     try:
         muxer = "ipod" if path.suffix == ".m4a" else "mp4"  # as the ffmpeg CLI picks
         with av.open(str(tmp), "w", format=muxer, container_options={"fflags": "+bitexact"}) as out:
-            track = _AudioTrack(out, samples, sample_rate, codec)
-            track.stream.codec_context.bit_rate = bitrate
+            track = _AudioTrack(out, samples, sample_rate, codec, bitrate)
             track.finish()
     except (av.FFmpegError, ValueError) as error:
         tmp.unlink(missing_ok=True)

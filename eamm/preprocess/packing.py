@@ -1,4 +1,4 @@
-"""Packing finished clips into tar shards at the end of a preprocessing run.
+"""Packing finished clips into tar shards, each as soon as all its clips are done.
 
 Every shard whose clip set changed is rewritten from the staged files and the members it keeps;
 the packed rows are journaled before the staged files go, so a run killed at any point resumes
@@ -9,6 +9,7 @@ bytes, so DVC sees no change.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from eamm.manifest import OUTPUT_FILES, STAGING_DIR, members
@@ -19,7 +20,13 @@ from eamm.shards import SHARDS_DIR, Source, shard_of, write_shard
 LEGACY_CLIPS_DIR = "clips"
 
 
-def shards_to_pack(rows: list[dict], previous: dict[str, dict]) -> dict[str, list[dict]]:
+def needs_packing(shard: str, group: list[dict], held: set[str]) -> bool:
+    """Whether ``shard`` must be rewritten for its ok rows ``group``: one of them is staged
+    (new or redone) or lives elsewhere, or the clips it ``held`` are not exactly these."""
+    return any(r.get("shard") != shard for r in group) or held != {r["clip_id"] for r in group}
+
+
+def shards_to_pack(rows: list[dict], previous: Mapping[str, dict]) -> dict[str, list[dict]]:
     """Shard -> its ok rows, for every shard whose clip set or content changed in this run.
 
     A shard is rewritten when one of its clips is staged (new or redone) or a clip it held
@@ -36,8 +43,7 @@ def shards_to_pack(rows: list[dict], previous: dict[str, dict]) -> dict[str, lis
     return {
         shard: group
         for shard, group in sorted(wanted.items())
-        if any(r.get("shard") != shard for r in group)
-        or held.get(shard, set()) != {r["clip_id"] for r in group}
+        if needs_packing(shard, group, held.get(shard, set()))
     }
 
 

@@ -1,0 +1,62 @@
+"""One batch of clips, processed in a worker: the unit a preprocessing task runs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from eamm.config import PreprocessParams
+from eamm.datasets.base import ClipEntry
+from eamm.face.landmarks import FaceModels, LandmarkBackend
+from eamm.preprocess.dataset import Journal, process_entry
+from eamm.preprocess.errors import RunFaults, run_fault
+
+log = logging.getLogger(__name__)
+
+
+def process_batch(
+    entries: list[ClipEntry],
+    raw_root: Path,
+    out_root: Path,
+    params: PreprocessParams,
+    param_fp: str,
+    previous: dict[str, dict],
+    models: FaceModels,
+    backend: LandmarkBackend,
+    logger: logging.Logger | logging.LoggerAdapter = log,
+) -> list[tuple[dict, bool]]:
+    """Process (or reuse) each clip; every finished clip is journaled before the next starts.
+
+    A run fault (disk full, I/O error, memory) skips to the next clip and, at the end, raises
+    RunFaults carrying the finished clips' results, so a retry redoes only what the run lost.
+    """
+    journal = Journal(Path(out_root))
+    results = []
+    faults: dict[str, str] = {}
+    for entry in entries:
+        try:
+            row, reused = process_entry(
+                entry,
+                Path(raw_root),
+                Path(out_root),
+                params,
+                param_fp,
+                previous.get(entry.clip_id),
+                models,
+                backend,
+            )
+            if not reused:
+                journal.append(row)
+        except Exception as err:
+            reason = run_fault(err)
+            if reason is None:
+                raise
+            logger.warning("%s not processed (run fault): %s", entry.clip_id, err)
+            faults[entry.clip_id] = reason
+            continue
+        if row["status"] == "failed":
+            logger.warning("%s failed: %s", entry.clip_id, row["error_message"])
+        results.append((row, reused))
+    if faults:
+        raise RunFaults(faults, results)
+    return results

@@ -10,7 +10,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    RootModel,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -42,17 +41,17 @@ MEAD_EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "
 LRW_SPLITS = ("train", "val", "test")
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SampleMeadClip(_Strict):
+class SampleMeadClip(Strict):
     emotion: Literal[MEAD_EMOTIONS]  # type: ignore[valid-type]
     level: int = Field(ge=1, le=3)
     utterance: str = Field(pattern=r"^\d{3}$")
 
 
-class SampleMead(_Strict):
+class SampleMead(Strict):
     # MEAD speaker id -> identity (a name in eamm.sample.face.IDENTITIES)
     speakers: dict[str, str] = Field(min_length=1)
     # None: every emotion at each of its MEAD levels (neutral: level 1 only), ``utterances`` each
@@ -66,7 +65,7 @@ class SampleMead(_Strict):
     crf: int = 23
 
 
-class SampleLrw(_Strict):
+class SampleLrw(Strict):
     words: list[str] = Field(min_length=1)
     clips_per_split: dict[Literal["train", "val", "test"], int]
     # identities per split, used in turn (held-out ones for val and test)
@@ -78,7 +77,7 @@ class SampleLrw(_Strict):
     crf: int = 20
 
 
-class SampleDataParams(_Strict):
+class SampleDataParams(Strict):
     seed: int = 0
     mead: SampleMead
     lrw: SampleLrw
@@ -107,7 +106,7 @@ def validate_section(value, section: str, model: type[BaseModel], source: str | 
         raise EammError(f"{source}: bad value for {where}: {first['msg']}") from None
 
 
-class LandmarkParams(_Strict):
+class LandmarkParams(Strict):
     backend: Literal["mediapipe", "fan"] = "mediapipe"
     fan_weights_dir: str | None = None
     min_detection_confidence: float = Field(0.5, gt=0, lt=1)
@@ -118,7 +117,7 @@ class LandmarkParams(_Strict):
     mesh_engine: Literal["graph", "litert"] = "graph"
 
 
-class PreprocessParams(_Strict):
+class PreprocessParams(Strict):
     """Per-clip preprocessing (eamm.preprocess.clip)."""
 
     # Fixed: one frame = 4 MFCC hops of 10 ms (EAMM's windows, the audio networks, generation)
@@ -154,7 +153,7 @@ class PreprocessParams(_Strict):
         return value
 
 
-class MeadDatasetParams(_Strict):
+class MeadDatasetParams(Strict):
     raw: str
     views: list[str] = ["front"]
     speakers: list[str] | None = None
@@ -162,18 +161,18 @@ class MeadDatasetParams(_Strict):
     split_file: str = "splits/mead_v1.yaml"
 
 
-class LrwDatasetParams(_Strict):
+class LrwDatasetParams(Strict):
     raw: str
     words: list[str] | None = None
     splits: list[Literal["train", "val", "test"]] = ["train", "val", "test"]
 
 
-class DatasetsParams(_Strict):
+class DatasetsParams(Strict):
     mead: MeadDatasetParams
     lrw: LrwDatasetParams
 
 
-class PreprocessRunParams(_Strict):
+class PreprocessRunParams(Strict):
     """How the preprocess flow runs; none of it changes outputs."""
 
     # threads | processes | a Dask scheduler address (tcp://host:8786, needs the [dask] extra)
@@ -186,7 +185,7 @@ class PreprocessRunParams(_Strict):
     verify_inputs: Literal["mtime", "content"] = "mtime"
 
 
-class TrainerParams(_Strict):
+class TrainerParams(Strict):
     """Machinery shared by the training stages (none of it changes what is learned)."""
 
     device: str = "auto"  # auto | cpu | cuda | cuda:1
@@ -204,7 +203,7 @@ class TrainerParams(_Strict):
     processes: int | None = Field(None, ge=1)
 
 
-class StageParams(_Strict):
+class StageParams(Strict):
     """One training stage's length, batch, optimiser schedule and loss weights.
 
     The length is ``steps``, or EAMM's/FOMM's ``num_epochs`` x ``num_repeats`` passes over the
@@ -261,27 +260,7 @@ class StageParams(_Strict):
         return self
 
 
-# The EAMM stages a recipe may set (the evaluation judges are ours, outside any recipe).
-EAMM_STAGES = ("train_fomm", "train_a2fd", "finetune_a2fd", "train_emotion")
-
-
-class RecipeParams(_Strict):
-    """A named training recipe (``recipe: <name>`` in params.yaml), laid over the stage sections.
-
-    ``stages`` holds a complete schedule per stage (a length and a batch size at least); only the
-    keys written replace the stage section's. ``model_profile`` replaces ``model.profile`` for
-    these stages.
-    """
-
-    model_profile: str | None = None
-    stages: dict[Literal[EAMM_STAGES], StageParams] = {}  # type: ignore[valid-type]
-
-
-class RecipesParams(RootModel[dict[str, RecipeParams]]):
-    """The ``recipes`` section: recipe name -> recipe."""
-
-
-class GenerateParams(_Strict):
+class GenerateParams(Strict):
     """Inference (reference section 4); EAMM's constants are the defaults unless noted."""
 
     audio_weight: float = 1.6  # multiplies the audio feature (EAMM's demo: 1.6; training: 1)
@@ -309,7 +288,7 @@ class GenerateParams(_Strict):
     torch_compile: bool = False
 
 
-class EvaluationProtocol(_Strict):
+class EvaluationProtocol(Strict):
     """One named evaluation protocol (``evaluate.protocols.<name>``): everything that moves a
     published number (docs/evaluation.md). The defaults are this project's own, ``ours``."""
 
@@ -345,7 +324,7 @@ class EvaluationProtocol(_Strict):
         return self
 
 
-class EvaluateParams(_Strict):
+class EvaluateParams(Strict):
     """The evaluation: a named protocol (``protocol``, defined under ``protocols``) run over
     the test clips of ``datasets`` (docs/evaluation.md)."""
 

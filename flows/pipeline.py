@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from eamm.train.build import JUDGES, STAGES
+from eamm.stages import STAGES_BY_NAME
 from flows.evaluate import evaluate_flow
 from flows.index import index_flow
 from flows.preprocess import run_preprocess
@@ -81,7 +81,7 @@ def pipeline_flow(
     results: dict = {
         "preprocess": reprocess_flow(None, params_path, data_root, workers=workers, runner=runner)
     }
-    for stage in (*STAGES, *JUDGES):
+    for stage in STAGES_BY_NAME:
         results[stage] = train_flow(
             stage, params_path=params_path, data_root=data_root, models_root=models_root
         )

@@ -251,7 +251,8 @@ def test_prefect_yaml_declares_a_loadable_deployment_per_flow(monkeypatch):
     """Every entrypoint loads from the repository root and accepts its parameters."""
     from prefect.flows import load_flow_from_entrypoint
 
-    from eamm.train.build import JUDGES, STAGES
+    from eamm.stages import EAMM_STAGES as STAGES
+    from eamm.stages import JUDGES
 
     monkeypatch.chdir(ROOT)
     config = yaml.safe_load((ROOT / "prefect.yaml").read_text())

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from eamm.checkpoint import load_checkpoint
 from eamm.clips import Clip
-from eamm.config import EAMM_STAGES, RecipesParams, StageParams, TrainerParams
+from eamm.config import StageParams, TrainerParams
 from eamm.errors import EammError
 from eamm.media.encode import VideoWriter
 from eamm.models.build import build_emotion_net, build_networks
@@ -30,10 +30,11 @@ from eamm.models.perceptual import (
     find_vgg19_weights,
     imagenet_vgg19_cache,
 )
+from eamm.stages import EAMM_STAGES
 from eamm.train.build import perceptual_vgg
 from eamm.train.datasets import FommPairs
 from eamm.train.loop import Stage, train_stage
-from eamm.train.recipe import in_steps, resolve_stage
+from eamm.train.recipe import RecipesParams, in_steps, resolve_stage
 from eamm.train.run import run_stage
 from eamm.train.stages import audio_keypoints, emotion_losses
 from tests.conftest import ROOT

@@ -23,8 +23,9 @@ from eamm.manifest import read_rows, write_manifest
 from eamm.preprocess.plan import PreprocessRun, run_serially
 from eamm.sample.dataset import plan, write_clip, write_portrait
 from eamm.sample.voice import synth_speech
-from eamm.stages import STAGE_DIRS
-from eamm.train.build import JUDGES, STAGES, build_stage, perceptual_vgg
+from eamm.stages import EAMM_STAGES as STAGES
+from eamm.stages import JUDGES, STAGE_DIRS
+from eamm.train.build import build_stage, perceptual_vgg
 from eamm.train.loop import train_stage
 from tests.conftest import ROOT
 

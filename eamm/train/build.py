@@ -4,6 +4,7 @@ checkpoints, manifests and the stage's loss function."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -11,13 +12,14 @@ from torch.utils.data import DataLoader
 
 from eamm.checkpoint import file_fingerprint, load_checkpoint
 from eamm.clips import Clip, load_clips
-from eamm.config import EAMM_STAGES, StageParams, TrainerParams
+from eamm.config import StageParams, TrainerParams
 from eamm.errors import EammError
 from eamm.manifest import content_fingerprint
 from eamm.models import EmotionClassifier, SyncExpert
 from eamm.models.build import build_emotion_net, build_networks, profile
 from eamm.models.perceptual import find_vgg19_weights
 from eamm.models.sync_expert import SYNC_WINDOW
+from eamm.stages import EAMM_STAGES, STAGE_DIRS, TrainingStage, training_stage
 from eamm.train.datasets import (
     AudioWindows,
     EmotionFrames,
@@ -42,20 +44,38 @@ from eamm.train.stages import (
     select_emotion_keypoints,
 )
 
+# The stages' names, folders, upstream checkpoints and factories: ``eamm.stages``.
 STAGES = EAMM_STAGES
-# The stages whose loss has the VGG19 perceptual term.
-PERCEPTUAL_STAGES = ("train_fomm", "finetune_a2fd")
-# The evaluation judges, trained from the processed data alone.
-JUDGES = ("train_emotion_classifier", "train_sync_expert")
-# Which upstream checkpoint each stage loads its frozen or initial networks from.
-UPSTREAM = {
-    "train_fomm": (),
-    "train_a2fd": ("fomm",),
-    "finetune_a2fd": ("fomm", "a2fd"),
-    "train_emotion": ("fomm", "a2fd_finetune"),
-    "train_emotion_classifier": (),
-    "train_sync_expert": (),
-}
+
+
+@dataclass
+class StageInputs:
+    """What every stage factory starts from: the stage's declaration and params, the model
+    sizes, its manifests, the upstream checkpoints (by stage name) and the VGG19 of its
+    perceptual loss (where it has one)."""
+
+    spec: TrainingStage
+    params: StageParams
+    sizes: dict
+    trainer: TrainerParams
+    manifests: list[Path]
+    upstream: dict[str, dict]
+    vgg_path: Path | None = None
+    vgg_source: str = ""
+    judge_sizes: dict | None = None
+
+    @property
+    def recorded(self) -> dict:
+        return {"perceptual_vgg": self.vgg_source} if self.vgg_source else {}
+
+    def perceptual(self) -> PerceptualLoss:
+        weights = self.params.loss_weights
+        return PerceptualLoss(
+            self.sizes["perceptual_scales"],
+            perceptual_weights(self.spec.name, weights),
+            self.vgg_path,
+            weights.get("pixel", 0.0),
+        )
 
 
 def perceptual_vgg(model: dict) -> tuple[Path | None, str]:
@@ -85,45 +105,62 @@ def build_judge(name: str, sizes: dict) -> torch.nn.Module:
     return SyncExpert(**sizes["sync_expert"])
 
 
-def build_judge_stage(name: str, sizes: dict, params: StageParams, paths: list[Path]) -> Stage:
-    size = sizes["image_size"]
-    if sizes["emotion_classifier"].get("spatial"):  # a spatial head is built for the crop size
-        classifier = {k: v for k, v in sizes["emotion_classifier"].items() if k != "spatial"}
-        sizes = {**sizes, "emotion_classifier": {**classifier, "input_size": size}}
-    net = build_judge(name, sizes)
-    min_frames = 1 if name == "train_emotion_classifier" else SYNC_WINDOW
-    holdout = [c for p in paths for c in load_clips(p, tuple(params.holdout_splits), min_frames)]
-    weights = dict(params.loss_weights)
-    if name == "train_emotion_classifier":
-        dataset = EmotionFrames(
-            _clips(paths, params, 1),
-            size,
-            params.clip_len,
-            params.jitter,
-            params.stretch,
-            params.blur,
-        )
-        balance = class_weights([c.emotion_index for c in dataset.clips])
-        loss = classifier_losses(net, weights, balance)
-        validate = validate_classifier(net, holdout, size)
-        key = "emotion_classifier"
-    else:
-        dataset = SyncWindows(
-            _clips(paths, params, SYNC_WINDOW), size, SYNC_WINDOW, params.min_offset
-        )
-        loss = sync_losses(net, weights)
-        validate = validate_sync(net, holdout, size, params.vshift)
-        key = "sync_expert"
+def _judge_stage(inputs: StageInputs, key: str, dataset, loss, validate, net, sizes) -> Stage:
     return Stage(
-        name,
+        inputs.spec.name,
         trainable={key: net},
         frozen={},
         param_groups={key: [key]},
         dataset=dataset,
         loss_fn=loss,
-        extra={"image_size": size, "sizes": sizes[key]},
+        extra={"image_size": inputs.sizes["image_size"], "sizes": sizes[key]},
         validate=validate,
     )
+
+
+def build_emotion_classifier(inputs: StageInputs) -> Stage:
+    """The emotion judge: an 8-way classifier of real frames, held-out speakers for its
+    accuracy (``docs/evaluation.md``)."""
+    params, size = inputs.params, inputs.sizes["image_size"]
+    sizes = {**inputs.judge_sizes, "image_size": size}
+    if sizes["emotion_classifier"].get("spatial"):  # a spatial head is built for the crop size
+        classifier = {k: v for k, v in sizes["emotion_classifier"].items() if k != "spatial"}
+        sizes["emotion_classifier"] = {**classifier, "input_size": size}
+    net = EmotionClassifier(**sizes["emotion_classifier"])
+    holdout = _holdout(inputs, 1)
+    dataset = EmotionFrames(
+        _clips(inputs.manifests, params, 1),
+        size,
+        params.clip_len,
+        params.jitter,
+        params.stretch,
+        params.blur,
+    )
+    loss = classifier_losses(
+        net, dict(params.loss_weights), class_weights([c.emotion_index for c in dataset.clips])
+    )
+    validate = validate_classifier(net, holdout, size)
+    return _judge_stage(inputs, "emotion_classifier", dataset, loss, validate, net, sizes)
+
+
+def build_sync_expert(inputs: StageInputs) -> Stage:
+    """The lip-sync judge: audio/video windows in and out of sync, its held-out offset
+    accuracy on LRW's val split."""
+    params, size = inputs.params, inputs.sizes["image_size"]
+    sizes = {**inputs.judge_sizes, "image_size": size}
+    net = SyncExpert(**sizes["sync_expert"])
+    holdout = _holdout(inputs, SYNC_WINDOW)
+    dataset = SyncWindows(
+        _clips(inputs.manifests, params, SYNC_WINDOW), size, SYNC_WINDOW, params.min_offset
+    )
+    loss = sync_losses(net, dict(params.loss_weights))
+    validate = validate_sync(net, holdout, size, params.vshift)
+    return _judge_stage(inputs, "sync_expert", dataset, loss, validate, net, sizes)
+
+
+def _holdout(inputs: StageInputs, min_frames: int) -> list[Clip]:
+    splits = tuple(inputs.params.holdout_splits)
+    return [c for p in inputs.manifests for c in load_clips(p, splits, min_frames)]
 
 
 def manifest_paths(data_root: Path, datasets: list[str]) -> list[Path]:
@@ -181,105 +218,139 @@ def build_stage(
     models_root: Path,
     judges: dict | None = None,
 ) -> tuple[Stage, str]:
-    """(stage, manifest fingerprint) for one of STAGES, or of JUDGES (sizes from the
-    ``judges`` params section, for the active model profile)."""
+    """(stage, what it learns from) for a stage of ``eamm.stages``, built by its declared
+    factory (judge sizes from the ``judges`` params section, for the active model profile)."""
+    spec = training_stage(name)
     sizes = profile(model)
-    size = sizes["image_size"]
     # Before any data is read: without ImageNet VGG19 weights a non-demo profile stops here.
     vgg_path, vgg_source = None, ""
-    if name in PERCEPTUAL_STAGES:
+    if spec.perceptual:
         vgg_path, vgg_source = (
             perceptual_vgg(model)
             if any(perceptual_weights(name, params.loss_weights))
             else (None, "none (perceptual weights 0)")
         )
-    torch.manual_seed(trainer.seed)  # the same initial weights on every run of the stage
-    paths = manifest_paths(data_root, params.datasets)
-    # What the stage learns from: its manifests and the upstream checkpoints it starts from.
-    fingerprint = combined_fingerprint(
-        paths, [models_root / u / "checkpoint.pt" for u in UPSTREAM[name]]
-    )
-    if name in JUDGES:
+    judge_sizes = None
+    if spec.judge:
         judge_sizes = (judges or {}).get("profiles", {}).get(model["profile"])
         if judge_sizes is None:
             raise EammError(f"params: judges.profiles.{model['profile']} is missing")
-        return build_judge_stage(name, {**judge_sizes, "image_size": size}, params, paths), (
-            fingerprint
-        )
-    nets = build_networks(sizes)
-    ups = {u: load_checkpoint(models_root / u / "checkpoint.pt") for u in UPSTREAM[name]}
+    torch.manual_seed(trainer.seed)  # the same initial weights on every run of the stage
+    paths = manifest_paths(data_root, params.datasets)
+    checkpoints = {u: models_root / STAGE_DIRS[u] / "checkpoint.pt" for u in spec.upstream}
+    # What the stage learns from: its manifests and the upstream checkpoints it starts from.
+    fingerprint = combined_fingerprint(paths, list(checkpoints.values()))
+    inputs = StageInputs(
+        spec,
+        params,
+        sizes,
+        trainer,
+        paths,
+        {u: load_checkpoint(path) for u, path in checkpoints.items()},
+        vgg_path,
+        vgg_source,
+        judge_sizes,
+    )
+    return spec.build(inputs), fingerprint
+
+
+def build_fomm(inputs: StageInputs) -> Stage:
+    """FOMM (reference 3.0): keypoint detector and generator from frame pairs."""
+    nets, params = build_networks(inputs.sizes), inputs.params
+    perc = inputs.perceptual()
     weights = dict(params.loss_weights)
+    loss = fomm_losses(nets["kp_detector"], nets["generator"], perc, weights, inputs.trainer.seed)
+    clips = _clips(inputs.manifests, params, 2)
+    dataset = FommPairs(
+        clips, inputs.sizes["image_size"], params.hflip, params.time_flip, params.jitter
+    )
+    return Stage(
+        inputs.spec.name,
+        trainable={"kp_detector": nets["kp_detector"], "generator": nets["generator"]},
+        frozen={"perceptual": perc},
+        param_groups={"kp_detector": ["kp_detector"], "generator": ["generator"]},
+        dataset=dataset,
+        loss_fn=loss,
+        extra=inputs.recorded,
+    )
 
-    def perceptual() -> PerceptualLoss:
-        layer_weights = perceptual_weights(name, weights)
-        return PerceptualLoss(
-            sizes["perceptual_scales"], layer_weights, vgg_path, weights.get("pixel", 0.0)
-        )
 
-    recorded = {"perceptual_vgg": vgg_source} if vgg_source else {}
-    if name == "train_fomm":
-        perc = perceptual()
-        loss = fomm_losses(nets["kp_detector"], nets["generator"], perc, weights, trainer.seed)
-        dataset = FommPairs(
-            _clips(paths, params, 2), size, params.hflip, params.time_flip, params.jitter
-        )
-        stage = Stage(
-            name,
-            trainable={"kp_detector": nets["kp_detector"], "generator": nets["generator"]},
-            frozen={"perceptual": perc},
-            param_groups={"kp_detector": ["kp_detector"], "generator": ["generator"]},
-            dataset=dataset,
-            loss_fn=loss,
-            extra=recorded,
-        )
-        return stage, fingerprint
-
-    _load(nets, ups["fomm"], ("kp_detector",))
+def build_a2fd(inputs: StageInputs) -> Stage:
+    """EAMM stage 1 (reference 3.2) and, with a ``train_a2fd`` upstream, its fine-tune
+    (3.3): audio -> keypoints, then through FOMM's generator with the perceptual term."""
+    nets, params = build_networks(inputs.sizes), inputs.params
+    _load(nets, inputs.upstream["train_fomm"], ("kp_detector",))
     teacher = nets["kp_detector"]
-    dataset_kwargs = {"image_size": size, "clip_len": params.clip_len}
-    if name in ("train_a2fd", "finetune_a2fd"):
-        clips = _clips(paths, params, params.clip_len + 1)
-        dataset = AudioWindows(clips, jitter=params.jitter, **dataset_kwargs)
-        trainable = {"audio_feature": nets["audio_feature"], "kp_detector_a": nets["kp_detector_a"]}
-        groups = {"audio_feature": ["audio_feature", "kp_detector_a"]}
-        generator, perc, carried = None, None, {}
-        if name == "finetune_a2fd":
-            _load(nets, ups["a2fd"], ("audio_feature", "kp_detector_a"))
-            _load(nets, ups["fomm"], ("generator",))
-            generator, perc = nets["generator"], perceptual()
-            trainable["generator"] = generator
-            groups["generator"] = ["generator"]
-            if params.resume_optimizer:  # EAMM continues stage 1's Adam (reference 3.3)
-                carried = {"audio_feature": _optimizer_state(ups["a2fd"], "audio_feature")}
-        loss = a2fd_losses(
-            teacher, nets["audio_feature"], nets["kp_detector_a"], weights, generator, perc
-        )
-        frozen = {"kp_detector": teacher} | ({"perceptual": perc} if perc is not None else {})
-        stage = Stage(
-            name, trainable, frozen, groups, dataset, loss, recorded, initial_optimizers=carried
-        )
-        return stage, fingerprint
+    clips = _clips(inputs.manifests, params, params.clip_len + 1)
+    dataset = AudioWindows(
+        clips,
+        jitter=params.jitter,
+        image_size=inputs.sizes["image_size"],
+        clip_len=params.clip_len,
+    )
+    trainable = {"audio_feature": nets["audio_feature"], "kp_detector_a": nets["kp_detector_a"]}
+    groups = {"audio_feature": ["audio_feature", "kp_detector_a"]}
+    generator, perc, carried = None, None, {}
+    stage_one = inputs.upstream.get("train_a2fd")
+    if stage_one is not None:
+        _load(nets, stage_one, ("audio_feature", "kp_detector_a"))
+        _load(nets, inputs.upstream["train_fomm"], ("generator",))
+        generator, perc = nets["generator"], inputs.perceptual()
+        trainable["generator"] = generator
+        groups["generator"] = ["generator"]
+        if params.resume_optimizer:  # EAMM continues stage 1's Adam (reference 3.3)
+            carried = {"audio_feature": _optimizer_state(stage_one, "audio_feature")}
+    loss = a2fd_losses(
+        teacher,
+        nets["audio_feature"],
+        nets["kp_detector_a"],
+        dict(params.loss_weights),
+        generator,
+        perc,
+    )
+    frozen = {"kp_detector": teacher} | ({"perceptual": perc} if perc is not None else {})
+    return Stage(
+        inputs.spec.name,
+        trainable,
+        frozen,
+        groups,
+        dataset,
+        loss,
+        inputs.recorded,
+        initial_optimizers=carried,
+    )
 
-    _load(nets, ups["a2fd_finetune"], ("audio_feature", "kp_detector_a"))
-    clips = _clips(paths, params, params.clip_len + 1)
-    dataset = EmotionWindows(clips, rotation=params.rotation, **dataset_kwargs)
+
+def build_emotion(inputs: StageInputs) -> Stage:
+    """EAMM stage 3 (reference 3.4): the emotion displacement of the chosen keypoints."""
+    nets, params, trainer = build_networks(inputs.sizes), inputs.params, inputs.trainer
+    _load(nets, inputs.upstream["train_fomm"], ("kp_detector",))
+    _load(nets, inputs.upstream["finetune_a2fd"], ("audio_feature", "kp_detector_a"))
+    teacher = nets["kp_detector"]
+    clips = _clips(inputs.manifests, params, params.clip_len + 1)
+    dataset = EmotionWindows(
+        clips,
+        rotation=params.rotation,
+        image_size=inputs.sizes["image_size"],
+        clip_len=params.clip_len,
+    )
     emotion_kp, scores = choose_emotion_keypoints(
         dataset, teacher, nets["audio_feature"], nets["kp_detector_a"], params, trainer
     )
     torch.manual_seed(trainer.seed)
-    emotion = build_emotion_net(sizes, len(emotion_kp))
+    emotion = build_emotion_net(inputs.sizes, len(emotion_kp))
     loss = emotion_losses(
         teacher,
         nets["audio_feature"],
         nets["kp_detector_a"],
         emotion,
         emotion_kp,
-        weights,
+        dict(params.loss_weights),
         params.classify,
         params.kp_reduction,
     )
-    stage = Stage(
-        name,
+    return Stage(
+        inputs.spec.name,
         trainable={"emo_detector": emotion},
         frozen={
             "kp_detector": teacher,
@@ -291,7 +362,6 @@ def build_stage(
         loss_fn=loss,
         extra={"emotion_kp": emotion_kp, "emotion_kp_scores": scores},
     )
-    return stage, fingerprint
 
 
 def choose_emotion_keypoints(

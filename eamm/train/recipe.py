@@ -10,21 +10,34 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Literal
 
 import yaml
+from pydantic import RootModel
 
-from eamm.config import (
-    EAMM_STAGES,
-    RecipeParams,
-    RecipesParams,
-    StageParams,
-    validate_section,
-)
+from eamm.config import StageParams, Strict, validate_section
 from eamm.errors import EammError
+from eamm.stages import EAMM_STAGES
 
 # Keys that give a stage's length: a recipe that sets one group replaces the other.
 STEP_KEYS = ("steps", "milestones")
 EPOCH_KEYS = ("num_epochs", "num_repeats", "epoch_milestones")
+
+
+class RecipeParams(Strict):
+    """A named training recipe (``recipe: <name>`` in params.yaml), laid over the stage sections.
+
+    ``stages`` holds a complete schedule per stage (a length and a batch size at least); only the
+    keys written replace the stage section's. ``model_profile`` replaces ``model.profile`` for
+    these stages.
+    """
+
+    model_profile: str | None = None
+    stages: dict[Literal[EAMM_STAGES], StageParams] = {}  # type: ignore[valid-type]  # noqa: RUF012
+
+
+class RecipesParams(RootModel[dict[str, RecipeParams]]):
+    """The ``recipes`` section: recipe name -> recipe."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,8 +18,8 @@ import yaml
 
 from eamm.config import TrainerParams, load_section
 from eamm.errors import EammError
-from eamm.stages import STAGE_DIRS
-from eamm.train.build import JUDGES, STAGES, build_stage
+from eamm.stages import JUDGES, STAGE_DIRS, STAGES_BY_NAME
+from eamm.train.build import build_stage
 from eamm.train.loop import train_stage
 from eamm.train.recipe import in_steps, resolve_stage
 
@@ -29,8 +29,8 @@ def stage_dir(models_root: str | Path, stage: str) -> Path:
 
 
 def check_stage(stage: str) -> None:
-    if stage not in STAGES + JUDGES:
-        raise EammError(f"unknown stage '{stage}' (choose from {', '.join(STAGES + JUDGES)})")
+    if stage not in STAGES_BY_NAME:
+        raise EammError(f"unknown stage '{stage}' (choose from {', '.join(STAGES_BY_NAME)})")
 
 
 def world_size(trainer: TrainerParams) -> int:
@@ -103,7 +103,7 @@ def launch_distributed(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("stage", choices=STAGES + JUDGES)
+    parser.add_argument("stage", choices=list(STAGES_BY_NAME))
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--data-root", default="data")
     parser.add_argument("--models-root", default="models")

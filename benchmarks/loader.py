@@ -1,8 +1,9 @@
 """Samples/s of a training stage's data loader alone (decoding, augmentation, collation).
 
-The stage dataset of ``eamm.train.datasets`` (FommPairs, AudioWindows or EmotionWindows) over the
-ok clips of a processed manifest, fed through a ``DataLoader`` with ``StepBatchSampler`` as the
-training loop does, for each ``--workers`` count. Two passes over the same ``--batches`` batches
+The stage's own dataset (built by its factory in ``eamm.stages``, through
+``eamm.train.build.build_for_timing``) over the ok clips of a processed manifest, fed through a
+``DataLoader`` with ``StepBatchSampler`` as the training loop does, for each ``--workers``
+count. Two passes over the same ``--batches`` batches
 with persistent workers (as in the loop): reported are the time to the first batch (includes
 worker start-up), samples/s of the second pass (steady) and of the first (cold, with start-up).
 
@@ -28,23 +29,11 @@ import yaml  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from eamm.clips import load_clips  # noqa: E402
-from eamm.config import StageParams  # noqa: E402
+from eamm.config import StageParams, TrainerParams  # noqa: E402
 from eamm.errors import EammError  # noqa: E402
-from eamm.train.build import STAGES, manifest_paths  # noqa: E402
-from eamm.train.datasets import (  # noqa: E402
-    AudioWindows,
-    EmotionWindows,
-    FommPairs,
-    StepBatchSampler,
-)
-
-
-def make_dataset(stage: str, clips: list, image_size: int, params: StageParams, clip_len: int):
-    if stage == "train_fomm":
-        return FommPairs(clips, image_size, params.hflip, params.time_flip, params.jitter)
-    if stage == "train_emotion":
-        return EmotionWindows(clips, image_size, clip_len, rotation=params.rotation)
-    return AudioWindows(clips, image_size, clip_len, jitter=params.jitter)
+from eamm.stages import STAGES_BY_NAME  # noqa: E402
+from eamm.train.build import build_for_timing, manifest_paths  # noqa: E402
+from eamm.train.datasets import StepBatchSampler  # noqa: E402
 
 
 def measure(dataset, batch: int, batches: int, workers: int, seed: int, pin: bool) -> dict:
@@ -97,11 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="data", help="data root holding <dataset>/processed/")
     parser.add_argument("--dataset", nargs="+", choices=("lrw", "mead"), default=["lrw"])
-    parser.add_argument("--stage", choices=STAGES, default="train_a2fd")
+    parser.add_argument("--stage", choices=list(STAGES_BY_NAME), default="train_a2fd")
     parser.add_argument("--workers", nargs="+", type=int, default=[0, 2])
     parser.add_argument("--batches", type=int, default=20, help="batches per worker count")
     parser.add_argument("--batch", type=int, help="batch size (default: the stage's in params)")
     parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--profile", default="tiny", help="model.profiles key (network sizes)")
     parser.add_argument("--clip-len", type=int, help="frames per clip (default: the stage's)")
     parser.add_argument("--splits", nargs="+", default=["train"])
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
@@ -112,18 +102,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.batches < 1:
         parser.error("--batches must be >= 1")
 
-    params = StageParams.model_validate(yaml.safe_load(Path(args.params).read_text())[args.stage])
+    all_params = yaml.safe_load(Path(args.params).read_text())
+    params = StageParams.model_validate(all_params[args.stage])
     clip_len = args.clip_len or params.clip_len
     batch = args.batch or params.batch_size
-    min_frames = 2 if args.stage == "train_fomm" else clip_len + 1
+    params = params.model_copy(update={"clip_len": clip_len, "batch_size": batch})
+    sizes = {**all_params["model"]["profiles"][args.profile], "image_size": args.image_size}
+    model = {"profile": args.profile, "profiles": {args.profile: sizes}}
+    trainer = TrainerParams.model_validate(all_params.get("trainer", {}))
     try:
         paths = manifest_paths(Path(args.data), args.dataset)
+        clips = [c for p in paths for c in load_clips(p, tuple(args.splits))]
+        stage = build_for_timing(
+            args.stage, model, params, trainer, clips, all_params.get("judges")
+        )
     except EammError as err:
-        parser.exit(2, f"{err}\n")
-    clips = [c for p in paths for c in load_clips(p, tuple(args.splits), min_frames)]
-    if not clips:
-        parser.exit(2, f"no ok clips with >= {min_frames} frames in split(s) {args.splits}\n")
-    dataset = make_dataset(args.stage, clips, args.image_size, params, clip_len)
+        parser.exit(2, f"{err} (split(s) {args.splits})\n")
+    dataset = stage.dataset
 
     rows = []
     for workers in args.workers:
@@ -133,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             "datasets": args.dataset,
             "stage": args.stage,
             "image_size": args.image_size,
-            "clip_len": None if args.stage == "train_fomm" else clip_len,
-            "clips": len(clips),
+            "clip_len": getattr(dataset, "clip_len", None),
+            "clips": len(dataset.clips),
         }
         rows.append(row)
     print(markdown(rows))

@@ -1,10 +1,12 @@
-"""Time one optimisation step of each training stage on random tensors (no data loading).
+"""Time one optimisation step of each training stage on synthetic clips (no data loading).
 
-Each stage is assembled the way ``eamm.train.build`` and ``eamm.train.loop`` do it: networks
-from a ``model.profiles`` size profile, the stage's own loss function from
-``eamm.train.stages``, frozen modules in eval mode with ``requires_grad_(False)``, one
-``Adam(foreach=True)`` per parameter group, ``MultiStepLR``, bf16 autocast and channels_last on
-CUDA. Weights are random (no upstream checkpoints, random-init VGG19): the step costs the same.
+Each stage is built by its own factory in ``eamm.stages`` (``eamm.train.build.build_for_timing``:
+networks from a ``model.profiles`` size profile, the stage's dataset and loss), on synthetic
+clips (random frames, MFCC windows and poses) whose batch the stage's dataset makes once, and
+stepped the way ``eamm.train.loop`` does: frozen modules in eval mode with
+``requires_grad_(False)``, one ``Adam(foreach=True)`` per parameter group, ``MultiStepLR``, bf16
+autocast and channels_last on CUDA. Weights are random (no upstream checkpoints, random-init
+VGG19): the step costs the same.
 
 A step = forward + loss (including the loss functions' sample-image rendering, as in training)
 + finiteness check + zero_grad + backward + optimiser and scheduler steps. Reported: the median
@@ -34,20 +36,17 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from torch.utils.data import default_collate  # noqa: E402
 
-from eamm.config import StageParams, TrainerParams  # noqa: E402
-from eamm.models.build import build_emotion_net, build_networks  # noqa: E402
+from eamm.clips import Clip  # noqa: E402
+from eamm.config import MEAD_EMOTIONS, StageParams, TrainerParams  # noqa: E402
+from eamm.stages import EAMM_STAGES as STAGES  # noqa: E402
 from eamm.tensors import pick_device  # noqa: E402
-from eamm.train.build import STAGES, perceptual_weights  # noqa: E402
+from eamm.train.build import build_for_timing  # noqa: E402
 from eamm.train.loop import autocast_context  # noqa: E402
-from eamm.train.stages import (  # noqa: E402
-    PerceptualLoss,
-    a2fd_losses,
-    emotion_losses,
-    fomm_losses,
-)
 
 # EAMM's batch sizes (FOMM base: pairs) and its measured ms/step (fp32, H200, median of 25).
 REFERENCE_BATCH = {"train_fomm": 8, "train_a2fd": 8, "finetune_a2fd": 6, "train_emotion": 16}
@@ -59,8 +58,6 @@ ANCHOR_MS = {
 }
 TINY_BATCH = 2
 CLIP_LEN = 16
-EMOTION_KP = [1, 4, 6, 8]
-NUM_EMOTIONS = 8
 
 
 def parse_batches(values: list[str] | None) -> tuple[int | None, dict[str, int]]:
@@ -98,65 +95,36 @@ def peak_mib(device: torch.device) -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, else KiB
 
 
-def build_stage(name: str, sizes: dict, model_cfg: dict, params: StageParams, seed: int):
-    """(trainable, frozen, param_groups, loss_fn) of one stage, like eamm.train.build."""
-    nets = build_networks(sizes)
-    weights = dict(params.loss_weights)
+class SyntheticClip(Clip):
+    """A clip of random frames, MFCC windows and poses (what the datasets read), so a stage's
+    own dataset makes its batch without processed data."""
 
-    def perceptual() -> PerceptualLoss:  # random-init VGG19: timing needs no ImageNet weights
-        return PerceptualLoss(sizes["perceptual_scales"], perceptual_weights(name, weights), None)
+    def frames(self, indices: list[int], size: int | None = None) -> np.ndarray:
+        rng = np.random.default_rng([len(self.clip_id), *indices])
+        side = size or 256
+        return rng.integers(0, 256, (len(indices), side, side, 3), dtype=np.uint8)
 
-    kp, gen = nets["kp_detector"], nets["generator"]
-    audio, head = nets["audio_feature"], nets["kp_detector_a"]
-    if name == "train_fomm":
-        perc = perceptual()
-        trainable = {"kp_detector": kp, "generator": gen}
-        groups = {"kp_detector": ["kp_detector"], "generator": ["generator"]}
-        return trainable, {"perceptual": perc}, groups, fomm_losses(kp, gen, perc, weights, seed)
-    if name in ("train_a2fd", "finetune_a2fd"):
-        trainable = {"audio_feature": audio, "kp_detector_a": head}
-        groups = {"audio_feature": ["audio_feature", "kp_detector_a"]}
-        frozen: dict[str, torch.nn.Module] = {"kp_detector": kp}
-        generator, perc = None, None
-        if name == "finetune_a2fd":
-            generator, perc = gen, perceptual()
-            trainable["generator"] = gen
-            groups["generator"] = ["generator"]
-            frozen["perceptual"] = perc
-        loss = a2fd_losses(kp, audio, head, weights, generator, perc)
-        return trainable, frozen, groups, loss
-    emotion = build_emotion_net(sizes, len(EMOTION_KP))
-    loss = emotion_losses(kp, audio, head, emotion, EMOTION_KP, weights, params.classify)
-    frozen = {"kp_detector": kp, "audio_feature": audio, "kp_detector_a": head}
-    return {"emo_detector": emotion}, frozen, {"emo_detector": ["emo_detector"]}, loss
+    def array(self, name: str, mmap: bool = False) -> np.ndarray:
+        rng = np.random.default_rng(len(name))
+        if name == "pose.npy":
+            return (0.1 * rng.standard_normal((self.num_frames, 7))).astype(np.float32)
+        return rng.standard_normal((self.num_frames, 28, 13)).astype(np.float32)
 
 
-def random_batch(
-    name: str, batch: int, clip_len: int, sizes: dict, device: torch.device, seed: int
-) -> dict[str, torch.Tensor]:
-    """Random tensors shaped like the stage dataset's batches (eamm.train.datasets)."""
-    gen = torch.Generator().manual_seed(seed)
-    s = sizes["image_size"]
-    audio = sizes["audio"]
-    window, coeffs = audio.get("mfcc_window", 28), audio.get("mfcc_coeffs", 12)
-    pose_dim = audio.get("pose_dim", 6)
+def synthetic_clips(clip_len: int) -> list[SyntheticClip]:
+    """Two speakers, each with a clip of every MEAD emotion (neutral ones for the identity)."""
+    return [
+        SyntheticClip(f"{speaker}_{emotion}", {}, clip_len + 8, speaker, emotion, "mead")
+        for speaker in ("S1", "S2")
+        for emotion in MEAD_EMOTIONS
+    ]
 
-    def image(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, 3, s, s, generator=gen)
 
-    if name == "train_fomm":
-        out = {"source": image(batch), "driving": image(batch)}
-    else:
-        out = {
-            "example_image": image(batch),
-            "driving": image(batch, clip_len),
-            "driving_audio": torch.randn(batch, clip_len, window, coeffs, generator=gen),
-            "driving_pose": 0.1 * torch.randn(batch, clip_len, pose_dim, generator=gen),
-        }
-        if name == "train_emotion":
-            out["transformed_driving"] = image(batch, clip_len)
-            out["emotion"] = torch.randint(0, NUM_EMOTIONS, (batch,), generator=gen)
-    return {k: v.to(device) for k, v in out.items()}
+def stage_batch(stage, batch: int, seed: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """``batch`` items of the stage's own dataset, collated as its loader does."""
+    dataset = stage.dataset
+    items = [dataset[(i % len(dataset), seed + i)] for i in range(batch)]
+    return {k: v.to(device) for k, v in default_collate(items).items()}
 
 
 def _sync(device: torch.device) -> None:
@@ -169,9 +137,9 @@ def measure(
     batch: int,
     precision: str,
     args: argparse.Namespace,
-    sizes: dict,
     model_cfg: dict,
     params: StageParams,
+    trainer: TrainerParams,
     device: torch.device,
 ) -> dict:
     """One row: median ms/step and peak memory of ``name`` at ``batch`` and ``precision``."""
@@ -179,8 +147,11 @@ def measure(
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    torch.manual_seed(args.seed)
-    trainable, frozen, groups, loss_fn = build_stage(name, sizes, model_cfg, params, args.seed)
+    params = params.model_copy(update={"clip_len": args.clip_len, "batch_size": batch})
+    model = {**model_cfg, "profile": args.profile}
+    stage = build_for_timing(name, model, params, trainer, synthetic_clips(args.clip_len))
+    trainable, frozen, groups = stage.trainable, stage.frozen, stage.param_groups
+    loss_fn = stage.loss_fn
     channels_last = args.channels_last and device.type == "cuda"
     for module in [*trainable.values(), *frozen.values()]:
         module.to(device)
@@ -202,7 +173,7 @@ def measure(
     schedulers = [
         torch.optim.lr_scheduler.MultiStepLR(o, params.milestones, params.gamma) for o in optimizers
     ]
-    data = random_batch(name, batch, args.clip_len, sizes, device, args.seed)
+    data = stage_batch(stage, batch, args.seed, device)
     bf16 = precision == "bf16"
 
     def step(index: int) -> None:
@@ -294,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     model_cfg = all_params["model"]
     if args.profile not in model_cfg["profiles"]:
         parser.error(f"--profile {args.profile}: not in {sorted(model_cfg['profiles'])}")
-    sizes = model_cfg["profiles"][args.profile]
     trainer = TrainerParams.model_validate(all_params.get("trainer", {}))
+    trainer = trainer.model_copy(update={"seed": args.seed})
     device = pick_device(args.device)
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)
@@ -318,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         for precision in precisions:
             print(f"{stage} batch {batch} {precision} ...", file=sys.stderr, flush=True)
             try:
-                row = measure(stage, batch, precision, args, sizes, model_cfg, params, device)
+                row = measure(stage, batch, precision, args, model_cfg, params, trainer, device)
             except torch.cuda.OutOfMemoryError:
                 row = {
                     "stage": stage,

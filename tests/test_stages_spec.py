@@ -4,6 +4,7 @@ the declaration: dvc.yaml's commands, deps and outputs, params.yaml's sections, 
 from __future__ import annotations
 
 import pytest
+import torch
 import yaml
 
 from eamm.stages import EAMM_STAGES, JUDGES, STAGE_DIRS, TRAINING_STAGES, training_stage
@@ -41,3 +42,22 @@ def test_names_are_derived_once():
     assert len(set(STAGE_DIRS.values())) == len(STAGE_DIRS)
     with pytest.raises(KeyError, match="unknown stage 'train_nothing'"):
         training_stage("train_nothing")
+
+
+@pytest.mark.parametrize("spec", TRAINING_STAGES, ids=lambda s: s.name)
+def test_every_stage_builds_for_timing_without_data_or_checkpoints(spec):
+    """The benchmarks build stages through the declared factories: random upstream weights,
+    synthetic clips, the stage's own dataset makes the batch its loss takes."""
+    from benchmarks.train_step import stage_batch, synthetic_clips
+    from eamm.config import StageParams, TrainerParams
+    from eamm.train.build import build_for_timing
+
+    params = StageParams.model_validate(PARAMS[spec.name])
+    params = params.model_copy(update={"batch_size": 2, "clip_len": 4})
+    model = {**PARAMS["model"], "profile": "tiny"}
+    stage = build_for_timing(
+        spec.name, model, params, TrainerParams(), synthetic_clips(4), PARAMS["judges"]
+    )
+    assert set(stage.param_groups) <= set(stage.trainable)
+    losses, _ = stage.loss_fn(stage_batch(stage, 2, 0, torch.device("cpu")), 0)
+    assert all(torch.isfinite(v) for v in losses.values())

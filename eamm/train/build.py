@@ -51,18 +51,36 @@ STAGES = EAMM_STAGES
 @dataclass
 class StageInputs:
     """What every stage factory starts from: the stage's declaration and params, the model
-    sizes, its manifests, the upstream checkpoints (by stage name) and the VGG19 of its
-    perceptual loss (where it has one)."""
+    sizes, its manifests, the upstream checkpoints (by stage name; None: random weights, for
+    timing) and the VGG19 of its perceptual loss (where it has one). With ``given_clips`` the
+    stage trains and validates on those clips instead of its manifests' (timing)."""
 
     spec: TrainingStage
     params: StageParams
     sizes: dict
     trainer: TrainerParams
     manifests: list[Path]
-    upstream: dict[str, dict]
+    upstream: dict[str, dict | None]
     vgg_path: Path | None = None
     vgg_source: str = ""
     judge_sizes: dict | None = None
+    given_clips: list[Clip] | None = None
+
+    def clips(self, min_frames: int) -> list[Clip]:
+        """The training clips with at least ``min_frames`` frames; EammError when none."""
+        if self.given_clips is None:
+            return _clips(self.manifests, self.params, min_frames)
+        clips = [c for c in self.given_clips if c.num_frames >= min_frames]
+        if not clips:
+            raise EammError(f"no given clips with >= {min_frames} frames")
+        return clips
+
+    def holdout(self, min_frames: int) -> list[Clip]:
+        """The held-out clips of a judge (its ``holdout_splits``)."""
+        if self.given_clips is not None:
+            return self.clips(min_frames)
+        splits = tuple(self.params.holdout_splits)
+        return [c for p in self.manifests for c in load_clips(p, splits, min_frames)]
 
     @property
     def recorded(self) -> dict:
@@ -127,9 +145,9 @@ def build_emotion_classifier(inputs: StageInputs) -> Stage:
         classifier = {k: v for k, v in sizes["emotion_classifier"].items() if k != "spatial"}
         sizes["emotion_classifier"] = {**classifier, "input_size": size}
     net = EmotionClassifier(**sizes["emotion_classifier"])
-    holdout = _holdout(inputs, 1)
+    holdout = inputs.holdout(1)
     dataset = EmotionFrames(
-        _clips(inputs.manifests, params, 1),
+        inputs.clips(1),
         size,
         params.clip_len,
         params.jitter,
@@ -149,18 +167,11 @@ def build_sync_expert(inputs: StageInputs) -> Stage:
     params, size = inputs.params, inputs.sizes["image_size"]
     sizes = {**inputs.judge_sizes, "image_size": size}
     net = SyncExpert(**sizes["sync_expert"])
-    holdout = _holdout(inputs, SYNC_WINDOW)
-    dataset = SyncWindows(
-        _clips(inputs.manifests, params, SYNC_WINDOW), size, SYNC_WINDOW, params.min_offset
-    )
+    holdout = inputs.holdout(SYNC_WINDOW)
+    dataset = SyncWindows(inputs.clips(SYNC_WINDOW), size, SYNC_WINDOW, params.min_offset)
     loss = sync_losses(net, dict(params.loss_weights))
     validate = validate_sync(net, holdout, size, params.vshift)
     return _judge_stage(inputs, "sync_expert", dataset, loss, validate, net, sizes)
-
-
-def _holdout(inputs: StageInputs, min_frames: int) -> list[Clip]:
-    splits = tuple(inputs.params.holdout_splits)
-    return [c for p in inputs.manifests for c in load_clips(p, splits, min_frames)]
 
 
 def manifest_paths(data_root: Path, datasets: list[str]) -> list[Path]:
@@ -202,7 +213,9 @@ def _optimizer_state(checkpoint: dict, name: str) -> dict:
     return state
 
 
-def _load(nets: dict, checkpoint: dict, names: tuple[str, ...]) -> None:
+def _load(nets: dict, checkpoint: dict | None, names: tuple[str, ...]) -> None:
+    if checkpoint is None:  # timing: the upstream's random weights cost the same
+        return
     for name in names:
         if name not in checkpoint["models"]:
             raise EammError(f"checkpoint of stage {checkpoint['stage']} has no '{name}'")
@@ -221,7 +234,6 @@ def build_stage(
     """(stage, what it learns from) for a stage of ``eamm.stages``, built by its declared
     factory (judge sizes from the ``judges`` params section, for the active model profile)."""
     spec = training_stage(name)
-    sizes = profile(model)
     # Before any data is read: without ImageNet VGG19 weights a non-demo profile stops here.
     vgg_path, vgg_source = None, ""
     if spec.perceptual:
@@ -230,11 +242,7 @@ def build_stage(
             if any(perceptual_weights(name, params.loss_weights))
             else (None, "none (perceptual weights 0)")
         )
-    judge_sizes = None
-    if spec.judge:
-        judge_sizes = (judges or {}).get("profiles", {}).get(model["profile"])
-        if judge_sizes is None:
-            raise EammError(f"params: judges.profiles.{model['profile']} is missing")
+    judge_sizes = _judge_sizes(spec, model, judges)
     torch.manual_seed(trainer.seed)  # the same initial weights on every run of the stage
     paths = manifest_paths(data_root, params.datasets)
     checkpoints = {u: models_root / STAGE_DIRS[u] / "checkpoint.pt" for u in spec.upstream}
@@ -243,7 +251,7 @@ def build_stage(
     inputs = StageInputs(
         spec,
         params,
-        sizes,
+        profile(model),
         trainer,
         paths,
         {u: load_checkpoint(path) for u, path in checkpoints.items()},
@@ -254,13 +262,48 @@ def build_stage(
     return spec.build(inputs), fingerprint
 
 
+def build_for_timing(
+    name: str,
+    model: dict,
+    params: StageParams,
+    trainer: TrainerParams,
+    clips: list[Clip],
+    judges: dict | None = None,
+) -> Stage:
+    """The stage as its declared factory builds it, on ``clips``, with random weights where
+    training loads upstream checkpoints and a random-init VGG19: a step costs what a
+    training step costs (``benchmarks/train_step.py``, ``benchmarks/loader.py``)."""
+    spec = training_stage(name)
+    torch.manual_seed(trainer.seed)
+    inputs = StageInputs(
+        spec,
+        params,
+        profile(model),
+        trainer,
+        [],
+        {u: None for u in spec.upstream},
+        judge_sizes=_judge_sizes(spec, model, judges),
+        given_clips=clips,
+    )
+    return spec.build(inputs)
+
+
+def _judge_sizes(spec: TrainingStage, model: dict, judges: dict | None) -> dict | None:
+    if not spec.judge:
+        return None
+    sizes = (judges or {}).get("profiles", {}).get(model["profile"])
+    if sizes is None:
+        raise EammError(f"params: judges.profiles.{model['profile']} is missing")
+    return sizes
+
+
 def build_fomm(inputs: StageInputs) -> Stage:
     """FOMM (reference 3.0): keypoint detector and generator from frame pairs."""
     nets, params = build_networks(inputs.sizes), inputs.params
     perc = inputs.perceptual()
     weights = dict(params.loss_weights)
     loss = fomm_losses(nets["kp_detector"], nets["generator"], perc, weights, inputs.trainer.seed)
-    clips = _clips(inputs.manifests, params, 2)
+    clips = inputs.clips(2)
     dataset = FommPairs(
         clips, inputs.sizes["image_size"], params.hflip, params.time_flip, params.jitter
     )
@@ -281,7 +324,7 @@ def build_a2fd(inputs: StageInputs) -> Stage:
     nets, params = build_networks(inputs.sizes), inputs.params
     _load(nets, inputs.upstream["train_fomm"], ("kp_detector",))
     teacher = nets["kp_detector"]
-    clips = _clips(inputs.manifests, params, params.clip_len + 1)
+    clips = inputs.clips(params.clip_len + 1)
     dataset = AudioWindows(
         clips,
         jitter=params.jitter,
@@ -291,14 +334,14 @@ def build_a2fd(inputs: StageInputs) -> Stage:
     trainable = {"audio_feature": nets["audio_feature"], "kp_detector_a": nets["kp_detector_a"]}
     groups = {"audio_feature": ["audio_feature", "kp_detector_a"]}
     generator, perc, carried = None, None, {}
-    stage_one = inputs.upstream.get("train_a2fd")
-    if stage_one is not None:
+    if "train_a2fd" in inputs.spec.upstream:
+        stage_one = inputs.upstream["train_a2fd"]
         _load(nets, stage_one, ("audio_feature", "kp_detector_a"))
         _load(nets, inputs.upstream["train_fomm"], ("generator",))
         generator, perc = nets["generator"], inputs.perceptual()
         trainable["generator"] = generator
         groups["generator"] = ["generator"]
-        if params.resume_optimizer:  # EAMM continues stage 1's Adam (reference 3.3)
+        if params.resume_optimizer and stage_one is not None:  # EAMM continues stage 1's Adam
             carried = {"audio_feature": _optimizer_state(stage_one, "audio_feature")}
     loss = a2fd_losses(
         teacher,
@@ -327,7 +370,7 @@ def build_emotion(inputs: StageInputs) -> Stage:
     _load(nets, inputs.upstream["train_fomm"], ("kp_detector",))
     _load(nets, inputs.upstream["finetune_a2fd"], ("audio_feature", "kp_detector_a"))
     teacher = nets["kp_detector"]
-    clips = _clips(inputs.manifests, params, params.clip_len + 1)
+    clips = inputs.clips(params.clip_len + 1)
     dataset = EmotionWindows(
         clips,
         rotation=params.rotation,

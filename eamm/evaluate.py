@@ -33,9 +33,9 @@ from eamm.generate import (
     render,
     tensor_to_frames,
 )
-from eamm.judges import JUDGE_METRICS, Judges, judge_scores
+from eamm.judges.scoring import JUDGE_METRICS, Judges, judge_scores
+from eamm.judges.sync import shift_audio
 from eamm.metrics import FACE, MOUTH, clip_landmarks, cpbd_clip, lmd, psnr, ssim
-from eamm.metrics.sync import shift_audio
 
 VARIANTS = ("ground_truth", "static_source", "reconstruction", "neutral", "emotion")
 METRICS = ("psnr", "ssim", "m_lmd", "f_lmd", "kp_motion", "cpbd", *JUDGE_METRICS)

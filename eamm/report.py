@@ -16,7 +16,7 @@ import yaml
 from eamm.config import EvaluateParams, GenerateParams
 from eamm.evaluate import METRICS, VARIANTS
 from eamm.evidence import relations
-from eamm.judge_plots import CONFUSION_PNG, OFFSETS_PNG
+from eamm.judges.plots import CONFUSION_PNG, OFFSETS_PNG
 from eamm.stages import STAGE_DIRS
 
 PUBLISHED = Path(__file__).resolve().parent / "metrics" / "published_mead.yaml"
@@ -59,7 +59,7 @@ PUBLISHED_METRICS = (
     "fvd",
 )
 DATASETS = ("mead", "lrw")
-# The judges' held-out figures (eamm.judge_plots), copied from their stage folders into the
+# The judges' held-out figures (eamm.judges.plots), copied from their stage folders into the
 # report's: name in the report folder -> (caption, judge stage, name in the stage folder).
 JUDGE_FIGURES = {
     "judge_confusion.png": (

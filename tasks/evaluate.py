@@ -10,7 +10,7 @@ from eamm.clips import load_clips
 from eamm.config import EvaluateParams, GenerateParams
 from eamm.evaluate import ClipScore, evaluate_clips, select_clips
 from eamm.generate import load_models
-from eamm.judges import load_judges
+from eamm.judges.scoring import load_judges
 from eamm.tensors import pick_device
 
 

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from eamm.config import MEAD_EMOTIONS
-from eamm.judge_plots import (
+from eamm.judges import EmotionClassifier, SyncExpert
+from eamm.judges.plots import (
     CONFUSION_PNG,
     OFFSETS_PNG,
     confusion_matrix,
@@ -18,9 +19,8 @@ from eamm.judge_plots import (
     plot_confusion,
     plot_offsets,
 )
-from eamm.models import EmotionClassifier, SyncExpert
+from eamm.judges.training import VALIDATION_SHIFT, validate_classifier, validate_sync
 from eamm.report import JUDGE_FIGURES, copy_judge_figures, markdown
-from eamm.train.judges import VALIDATION_SHIFT, validate_classifier, validate_sync
 
 INTENDED = ["happy", "happy", "sad", "neutral", "angry", "angry", "fear", "surprised"]
 PREDICTED = ["happy", "sad", "sad", "neutral", "angry", "contempt", "fear", "surprised"]

@@ -15,15 +15,15 @@ from eamm.audio.mfcc import mfcc_windows
 from eamm.clips import Clip, read_frames
 from eamm.config import MEAD_EMOTIONS, StageParams, TrainerParams
 from eamm.errors import EammError
+from eamm.judges import EmotionClassifier, SyncExpert, SyncNetV2
+from eamm.judges.emotion import emotion_accuracy, predict_emotion, spread
+from eamm.judges.sync import load_syncnet, offset_search, shift_audio, syncnet_score
+from eamm.judges.sync_expert import SYNC_WINDOW
+from eamm.judges.training import classifier_losses, sync_losses, validate_classifier, validate_sync
 from eamm.media import probe
 from eamm.media.encode import VideoWriter
-from eamm.metrics.emotion import emotion_accuracy, predict_emotion, spread
-from eamm.metrics.sync import load_syncnet, offset_search, shift_audio, syncnet_score
-from eamm.models import EmotionClassifier, SyncExpert, SyncNetV2
-from eamm.models.sync_expert import SYNC_WINDOW
 from eamm.tensors import to_tensor
 from eamm.train.datasets import EmotionFrames, SyncWindows
-from eamm.train.judges import classifier_losses, sync_losses, validate_classifier, validate_sync
 from eamm.train.loop import Stage, train_stage
 
 TRAINER = TrainerParams(num_workers=0, seed=0, device="cpu")
@@ -198,7 +198,7 @@ def test_judges_at_the_reference_profile_size():
 
 
 def test_class_weights_balance_a_rare_class():
-    from eamm.train.judges import class_weights
+    from eamm.judges.training import class_weights
 
     neutral, happy = MEAD_EMOTIONS.index("neutral"), MEAD_EMOTIONS.index("happy")
     weights = class_weights([neutral] + [happy] * 3)

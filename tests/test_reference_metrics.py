@@ -19,10 +19,10 @@ from PIL import Image
 from scipy.io import wavfile
 
 from eamm.errors import EammError
-from eamm.judges import load_judges
+from eamm.judges import SyncNetV2
+from eamm.judges.scoring import load_judges
+from eamm.judges.sync import load_syncnet, offset_distances, offset_search, syncnet_score
 from eamm.metrics.sharpness import cpbd, cpbd_clip, to_gray
-from eamm.metrics.sync import load_syncnet, offset_distances, offset_search, syncnet_score
-from eamm.models import SyncNetV2
 
 VSHIFT = 15  # syncnet_python's and EAT's offset range
 

@@ -8,11 +8,9 @@ from eamm.models.audio2kp import AudioKeypointHead, AudioToFacialDynamics
 from eamm.models.dense_motion import DenseMotionNetwork
 from eamm.models.discriminator import Discriminator, MultiScaleDiscriminator
 from eamm.models.emotion import EmotionDisplacement
-from eamm.models.emotion_classifier import EmotionClassifier
 from eamm.models.generator import DENSE_MOTION_PARAMS, OcclusionAwareGenerator
 from eamm.models.keypoint_detector import KeypointHead, KPDetector
 from eamm.models.perceptual import ImagePyramide, Vgg19Features, pyramid_perceptual_loss
-from eamm.models.sync_expert import SyncExpert, SyncNetV2
 
 __all__ = [
     "DENSE_MOTION_PARAMS",
@@ -20,15 +18,12 @@ __all__ = [
     "AudioToFacialDynamics",
     "DenseMotionNetwork",
     "Discriminator",
-    "EmotionClassifier",
     "EmotionDisplacement",
     "ImagePyramide",
     "KPDetector",
     "KeypointHead",
     "MultiScaleDiscriminator",
     "OcclusionAwareGenerator",
-    "SyncExpert",
-    "SyncNetV2",
     "Vgg19Features",
     "pyramid_perceptual_loss",
 ]

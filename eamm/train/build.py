@@ -14,11 +14,18 @@ from eamm.checkpoint import file_fingerprint, load_checkpoint
 from eamm.clips import Clip, load_clips
 from eamm.config import StageParams, TrainerParams
 from eamm.errors import EammError
+from eamm.judges import EmotionClassifier, SyncExpert
+from eamm.judges.sync_expert import SYNC_WINDOW
+from eamm.judges.training import (
+    class_weights,
+    classifier_losses,
+    sync_losses,
+    validate_classifier,
+    validate_sync,
+)
 from eamm.manifest import content_fingerprint
-from eamm.models import EmotionClassifier, SyncExpert
 from eamm.models.build import build_emotion_net, build_networks, profile
 from eamm.models.perceptual import find_vgg19_weights
-from eamm.models.sync_expert import SYNC_WINDOW
 from eamm.stages import EAMM_STAGES, STAGE_DIRS, TrainingStage, training_stage
 from eamm.train.datasets import (
     AudioWindows,
@@ -27,13 +34,6 @@ from eamm.train.datasets import (
     FommPairs,
     StepBatchSampler,
     SyncWindows,
-)
-from eamm.train.judges import (
-    class_weights,
-    classifier_losses,
-    sync_losses,
-    validate_classifier,
-    validate_sync,
 )
 from eamm.train.loop import Stage
 from eamm.train.stages import (

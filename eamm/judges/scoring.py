@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from eamm.checkpoint import load_checkpoint
-from eamm.metrics.emotion import predict_emotion, spread
-from eamm.metrics.sync import expert_score, load_syncnet, syncnet_score
-from eamm.models import EmotionClassifier, SyncExpert, SyncNetV2
+from eamm.judges import EmotionClassifier, SyncExpert, SyncNetV2
+from eamm.judges.emotion import predict_emotion, spread
+from eamm.judges.sync import expert_score, load_syncnet, syncnet_score
 from eamm.stages import STAGE_DIRS
 from eamm.tensors import to_tensor
 

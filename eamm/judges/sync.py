@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from eamm.audio.mfcc import mfcc_frames
 from eamm.config import AUDIO_PER_FRAME
-from eamm.models.sync_expert import SYNC_WINDOW, SyncExpert, SyncNetV2, mouth_half
+from eamm.judges.sync_expert import SYNC_WINDOW, SyncExpert, SyncNetV2, mouth_half
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from eamm.config import MEAD_EMOTIONS
-from eamm.models.emotion_classifier import EmotionClassifier
+from eamm.judges.emotion_classifier import EmotionClassifier
 
 
 def spread(num_frames: int, count: int) -> list[int]:

@@ -3,7 +3,7 @@
 They are trained and versioned by the pipeline (DVC stages ``train_emotion_classifier`` and
 ``train_sync_expert``) so emotion accuracy and a lip-sync score exist offline; each reports its
 own held-out numbers after training (``validate``), written into the stage's metrics.json,
-and draws them beside it (``confusion.png``, ``offsets.png``; see :mod:`eamm.judge_plots`).
+and draws them beside it (``confusion.png``, ``offsets.png``; see :mod:`eamm.judges.plots`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import torch.nn.functional as F
 
 from eamm.clips import Clip
 from eamm.config import MEAD_EMOTIONS
-from eamm.judge_plots import (
+from eamm.judges.emotion import emotion_accuracy, predict_emotion, spread
+from eamm.judges.emotion_classifier import EmotionClassifier
+from eamm.judges.plots import (
     CONFUSION_PNG,
     OFFSETS_PNG,
     confusion_matrix,
@@ -24,10 +26,8 @@ from eamm.judge_plots import (
     plot_confusion,
     plot_offsets,
 )
-from eamm.metrics.emotion import emotion_accuracy, predict_emotion, spread
-from eamm.metrics.sync import expert_score, shift_audio
-from eamm.models.emotion_classifier import EmotionClassifier
-from eamm.models.sync_expert import SyncExpert, mouth_half
+from eamm.judges.sync import expert_score, shift_audio
+from eamm.judges.sync_expert import SyncExpert, mouth_half
 from eamm.tensors import to_tensor
 
 VALIDATION_FRAMES = 16  # frames per held-out clip, spread evenly over it

@@ -5,7 +5,7 @@ must also exist without them: ``SyncExpert`` is trained by the pipeline on LRW (
 the manner of Wav2Lip's expert) on the mouth half of our aligned crops and our MFCC windows.
 ``SyncNetV2`` is the published SyncNet architecture (Chung & Zisserman 2016, v2 weights
 ``syncnet_v2.model``) for users who have the file; both score with the same offset search
-(``eamm.metrics.sync``).
+(``eamm.judges.sync``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eamm.models.emotion_classifier import conv_trunk
+from eamm.judges.emotion_classifier import conv_trunk
 
 SYNC_WINDOW = 5  # video frames per sample, as SyncNet (0.2 s at 25 fps)
 MFCC_ROWS, MFCC_COEFFS = 28, 12  # one EAMM MFCC window without c0

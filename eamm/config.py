@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -258,6 +258,52 @@ class StageParams(Strict):
         if self.milestones and self.num_epochs is not None:
             raise ValueError("with num_epochs, give epoch_milestones (milestones are in steps)")
         return self
+
+
+class PerceptualParams(Strict):
+    """Where the perceptual loss's VGG19 comes from (``model.perceptual``)."""
+
+    vgg_weights: str | None = None
+    standin_profiles: list[str] = []
+
+
+class SizeProfile(Strict):
+    """One ``model.profiles`` entry: the networks' hyper-parameters, keyed like FOMM's and
+    EAMM's YAML (each network's keys are checked by its constructor)."""
+
+    image_size: int = Field(ge=16)
+    perceptual_scales: list[float] = Field(min_length=1)
+    common: dict[str, Any]
+    kp_detector: dict[str, Any]
+    generator: dict[str, Any]
+    audio: dict[str, Any]
+    audio_head: dict[str, Any]
+    emotion: dict[str, Any]
+
+
+class ModelParams(Strict):
+    """The ``model`` section: the active size profile and the perceptual loss's VGG19."""
+
+    profile: str
+    perceptual: PerceptualParams = PerceptualParams()
+    profiles: dict[str, SizeProfile] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _profile_exists(self) -> ModelParams:
+        if self.profile not in self.profiles:
+            raise ValueError(f"profile '{self.profile}' is not in profiles {sorted(self.profiles)}")
+        return self
+
+
+class JudgeSizes(Strict):
+    emotion_classifier: dict[str, Any]
+    sync_expert: dict[str, Any]
+
+
+class JudgesParams(Strict):
+    """The ``judges`` section: the judges' sizes per model profile (ours; EAMM names none)."""
+
+    profiles: dict[str, JudgeSizes] = Field(min_length=1)
 
 
 class GenerateParams(Strict):

@@ -182,7 +182,8 @@ def _select(rows: Iterable[Row] | pa.Table, schema: pa.Schema) -> pa.Table:
     """``schema``'s columns of ``rows`` sorted by clip_id, as one chunk (the same bytes
     whether the rows came as records or as a table of ``ROW_SCHEMA``)."""
     if isinstance(rows, pa.Table):
-        table = rows.sort_by("clip_id").select(schema.names).combine_chunks()
+        # only the schema's columns are sorted (a copy of those, not of every column)
+        table = rows.select(schema.names).sort_by("clip_id").combine_chunks()
         return pa.Table.from_arrays(table.columns, schema=schema)
     return pa.Table.from_pylist(_cells(rows, schema.names), schema=schema)
 

@@ -25,3 +25,45 @@ def test_missing_section_is_reported(tmp_path):
     path.write_text("other: {}\n")
     with pytest.raises(EammError, match="missing section 'sample_data'"):
         load_section(path, "sample_data", SampleDataParams)
+
+
+def _params_with(tmp_path, edit) -> str:
+    import yaml
+
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    edit(data)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("stage", "edit", "key"),
+    [
+        ("train_fomm", lambda d: d["model"].update(profile="huge"), "model: "),
+        (
+            "train_a2fd",
+            lambda d: d["model"]["profiles"]["tiny"].update(kp_detectr={}),
+            "model.profiles.tiny.kp_detectr",
+        ),
+        (
+            "train_emotion",
+            lambda d: d["model"]["profiles"]["tiny"].pop("emotion"),
+            "model.profiles.tiny.emotion",
+        ),
+        (
+            "train_sync_expert",
+            lambda d: d["judges"]["profiles"]["tiny"].pop("sync_expert"),
+            "judges.profiles.tiny.sync_expert",
+        ),
+    ],
+)
+def test_model_and_judges_sections_are_typed(tmp_path, stage, edit, key):
+    """A typo in the ``model`` or ``judges`` section stops the stage before anything is built,
+    in one line naming the file and the key."""
+    from eamm.train.recipe import resolve_stage
+
+    path = _params_with(tmp_path, edit)
+    with pytest.raises(EammError, match=key.replace(".", r"\.")) as err:
+        resolve_stage(path, stage)
+    assert str(err.value).startswith(path)

@@ -204,8 +204,8 @@ class PreprocessRun:
                 "finished clips are kept and the next run packs them"
             )
         table = self.rows.table()
-        ok = table.filter(pc.equal(table["status"], "ok"))
-        remove_stale_outputs(self.out_root, set(pc.unique(ok["shard"]).to_pylist()))
+        held = table["shard"].filter(pc.equal(table["status"], "ok"))
+        remove_stale_outputs(self.out_root, set(pc.unique(held).to_pylist()))
         write_manifest(table, self.out_root / MANIFEST_NAME)
         write_run_log(table, self.out_root / RUN_LOG_NAME)
         clear_journal(self.out_root)

@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import RootModel
 
-from eamm.config import StageParams, Strict, validate_section
+from eamm.config import JudgesParams, ModelParams, StageParams, Strict, validate_section
 from eamm.errors import EammError
 from eamm.stages import EAMM_STAGES
 
@@ -84,9 +84,12 @@ def resolve_stage(params_path: str | Path, stage: str) -> ResolvedStage:
     name, recipe = load_recipe(data, path)
     model, section = data["model"], data[stage]
     if stage not in EAMM_STAGES:  # the judges are ours: no recipe sets them
+        validate_section(model, "model", ModelParams, path)
+        validate_section(data.get("judges"), "judges", JudgesParams, path)
         return ResolvedStage(None, model, validate_section(section, stage, StageParams, path))
     if recipe.model_profile is not None:
         model = {**model, "profile": recipe.model_profile}
+    validate_section(model, "model", ModelParams, path)
     if stage in recipe.stages:
         section = overlay(section, recipe.stages[stage])
     return ResolvedStage(name, model, validate_section(section, stage, StageParams, path))

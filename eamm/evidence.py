@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from eamm.checkpoint import load_checkpoint
-from eamm.stages import STAGE_DIRS
+from eamm.stages import STAGE_DIRS, checkpoint_path
 
 # Far above chance: the sync expert's held-out offset accuracy is at least this many times
 # chance (chance = one offset out of 2 * vshift + 1).
@@ -51,8 +51,8 @@ def training_summary(checkpoints: Path, window: float = 0.1) -> dict:
     """Per trained stage: steps, mean total loss over the first and the last ``window`` of its
     steps, and which VGG19 its perceptual loss used (where it has one)."""
     summary = {}
-    for name in STAGE_DIRS.values():
-        path = checkpoints / name / "checkpoint.pt"
+    for stage, name in STAGE_DIRS.items():
+        path = checkpoint_path(checkpoints, stage)
         if not path.is_file():
             continue
         state = load_checkpoint(path, "cpu")

@@ -49,6 +49,7 @@ from eamm.models import (
 )
 from eamm.preprocess.clip import clip_transform
 from eamm.smoothing import OneEuro, one_euro
+from eamm.stages import checkpoint_path
 from eamm.tensors import pick_device
 from eamm.video.decode import decode_frames, open_video, resample_fps, stream_info
 from eamm.video.warp import warp_to_crop
@@ -103,12 +104,12 @@ def load_models(
     from eamm.models.build import build_emotion_net, build_networks
 
     root = Path(checkpoints)
-    fomm = load_checkpoint(root / "fomm" / "checkpoint.pt", "cpu")
-    audio_path = root / "a2fd_finetune" / "checkpoint.pt"
+    fomm = load_checkpoint(checkpoint_path(root, "train_fomm"), "cpu")
+    audio_path = checkpoint_path(root, "finetune_a2fd")
     if not audio_path.is_file():
-        audio_path = root / "a2fd" / "checkpoint.pt"
+        audio_path = checkpoint_path(root, "train_a2fd")
     audio = load_checkpoint(audio_path, "cpu")
-    emotion_path = root / "emotion" / "checkpoint.pt"
+    emotion_path = checkpoint_path(root, "train_emotion")
     emotion = load_checkpoint(emotion_path, "cpu") if emotion_path.is_file() else None
     sizes = _sizes(fomm, fallback_model)
     nets = build_networks(sizes)

@@ -37,10 +37,11 @@ import pyarrow.parquet as pq
 from eamm.config import VIDEO_FPS
 from eamm.errors import EammError
 from eamm.shards import SHARDS_DIR, Member, npy_shape, unmatched
+from eamm.stages import MANIFEST_NAME  # noqa: F401  (re-exported: the pipeline declares it)
 
 OUTPUT_FILES = ("frames.mp4", "audio.wav", "mfcc.npy", "landmarks.npy", "pose.npy")
 STATUSES = ("ok", "failed", "skipped")
-MANIFEST_NAME = "manifest.parquet"
+
 MANIFEST_VERSION = "4"
 RUN_LOG_NAME = "run_log.parquet"
 # where clips are built before they are packed; a finished run leaves it empty

@@ -1,4 +1,9 @@
-"""The training stages, declared once: name (the DVC stage, its params section and the
+"""The pipeline, declared once. Every DVC stage is a ``PipelineStage`` (the ``eamm`` command it
+runs, the params sections it reads, what it writes), and where data and checkpoints live is
+answered here (``processed_dir``, ``manifest_path``, ``index_path``, ``checkpoint_path``);
+``tests/test_stages_spec.py`` holds ``dvc.yaml`` to these declarations.
+
+The training stages, declared once: name (the DVC stage, its params section and the
 ``eamm train`` argument), checkpoint folder under the models root, the stages whose checkpoints
 it starts from, whether its loss has the VGG19 perceptual term, and the factory that builds its
 networks, dataset and loss. Training, generation, the judges, the report, the flows and the
@@ -10,7 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
+from pathlib import Path
 from typing import Any
+
+DATASETS = ("mead", "lrw")
+MANIFEST_NAME = "manifest.parquet"  # in a dataset's processed folder
+CHECKPOINT_NAME = "checkpoint.pt"  # in a training stage's folder
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,8 @@ STAGES_BY_NAME = {s.name: s for s in TRAINING_STAGES}
 EAMM_STAGES = tuple(s.name for s in TRAINING_STAGES if not s.judge)
 JUDGES = tuple(s.name for s in TRAINING_STAGES if s.judge)
 STAGE_DIRS = {s.name: s.folder for s in TRAINING_STAGES}
+# The checkpoints generation animates with (the fine-tune's, else stage 1's, audio branch).
+GENERATION_STAGES = ("train_fomm", "finetune_a2fd", "train_emotion")
 
 
 def training_stage(name: str) -> TrainingStage:
@@ -69,3 +81,117 @@ def training_stage(name: str) -> TrainingStage:
     except KeyError:
         known = ", ".join(STAGES_BY_NAME)
         raise KeyError(f"unknown stage '{name}' (choose from {known})") from None
+
+
+def processed_dir(data_root: str | Path, dataset: str) -> Path:
+    """Where ``eamm preprocess`` writes a dataset's shards, manifest and run log."""
+    return Path(data_root) / dataset / "processed"
+
+
+def manifest_path(data_root: str | Path, dataset: str) -> Path:
+    return processed_dir(data_root, dataset) / MANIFEST_NAME
+
+
+def index_path(data_root: str | Path, dataset: str) -> Path:
+    return Path(data_root) / dataset / "index.parquet"
+
+
+def checkpoint_path(models_root: str | Path, stage: str) -> Path:
+    """The checkpoint a training stage writes (and its downstream stages load)."""
+    return Path(models_root) / training_stage(stage).folder / CHECKPOINT_NAME
+
+
+@dataclass(frozen=True)
+class PipelineStage:
+    """One DVC stage: the ``eamm`` command it runs, the params sections it reads and the
+    outputs it writes (DVC ``outs`` and ``metrics``, relative to the repository)."""
+
+    name: str
+    command: str
+    params: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+def _data_stages(data: str = "data") -> list[PipelineStage]:
+    stages = [
+        PipelineStage(
+            "sample_data",
+            "sample-data",
+            ("sample_data",),
+            (f"{data}/sample/raw", f"{data}/sample/portrait.png", f"{data}/sample/summary.json"),
+        )
+    ]
+    for dataset in DATASETS:
+        folder = f"{data}/{dataset}"
+        stages.append(
+            PipelineStage(
+                f"index_{dataset}",
+                f"index {dataset}",
+                (f"datasets.{dataset}",),
+                (index_path(data, dataset).as_posix(), f"{folder}/index_report.json"),
+            )
+        )
+    for dataset in DATASETS:
+        folder = f"{data}/{dataset}"
+        stages.append(
+            PipelineStage(
+                f"preprocess_{dataset}",
+                f"preprocess {dataset}",
+                ("preprocess",),
+                (processed_dir(data, dataset).as_posix(), f"{folder}/preprocess_summary.json"),
+            )
+        )
+    return stages
+
+
+def _training_params(stage: TrainingStage) -> tuple[str, ...]:
+    """The sizes, the trainer, its own section; a judge its sizes, an EAMM stage the recipe."""
+    if stage.judge:
+        return ("model", "judges", "trainer", stage.name)
+    return ("model", "trainer", stage.name, "recipe", "recipes")
+
+
+def _training_outputs(stage: TrainingStage, models: str = "models") -> tuple[str, ...]:
+    folder = f"{models}/{stage.folder}"
+    figures = {
+        "train_emotion_classifier": ("confusion.png",),
+        "train_sync_expert": ("offsets.png",),
+    }.get(stage.name, ())
+    samples = () if stage.judge else ("samples.png",)
+    names = (
+        "checkpoint.pt",
+        "loss.png",
+        *samples,
+        *figures,
+        "metrics.json",
+        "dvclive/plots/metrics",
+    )
+    return tuple(f"{folder}/{name}" for name in names)
+
+
+PIPELINE = (
+    *_data_stages(),
+    *(
+        PipelineStage(s.name, f"train {s.name}", _training_params(s), _training_outputs(s))
+        for s in TRAINING_STAGES
+    ),
+    PipelineStage("generate_demo", "generate", ("generate",), ("outputs/demo",)),
+    PipelineStage(
+        "evaluate",
+        "evaluate",
+        ("evaluate", "generate"),
+        tuple(
+            f"reports/{name}"
+            for name in (
+                "evaluation.md",
+                "metrics.png",
+                "contact_sheet.png",
+                "judge_confusion.png",
+                "judge_offsets.png",
+                "clip_scores.json",
+                "metrics.json",
+            )
+        ),
+    ),
+)
+PIPELINE_BY_NAME = {s.name: s for s in PIPELINE}

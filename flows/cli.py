@@ -28,6 +28,7 @@ from eamm.runtime import (
     params_file,
     prefect_api_configured,
 )
+from eamm.stages import manifest_path
 
 app = typer.Typer(
     help="Reproducible EAMM: preprocessing, training, generation and evaluation.",
@@ -320,7 +321,7 @@ def evaluate(
     weights = settings.syncnet_weights
     _require_input("evaluate.syncnet_weights", Path(weights) if weights else None)
     for dataset in settings.datasets:
-        _require_input("evaluate.datasets", data_root / dataset / "processed" / "manifest.parquet")
+        _require_input("evaluate.datasets", manifest_path(data_root, dataset))
     from eamm.evidence import relations
     from eamm.report import dataset_tables
     from flows.evaluate import evaluate_flow
@@ -384,7 +385,7 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
     from eamm.manifest import read_rows, summarize
 
     for dataset in ("mead", "lrw"):
-        manifest = root / dataset / "processed" / "manifest.parquet"
+        manifest = manifest_path(root, dataset)
         if manifest.is_file():
             info = summarize(read_rows(manifest))
             status = ", ".join(f"{n} {k}" for k, n in info["by_status"].items())

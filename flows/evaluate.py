@@ -15,6 +15,7 @@ from eamm.config import EvaluateParams, GenerateParams, load_section
 from eamm.evaluate import aggregate
 from eamm.evidence import judge_summary, training_summary
 from eamm.report import markdown, run_protocol, write_report
+from eamm.stages import GENERATION_STAGES, JUDGES, STAGE_DIRS, checkpoint_path
 from tasks.evaluate import evaluate_dataset
 
 
@@ -39,9 +40,9 @@ def evaluate_flow(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     models = {
-        stage: file_fingerprint(Path(checkpoints) / stage / "checkpoint.pt")
-        for stage in ("fomm", "a2fd_finetune", "emotion", "emotion_classifier", "sync_expert")
-        if (Path(checkpoints) / stage / "checkpoint.pt").is_file()
+        STAGE_DIRS[stage]: file_fingerprint(checkpoint_path(checkpoints, stage))
+        for stage in (*GENERATION_STAGES, *JUDGES)
+        if checkpoint_path(checkpoints, stage).is_file()
     }
     protocol = run_protocol(params, generate)
     metrics = {

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from eamm.stages import STAGES_BY_NAME
+from eamm.stages import STAGES_BY_NAME, index_path, processed_dir
 from flows.evaluate import evaluate_flow
 from flows.index import index_flow
 from flows.preprocess import run_preprocess
@@ -35,13 +35,13 @@ def preprocess_dataset_flow(
     cannot pass a runner object), else params.yaml's ``preprocess_run`` (see ``flows.runners``).
     """
     folder = Path(data_root) / dataset
-    index_path = folder / "index.parquet"
-    index_flow(dataset, str(index_path), raw=raw, params_path=params_path)
+    index = index_path(data_root, dataset)
+    index_flow(dataset, str(index), raw=raw, params_path=params_path)
     return run_preprocess(
         dataset,
-        str(folder / "processed"),
+        str(processed_dir(data_root, dataset)),
         raw=raw,
-        index_path=str(index_path),
+        index_path=str(index),
         params_path=params_path,
         summary_path=str(folder / "preprocess_summary.json"),
         workers=workers,

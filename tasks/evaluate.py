@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import task
 
 from eamm.clips import load_clips
@@ -11,6 +9,7 @@ from eamm.config import EvaluateParams, GenerateParams
 from eamm.evaluate import ClipScore, evaluate_clips, select_clips
 from eamm.generate import load_models
 from eamm.judges.scoring import load_judges
+from eamm.stages import manifest_path
 from eamm.tensors import pick_device
 
 
@@ -23,7 +22,7 @@ def evaluate_dataset(
     generate: GenerateParams,
     model: dict,
 ) -> tuple[list[ClipScore], dict]:
-    manifest = Path(data_root) / dataset / "processed" / "manifest.parquet"
+    manifest = manifest_path(data_root, dataset)
     protocol = params.resolved()
     if protocol.landmarker == "dlib68":  # one line now if dlib is missing, not after the models
         from eamm.metrics.dlib68 import import_dlib, predictor_path

@@ -61,3 +61,39 @@ def test_every_stage_builds_for_timing_without_data_or_checkpoints(spec):
     assert set(stage.param_groups) <= set(stage.trainable)
     losses, _ = stage.loss_fn(stage_batch(stage, 2, 0, torch.device("cpu")), 0)
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def _declared(stage: dict) -> list[str]:
+    entries = stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", [])
+    return sorted(next(iter(e)) if isinstance(e, dict) else e for e in entries)
+
+
+def test_every_dvc_stage_is_declared_once():
+    from eamm.stages import PIPELINE
+
+    assert [s.name for s in PIPELINE] == list(DVC), "dvc.yaml's stages, in order"
+
+
+@pytest.mark.parametrize("name", list(DVC))
+def test_dvc_stage_runs_writes_and_reads_what_the_spec_declares(name):
+    """Command, params sections and outputs of each dvc.yaml stage equal its declaration in
+    ``eamm.stages.PIPELINE``, the one place code reads them from."""
+    from eamm.stages import PIPELINE_BY_NAME
+
+    spec, stage = PIPELINE_BY_NAME[name], DVC[name]
+    assert stage["cmd"].split(" --")[0].strip() == f"eamm {spec.command}"
+    assert tuple(stage.get("params", [])) == spec.params
+    assert _declared(stage) == sorted(spec.outputs)
+    for section in spec.params:
+        assert section.split(".")[0] in PARAMS, section
+
+
+def test_data_paths_come_from_the_spec():
+    from eamm.stages import checkpoint_path, index_path, manifest_path, processed_dir
+
+    assert manifest_path("data", "lrw").as_posix() == "data/lrw/processed/manifest.parquet"
+    assert processed_dir("d", "mead").as_posix() == "d/mead/processed"
+    assert index_path("data", "mead").as_posix() == "data/mead/index.parquet"
+    assert checkpoint_path("models", "finetune_a2fd").as_posix() == (
+        "models/a2fd_finetune/checkpoint.pt"
+    )

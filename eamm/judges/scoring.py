@@ -15,7 +15,7 @@ from eamm.checkpoint import load_checkpoint
 from eamm.judges import EmotionClassifier, SyncExpert, SyncNetV2
 from eamm.judges.emotion import predict_emotion, spread
 from eamm.judges.sync import expert_score, load_syncnet, syncnet_score
-from eamm.stages import STAGE_DIRS
+from eamm.stages import checkpoint_path
 from eamm.tensors import to_tensor
 
 JUDGE_METRICS = ("emotion_acc", "sync_conf", "sync_dist", "syncnet_conf", "syncnet_dist")
@@ -45,12 +45,12 @@ def load_judges(
 ) -> Judges:
     judges = Judges(vshift=vshift, device=device)
     root = Path(checkpoints)
-    classifier = root / STAGE_DIRS["train_emotion_classifier"] / "checkpoint.pt"
+    classifier = checkpoint_path(root, "train_emotion_classifier")
     if classifier.is_file():
         judges.classifier, judges.classifier_size = _load(
             classifier, EmotionClassifier, "emotion_classifier", device
         )
-    expert = root / STAGE_DIRS["train_sync_expert"] / "checkpoint.pt"
+    expert = checkpoint_path(root, "train_sync_expert")
     if expert.is_file():
         judges.expert, judges.expert_size = _load(expert, SyncExpert, "sync_expert", device)
     if syncnet_weights:

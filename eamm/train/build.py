@@ -26,7 +26,13 @@ from eamm.judges.training import (
 from eamm.manifest import content_fingerprint
 from eamm.models.build import build_emotion_net, build_networks, profile
 from eamm.models.perceptual import find_vgg19_weights
-from eamm.stages import EAMM_STAGES, STAGE_DIRS, TrainingStage, training_stage
+from eamm.stages import (
+    EAMM_STAGES,
+    TrainingStage,
+    checkpoint_path,
+    manifest_path,
+    training_stage,
+)
 from eamm.train.datasets import (
     AudioWindows,
     EmotionFrames,
@@ -175,7 +181,7 @@ def build_sync_expert(inputs: StageInputs) -> Stage:
 
 
 def manifest_paths(data_root: Path, datasets: list[str]) -> list[Path]:
-    paths = [data_root / d / "processed" / "manifest.parquet" for d in datasets]
+    paths = [manifest_path(data_root, d) for d in datasets]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise EammError(f"{', '.join(missing)}: manifest missing; run the preprocess stages first")
@@ -245,7 +251,7 @@ def build_stage(
     judge_sizes = _judge_sizes(spec, model, judges)
     torch.manual_seed(trainer.seed)  # the same initial weights on every run of the stage
     paths = manifest_paths(data_root, params.datasets)
-    checkpoints = {u: models_root / STAGE_DIRS[u] / "checkpoint.pt" for u in spec.upstream}
+    checkpoints = {u: checkpoint_path(models_root, u) for u in spec.upstream}
     # What the stage learns from: its manifests and the upstream checkpoints it starts from.
     fingerprint = combined_fingerprint(paths, list(checkpoints.values()))
     inputs = StageInputs(

@@ -29,11 +29,12 @@ from eamm.checkpoint import (
     unwrap,
 )
 from eamm.config import StageParams, TrainerParams
+from eamm.stages import CHECKPOINT_NAME
 from eamm.tensors import pick_device
 from eamm.train.datasets import SeededClips, StepBatchSampler
 
 LossFn = Callable[[dict[str, torch.Tensor], int], tuple[dict[str, torch.Tensor], np.ndarray | None]]
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = CHECKPOINT_NAME
 # Settings that may change between a checkpoint and its continuation (run length, logging).
 RESUMABLE_CHANGES = {
     "steps",

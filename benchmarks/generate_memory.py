@@ -36,18 +36,21 @@ def write_random_checkpoints(folder: Path, model: dict, emotion: bool = True) ->
     random weights, in the layout ``eamm.generate.load_models`` reads."""
     from eamm.checkpoint import save_checkpoint
     from eamm.models.build import build_emotion_net, build_networks, profile
+    from eamm.stages import checkpoint_path
 
     sizes = profile(model)
     nets = build_networks(sizes)
     states = {name: net.state_dict() for name, net in nets.items()}
     fomm = {k: states[k] for k in ("kp_detector", "generator")}
-    save_checkpoint({"models": fomm, "params": {"model": model}}, folder / "fomm" / "checkpoint.pt")
+    save_checkpoint(
+        {"models": fomm, "params": {"model": model}}, checkpoint_path(folder, "train_fomm")
+    )
     audio = {k: states[k] for k in ("audio_feature", "kp_detector_a")}
-    save_checkpoint({"models": audio}, folder / "a2fd" / "checkpoint.pt")
+    save_checkpoint({"models": audio}, checkpoint_path(folder, "train_a2fd"))
     if emotion:
         emo = build_emotion_net(sizes, len(EMOTION_KP)).state_dict()
         payload = {"models": {"emo_detector": emo}, "emotion_kp": list(EMOTION_KP)}
-        save_checkpoint(payload, folder / "emotion" / "checkpoint.pt")
+        save_checkpoint(payload, checkpoint_path(folder, "train_emotion"))
     return folder
 
 

@@ -28,7 +28,7 @@ from eamm.runtime import (
     params_file,
     prefect_api_configured,
 )
-from eamm.stages import manifest_path
+from eamm.stages import DATASETS, manifest_path
 
 app = typer.Typer(
     help="Reproducible EAMM: preprocessing, training, generation and evaluation.",
@@ -384,7 +384,7 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
         table.add_row("sample raw dataset", info["root"], "; ".join(parts))
     from eamm.manifest import read_rows, summarize
 
-    for dataset in ("mead", "lrw"):
+    for dataset in DATASETS:
         manifest = manifest_path(root, dataset)
         if manifest.is_file():
             info = summarize(read_rows(manifest))
@@ -395,10 +395,10 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
                 str(manifest.parent),
                 f"{status}; ok by split: {splits}; {info['frames']} frames at 25 fps",
             )
-    from eamm.stages import STAGE_DIRS
+    from eamm.stages import STAGE_DIRS, checkpoint_path
 
     for name, stage in STAGE_DIRS.items():
-        metrics = Path("models") / stage / "metrics.json"
+        metrics = checkpoint_path("models", name).with_name("metrics.json")
         if metrics.is_file():
             info = json.loads(metrics.read_text())
             heldout = ", ".join(

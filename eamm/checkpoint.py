@@ -29,6 +29,15 @@ def file_fingerprint(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def seed_all(seed: int) -> None:
+    """Seed torch's, Python's and NumPy's global generators, so the RNG state a checkpoint
+    saves (and a resumed run restores) is the same on every run and machine: unseeded, the
+    Python and NumPy states made checkpoint bytes differ between fresh clones."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
 def rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     _, keys, pos, has_gauss, gauss = np.random.get_state()

@@ -25,6 +25,7 @@ from eamm.checkpoint import (
     load_checkpoint,
     rng_state,
     save_checkpoint,
+    seed_all,
     set_rng_state,
     unwrap,
 )
@@ -202,7 +203,7 @@ def train_stage(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rank, world, device = init_distributed(pick_device(trainer.device))
-    torch.manual_seed(trainer.seed)
+    seed_all(trainer.seed)
     memory_format = (
         torch.channels_last if (trainer.channels_last and device.type == "cuda") else None
     )

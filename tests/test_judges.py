@@ -184,12 +184,11 @@ def test_judges_at_the_reference_profile_size():
     """The judges as params.yaml sizes them for real training, on 256x256 crops."""
     import yaml
 
-    from eamm.train.build import build_judge
     from tests.conftest import ROOT
 
     sizes = yaml.safe_load((ROOT / "params.yaml").read_text())["judges"]["profiles"]["reference"]
-    classifier = build_judge("train_emotion_classifier", sizes).eval()
-    expert = build_judge("train_sync_expert", sizes).eval()
+    classifier = EmotionClassifier(**sizes["emotion_classifier"]).eval()
+    expert = SyncExpert(**sizes["sync_expert"]).eval()
     with torch.no_grad():
         assert classifier(torch.rand(2, 3, 3, 256, 256)).shape == (2, len(MEAD_EMOTIONS))
         frames = torch.rand(2, SYNC_WINDOW, 3, 128, 256)  # mouth halves of 256 crops

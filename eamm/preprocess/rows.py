@@ -31,13 +31,11 @@ class RowStore:
         self._batches: list[pa.RecordBatch] = []
         self._pending: list[Mapping[str, Any]] = []
         self.count = 0
-        self.ok = 0
 
     def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
         for row in rows:
             self._pending.append(row)
             self.count += 1
-            self.ok += row["status"] == "ok"
             if len(self._pending) >= FLUSH_ROWS:
                 self._flush()
 

@@ -27,7 +27,6 @@ from eamm.manifest import content_fingerprint
 from eamm.models.build import build_emotion_net, build_networks, profile
 from eamm.models.perceptual import find_vgg19_weights
 from eamm.stages import (
-    EAMM_STAGES,
     TrainingStage,
     checkpoint_path,
     manifest_path,
@@ -49,9 +48,6 @@ from eamm.train.stages import (
     fomm_losses,
     select_emotion_keypoints,
 )
-
-# The stages' names, folders, upstream checkpoints and factories: ``eamm.stages``.
-STAGES = EAMM_STAGES
 
 
 @dataclass
@@ -120,13 +116,6 @@ def perceptual_weights(name: str, weights: dict) -> list[float]:
             "(FOMM: [10, 10, 10, 10, 10]; EAMM's fine-tune: [0.1, 0.1, 0.1, 0.1, 0.1])"
         )
     return layer_weights
-
-
-def build_judge(name: str, sizes: dict) -> torch.nn.Module:
-    """The network of a judge stage ("train_emotion_classifier" or "train_sync_expert")."""
-    if name == "train_emotion_classifier":
-        return EmotionClassifier(**sizes["emotion_classifier"])
-    return SyncExpert(**sizes["sync_expert"])
 
 
 def _judge_stage(inputs: StageInputs, key: str, dataset, loss, validate, net, sizes) -> Stage:

@@ -83,13 +83,13 @@ def resolve_stage(params_path: str | Path, stage: str) -> ResolvedStage:
             raise EammError(f"{path}: missing section '{key}'")
     name, recipe = load_recipe(data, path)
     model, section = data["model"], data[stage]
-    if stage not in EAMM_STAGES:  # the judges are ours: no recipe sets them
-        validate_section(model, "model", ModelParams, path)
-        validate_section(data.get("judges"), "judges", JudgesParams, path)
-        return ResolvedStage(None, model, validate_section(section, stage, StageParams, path))
-    if recipe.model_profile is not None:
+    judge = stage not in EAMM_STAGES  # the judges are ours: no recipe sets them
+    if not judge and recipe.model_profile is not None:
         model = {**model, "profile": recipe.model_profile}
     validate_section(model, "model", ModelParams, path)
+    if judge:
+        validate_section(data.get("judges"), "judges", JudgesParams, path)
+        return ResolvedStage(None, model, validate_section(section, stage, StageParams, path))
     if stage in recipe.stages:
         section = overlay(section, recipe.stages[stage])
     return ResolvedStage(name, model, validate_section(section, stage, StageParams, path))

@@ -47,7 +47,7 @@ def index_flow(
     write_index_report(index, report_path)
     report = json.loads(report_path.read_text())
     # The raw folder as configured (relative in params.yaml), so the committed metrics file is
-    # the same in every clone; the index itself keeps the absolute root.
+    # the same in every clone (the index stores it relative to itself: stored_root).
     report["root"] = raw or default_raw
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     splits = Counter(e.split for e in index.entries)

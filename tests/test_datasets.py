@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -312,6 +314,29 @@ def test_index_round_trip_and_report(mead: Path, tmp_path: Path) -> None:
     assert report["by_split"] == {"train": 5, "val": 0, "test": 4}
     assert [(p["path"], p["reason"]) for p in report["problems"]] == MEAD_PROBLEMS
     assert sorted(os.listdir(out.parent)) == ["mead_index.parquet", "mead_index_report.json"]
+
+
+def test_index_stores_a_project_root_relative_to_itself(
+    mead: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside the current folder the root is stored relative to the index, so two clones at
+    different paths write the same bytes; the index still reads back the absolute root."""
+    index = MeadRecipe(views=VIEWS).index(mead)
+    digests = []
+    for clone in ("a", "b"):
+        project = tmp_path / clone
+        shutil.copytree(mead, project / "raw")
+        monkeypatch.chdir(project)
+        here = MeadRecipe(views=VIEWS).index(project / "raw")
+        out = project / "data" / "index.parquet"
+        write_index(here, out)
+        assert pq.read_schema(out).metadata[b"root"] == b"../raw"
+        assert read_index(out).root == str((project / "raw").resolve())
+        digests.append(hashlib.md5(out.read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+    monkeypatch.chdir(tmp_path / "a")  # a root outside the project stays absolute
+    write_index(index, tmp_path / "a" / "other.parquet")
+    assert pq.read_schema(tmp_path / "a" / "other.parquet").metadata[b"root"] == index.root.encode()
 
 
 def test_read_index_rejects_other_files(tmp_path: Path) -> None:

@@ -57,6 +57,24 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
+def stored_root(root: str, index_path: str | Path) -> str:
+    """The raw root as an index stores it: relative to the index's folder when both lie
+    inside the current folder (the project: a clone anywhere writes the same bytes, so DVC's
+    hashes of the index match the committed ones); absolute otherwise."""
+    here = Path.cwd().resolve()
+    folder = Path(index_path).parent.resolve()
+    if Path(root).is_absolute() and Path(root).is_relative_to(here) and folder.is_relative_to(here):
+        return os.path.relpath(root, folder)
+    return str(root)
+
+
+def resolved_root(stored: str, index_path: str | Path) -> str:
+    """The absolute raw root of an index's stored root (see :func:`stored_root`)."""
+    if Path(stored).is_absolute():
+        return stored
+    return os.path.normpath(Path(index_path).parent.resolve() / stored)
+
+
 def write_index(index: DatasetIndex, path: str | Path) -> None:
     """Write the entries as Parquet; dataset, root and problems go in the schema metadata."""
     columns = {name: [getattr(e, name) for e in index.entries] for name in _FIELDS}
@@ -65,7 +83,7 @@ def write_index(index: DatasetIndex, path: str | Path) -> None:
         {
             "format": INDEX_FORMAT,
             "dataset": index.dataset,
-            "root": index.root,
+            "root": stored_root(index.root, path),
             "problems": json.dumps(problems, ensure_ascii=False),
         }
     )
@@ -77,8 +95,8 @@ def write_index(index: DatasetIndex, path: str | Path) -> None:
 
 
 def read_index_table(path: str | Path) -> tuple[pa.Table, dict[str, str]]:
-    """The index as Arrow (``INDEX_SCHEMA``) and its metadata (dataset, root, problems as
-    JSON); EammError naming the file when it is not an index :func:`write_index` wrote."""
+    """The index as Arrow (``INDEX_SCHEMA``) and its metadata (dataset, absolute root, problems
+    as JSON); EammError naming the file when it is not an index :func:`write_index` wrote."""
     path = Path(path)
     try:
         table = pq.read_table(path)
@@ -89,6 +107,7 @@ def read_index_table(path: str | Path) -> tuple[pa.Table, dict[str, str]]:
         raise EammError(f"{path}: not a dataset index (missing {INDEX_FORMAT} metadata)")
     if not table.schema.remove_metadata().equals(INDEX_SCHEMA):
         raise EammError(f"{path}: dataset index columns differ from INDEX_SCHEMA")
+    meta["root"] = resolved_root(meta["root"], path)
     return table.replace_schema_metadata(None), meta
 
 

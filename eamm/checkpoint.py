@@ -32,14 +32,18 @@ def file_fingerprint(path: str | Path) -> str:
 def seed_all(seed: int) -> None:
     """Seed torch's, Python's and NumPy's global generators, so the RNG state a checkpoint
     saves (and a resumed run restores) is the same on every run and machine: unseeded, the
-    Python and NumPy states made checkpoint bytes differ between fresh clones."""
+    NumPy state made checkpoint bytes differ between fresh clones."""
     torch.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
 
 
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    """Torch's and NumPy's generator states (CUDA's too where present). Python's ``random`` is
+    left out: no training code draws from it, and libraries running in other threads of the
+    process (Prefect's client) do, a varying number of times per run, so saving it made the
+    same training write different checkpoint bytes in two fresh clones."""
+    state = {"torch": torch.get_rng_state()}
     _, keys, pos, has_gauss, gauss = np.random.get_state()
     state["numpy"] = [keys.tolist(), int(pos), int(has_gauss), float(gauss)]
     if torch.cuda.is_available():
@@ -48,9 +52,11 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore :func:`rng_state`'s generators (a ``python`` entry of older checkpoints too)."""
     torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
     keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state(("MT19937", np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
     if "cuda" in state and torch.cuda.is_available():

@@ -4,12 +4,13 @@ stays a valid zip that loads safely, and an interrupted write leaves the old fil
 
 from __future__ import annotations
 
+import random
 import zipfile
 from pathlib import Path
 
 import torch
 
-from eamm.checkpoint import load_checkpoint, save_checkpoint
+from eamm.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_all, set_rng_state
 
 
 def _payload(scale: float) -> dict:
@@ -41,3 +42,18 @@ def test_plain_torch_save_is_not_reproducible(tmp_path: Path) -> None:
     torch.save(_payload(1.0), tmp_path / "x.pt")
     torch.save(_payload(1.0), tmp_path / "y.pt")
     assert (tmp_path / "x.pt").read_bytes() != (tmp_path / "y.pt").read_bytes()
+
+
+def test_saved_rng_state_ignores_draws_from_pythons_random() -> None:
+    """Other threads (Prefect's client) draw from Python's ``random`` a varying number of times
+    per run: the saved state leaves it out, so the bytes do not depend on them; a state from an
+    older checkpoint that has it still restores."""
+    seed_all(0)
+    first = rng_state()
+    random.random()  # a library's draw, between the seed and the checkpoint
+    second = rng_state()
+    assert "python" not in first and torch.equal(first["torch"], second["torch"])
+    assert first["numpy"] == second["numpy"]
+    torch.rand(3)
+    set_rng_state({**first, "python": random.getstate()})
+    assert torch.equal(torch.get_rng_state(), first["torch"])

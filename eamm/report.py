@@ -16,8 +16,7 @@ import yaml
 from eamm.config import EvaluateParams, GenerateParams
 from eamm.evaluate import METRICS, VARIANTS
 from eamm.evidence import relations
-from eamm.judges.plots import CONFUSION_PNG, OFFSETS_PNG
-from eamm.stages import STAGE_DIRS
+from eamm.stages import CONFUSION_PNG, OFFSETS_PNG, STAGE_DIRS
 
 PUBLISHED = Path(__file__).resolve().parent / "metrics" / "published_mead.yaml"
 # What no protocol setting changes: the audio each judge and the generator read.

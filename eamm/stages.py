@@ -21,6 +21,8 @@ from typing import Any
 DATASETS = ("mead", "lrw")
 MANIFEST_NAME = "manifest.parquet"  # in a dataset's processed folder
 CHECKPOINT_NAME = "checkpoint.pt"  # in a training stage's folder
+CONFUSION_PNG = "confusion.png"  # the emotion judge's held-out confusion matrix, in its folder
+OFFSETS_PNG = "offsets.png"  # the sync judge's held-out offsets, in its folder
 
 
 @dataclass(frozen=True)
@@ -154,8 +156,8 @@ def _training_params(stage: TrainingStage) -> tuple[str, ...]:
 def _training_outputs(stage: TrainingStage, models: str = "models") -> tuple[str, ...]:
     folder = f"{models}/{stage.folder}"
     figures = {
-        "train_emotion_classifier": ("confusion.png",),
-        "train_sync_expert": ("offsets.png",),
+        "train_emotion_classifier": (CONFUSION_PNG,),
+        "train_sync_expert": (OFFSETS_PNG,),
     }.get(stage.name, ())
     samples = () if stage.judge else ("samples.png",)
     names = (

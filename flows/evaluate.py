@@ -39,11 +39,8 @@ def evaluate_flow(
     table = aggregate(scores)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    models = {
-        STAGE_DIRS[stage]: file_fingerprint(checkpoint_path(checkpoints, stage))
-        for stage in (*GENERATION_STAGES, *JUDGES)
-        if checkpoint_path(checkpoints, stage).is_file()
-    }
+    paths = {stage: checkpoint_path(checkpoints, stage) for stage in (*GENERATION_STAGES, *JUDGES)}
+    models = {STAGE_DIRS[s]: file_fingerprint(p) for s, p in paths.items() if p.is_file()}
     protocol = run_protocol(params, generate)
     metrics = {
         **table,

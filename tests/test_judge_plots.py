@@ -12,8 +12,6 @@ from PIL import Image
 from eamm.config import MEAD_EMOTIONS
 from eamm.judges import EmotionClassifier, SyncExpert
 from eamm.judges.plots import (
-    CONFUSION_PNG,
-    OFFSETS_PNG,
     confusion_matrix,
     offset_accuracy,
     plot_confusion,
@@ -21,6 +19,7 @@ from eamm.judges.plots import (
 )
 from eamm.judges.training import VALIDATION_SHIFT, validate_classifier, validate_sync
 from eamm.report import JUDGE_FIGURES, copy_judge_figures, markdown
+from eamm.stages import CONFUSION_PNG, OFFSETS_PNG
 
 INTENDED = ["happy", "happy", "sad", "neutral", "angry", "angry", "fear", "surprised"]
 PREDICTED = ["happy", "sad", "sad", "neutral", "angry", "contempt", "fear", "surprised"]

@@ -194,7 +194,7 @@ def test_loss_decreases_on_a_repeated_batch(name, data_root, trained):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     print(name, [round(v, 3) for v in losses])
     assert min(losses[-3:]) < 0.85 * losses[0]
 

@@ -15,8 +15,6 @@ import numpy as np
 
 from eamm.config import MEAD_EMOTIONS
 
-CONFUSION_PNG = "confusion.png"  # in models/emotion_classifier/
-OFFSETS_PNG = "offsets.png"  # in models/sync_expert/
 CONFUSION_SIZE = (6.4, 5.6)  # inches, at DPI: 640 x 560 pixels
 OFFSETS_SIZE = (7.0, 4.0)  # 700 x 400 pixels
 DPI = 100

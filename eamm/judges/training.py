@@ -19,8 +19,6 @@ from eamm.config import MEAD_EMOTIONS
 from eamm.judges.emotion import emotion_accuracy, predict_emotion, spread
 from eamm.judges.emotion_classifier import EmotionClassifier
 from eamm.judges.plots import (
-    CONFUSION_PNG,
-    OFFSETS_PNG,
     confusion_matrix,
     offset_accuracy,
     plot_confusion,
@@ -28,6 +26,7 @@ from eamm.judges.plots import (
 )
 from eamm.judges.sync import expert_score, shift_audio
 from eamm.judges.sync_expert import SyncExpert, mouth_half
+from eamm.stages import CONFUSION_PNG, OFFSETS_PNG
 from eamm.tensors import to_tensor
 
 VALIDATION_FRAMES = 16  # frames per held-out clip, spread evenly over it

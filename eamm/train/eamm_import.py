@@ -61,8 +61,7 @@ from eamm.models import (
     KPDetector,
     OcclusionAwareGenerator,
 )
-from eamm.stages import STAGE_DIRS
-from eamm.train.loop import CHECKPOINT
+from eamm.stages import CHECKPOINT_NAME, STAGE_DIRS
 
 __all__ = ["EAMM_EMOTION_KP", "IMPORT_FINGERPRINT", "import_eamm_release"]
 
@@ -250,5 +249,5 @@ def import_eamm_release(
     written = {}
     for key, payload in payloads.items():
         folder = _SOURCES[key].folder
-        written[folder] = save_checkpoint(payload, Path(out_root) / folder / CHECKPOINT)
+        written[folder] = save_checkpoint(payload, Path(out_root) / folder / CHECKPOINT_NAME)
     return written

@@ -35,7 +35,6 @@ from eamm.tensors import pick_device
 from eamm.train.datasets import SeededClips, StepBatchSampler
 
 LossFn = Callable[[dict[str, torch.Tensor], int], tuple[dict[str, torch.Tensor], np.ndarray | None]]
-CHECKPOINT = CHECKPOINT_NAME
 # Settings that may change between a checkpoint and its continuation (run length, logging).
 RESUMABLE_CHANGES = {
     "steps",
@@ -231,7 +230,7 @@ def train_stage(
         _continue_optimizer(optimizers[name], saved)
     start = 0
     history: list[dict] = []
-    path = out / CHECKPOINT
+    path = out / CHECKPOINT_NAME
     state = load_checkpoint(path, device) if resume and path.is_file() else None
     if state is not None and (
         _resume_key(state.get("params", {})) != _resume_key(settings)

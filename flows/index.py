@@ -11,27 +11,9 @@ from prefect.artifacts import create_markdown_artifact
 
 import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
 from eamm.config import DatasetsParams, load_section
+from eamm.datasets import recipe_from_params
 from eamm.datasets.index_io import write_index, write_index_report
-from eamm.datasets.mead import load_test_speakers
 from tasks.index import index_dataset
-
-
-def recipe_options(dataset: str, params_path: str) -> tuple[str, dict]:
-    """(raw folder, recipe keyword options) from the ``datasets`` section of params."""
-    datasets = load_section(params_path, "datasets", DatasetsParams)
-    if dataset == "mead":
-        mead = datasets.mead
-        return mead.raw, {
-            "views": tuple(mead.views),
-            "speakers": tuple(mead.speakers) if mead.speakers else None,
-            "emotions": tuple(mead.emotions) if mead.emotions else None,
-            "test_speakers": load_test_speakers(mead.split_file),
-        }
-    lrw = datasets.lrw
-    return lrw.raw, {
-        "words": tuple(lrw.words) if lrw.words else None,
-        "splits": tuple(lrw.splits),
-    }
 
 
 @flow(name="index-dataset")
@@ -39,8 +21,9 @@ def index_flow(
     dataset: str, out: str, raw: str | None = None, params_path: str = "params.yaml"
 ) -> dict:
     """Index, write ``out`` (Parquet) and ``<out stem>_report.json``; return the report."""
-    default_raw, options = recipe_options(dataset, params_path)
-    index = index_dataset(dataset, raw or default_raw, options)
+    datasets = load_section(params_path, "datasets", DatasetsParams)
+    default_raw, recipe = recipe_from_params(dataset, datasets)
+    index = index_dataset(recipe, raw or default_raw)
     out_path = Path(out)
     write_index(index, out_path)
     report_path = out_path.with_name(f"{out_path.stem}_report.json")

@@ -6,11 +6,10 @@ from pathlib import Path
 
 from prefect import task
 
-from eamm.datasets import get_recipe
-from eamm.datasets.base import DatasetIndex
+from eamm.datasets.base import DatasetIndex, DatasetRecipe
 
 
 @task(name="walk-raw-folder")
-def index_dataset(dataset: str, raw: str, options: dict) -> DatasetIndex:
+def index_dataset(recipe: DatasetRecipe, raw: str) -> DatasetIndex:
     """Walk the raw folder; layout problems are reported, not raised."""
-    return get_recipe(dataset, **options).index(Path(raw))
+    return recipe.index(Path(raw))

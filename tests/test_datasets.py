@@ -14,7 +14,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from eamm.datasets import LrwRecipe, MeadRecipe, get_recipe, load_test_speakers
+from eamm.config import DatasetsParams
+from eamm.datasets import (
+    LrwRecipe,
+    MeadRecipe,
+    get_recipe,
+    load_test_speakers,
+    recipe_from_params,
+)
 from eamm.datasets.base import ClipEntry, IndexProblem
 from eamm.datasets.index_io import INDEX_SCHEMA, read_index, write_index, write_index_report
 from eamm.datasets.mead import DEFAULT_TEST_SPEAKERS, VIEWS
@@ -177,6 +184,33 @@ def test_get_recipe() -> None:
         get_recipe("vox")
     with pytest.raises(EammError, match="dataset 'lrw': bad options"):
         get_recipe("lrw", views=("front",))
+
+
+def test_recipes_from_params_apply_their_split_rule(mead: Path, tmp_path: Path) -> None:
+    """The params section configures each recipe; every entry's split is its recipe's rule."""
+    split_file = tmp_path / "split.yaml"
+    split_file.write_text("version: 1\ntest_speakers: [W011]\n")
+    lrw = tmp_path / "lrw"
+    touch(lrw, "lipread_mp4/ABOUT/train/ABOUT_00001.mp4", "lipread_mp4/ABOUT/val/ABOUT_00001.mp4")
+    params = DatasetsParams(
+        mead={"raw": str(mead), "views": ["front", "down"], "split_file": str(split_file)},
+        lrw={"raw": str(lrw), "splits": ["val"]},
+    )
+    raw, recipe = recipe_from_params("mead", params)
+    assert raw == str(mead)
+    assert isinstance(recipe, MeadRecipe) and recipe.views == ("front", "down")
+    entries = recipe.index(Path(raw)).entries
+    assert {(e.speaker, e.split) for e in entries} == {
+        ("M003", "train"),
+        ("M005", "train"),
+        ("W011", "test"),
+    }
+    assert all(e.split == recipe.split_of(e) for e in entries)
+    raw, recipe = recipe_from_params("lrw", params)
+    [entry] = recipe.index(Path(raw)).entries
+    assert (entry.clip_id, entry.split) == ("val/ABOUT/ABOUT_00001", "val")
+    with pytest.raises(EammError, match="unknown dataset 'vox' \\(known: lrw, mead\\)"):
+        recipe_from_params("vox", params)
 
 
 def test_split_file(tmp_path: Path) -> None:

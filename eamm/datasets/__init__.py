@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from eamm.config import DatasetsParams
 from eamm.datasets.base import ClipEntry, DatasetIndex, DatasetRecipe, IndexProblem
 from eamm.datasets.lrw import LrwRecipe
 from eamm.datasets.mead import MeadRecipe, load_test_speakers
 from eamm.errors import EammError
 
-RECIPES: dict[str, type] = {"mead": MeadRecipe, "lrw": LrwRecipe}
+RECIPES: dict[str, type[DatasetRecipe]] = {"mead": MeadRecipe, "lrw": LrwRecipe}
 
 __all__ = [
     "RECIPES",
@@ -21,7 +22,16 @@ __all__ = [
     "MeadRecipe",
     "get_recipe",
     "load_test_speakers",
+    "recipe_from_params",
 ]
+
+
+def recipe_from_params(name: str, params: DatasetsParams) -> tuple[str, DatasetRecipe]:
+    """(raw folder, recipe) of dataset ``name`` as its ``datasets.<name>`` section sets them."""
+    if name not in RECIPES:
+        raise EammError(f"unknown dataset '{name}' (known: {', '.join(sorted(RECIPES))})")
+    section = getattr(params, name)
+    return section.raw, RECIPES[name].from_params(section)
 
 
 def get_recipe(name: str, **options: Any) -> DatasetRecipe:

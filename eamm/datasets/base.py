@@ -11,9 +11,9 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from eamm.errors import EammError
 
@@ -58,11 +58,33 @@ class DatasetIndex:
 
 
 class DatasetRecipe(Protocol):
-    """Knows one dataset's raw layout and indexes a folder holding it."""
+    """Knows one dataset's raw layout, its split rule, and indexes a folder holding it.
+
+    Adding a dataset is one module with a class like this, one ``RECIPES`` entry and its section
+    under ``datasets`` in params.yaml; the index flow and everything after it read only
+    :class:`ClipEntry` records (the clip record every recipe yields).
+    """
 
     name: str
 
-    def index(self, root: Path) -> DatasetIndex: ...
+    @classmethod
+    def from_params(cls, section: Any) -> DatasetRecipe:
+        """The recipe configured by its ``datasets.<name>`` params section."""
+        ...
+
+    def index(self, root: Path) -> DatasetIndex:
+        """One :class:`ClipEntry` per clip found, split by :meth:`split_of`."""
+        ...
+
+    def split_of(self, entry: ClipEntry) -> str:
+        """The split rule: which split a clip belongs to (train/val/test)."""
+        ...
+
+
+def entry_with_split(recipe: DatasetRecipe, **fields: Any) -> ClipEntry:
+    """The clip record of ``fields`` (all but ``split``), split by the recipe's rule."""
+    entry = ClipEntry(split="", **fields)
+    return replace(entry, split=recipe.split_of(entry))
 
 
 def join(rel: str, name: str) -> str:

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from eamm.config import LRW_SPLITS
-from eamm.datasets.base import ClipEntry, DatasetIndex, TreeWalker, check_choices, join
+from eamm.config import LRW_SPLITS, LrwDatasetParams
+from eamm.datasets.base import (
+    ClipEntry,
+    DatasetIndex,
+    TreeWalker,
+    check_choices,
+    entry_with_split,
+    join,
+)
 from eamm.errors import EammError
 
 SPLITS = LRW_SPLITS
@@ -29,6 +36,14 @@ class LrwRecipe:
     def __init__(self, words: Iterable[str] | None = None, splits: Iterable[str] = SPLITS) -> None:
         self.words = check_choices("lrw words", words, pattern=WORD_RE)
         self.splits = check_choices("lrw splits", splits, SPLITS) or SPLITS
+
+    @classmethod
+    def from_params(cls, section: LrwDatasetParams) -> LrwRecipe:
+        return cls(words=tuple(section.words) if section.words else None, splits=section.splits)
+
+    def split_of(self, entry: ClipEntry) -> str:
+        """LRW's own: the split folder the clip lies in (``<WORD>/<split>/<file>``)."""
+        return PurePosixPath(entry.video).parts[-2]
 
     def index(self, root: Path) -> DatasetIndex:
         walker = TreeWalker(root)
@@ -60,10 +75,10 @@ class LrwRecipe:
             if split in self.splits:
                 for number, path in _clips(walker, split_rel, word):
                     entries.append(
-                        ClipEntry(
+                        entry_with_split(
+                            self,
                             clip_id=f"{split}/{word}/{word}_{number}",
                             dataset=self.name,
-                            split=split,
                             speaker=None,
                             emotion=None,
                             level=None,

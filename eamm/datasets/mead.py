@@ -13,13 +13,14 @@ from pathlib import Path
 
 import yaml
 
-from eamm.config import MEAD_EMOTIONS
+from eamm.config import MEAD_EMOTIONS, MeadDatasetParams
 from eamm.datasets.base import (
     ClipEntry,
     DatasetIndex,
     Kind,
     TreeWalker,
     check_choices,
+    entry_with_split,
     join,
 )
 from eamm.errors import EammError
@@ -78,6 +79,20 @@ class MeadRecipe:
             check_choices("mead test_speakers", test_speakers, pattern=SPEAKER_RE) or ()
         )
 
+    @classmethod
+    def from_params(cls, section: MeadDatasetParams) -> MeadRecipe:
+        """Views, speakers, emotions from ``datasets.mead``; test speakers from its split file."""
+        return cls(
+            views=tuple(section.views),
+            speakers=tuple(section.speakers) if section.speakers else None,
+            emotions=tuple(section.emotions) if section.emotions else None,
+            test_speakers=load_test_speakers(section.split_file),
+        )
+
+    def split_of(self, entry: ClipEntry) -> str:
+        """By identity: a test speaker's clips are test, every other speaker's train."""
+        return "test" if entry.speaker in self.test_speakers else "train"
+
     def index(self, root: Path) -> DatasetIndex:
         walker = TreeWalker(root)
         entries: list[ClipEntry] = []
@@ -103,17 +118,16 @@ class MeadRecipe:
         if kinds.get("video") != "dir":
             return []
         audio = _AudioFinder(walker, speaker, enabled=kinds.get("audio") == "dir")
-        split = "test" if speaker in self.test_speakers else "train"
         entries: list[ClipEntry] = []
         video = join(speaker, "video")
         for view, rel in walker.folders(video, "view", VIEWS.__contains__):
             if self.views is None or view in self.views:
                 for emotion, level, utt, path in self._clips(walker, rel):
                     entries.append(
-                        ClipEntry(
+                        entry_with_split(
+                            self,
                             clip_id=f"{speaker}/{view}/{emotion}/level_{level}/{utt}",
                             dataset=self.name,
-                            split=split,
                             speaker=speaker,
                             emotion=emotion,
                             level=level,

@@ -383,6 +383,9 @@ class EvaluateParams(Strict):
     max_frames: int | None = Field(None, ge=1)
     # Local SyncNet v2 weights (syncnet_v2.model); null = only our own sync expert's score.
     syncnet_weights: str | None = None
+    # Local FID Inception weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth); null =
+    # no FID (it is never computed with a stand-in network).
+    fid_weights: str | None = None
     protocols: dict[str, EvaluationProtocol] = Field(
         default_factory=lambda: {"ours": EvaluationProtocol()}, min_length=1
     )

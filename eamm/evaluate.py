@@ -36,9 +36,12 @@ from eamm.generate import (
 from eamm.judges.scoring import JUDGE_METRICS, Judges, judge_scores
 from eamm.judges.sync import shift_audio
 from eamm.metrics import FACE, MOUTH, clip_landmarks, cpbd_clip, lmd, psnr, ssim
+from eamm.metrics.fid import FidFeatures
 
 VARIANTS = ("ground_truth", "static_source", "reconstruction", "neutral", "emotion")
 METRICS = ("psnr", "ssim", "m_lmd", "f_lmd", "kp_motion", "cpbd", *JUDGE_METRICS)
+# Measured over all clips of a variant at once, not per clip (only with their weights set)
+SET_METRICS = ("fid",)
 
 
 @dataclass(frozen=True)
@@ -248,8 +251,10 @@ def evaluate_clips(
     gp: GenerateParams,
     device: torch.device,
     judges: Judges | None = None,
+    fid: FidFeatures | None = None,
 ) -> tuple[list[ClipScore], dict]:
-    """Scores of every clip and variant, and one middle frame per variant for the report."""
+    """Scores of every clip and variant, and one middle frame per variant for the report;
+    ``fid`` gathers the protocol's frames of every variant (FID is over all clips at once)."""
     size = nets.image_size
     protocol = params.resolved()
     judges = judges or Judges(device=device)
@@ -295,6 +300,8 @@ def evaluate_clips(
                 nets, source_tensor, mfcc_tensor, pose_tensor, real_kp["value"], gp
             )
             truth_views = scorer.views(truth)
+            if fid is not None:
+                fid.add("ground_truth", truth_views.image[truth_views.valid])
             audio = None
             if judges.syncnet is not None:
                 audio = delay_audio(clip.audio()[: t * AUDIO_PER_FRAME], protocol.audio_offset)
@@ -316,6 +323,8 @@ def evaluate_clips(
             )
             for variant, video in videos.items():
                 views = scorer.views(video)
+                if fid is not None:
+                    fid.add(variant, views.image[views.valid])
                 scores.append(
                     ClipScore(
                         clip.dataset,
@@ -351,3 +360,9 @@ def aggregate(scores: list[ClipScore]) -> dict:
             values["clips"] = len(rows)
             table[dataset][variant] = values
     return table
+
+
+def add_set_scores(table: dict, dataset: str, metric: str, values: dict[str, float]) -> None:
+    """A set-level metric of each variant (``SET_METRICS``) into ``aggregate``'s table."""
+    for variant, value in values.items():
+        table[dataset][variant][metric] = round(value, 4) if np.isfinite(value) else None

@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 
 from eamm.config import EvaluateParams, GenerateParams
-from eamm.evaluate import METRICS, VARIANTS
+from eamm.evaluate import METRICS, SET_METRICS, VARIANTS
 from eamm.evidence import relations
 from eamm.stages import CONFUSION_PNG, OFFSETS_PNG, STAGE_DIRS
 
@@ -38,10 +38,10 @@ DIRECTION = {
     "sync_dist": "lower",
     "syncnet_conf": "higher",
     "syncnet_dist": "lower",
+    "fid": "lower",  # measured with evaluate.fid_weights
     # published only (not measured here)
     "style_acc": "higher",
     "csim": "higher",
-    "fid": "lower",
     "fvd": "lower",
 }
 PUBLISHED_METRICS = (
@@ -89,7 +89,7 @@ def scored(table: dict, datasets: list[str]) -> list[str]:
     emotion accuracy on LRW, leaves a column empty: it is not shown)."""
     return [
         m
-        for m in METRICS
+        for m in (*METRICS, *SET_METRICS)
         if any(row.get(m) is not None for d in datasets for row in table[d].values())
     ]
 
@@ -326,7 +326,9 @@ def markdown(
         "protocol's crops with its landmarker (`image_crop`, `landmarker`). Emotion "
         "accuracy: our MEAD classifier "
         "(`train_emotion_classifier`); sync_conf/sync_dist: our LRW sync expert "
-        "(`train_sync_expert`); syncnet_*: SyncNet v2 from `evaluate.syncnet_weights` when set.",
+        "(`train_sync_expert`); syncnet_*: SyncNet v2 from `evaluate.syncnet_weights` when set; "
+        "fid: pytorch-fid's Inception from `evaluate.fid_weights` when set, each variant's "
+        "frames (all clips at once, the protocol's crops) against the real frames.",
         "",
         *_relation_lines(metrics),
         *_judge_lines(metrics.get("judges", {}), judge_figures),

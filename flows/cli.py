@@ -318,8 +318,9 @@ def evaluate(
     from eamm.config import EvaluateParams, load_section
 
     settings = load_section(params, "evaluate", EvaluateParams)
-    weights = settings.syncnet_weights
-    _require_input("evaluate.syncnet_weights", Path(weights) if weights else None)
+    for setting in ("syncnet_weights", "fid_weights"):
+        weights = getattr(settings, setting)
+        _require_input(f"evaluate.{setting}", Path(weights) if weights else None)
     for dataset in settings.datasets:
         _require_input("evaluate.datasets", manifest_path(data_root, dataset))
     from eamm.evidence import relations

@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
 from eamm.checkpoint import file_fingerprint
 from eamm.config import EvaluateParams, GenerateParams, load_section
-from eamm.evaluate import aggregate
+from eamm.evaluate import add_set_scores, aggregate
 from eamm.evidence import judge_summary, training_summary
 from eamm.report import markdown, run_protocol, write_report
 from eamm.stages import GENERATION_STAGES, JUDGES, STAGE_DIRS, checkpoint_path
@@ -29,14 +29,16 @@ def evaluate_flow(
     params = load_section(params_path, "evaluate", EvaluateParams)
     generate = load_section(params_path, "generate", GenerateParams)
     model = yaml.safe_load(Path(params_path).read_text()).get("model", {})
-    scores, stills = [], {}
+    scores, stills, fid = [], {}, {}
     for dataset in params.datasets:
-        clip_scores, clip_stills = evaluate_dataset(
+        clip_scores, clip_stills, fid[dataset] = evaluate_dataset(
             dataset, data_root, checkpoints, params, generate, model
         )
         scores += clip_scores
         stills.update(clip_stills)
     table = aggregate(scores)
+    for dataset, values in fid.items():
+        add_set_scores(table, dataset, "fid", values)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {stage: checkpoint_path(checkpoints, stage) for stage in (*GENERATION_STAGES, *JUDGES)}

@@ -49,4 +49,9 @@ echo "bootstrap: installing Python dependencies into $VENV (first run takes a fe
 # syncnet_python's reference code, for the SyncNet cross-check test only: without its deps (they
 # name torchvision, whose PyPI build is CUDA's and does not import with the CPU torch).
 "$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps syncnet-python scenedetect
+# pytorch-fid's network, for the FID cross-check test only: it builds it through torchvision (whose
+# PyPI build does not import with the CPU torch), so both go into a folder outside site-packages,
+# where the test imports torchvision's pure-Python model code alone.
+"$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps --upgrade \
+  --target "$VENV/fid-reference" torchvision pytorch-fid
 echo "$inputs" > "$STAMP"

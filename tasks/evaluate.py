@@ -9,6 +9,7 @@ from eamm.config import EvaluateParams, GenerateParams
 from eamm.evaluate import ClipScore, evaluate_clips, select_clips
 from eamm.generate import load_models
 from eamm.judges.scoring import load_judges
+from eamm.metrics.fid import FidFeatures, load_fid_inception
 from eamm.stages import manifest_path
 from eamm.tensors import pick_device
 
@@ -21,7 +22,8 @@ def evaluate_dataset(
     params: EvaluateParams,
     generate: GenerateParams,
     model: dict,
-) -> tuple[list[ClipScore], dict]:
+) -> tuple[list[ClipScore], dict, dict[str, float]]:
+    """Per-clip scores, the report's stills, and FID per variant (empty without its weights)."""
     manifest = manifest_path(data_root, dataset)
     protocol = params.resolved()
     if protocol.landmarker == "dlib68":  # one line now if dlib is missing, not after the models
@@ -34,4 +36,8 @@ def evaluate_dataset(
     device = pick_device(generate.device)
     nets = load_models(checkpoints, device, generate, model)
     judges = load_judges(checkpoints, device, protocol.vshift, params.syncnet_weights)
-    return evaluate_clips(clips, pool, nets, params, generate, device, judges)
+    fid = None
+    if params.fid_weights:
+        fid = FidFeatures(load_fid_inception(params.fid_weights, device), device)
+    scores, stills = evaluate_clips(clips, pool, nets, params, generate, device, judges, fid)
+    return scores, stills, fid.scores() if fid is not None else {}

@@ -61,3 +61,38 @@ def prefect_api():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def randomise_batch_norm(net, seed: int) -> None:
+    """Seeded batch-norm weights and statistics of the order trained ones have, so a randomly
+    initialised reference network's outputs neither vanish nor explode (weights are compared
+    through them)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                for tensor, low, span in (
+                    (module.weight, 0.5, 1.0),
+                    (module.running_var, 0.5, 1.0),
+                ):
+                    tensor.copy_(torch.rand(tensor.shape, generator=generator) * span + low)
+                for tensor in (module.bias, module.running_mean):
+                    tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.1)
+
+
+def calibrate_batch_norm(net, inputs) -> None:
+    """Batch-norm statistics measured on ``inputs`` (one pass in training mode), so a deep
+    randomly initialised network's features still depend on its input instead of collapsing
+    to a constant; then eval mode."""
+    import torch
+
+    for module in net.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # a plain average over the pass
+    net.train()
+    with torch.no_grad():
+        net(inputs)
+    net.eval()

@@ -156,18 +156,23 @@ def test_flow_params_are_checked_before_the_server_starts(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("setting", "missing"),
-    [("syncnet_weights", "weights/syncnet_v2.model"), ("datasets", "manifest.parquet")],
+    [
+        ("syncnet_weights", "weights/syncnet_v2.model"),
+        ("fid_weights", "weights/pt_inception-2015-12-05-6726825d.pth"),
+        ("datasets", "manifest.parquet"),
+    ],
 )
 def test_evaluate_inputs_are_checked_before_the_server_starts(
     tmp_path: Path, setting: str, missing: str
 ) -> None:
-    """A SyncNet weights path or a manifest that is not there: one line naming the file and the
-    setting, before models load or Prefect's server starts (issue 14)."""
+    """A SyncNet or FID weights path or a manifest that is not there: one line naming the file
+    and the setting, before models load or Prefect's server starts (issue 14)."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    if setting == "syncnet_weights":
-        params["evaluate"]["syncnet_weights"] = str(tmp_path / missing)
+    weights = setting.endswith("_weights")
+    if weights:
+        params["evaluate"][setting] = str(tmp_path / missing)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    data_root = ROOT / "data" if setting == "syncnet_weights" else tmp_path / "data"
+    data_root = ROOT / "data" if weights else tmp_path / "data"
     result, seconds = eamm("evaluate", "--data-root", data_root, cwd=tmp_path)
     assert_one_line_error(result, missing, f"evaluate.{setting}")
     assert TEMPORARY_SERVER not in result.stderr

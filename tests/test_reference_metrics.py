@@ -3,13 +3,16 @@
 CPBD: ours equals ``cpbd.compute`` of PyPI ``cpbd-py312`` 1.0.3 (the ``cpbd`` 1.0.7 code,
 importable on current Python) to 1e-6 on real frames. SyncNet v2: ours and
 ``syncnet-python`` 0.2.3 (joonson's syncnet_python) with the same random weights give the same
-embeddings and the same offset search, to 1e-5. The reference packages are test-only: each
+embeddings and the same offset search, to 1e-5. FID: our Inception and pytorch-fid 0.3.0's with
+the same random weights give the same pool3 features, and the same Fréchet distance. The
+reference packages are test-only: each
 test skips, with the install command, where its package is absent.
 """
 
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,8 +25,17 @@ from eamm.errors import EammError
 from eamm.judges import SyncNetV2
 from eamm.judges.scoring import load_judges
 from eamm.judges.sync import load_syncnet, offset_distances, offset_search, syncnet_score
+from eamm.metrics.fid import (
+    FEATURES,
+    FID_WEIGHTS_NAME,
+    FidInceptionV3,
+    frechet_distance,
+    load_fid_inception,
+)
 from eamm.metrics.sharpness import cpbd, cpbd_clip, to_gray
+from tests.conftest import calibrate_batch_norm, randomise_batch_norm
 
+ROOT = Path(__file__).resolve().parents[1]
 VSHIFT = 15  # syncnet_python's and EAT's offset range
 
 
@@ -152,13 +164,7 @@ def syncnet_pair():
     model, _ = _reference_syncnet()
     torch.manual_seed(0)
     reference = model.S(num_layers_in_fc_layers=1024)
-    with torch.no_grad():
-        for module in reference.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0.0, 0.1)
-                module.running_mean.normal_(0.0, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
+    randomise_batch_norm(reference, seed=0)
     return reference.eval(), reference.state_dict()
 
 
@@ -238,3 +244,140 @@ def test_missing_syncnet_weights_stop_with_one_line_naming_setting_and_file(tmp_
     with pytest.raises(EammError, match=r"syncnet_v2\.model: cannot load SyncNet weights") as err:
         load_judges(tmp_path, torch.device("cpu"), VSHIFT, str(not_weights))
     assert "\n" not in str(err.value) and "evaluate.syncnet_weights" in str(err.value)
+
+
+# --- FID -----------------------------------------------------------------------------------------
+
+FID_REFERENCE = ROOT / ".venv" / "fid-reference"
+
+
+def _reference_fid():
+    """pytorch-fid 0.3.0's ``inception`` and ``fid_score`` modules. They build the network
+    through torchvision, whose PyPI build does not import with the CPU torch, so
+    ``scripts/bootstrap.sh`` installs both into ``.venv/fid-reference`` (outside site-packages)
+    and torchvision's pure-Python model code is imported here without its C extension."""
+    if not (FID_REFERENCE / "pytorch_fid").is_dir():
+        pytest.skip(
+            "reference FID not installed: pip install -c constraints.txt --no-deps "
+            "--target .venv/fid-reference torchvision pytorch-fid"
+        )
+    import importlib
+    import sys
+
+    package = FID_REFERENCE / "torchvision"
+    saved = {
+        k: v for k, v in sys.modules.items() if k.split(".")[0] in ("torchvision", "pytorch_fid")
+    }
+
+    def stub(name: str, path) -> types.ModuleType:
+        module = types.ModuleType(name)
+        module.__path__ = [str(path)]
+        sys.modules[name] = module
+        return module
+
+    sys.path.insert(0, str(FID_REFERENCE))
+    try:
+        torchvision = stub("torchvision", package)
+        torchvision.__version__ = "0.28.0"
+        transforms = stub("torchvision.transforms", package / "transforms")
+        functional = importlib.import_module("torchvision.transforms.functional")
+        transforms.functional, transforms.InterpolationMode = (
+            functional,
+            functional.InterpolationMode,
+        )
+        models = stub("torchvision.models", package / "models")
+        models.inception = importlib.import_module("torchvision.models.inception")
+        models.inception_v3 = models.inception.inception_v3
+        torchvision.models = models
+        inception = importlib.import_module("pytorch_fid.inception")
+        fid_score = importlib.import_module("pytorch_fid.fid_score")
+    finally:
+        sys.path.remove(str(FID_REFERENCE))
+        for name in [k for k in sys.modules if k.split(".")[0] in ("torchvision", "pytorch_fid")]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+    return inception, fid_score
+
+
+def _reference_fid_network(inception) -> torch.nn.Module:
+    """pytorch-fid's ``fid_inception_v3`` without its download: torchvision's Inception3 with
+    the FID blocks, seeded random weights, batch-norm statistics measured on random images."""
+    net = inception._inception_v3(num_classes=1008, aux_logits=False, weights=None)
+    net.Mixed_5b = inception.FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = inception.FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = inception.FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = inception.FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = inception.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = inception.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = inception.FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = inception.FIDInceptionE_1(1280)
+    net.Mixed_7c = inception.FIDInceptionE_2(2048)
+    randomise_batch_norm(net, seed=1)
+    calibrate_batch_norm(
+        net, torch.rand(8, 3, 299, 299, generator=torch.Generator().manual_seed(3))
+    )
+    return net
+
+
+def test_fid_inception_is_torchvisions_inception3_in_size():
+    """torchvision's Inception3 without the auxiliary head, 1008 classes (pytorch-fid's file):
+    23,834,568 parameters (torchvision's published 27,161,264 less the auxiliary head's
+    3,326,696) + 8 more classes; pool3 is 2048 wide for any input size."""
+    net = FidInceptionV3().eval()
+    assert sum(p.numel() for p in net.parameters()) == 23_834_568 + 8 * 2049
+    with torch.no_grad():
+        assert net(torch.rand(2, 3, 64, 64)).shape == (2, FEATURES)
+
+
+def test_fid_inception_equals_pytorch_fid(tmp_path):
+    """The same random weights in pytorch-fid's ``InceptionV3([3])`` (resize to 299, scale to
+    [-1, 1], pool3) and in ours, loaded from a file with the released file's keys."""
+    inception, _ = _reference_fid()
+    torch.manual_seed(0)
+    network = _reference_fid_network(inception)
+    original = inception.fid_inception_v3
+    inception.fid_inception_v3 = lambda: network
+    try:
+        reference = inception.InceptionV3([3], resize_input=True, normalize_input=True).eval()
+    finally:
+        inception.fid_inception_v3 = original
+    path = tmp_path / FID_WEIGHTS_NAME
+    torch.save(network.state_dict(), path)
+    ours = load_fid_inception(path, torch.device("cpu"))
+    images = torch.rand(3, 3, 96, 96, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = reference(images)[0].flatten(1)
+        got = ours(images)
+    assert expected.std(0).mean() > 1e-2  # features that depend on the image
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_frechet_distance_equals_pytorch_fids_and_the_eigenvalue_form():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 32))
+    b = rng.normal(size=(350, 32)) @ rng.normal(size=(32, 32)) * 0.3 + 0.5
+    ours = frechet_distance(a, b)
+    # Tr sqrt(Sa Sb) = sum of the square roots of Sa Sb's eigenvalues (real, >= 0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    roots = np.sqrt(np.clip(np.linalg.eigvals(cov_a @ cov_b).real, 0, None)).sum()
+    diff = a.mean(0) - b.mean(0)
+    closed = diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2 * roots
+    assert ours == pytest.approx(closed, rel=1e-6)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    if (FID_REFERENCE / "pytorch_fid").is_dir():
+        _, fid_score = _reference_fid()
+        reference = fid_score.calculate_frechet_distance(a.mean(0), cov_a, b.mean(0), cov_b)
+        assert ours == pytest.approx(reference, rel=1e-9)
+
+
+def test_fid_weights_that_are_missing_or_other_stop_with_one_line(tmp_path):
+    missing = tmp_path / "nope.pth"
+    with pytest.raises(EammError) as err:
+        load_fid_inception(missing, torch.device("cpu"))
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith(f"evaluate.fid_weights: {missing} does not exist")
+    other = tmp_path / "other.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, other)
+    with pytest.raises(EammError) as err:
+        load_fid_inception(other, torch.device("cpu"))
+    assert "\n" not in str(err.value) and "is not the FID Inception" in str(err.value)

@@ -27,7 +27,7 @@ from eamm.stages import EAMM_STAGES as STAGES
 from eamm.stages import JUDGES, STAGE_DIRS
 from eamm.train.build import build_stage, perceptual_vgg
 from eamm.train.loop import train_stage
-from tests.conftest import ROOT
+from tests.conftest import ROOT, calibrate_batch_norm, randomise_batch_norm
 
 pytestmark = pytest.mark.slow
 
@@ -371,6 +371,38 @@ def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path,
     report = (out / "evaluation.md").read_text()
     assert "| static_source |" in report and "| reconstruction |" in report
     assert "## What this run shows" in report and "## Training" in report
+
+
+def test_fid_from_local_weights_scores_every_generated_variant(
+    trained, data_root, tmp_path, prefect_api
+):
+    """``evaluate.fid_weights`` (here pytorch-fid's network with random weights, saved with the
+    released file's keys) adds FID per variant against the real frames; without it there is no
+    FID at all (the test above)."""
+    from eamm.metrics.fid import FID_WEIGHTS_NAME, FidInceptionV3
+    from flows.evaluate import evaluate_flow
+
+    torch.manual_seed(0)
+    network = FidInceptionV3()
+    randomise_batch_norm(network, seed=1)
+    calibrate_batch_norm(
+        network, torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    )
+    weights = tmp_path / FID_WEIGHTS_NAME
+    torch.save(network.state_dict(), weights)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["evaluate"].update(
+        datasets=["mead"], split="train", max_clips=2, max_frames=12, fid_weights=str(weights)
+    )
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    out = tmp_path / "reports"
+    mead = evaluate_flow(str(params_path), str(data_root), str(trained), str(out))["mead"]
+    assert "fid" not in mead["ground_truth"]
+    for variant in ("static_source", "reconstruction", "neutral", "emotion"):
+        assert mead[variant]["fid"] is None or mead[variant]["fid"] >= 0, variant
+    assert all(mead[v]["fid"] > 0 for v in ("static_source", "neutral", "emotion"))
+    assert "fid (lower is better)" in (out / "evaluation.md").read_text()
 
 
 def test_eat_protocol_evaluates_the_sample_end_to_end(

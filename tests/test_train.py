@@ -438,6 +438,55 @@ def test_eat_protocol_evaluates_the_sample_end_to_end(
     assert "| sync_crop | pcavs224 |" in report
 
 
+@pytest.mark.fixtures
+def test_eat_protocol_evaluates_a_mead_tree_built_from_real_clips(
+    trained, fixtures_dir, tmp_path, prefect_api
+):
+    """``eamm evaluate`` under ``eat`` on real MEAD media: the fixture's M030 clip (a test
+    speaker; 1080p, 30 fps, separate .m4a audio) in MEAD's layout, indexed and preprocessed by
+    the real flows, then evaluated with dlib-68 on dlib-aligned crops, the neutral source (a
+    neutral-labelled copy of the clip) and the PC-AVS sync crop."""
+    from flows.evaluate import evaluate_flow
+    from flows.index import index_flow
+    from flows.preprocess import run_preprocess
+
+    raw = tmp_path / "raw"
+    source = fixtures_dir / "mead" / "M030"
+    for rel in ("video/front/sad/level_3/001.mp4", "audio/sad/level_3/001.m4a"):
+        (raw / "M030" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / rel, raw / "M030" / rel)
+    neutral = raw / "M030/video/front/neutral/level_1/001.mp4"
+    neutral.parent.mkdir(parents=True)
+    shutil.copyfile(source / "video/front/sad/level_3/001.mp4", neutral)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["datasets"]["mead"]["raw"] = str(raw)
+    params["preprocess"]["crop_size"] = 64
+    params["evaluate"].update(protocol="eat", datasets=["mead"], max_frames=20)
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    data_root = tmp_path / "data"
+    index = str(data_root / "mead" / "index.parquet")
+    index_flow("mead", index, params_path=str(params_path))
+    summary = run_preprocess(
+        "mead",
+        str(data_root / "mead" / "processed"),
+        index_path=index,
+        params_path=str(params_path),
+        workers=1,
+    )
+    assert summary["processed"] == 2
+    out = tmp_path / "reports"
+    mead = evaluate_flow(str(params_path), str(data_root), str(trained), str(out))["mead"]
+    assert mead["ground_truth"]["clips"] == 2
+    assert 0 < mead["ground_truth"]["cpbd"] <= 1
+    # the neutral clip's source is its own first frame, the sad clip's the neutral copy's: the
+    # same pixels, so the static source matches the real first frame on dlib's crops
+    static = mead["static_source"]
+    assert 0 < static["psnr"] < 100 and 0 < static["ssim"] <= 1 and static["m_lmd"] >= 0
+    report = (out / "evaluation.md").read_text()
+    assert "Protocol **`eat`**" in report and "| landmarker | dlib68 |" in report
+
+
 def test_two_process_ddp_run_on_cpu(data_root, trained, tmp_path):
     """torchrun with 2 gloo processes: the global batch is split, gradients averaged (both ranks
     end with the same weights), and only rank 0 writes the checkpoint and logs."""

@@ -164,3 +164,21 @@ def test_rows_are_held_in_a_few_hundred_bytes(tmp_path, sample_lrw_clip, models)
     assert table.num_rows == 10_000 and pc.sum(pc.equal(table["status"], "ok")).as_py() == 10_000
     assert table.nbytes / table.num_rows < 1000
     assert read_manifest(out / MANIFEST_NAME).num_rows == 1
+
+
+def test_journal_extend_writes_every_line_with_one_fsync(tmp_path, monkeypatch):
+    """A shard's packed rows go to the journal in one write and one fsync (a fsync per row cost
+    7 % of the flow's CPU at 20k clips), and read back as the rows, the last one winning."""
+    import eamm.preprocess.dataset as dataset
+
+    calls = []
+    real_fsync = dataset.os.fsync
+    monkeypatch.setattr(dataset.os, "fsync", lambda fd: calls.append(fd) or real_fsync(fd))
+    journal = dataset.Journal(tmp_path)
+    rows = [{"clip_id": f"c{i}", "status": "ok"} for i in range(5)]
+    journal.extend(rows)
+    journal.append({"clip_id": "c1", "status": "failed"})
+    assert len(calls) == 2
+    table = dataset._journal_rows(tmp_path / dataset.JOURNAL_DIR)
+    assert table["clip_id"].to_pylist() == ["c0", "c2", "c3", "c4", "c1"]
+    assert table["status"].to_pylist()[-1] == "failed"

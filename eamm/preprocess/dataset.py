@@ -273,9 +273,15 @@ class Journal:
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def append(self, row: dict) -> None:
+        self.extend([row])
+
+    def extend(self, rows: list[dict]) -> None:
+        """The rows' lines, durable (flushed and fsynced) when this returns: one write and one
+        fsync for all of them (a shard's rows after packing; a fsync per line cost 7 % of the
+        flow's CPU at 20k clips)."""
         name = f"{os.getpid()}-{threading.get_ident()}.jsonl"
         with (self.folder / name).open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
+            handle.write("".join(json.dumps(row) + "\n" for row in rows))
             handle.flush()
             os.fsync(handle.fileno())
 

@@ -70,9 +70,7 @@ def pack_shard(out_root: Path, shard: str, rows: list[dict]) -> list[dict]:
         }
         for row in rows
     ]
-    journal = Journal(out_root)
-    for row in packed:
-        journal.append(row)
+    Journal(out_root).extend(packed)
     for row in rows:
         if not row.get("shard"):
             shutil.rmtree(staging_dir(out_root, row["clip_id"]), ignore_errors=True)

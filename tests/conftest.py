@@ -73,11 +73,8 @@ def randomise_batch_norm(net, seed: int) -> None:
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                for tensor, low, span in (
-                    (module.weight, 0.5, 1.0),
-                    (module.running_var, 0.5, 1.0),
-                ):
-                    tensor.copy_(torch.rand(tensor.shape, generator=generator) * span + low)
+                for tensor in (module.weight, module.running_var):
+                    tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
                 for tensor in (module.bias, module.running_mean):
                     tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.1)
 

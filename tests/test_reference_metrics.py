@@ -5,8 +5,8 @@ importable on current Python) to 1e-6 on real frames. SyncNet v2: ours and
 ``syncnet-python`` 0.2.3 (joonson's syncnet_python) with the same random weights give the same
 embeddings and the same offset search, to 1e-5. FID: our Inception and pytorch-fid 0.3.0's with
 the same random weights give the same pool3 features, and the same Fréchet distance. The
-reference packages are test-only: each
-test skips, with the install command, where its package is absent.
+reference packages are test-only: each test skips, with the install command, where its package
+is absent.
 """
 
 from __future__ import annotations

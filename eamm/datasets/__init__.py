@@ -26,19 +26,24 @@ __all__ = [
 ]
 
 
+def _recipe_class(name: str) -> type[DatasetRecipe]:
+    """The recipe class called ``name``; one-line EammError when unknown."""
+    recipe = RECIPES.get(name)
+    if recipe is None:
+        raise EammError(f"unknown dataset '{name}' (known: {', '.join(sorted(RECIPES))})")
+    return recipe
+
+
 def recipe_from_params(name: str, params: DatasetsParams) -> tuple[str, DatasetRecipe]:
     """(raw folder, recipe) of dataset ``name`` as its ``datasets.<name>`` section sets them."""
-    if name not in RECIPES:
-        raise EammError(f"unknown dataset '{name}' (known: {', '.join(sorted(RECIPES))})")
+    recipe = _recipe_class(name)
     section = getattr(params, name)
-    return section.raw, RECIPES[name].from_params(section)
+    return section.raw, recipe.from_params(section)
 
 
 def get_recipe(name: str, **options: Any) -> DatasetRecipe:
     """The recipe called ``name`` built with ``options``; one-line EammError when unknown."""
-    recipe = RECIPES.get(name)
-    if recipe is None:
-        raise EammError(f"unknown dataset '{name}' (known: {', '.join(sorted(RECIPES))})")
+    recipe = _recipe_class(name)
     try:
         return recipe(**options)
     except TypeError as err:

@@ -39,6 +39,13 @@ class BasicConv2d(nn.Module):
         return F.relu(self.bn(self.conv(x)))
 
 
+def _chain(x: torch.Tensor, *layers: nn.Module) -> torch.Tensor:
+    """``x`` through ``layers`` in order (one branch of an Inception block)."""
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
 def _avg_pool(x: torch.Tensor) -> torch.Tensor:
     # The TF network FID was defined on averages over the valid pixels only.
     return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
@@ -56,16 +63,9 @@ class InceptionA(nn.Module):
         self.branch_pool = BasicConv2d(cin, pool_features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        double = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        return torch.cat(
-            [
-                self.branch1x1(x),
-                self.branch5x5_2(self.branch5x5_1(x)),
-                double,
-                self.branch_pool(_avg_pool(x)),
-            ],
-            1,
-        )
+        double = _chain(x, self.branch3x3dbl_1, self.branch3x3dbl_2, self.branch3x3dbl_3)
+        five = _chain(x, self.branch5x5_1, self.branch5x5_2)
+        return torch.cat([self.branch1x1(x), five, double, self.branch_pool(_avg_pool(x))], 1)
 
 
 class InceptionB(nn.Module):
@@ -77,7 +77,7 @@ class InceptionB(nn.Module):
         self.branch3x3dbl_3 = BasicConv2d(96, 96, 3, stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        double = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        double = _chain(x, self.branch3x3dbl_1, self.branch3x3dbl_2, self.branch3x3dbl_3)
         return torch.cat([self.branch3x3(x), double, F.max_pool2d(x, 3, stride=2)], 1)
 
 
@@ -97,15 +97,15 @@ class InceptionC(nn.Module):
         self.branch_pool = BasicConv2d(cin, 192, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        seven = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
-        double = self.branch7x7dbl_1(x)
-        for layer in (
+        seven = _chain(x, self.branch7x7_1, self.branch7x7_2, self.branch7x7_3)
+        double = _chain(
+            x,
+            self.branch7x7dbl_1,
             self.branch7x7dbl_2,
             self.branch7x7dbl_3,
             self.branch7x7dbl_4,
             self.branch7x7dbl_5,
-        ):
-            double = layer(double)
+        )
         return torch.cat([self.branch1x1(x), seven, double, self.branch_pool(_avg_pool(x))], 1)
 
 
@@ -120,15 +120,10 @@ class InceptionD(nn.Module):
         self.branch7x7x3_4 = BasicConv2d(192, 192, 3, stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        three = self.branch3x3_2(self.branch3x3_1(x))
-        seven = x
-        for layer in (
-            self.branch7x7x3_1,
-            self.branch7x7x3_2,
-            self.branch7x7x3_3,
-            self.branch7x7x3_4,
-        ):
-            seven = layer(seven)
+        three = _chain(x, self.branch3x3_1, self.branch3x3_2)
+        seven = _chain(
+            x, self.branch7x7x3_1, self.branch7x7x3_2, self.branch7x7x3_3, self.branch7x7x3_4
+        )
         return torch.cat([three, seven, F.max_pool2d(x, 3, stride=2)], 1)
 
 
@@ -151,7 +146,7 @@ class InceptionE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         three = self.branch3x3_1(x)
         three = torch.cat([self.branch3x3_2a(three), self.branch3x3_2b(three)], 1)
-        double = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+        double = _chain(x, self.branch3x3dbl_1, self.branch3x3dbl_2)
         double = torch.cat([self.branch3x3dbl_3a(double), self.branch3x3dbl_3b(double)], 1)
         pooled = _avg_pool(x) if self.pool == "avg" else F.max_pool2d(x, 3, stride=1, padding=1)
         return torch.cat([self.branch1x1(x), three, double, self.branch_pool(pooled)], 1)
@@ -187,10 +182,9 @@ class FidInceptionV3(nn.Module):
             images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False
         )
         x = 2 * x - 1
-        for layer in (self.Conv2d_1a_3x3, self.Conv2d_2a_3x3, self.Conv2d_2b_3x3):
-            x = layer(x)
+        x = _chain(x, self.Conv2d_1a_3x3, self.Conv2d_2a_3x3, self.Conv2d_2b_3x3)
         x = F.max_pool2d(x, 3, stride=2)
-        x = F.max_pool2d(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)), 3, stride=2)
+        x = F.max_pool2d(_chain(x, self.Conv2d_3b_1x1, self.Conv2d_4a_3x3), 3, stride=2)
         for name in ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c"):
             x = getattr(self, f"Mixed_{name}")(x)
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
@@ -211,9 +205,9 @@ def load_fid_inception(
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise EammError(f"{setting}: {path} is not a torch weight file ({err})") from None
-    net = FidInceptionV3()
     if not isinstance(state, dict):
         raise EammError(f"{setting}: {path} is not a state dict")
+    net = FidInceptionV3()
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
@@ -276,6 +270,3 @@ class FidFeatures:
             for variant, parts in self._features.items()
             if variant != real
         }
-
-    def frames(self) -> dict[str, int]:
-        return {v: sum(len(p) for p in parts) for v, parts in self._features.items()}

@@ -340,7 +340,7 @@ class EvaluationProtocol(Strict):
 
     # Which clips and frames
     mead_speakers: list[str] | None = None  # MEAD speakers scored; null = all of the split
-    max_clips: int | None = Field(20, ge=1)  # per dataset, a seeded sample; null = all
+    max_clips: int | None = Field(None, ge=1)  # per dataset, a seeded sample; null = all
     max_frames: int | None = Field(100, ge=1)  # per clip, from its start; null = whole clip
     # The identity image: the first frame of the speaker's first neutral test clip (``neutral``:
     # the source carries no emotion of its own) or of the clip itself (``own``).
@@ -370,17 +370,21 @@ class EvaluationProtocol(Strict):
         return self
 
 
-class EvaluateParams(Strict):
+class EvaluationCaps(Strict):
+    """A cap on a protocol's clips per dataset and frames per clip, for a quick check (the
+    report says so); null = the protocol's own."""
+
+    max_clips: int | None = Field(None, ge=1)
+    max_frames: int | None = Field(None, ge=1)
+
+
+class EvaluateParams(EvaluationCaps):
     """The evaluation: a named protocol (``protocol``, defined under ``protocols``) run over
     the test clips of ``datasets`` (docs/evaluation.md)."""
 
     datasets: list[Literal["mead", "lrw"]] = ["mead", "lrw"]
     split: Literal["train", "val", "test"] = "test"
     seed: int = 0
-    # A cap on the protocol's clips and frames for a quick check (the report says so); null =
-    # the protocol's own.
-    max_clips: int | None = Field(None, ge=1)
-    max_frames: int | None = Field(None, ge=1)
     # Local SyncNet v2 weights (syncnet_v2.model); null = only our own sync expert's score.
     syncnet_weights: str | None = None
     # Local FID Inception weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth); null =
@@ -398,6 +402,16 @@ class EvaluateParams(Strict):
         if known is not None and value not in known:
             raise ValueError(f"unknown protocol '{value}' (known: {', '.join(sorted(known))})")
         return value
+
+    def with_caps(self, caps: EvaluationCaps) -> EvaluateParams:
+        """These params with ``caps`` laid on (the smaller of two caps wins): a recipe's own
+        cap (``recipes.demo.evaluate``) and this section's."""
+        return self.model_copy(
+            update={
+                "max_clips": _cap(self.max_clips, caps.max_clips),
+                "max_frames": _cap(self.max_frames, caps.max_frames),
+            }
+        )
 
     def resolved(self) -> EvaluationProtocol:
         """The protocol this run follows, with ``max_clips``/``max_frames`` caps applied."""

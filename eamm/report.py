@@ -204,7 +204,8 @@ def _protocol_lines(protocol: dict) -> list[str]:
     lines.append("")
     if run.get("capped"):
         lines += [
-            f"**Capped for a quick check** (`evaluate.max_clips` / `evaluate.max_frames`): "
+            "**Capped for a quick check** (`evaluate.max_clips` / `evaluate.max_frames`, or the "
+            f"recipe's `evaluate`, as in the demo): "
             f"fewer clips or frames than protocol `{run['name']}` takes, so these numbers are "
             "not the protocol's.",
             "",

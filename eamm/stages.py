@@ -181,7 +181,7 @@ PIPELINE = (
     PipelineStage(
         "evaluate",
         "evaluate",
-        ("evaluate", "generate"),
+        ("evaluate", "generate", "recipe", "recipes"),  # a recipe may cap the clips scored
         tuple(
             f"reports/{name}"
             for name in (

@@ -315,9 +315,9 @@ def evaluate(
 ) -> None:
     """Score generated test clips under the pinned protocol; writes metrics.json and a report."""
     _check_params(params, "evaluate", "generate")
-    from eamm.config import EvaluateParams, load_section
+    from eamm.train.recipe import resolve_evaluate
 
-    settings = load_section(params, "evaluate", EvaluateParams)
+    settings = resolve_evaluate(params)
     for setting in ("syncnet_weights", "fid_weights"):
         weights = getattr(settings, setting)
         _require_input(f"evaluate.{setting}", Path(weights) if weights else None)

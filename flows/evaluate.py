@@ -11,11 +11,12 @@ from prefect.artifacts import create_markdown_artifact
 
 import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
 from eamm.checkpoint import file_fingerprint
-from eamm.config import EvaluateParams, GenerateParams, load_section
+from eamm.config import GenerateParams, load_section
 from eamm.evaluate import add_set_scores, aggregate
 from eamm.evidence import judge_summary, training_summary
 from eamm.report import markdown, run_protocol, write_report
 from eamm.stages import GENERATION_STAGES, JUDGES, STAGE_DIRS, checkpoint_path
+from eamm.train.recipe import resolve_evaluate
 from tasks.evaluate import evaluate_dataset
 
 
@@ -26,7 +27,7 @@ def evaluate_flow(
     checkpoints: str = "models",
     out_dir: str = "reports",
 ) -> dict:
-    params = load_section(params_path, "evaluate", EvaluateParams)
+    params = resolve_evaluate(params_path)
     generate = load_section(params_path, "generate", GenerateParams)
     model = yaml.safe_load(Path(params_path).read_text()).get("model", {})
     scores, stills, fid = [], {}, {}

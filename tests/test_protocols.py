@@ -15,6 +15,7 @@ from skimage.metrics import structural_similarity
 from eamm.config import EvaluateParams, EvaluationProtocol, load_section
 from eamm.errors import EammError
 from eamm.metrics import FACE, MOUTH, lmd, ssim
+from eamm.train.recipe import resolve_evaluate
 from tests.conftest import ROOT, VENV_BIN
 
 EAT_SPEAKERS = ["M003", "M030", "W009", "W015"]
@@ -25,9 +26,10 @@ def _params(**evaluate) -> EvaluateParams:
     return params.model_copy(update=evaluate)
 
 
-def _write_params(tmp_path, **evaluate):
+def _write_params(tmp_path, recipe: str = "demo", **evaluate):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["evaluate"].update(evaluate)
+    params["recipe"] = recipe
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -52,7 +54,7 @@ def test_ours_is_the_old_pinned_protocol_and_the_default():
     assert params.protocol == "ours"
     ours = params.resolved()
     assert ours == EvaluateParams().resolved() == EvaluationProtocol()
-    assert (ours.max_clips, ours.max_frames, ours.source_frame) == (20, 100, "neutral")
+    assert (ours.max_clips, ours.max_frames, ours.source_frame) == (None, 100, "neutral")
     assert (ours.image_crop, ours.landmarker, ours.landmark_size) == ("aligned", "mediapipe", 256)
     assert (ours.ssim, ours.lmd_centred, ours.sync_crop) == ("gaussian", False, "aligned")
     assert (ours.vshift, ours.audio_offset, ours.mead_speakers) == (15, 0, None)
@@ -71,8 +73,22 @@ def test_caps_cut_the_protocol_and_say_so():
     capped = _params(protocol="eat", max_clips=3, max_frames=12)
     assert (capped.resolved().max_clips, capped.resolved().max_frames) == (3, 12)
     assert capped.capped
-    wide = _params(max_clips=50)  # a cap above the protocol's own leaves it whole
-    assert wide.resolved().max_clips == 20 and not wide.capped
+    frames = _params(max_frames=500)  # ours takes 100 frames: a larger cap leaves it whole
+    assert frames.resolved().max_frames == 100 and not frames.capped
+
+
+def test_a_real_run_scores_every_test_clip_and_the_demo_a_seeded_20(tmp_path):
+    """`ours` takes all test clips; the demo's recipe caps them (and the report says so), the
+    reference recipe does not; the smaller of the recipe's and the section's caps wins."""
+    real = resolve_evaluate(_write_params(tmp_path, recipe="eamm"))
+    assert real.resolved().max_clips is None and not real.capped
+    demo = resolve_evaluate(_write_params(tmp_path, recipe="demo"))
+    assert demo.resolved().max_clips == 20 and demo.capped
+    assert demo.resolved().max_frames == 100  # the protocol's own
+    smaller = resolve_evaluate(_write_params(tmp_path, recipe="demo", max_clips=3))
+    assert smaller.resolved().max_clips == 3
+    eat = resolve_evaluate(_write_params(tmp_path, recipe="eamm", protocol="eat"))
+    assert eat.resolved() == eat.protocols["eat"] and not eat.capped
 
 
 def test_unknown_protocol_names_the_setting_and_the_known_names(tmp_path):

@@ -1,9 +1,10 @@
-"""Training recipes: the schedule a stage trains with.
+"""Training recipes: the schedule a stage trains with, and how much of the test set is scored.
 
 ``recipe: demo`` trains with the stage sections of ``params.yaml`` as written (the demo's
-CPU-minutes numbers); ``recipe: eamm`` lays ``recipes.eamm`` (every number of EAMM's and FOMM
-vox-256's configs, reference 3.0-3.4) over them and switches the model profile. EAMM and FOMM
-count epochs; :func:`in_steps` turns them into steps for the clips in the manifest.
+CPU-minutes numbers) and caps the evaluation to a quick sample; ``recipe: eamm`` lays
+``recipes.eamm`` (every number of EAMM's and FOMM vox-256's configs, reference 3.0-3.4) over them,
+switches the model profile and scores every test clip. EAMM and FOMM count epochs;
+:func:`in_steps` turns them into steps for the clips in the manifest.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from typing import Literal
 import yaml
 from pydantic import RootModel
 
-from eamm.config import JudgesParams, ModelParams, StageParams, Strict, validate_section
+from eamm.config import (
+    EvaluateParams,
+    EvaluationCaps,
+    JudgesParams,
+    ModelParams,
+    StageParams,
+    Strict,
+    validate_section,
+)
 from eamm.errors import EammError
 from eamm.stages import EAMM_STAGES
 
@@ -29,11 +38,13 @@ class RecipeParams(Strict):
 
     ``stages`` holds a complete schedule per stage (a length and a batch size at least); only the
     keys written replace the stage section's. ``model_profile`` replaces ``model.profile`` for
-    these stages.
+    these stages. ``evaluate`` caps the evaluation's clips and frames (the demo's quick sample;
+    a recipe without it scores the whole protocol).
     """
 
     model_profile: str | None = None
     stages: dict[Literal[EAMM_STAGES], StageParams] = {}  # type: ignore[valid-type]  # noqa: RUF012
+    evaluate: EvaluationCaps = EvaluationCaps()
 
 
 class RecipesParams(RootModel[dict[str, RecipeParams]]):
@@ -70,17 +81,30 @@ def load_recipe(data: dict, source: str | Path) -> tuple[str | None, RecipeParam
     return name, recipes[name]
 
 
-def resolve_stage(params_path: str | Path, stage: str) -> ResolvedStage:
-    """The model section and stage params ``stage`` trains with under the selected recipe;
-    errors name the file and the key (``recipes.<name>.stages.<stage>.<key>`` for a recipe's)."""
-    path = Path(params_path)
+def _read(path: Path, *sections: str) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as err:
         raise EammError(f"{path}: cannot read params ({err})") from None
-    for key in ("model", stage):
+    for key in sections:
         if key not in data:
             raise EammError(f"{path}: missing section '{key}'")
+    return data
+
+
+def resolve_evaluate(params_path: str | Path) -> EvaluateParams:
+    """The ``evaluate`` section with the selected recipe's cap laid on (the smaller wins)."""
+    path = Path(params_path)
+    data = _read(path, "evaluate")
+    params = validate_section(data["evaluate"], "evaluate", EvaluateParams, path)
+    return params.with_caps(load_recipe(data, path)[1].evaluate)
+
+
+def resolve_stage(params_path: str | Path, stage: str) -> ResolvedStage:
+    """The model section and stage params ``stage`` trains with under the selected recipe;
+    errors name the file and the key (``recipes.<name>.stages.<stage>.<key>`` for a recipe's)."""
+    path = Path(params_path)
+    data = _read(path, "model", stage)
     name, recipe = load_recipe(data, path)
     model, section = data["model"], data[stage]
     judge = stage not in EAMM_STAGES  # the judges are ours: no recipe sets them

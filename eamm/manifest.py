@@ -25,7 +25,8 @@ import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -236,18 +237,46 @@ def with_run_log(manifest: pa.Table, log: pa.Table | None) -> pa.Table:
     return pa.Table.from_arrays([*manifest.select(FIELDS).columns, *measured], schema=ROW_SCHEMA)
 
 
-def _write_atomic(table: pa.Table, path: Path) -> Path:
+@contextmanager
+def _atomic(path: Path) -> Iterator[str]:
+    """A temporary file beside ``path`` to write; it replaces ``path`` when the block ends
+    without error, and is removed otherwise."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(fd)
     try:
-        pq.write_table(table, tmp)
+        yield tmp
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_atomic(table: pa.Table, path: Path) -> Path:
+    with _atomic(path) as tmp:
+        pq.write_table(table, tmp)
     return path
+
+
+def write_manifest_parts(parts: Iterable[pa.Table], manifest: Path, run_log: Path) -> None:
+    """The manifest and the run log of ``ROW_SCHEMA`` tables already sorted by clip_id, written
+    part by part (one row group each), so a run never holds all its rows as one table; each
+    file is replaced atomically (the manifest first), as ``write_manifest`` does. One part
+    gives the same bytes as ``write_manifest``/``write_run_log`` of the same rows."""
+    with (  # closed in reverse: the writers, then the manifest replaced, then the run log
+        _atomic(Path(run_log)) as log_tmp,
+        _atomic(Path(manifest)) as manifest_tmp,
+        pq.ParquetWriter(manifest_tmp, MANIFEST_SCHEMA) as manifest_writer,
+        pq.ParquetWriter(log_tmp, RUN_LOG_SCHEMA) as log_writer,
+    ):
+        for part in parts:
+            for writer, schema in (
+                (manifest_writer, MANIFEST_SCHEMA),
+                (log_writer, RUN_LOG_SCHEMA),
+            ):
+                columns = part.select(schema.names).combine_chunks().columns
+                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
 
 
 def read_manifest(path: str | Path) -> pa.Table:
@@ -288,6 +317,7 @@ def content_fingerprint(path: str | Path) -> str:
 
 
 _COUNTED = ("dataset", "split", "speaker", "emotion", "word", "status", "error_code", "shard")
+SUMMARY_COLUMNS = ("clip_id", *_COUNTED, "n_frames")  # what ``summarize`` reads of a table
 
 
 def _counts(array: pa.Array) -> dict[str, int]:
@@ -297,10 +327,9 @@ def _counts(array: pa.Array) -> dict[str, int]:
 def summarize(rows: Iterable[Row] | pa.Table) -> dict:
     """Counts by status and split, ok clips by speaker/emotion (MEAD) or word (LRW), failures;
     counted in Arrow, so a run's rows never become Python objects."""
-    names = [*_COUNTED, "n_frames"]
     if not isinstance(rows, pa.Table):
-        schema = pa.schema([ROW_SCHEMA.field(n) for n in ["clip_id", *names]])
-        rows = pa.Table.from_pylist(_cells(rows, ["clip_id", *names]), schema=schema)
+        schema = pa.schema([ROW_SCHEMA.field(n) for n in SUMMARY_COLUMNS])
+        rows = pa.Table.from_pylist(_cells(rows, SUMMARY_COLUMNS), schema=schema)
     ok = rows.filter(pc.equal(rows["status"], "ok"))
     group = pc.if_else(
         pc.equal(ok["dataset"], "lrw"),

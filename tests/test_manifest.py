@@ -15,11 +15,14 @@ from eamm.manifest import (
     ManifestRow,
     content_fingerprint,
     members,
+    read_manifest,
     read_rows,
     read_run_log,
     summarize,
+    to_table,
     validate_manifest,
     write_manifest,
+    write_manifest_parts,
     write_run_log,
 )
 from eamm.shards import shard_of, write_shard
@@ -306,3 +309,43 @@ def test_a_typed_row_needs_the_required_columns_and_knows_no_others():
     row = ManifestRow(**ok_row("train/A/A_00001"))
     assert set(row.to_dict()) == {*MANIFEST_SCHEMA.names, *RUN_LOG_SCHEMA.names}
     assert row.level is None and row.shard is None
+
+
+def test_a_spilled_run_holds_no_rows_and_writes_the_same_manifest(tmp_path):
+    """A run's rows spill to an Arrow file (``RowStore(spill_dir=...)``): adding 10k rows
+    leaves no Arrow memory behind (in memory they cost ~1.4 KB of RSS a row, 0.7 GB at 500k),
+    the manifest is written in sorted parts with the same rows as in one piece, and one part
+    gives the same bytes as ``write_manifest``/``write_run_log``."""
+    from eamm.preprocess.rows import RowStore
+
+    template = typed_rows()[0].to_dict()
+    order = np.random.default_rng(0).permutation(10_000)
+    rows = [{**template, "clip_id": f"M{i % 7:03d}/angry/level_2/{i:05d}"} for i in order]
+    spilled, kept = RowStore(spill_dir=tmp_path / "spill"), RowStore()
+    before = pa.total_allocated_bytes()
+    spilled.add(rows)
+    assert spilled.count == 10_000 and len(list((tmp_path / "spill").glob("*.arrow"))) == 1
+    assert pa.total_allocated_bytes() - before < 64 * 1024  # the batches went to disk
+    kept.add(rows)
+    assert pa.total_allocated_bytes() - before > 10_000 * 300  # what it would hold
+
+    parts = list(spilled.sorted_parts("clip_id", rows=3_000))
+    assert [p.num_rows for p in parts] == [3_000, 3_000, 3_000, 1_000]
+    whole = kept.table().sort_by("clip_id")
+    assert pa.concat_tables(parts).equals(whole)
+    assert spilled.table(["clip_id"])["clip_id"].to_pylist() == [r["clip_id"] for r in rows]
+
+    write_manifest_parts(parts, tmp_path / "parts.parquet", tmp_path / "parts_log.parquet")
+    assert read_manifest(tmp_path / "parts.parquet").equals(to_table(whole))
+    assert pq.ParquetFile(tmp_path / "parts.parquet").num_row_groups == 4
+    write_manifest_parts(
+        spilled.sorted_parts("clip_id"), tmp_path / "one.parquet", tmp_path / "one_log.parquet"
+    )
+    assert (tmp_path / "one.parquet").read_bytes() == write_manifest(
+        rows, tmp_path / "m.parquet"
+    ).read_bytes()
+    assert (tmp_path / "one_log.parquet").read_bytes() == write_run_log(
+        rows, tmp_path / "l.parquet"
+    ).read_bytes()
+    spilled.discard()
+    assert not list((tmp_path / "spill").iterdir())

@@ -3,8 +3,9 @@
 Clips are planned shard by shard (``eamm.shards.shard_of``): a shard's reusable clips are kept,
 the others go out in batches, and once every clip of a shard is back the shard is packed (when
 its clip set or content changed) while later shards are still being processed. Only the rows of
-open shards are Python dicts; finished rows go to Arrow (``RowStore``) and the index stays a
-table, so a run's memory does not grow with the dataset. ``flows.preprocess`` runs the batches
+open shards are Python dicts; finished rows go to an Arrow file in the journal folder
+(``RowStore``), the manifest is written from it in sorted parts, and the index stays a table, so
+a run's memory does not grow with the dataset. ``flows.preprocess`` runs the batches
 and packs as Prefect tasks, a bounded number at a time; ``run_serially`` runs them here.
 """
 
@@ -25,9 +26,16 @@ from eamm.datasets.base import ClipEntry
 from eamm.datasets.index_io import entries_of, read_index_table
 from eamm.errors import EammError
 from eamm.face.landmarks import FaceModels, LandmarkBackend
-from eamm.manifest import MANIFEST_NAME, RUN_LOG_NAME, summarize, write_manifest, write_run_log
+from eamm.manifest import (
+    MANIFEST_NAME,
+    RUN_LOG_NAME,
+    SUMMARY_COLUMNS,
+    summarize,
+    write_manifest_parts,
+)
 from eamm.preprocess.batch import process_batch
 from eamm.preprocess.dataset import (
+    JOURNAL_DIR,
     clear_journal,
     load_previous,
     manifest_mtime_ns,
@@ -98,7 +106,7 @@ class PreprocessRun:
         self.verify_inputs = verify_inputs
         self.previous = load_previous(self.out_root)
         self.since_ns = manifest_mtime_ns(self.out_root)
-        self.rows = RowStore()
+        self.rows = RowStore(spill_dir=self.out_root / JOURNAL_DIR)  # flat memory in N
         self.faults: dict[str, str] = {}
         self.pack_failures: list[str] = []
         self.finished = self.ok = self.processed = self.reused = self.shards_written = 0
@@ -203,18 +211,22 @@ class PreprocessRun:
                 f"{self.out_root}: packing failed for {', '.join(self.pack_failures)}; the "
                 "finished clips are kept and the next run packs them"
             )
-        table = self.rows.table()
-        held = table["shard"].filter(pc.equal(table["status"], "ok"))
+        counted = self.rows.table(SUMMARY_COLUMNS)
+        held = counted["shard"].filter(pc.equal(counted["status"], "ok"))
         remove_stale_outputs(self.out_root, set(pc.unique(held).to_pylist()))
-        write_manifest(table, self.out_root / MANIFEST_NAME)
-        write_run_log(table, self.out_root / RUN_LOG_NAME)
+        write_manifest_parts(
+            self.rows.sorted_parts("clip_id"),
+            self.out_root / MANIFEST_NAME,
+            self.out_root / RUN_LOG_NAME,
+        )
+        self.rows.discard()
         clear_journal(self.out_root)
         if self.faults:
             raise EammError(f"{self.out_root}: {describe_faults(self.faults)}")
         return {
             "dataset": self.dataset,
             "manifest": str(self.out_root / MANIFEST_NAME),
-            **summarize(table),
+            **summarize(counted),
             "processed": self.processed,
             "reused": self.reused,
             "shards_written": self.shards_written,

@@ -185,9 +185,13 @@ def _select(rows: Iterable[Row] | pa.Table, schema: pa.Schema) -> pa.Table:
     whether the rows came as records or as a table of ``ROW_SCHEMA``)."""
     if isinstance(rows, pa.Table):
         # only the schema's columns are sorted (a copy of those, not of every column)
-        table = rows.select(schema.names).sort_by("clip_id").combine_chunks()
-        return pa.Table.from_arrays(table.columns, schema=schema)
+        return _as_schema(rows.select(schema.names).sort_by("clip_id"), schema)
     return pa.Table.from_pylist(_cells(rows, schema.names), schema=schema)
+
+
+def _as_schema(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``schema``'s columns of ``table`` in one chunk, typed and labelled as ``schema``."""
+    return pa.Table.from_arrays(table.select(schema.names).combine_chunks().columns, schema=schema)
 
 
 def to_table(rows: Iterable[Row] | pa.Table) -> pa.Table:
@@ -275,8 +279,7 @@ def write_manifest_parts(parts: Iterable[pa.Table], manifest: Path, run_log: Pat
                 (manifest_writer, MANIFEST_SCHEMA),
                 (log_writer, RUN_LOG_SCHEMA),
             ):
-                columns = part.select(schema.names).combine_chunks().columns
-                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+                writer.write_table(_as_schema(part, schema))
 
 
 def read_manifest(path: str | Path) -> pa.Table:

@@ -43,6 +43,7 @@ class RowStore:
         self._path: Path | None = None
         self._sink: pa.NativeFile | None = None
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
+        self._sizes: list[int] = []  # rows of each spilled batch, in file order
 
     def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
         for row in rows:
@@ -68,6 +69,7 @@ class RowStore:
             self._sink = pa.OSFile(name, "wb")
             self._writer = pa.ipc.new_file(self._sink, ROW_SCHEMA)
         self._writer.write_batch(batch)
+        self._sizes.append(batch.num_rows)
 
     def _seal(self) -> None:
         self._flush()
@@ -101,10 +103,7 @@ class RowStore:
             for start in range(0, max(len(order), 1), rows):
                 yield table.take(order[start : start + rows])
             return
-        with pa.memory_map(str(self._path)) as source:
-            reader = pa.ipc.open_file(source)
-            sizes = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
-        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        starts = np.concatenate([[0], np.cumsum(self._sizes)]).astype(np.int64)
         for begin in range(0, max(len(order), 1), rows):
             wanted = order[begin : begin + rows]
             batch_of = np.searchsorted(starts, wanted, side="right") - 1

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,6 +29,7 @@ from eamm.manifest import (
     write_run_log,
 )
 from eamm.shards import shard_of, write_shard
+from tests.conftest import ROOT
 
 
 def ok_row(clip_id: str, n: int = 3) -> dict:
@@ -349,3 +353,39 @@ def test_a_spilled_run_holds_no_rows_and_writes_the_same_manifest(tmp_path):
     ).read_bytes()
     spilled.discard()
     assert not list((tmp_path / "spill").iterdir())
+
+
+_READ_PEAKS = """
+import sys
+from pathlib import Path
+import pyarrow as pa
+from tests.test_manifest import typed_rows
+from eamm.preprocess.rows import RowStore
+pool = pa.default_memory_pool()
+template = typed_rows()[0].to_dict()
+store = RowStore(spill_dir=Path(sys.argv[1]))
+store.add({**template, "clip_id": f"M{i % 7:03d}/angry/level_2/{i:05d}"} for i in range(40_000))
+store.table(["clip_id"])
+keys = pool.max_memory()
+for _ in store.sorted_parts("clip_id", rows=4096):
+    pass
+print(store._path.stat().st_size, keys, pool.max_memory())
+"""
+
+
+def test_reading_a_spilled_store_never_holds_the_whole_file(tmp_path):
+    """Arrow's IPC reader copies whole batch bodies, even from a memory map, so reading a
+    column with ``read_all`` held the whole spill file (about 370 MB at 500k clips) at the
+    end of a run. The store reads a batch at a time: its clip_ids and its sorted parts peak at
+    a few batches (measured in a fresh process: Arrow's peak is per process)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _READ_PEAKS, str(tmp_path / "spill")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout.split()
+    size, keys_peak, parts_peak = map(int, out)
+    assert size > 25 * 2**20
+    assert keys_peak < size / 4  # was the whole file
+    assert parts_peak < size / 2

@@ -31,6 +31,11 @@ def _batch(rows: list[Mapping[str, Any]]) -> pa.RecordBatch:
     )
 
 
+def _compact(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A copy of ``batch`` in buffers of its own (not views into a larger body)."""
+    return batch.take(np.arange(batch.num_rows))
+
+
 class RowStore:
     """Append-only rows (``ROW_SCHEMA``), buffered and kept as Arrow record batches: in memory,
     or with ``spill_dir`` in an Arrow IPC file there (removed by ``discard``)."""
@@ -85,19 +90,22 @@ class RowStore:
             table = pa.Table.from_batches(self._batches, schema=ROW_SCHEMA)
             return table if columns is None else table.select(columns)
         names = list(columns or ROW_SCHEMA.names)
-        fields = [ROW_SCHEMA.get_field_index(name) for name in names]
-        # mapped, so only the wanted columns' pages are read; copied out before the map closes
-        with pa.memory_map(str(self._path)) as source:
-            reader = pa.ipc.open_file(source, options=pa.ipc.IpcReadOptions(included_fields=fields))
-            mapped = reader.read_all().select(names)
-            return mapped.take(np.arange(mapped.num_rows))
+        # A batch at a time: Arrow's IPC reader copies whole batch bodies even from a memory
+        # map (``read_all`` would hold the whole file at once); only the wanted columns of
+        # each are copied out and kept.
+        with pa.OSFile(str(self._path)) as source:
+            reader = pa.ipc.open_file(source)
+            pieces = [
+                _compact(reader.get_batch(i).select(names))
+                for i in range(reader.num_record_batches)
+            ]
+        return pa.Table.from_batches(pieces, pa.schema([ROW_SCHEMA.field(n) for n in names]))
 
     def sorted_parts(self, key: str, rows: int = PART_ROWS) -> Iterator[pa.Table]:
         """Every row sorted by ``key``, ``rows`` at a time (at least one part, maybe empty). A
-        spilled store maps its file once per part and copies out only that part's rows, so
-        the run holds the ``key`` column and one part, not its rows."""
-        keys = self.table([key])[key]
-        order = pc.sort_indices(keys).to_numpy().astype(np.int64)
+        spilled store reads, for each part, the batches holding its rows one at a time and
+        copies out only those rows, so the run holds the ``key`` column and one part."""
+        order = pc.sort_indices(self.table([key])[key]).to_numpy().astype(np.int64)
         if self._path is None:
             table = self.table()
             for start in range(0, max(len(order), 1), rows):
@@ -108,7 +116,7 @@ class RowStore:
             wanted = order[begin : begin + rows]
             batch_of = np.searchsorted(starts, wanted, side="right") - 1
             pieces, places = [], []
-            with pa.memory_map(str(self._path)) as source:
+            with pa.OSFile(str(self._path)) as source:
                 reader = pa.ipc.open_file(source)
                 for b in np.unique(batch_of):
                     mine = np.flatnonzero(batch_of == b)

@@ -182,3 +182,41 @@ def test_journal_extend_writes_every_line_with_one_fsync(tmp_path, monkeypatch):
     table = dataset._journal_rows(tmp_path / dataset.JOURNAL_DIR)
     assert table["clip_id"].to_pylist() == ["c0", "c2", "c3", "c4", "c1"]
     assert table["status"].to_pylist()[-1] == "failed"
+
+
+def test_shard_groups_take_each_shard_in_order_with_its_clips_sorted(monkeypatch):
+    """The plan walks the index shard by shard (sorted), each shard's clips by clip_id,
+    whatever the index order, without a sorted copy of the index; chunk edges do not matter."""
+    import numpy as np
+    import pyarrow as pa
+
+    from eamm.datasets.index_io import INDEX_SCHEMA
+    from eamm.preprocess import plan
+
+    ids = [
+        f"{s}/{w}/{w}_{n:05d}"
+        for s in ("val", "train")
+        for w in ("ZED", "ABOUT")
+        for n in (3, 1, 2)
+    ]
+    order = np.random.default_rng(1).permutation(len(ids))
+    columns = {f.name: [None] * len(ids) for f in INDEX_SCHEMA}
+    columns.update(
+        clip_id=[ids[i] for i in order],
+        dataset=["lrw"] * len(ids),
+        split=[ids[i].split("/")[0] for i in order],
+        utterance=["u"] * len(ids),
+        video=["v.mp4"] * len(ids),
+    )
+    index = pa.Table.from_pydict(columns, schema=INDEX_SCHEMA)
+    expected = sorted({shard_of(c) for c in ids})
+    for chunk in (5, plan.SHARD_CHUNK):
+        monkeypatch.setattr(plan, "SHARD_CHUNK", chunk)
+        groups = list(plan.shard_groups(index))
+        assert [s for s, _ in groups] == expected
+        for shard, group in groups:
+            assert group["clip_id"].to_pylist() == sorted(c for c in ids if shard_of(c) == shard)
+    assert list(plan.shard_groups(index.slice(0, 0))) == []
+    assert [s for s, _ in plan.shard_groups(index.slice(0, 1))] == [
+        shard_of(index["clip_id"][0].as_py())
+    ]

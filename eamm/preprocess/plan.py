@@ -11,13 +11,13 @@ and packs as Prefect tasks, a bounded number at a time; ``run_serially`` runs th
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -69,17 +69,36 @@ class _OpenShard:
     rows: list[dict] = field(default_factory=list)
 
 
+SHARD_CHUNK = 65_536  # clip_ids turned into shard names at a time (Python strings, transient)
+
+
 def shard_groups(index: pa.Table) -> Iterator[tuple[str, pa.Table]]:
-    """(shard, its index rows by clip_id) for every shard of the index, in shard order."""
-    shards = pa.array([shard_of(c) for c in index["clip_id"].to_pylist()], pa.string())
-    ordered = index.append_column("shard", shards).sort_by(
-        [("shard", "ascending"), ("clip_id", "ascending")]
+    """(shard, its index rows by clip_id) for every shard of the index, in shard order.
+
+    Only a sort order and the shard boundaries are held, not a sorted copy of the index or a
+    Python string per clip (together about 90 MB at 500k LRW clips); each group is taken from
+    the index when its turn comes."""
+    ids = index["clip_id"]
+    shards = pa.chunked_array(
+        [
+            pa.array([shard_of(c) for c in ids.slice(i, SHARD_CHUNK).to_pylist()], pa.string())
+            for i in range(0, len(ids), SHARD_CHUNK)
+        ],
+        pa.string(),
     )
-    start = 0
-    for shard, group in itertools.groupby(ordered["shard"].to_pylist()):
-        length = sum(1 for _ in group)
-        yield shard, ordered.slice(start, length).drop_columns(["shard"])
-        start += length
+    order = pc.sort_indices(
+        pa.table({"shard": shards, "clip_id": ids}),
+        sort_keys=[("shard", "ascending"), ("clip_id", "ascending")],
+    )
+    ordered = shards.take(order)
+    n = len(ordered)
+    changes = pc.not_equal(ordered.slice(1), ordered.slice(0, max(n - 1, 0)))
+    starts = np.concatenate([[0], np.flatnonzero(changes.to_numpy(zero_copy_only=False)) + 1])
+    names = ordered.take(pa.array(starts[starts < n])).to_pylist()
+    del ordered, shards
+    rows = order.to_numpy()
+    for name, begin, end in zip(names, starts, [*starts[1:], n], strict=False):
+        yield name, index.take(rows[begin:end])
 
 
 class PreprocessRun:

@@ -441,7 +441,8 @@ def orchestration_section(data: dict) -> list[str]:
         out.append(
             f"- fit `{key}` = {fit['intercept']:.4g} + {fit['slope'] * 1000:.4g} per 1000 clips"
         )
-    if {"flow_wall_s", "flow_peak_rss_mib"} <= set(fits):
+    measured = any(r["clips"] >= 500_000 for r in data["rows"])
+    if {"flow_wall_s", "flow_peak_rss_mib"} <= set(fits) and not measured:
         at = {k: fits[k]["intercept"] + fits[k]["slope"] * 500_000 for k in fits}
         out.append(
             f"- at 500,000 clips the fits give (extrapolated, not measured): flow wall "

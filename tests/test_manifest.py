@@ -369,7 +369,7 @@ store.table(["clip_id"])
 keys = pool.max_memory()
 for _ in store.sorted_parts("clip_id", rows=4096):
     pass
-print(store._path.stat().st_size, keys, pool.max_memory())
+print(next(Path(sys.argv[1]).glob("*.arrow")).stat().st_size, keys, pool.max_memory())
 """
 
 

@@ -79,6 +79,8 @@ def shard_groups(index: pa.Table) -> Iterator[tuple[str, pa.Table]]:
     Python string per clip (together about 90 MB at 500k LRW clips); each group is taken from
     the index when its turn comes."""
     ids = index["clip_id"]
+    if not len(ids):
+        return
     shards = pa.chunked_array(
         [
             pa.array([shard_of(c) for c in ids.slice(i, SHARD_CHUNK).to_pylist()], pa.string())
@@ -91,13 +93,12 @@ def shard_groups(index: pa.Table) -> Iterator[tuple[str, pa.Table]]:
         sort_keys=[("shard", "ascending"), ("clip_id", "ascending")],
     )
     ordered = shards.take(order)
-    n = len(ordered)
-    changes = pc.not_equal(ordered.slice(1), ordered.slice(0, max(n - 1, 0)))
+    changes = pc.not_equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1))
     starts = np.concatenate([[0], np.flatnonzero(changes.to_numpy(zero_copy_only=False)) + 1])
-    names = ordered.take(pa.array(starts[starts < n])).to_pylist()
+    names = ordered.take(pa.array(starts)).to_pylist()
     del ordered, shards
     rows = order.to_numpy()
-    for name, begin, end in zip(names, starts, [*starts[1:], n], strict=False):
+    for name, begin, end in zip(names, starts, [*starts[1:], len(rows)], strict=True):
         yield name, index.take(rows[begin:end])
 
 
@@ -232,8 +233,9 @@ class PreprocessRun:
             )
         counted = self.rows.table(SUMMARY_COLUMNS)
         summary = summarize(counted)
-        held = counted["shard"].filter(pc.equal(counted["status"], "ok"))
-        held = set(pc.unique(held).to_pylist())
+        held = set(
+            pc.unique(counted["shard"].filter(pc.equal(counted["status"], "ok"))).to_pylist()
+        )
         del counted  # counted: not held while the manifest is written (~45 MB at 500k clips)
         remove_stale_outputs(self.out_root, held)
         write_manifest_parts(

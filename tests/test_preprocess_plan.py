@@ -19,9 +19,10 @@ from eamm.datasets.index_io import write_index
 from eamm.face.landmarks import FaceModels, MediapipeLandmarks
 from eamm.manifest import MANIFEST_NAME, read_manifest, read_rows, validate_manifest
 from eamm.preprocess.batch import process_batch
-from eamm.preprocess.dataset import JOURNAL_DIR, load_previous
+from eamm.preprocess.dataset import JOURNAL_DIR
 from eamm.preprocess.packing import pack_shard
 from eamm.preprocess.plan import PreprocessRun, run_serially
+from eamm.preprocess.previous import _journal_rows, load_previous
 from eamm.preprocess.rows import RowStore
 from eamm.shards import shard_of
 
@@ -179,7 +180,7 @@ def test_journal_extend_writes_every_line_with_one_fsync(tmp_path, monkeypatch):
     journal.extend(rows)
     journal.append({"clip_id": "c1", "status": "failed"})
     assert len(calls) == 2
-    table = dataset._journal_rows(tmp_path / dataset.JOURNAL_DIR)
+    table = _journal_rows(tmp_path / dataset.JOURNAL_DIR)
     assert table["clip_id"].to_pylist() == ["c0", "c2", "c3", "c4", "c1"]
     assert table["status"].to_pylist()[-1] == "failed"
 
@@ -220,3 +221,74 @@ def test_shard_groups_take_each_shard_in_order_with_its_clips_sorted(monkeypatch
     assert [s for s, _ in plan.shard_groups(index.slice(0, 1))] == [
         shard_of(index["clip_id"][0].as_py())
     ]
+
+
+def test_previous_rows_read_the_manifest_a_row_group_at_a_time(tmp_path, monkeypatch):
+    """A re-run looks records up without holding the manifest: walking the shards in order
+    decodes each row group once, and every record comes back as the whole row (run log
+    columns joined); journal lines win, absent or overlong ids are not found."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from eamm.manifest import ROW_SCHEMA, RUN_LOG_NAME, read_run_log, write_manifest_parts
+    from eamm.preprocess.rows import RowStore
+    from tests.test_manifest import typed_rows
+
+    template = typed_rows()[0].to_dict()
+    rows = []
+    for i in np.random.default_rng(1).permutation(60):
+        speaker = f"M{i % 4:03d}"
+        rows.append(
+            {
+                **template,
+                "clip_id": f"{speaker}/front/angry/level_2/{i:03d}",
+                "shard": f"shards/{speaker}/front.tar",
+                "status": "failed" if i % 10 == 3 else "ok",
+                "source_mtime_ns": 1_000 + int(i),
+            }
+        )
+    store = RowStore()
+    store.add(rows)
+    out = tmp_path / "processed"
+    out.mkdir()
+    write_manifest_parts(
+        store.sorted_parts("clip_id", rows=16), out / MANIFEST_NAME, out / RUN_LOG_NAME
+    )
+    journal = out / JOURNAL_DIR
+    journal.mkdir()
+    redone = {**rows[0], "status": "failed", "shard": None}
+    added = {**rows[1], "clip_id": "M009/front/happy/level_1/001", "shard": "shards/M009/front.tar"}
+    (journal / "1-1.jsonl").write_text(json.dumps(redone) + "\n" + json.dumps(added) + "\n")
+
+    reads = []
+    real = pq.ParquetFile.read_row_group
+
+    def spied(self, i, **kwargs):
+        reads.append(i)
+        return real(self, i, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spied)
+    previous = load_previous(out)  # the manifest's ids, shards and statuses, and the run log
+    assert sorted(reads) == [0, 0, 1, 1, 2, 2, 3, 3] and len(previous) == 61
+    reads.clear()
+    by_shard: dict[str, list[str]] = {}
+    for row in sorted(rows, key=lambda r: r["clip_id"]):
+        by_shard.setdefault(row["shard"], []).append(row["clip_id"])
+    found = {}
+    for shard in sorted(by_shard):
+        found.update(previous.rows(by_shard[shard]))
+    assert reads == [0, 1, 2, 3]  # each row group decoded once
+
+    timings = read_run_log(out / RUN_LOG_NAME)
+    for row in rows[1:]:
+        expected = {name: row.get(name) for name in ROW_SCHEMA.names}
+        assert found[row["clip_id"]] == expected | timings[row["clip_id"]]
+    assert found[rows[0]["clip_id"]]["status"] == "failed"  # the journal's line
+    assert previous.get(added["clip_id"])["shard"] == "shards/M009/front.tar"
+    assert previous.rows(["M000/nope", rows[2]["clip_id"] + "/longer than any id"]) == {}
+    assert rows[2]["clip_id"] in previous and "M000/nope" not in previous
+    for shard in by_shard:
+        ok = {r["clip_id"] for r in rows[1:] if r["shard"] == shard and r["status"] == "ok"}
+        assert previous.held(shard) == ok, shard
+    assert previous.held("shards/M009/front.tar") == {added["clip_id"]}
+    assert previous.held("shards/none.tar") == set()

@@ -23,9 +23,6 @@ import shutil
 import threading
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from eamm import __version__
 from eamm.config import AUDIO_RATE, PreprocessParams
 from eamm.datasets.base import ClipEntry
@@ -34,20 +31,15 @@ from eamm.face.landmarks import FaceModels, LandmarkBackend
 from eamm.manifest import (
     MANIFEST_NAME,
     OUTPUT_FILES,
-    RUN_LOG_NAME,
     STAGING_DIR,
     ManifestRow,
     byte_ranges,
     check_members,
     members,
-    read_manifest,
-    read_run_log_table,
     run_fault_reason,
-    with_run_log,
 )
 from eamm.preprocess.clip import preprocess_clip
 from eamm.preprocess.errors import run_fault
-from eamm.preprocess.rows import PreviousRows, RowStore, last_per_clip
 from eamm.shards import locate, unmatched
 
 # Bump when the outputs of the same inputs and params change, so old outputs are redone.
@@ -284,46 +276,6 @@ class Journal:
             handle.write("".join(json.dumps(row) + "\n" for row in rows))
             handle.flush()
             os.fsync(handle.fileno())
-
-
-def _journal_rows(folder: Path) -> pa.Table | None:
-    """Every journal line, oldest file first, the last line of each clip winning."""
-    if not folder.is_dir():
-        return None
-    store = RowStore()
-    for path in sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime_ns):
-        with path.open() as handle:
-            for line in handle:
-                try:
-                    store.add([json.loads(line)])
-                except json.JSONDecodeError:  # a line cut short by a kill
-                    continue
-    return last_per_clip(store.table()) if store.count else None
-
-
-def load_previous(out_root: Path) -> PreviousRows:
-    """Latest record per clip: the last manifest with its run log, then journal lines written
-    after it; held as Arrow (``PreviousRows``), so a re-run of a large dataset stays small.
-
-    A manifest of another version (an older layout) is ignored: its clips are processed again.
-    """
-    out_root = Path(out_root)
-    tables = []
-    manifest = out_root / MANIFEST_NAME
-    if manifest.is_file():
-        try:
-            table = read_manifest(manifest)
-        except EammError:
-            table = None
-        if table is not None:
-            tables.append(with_run_log(table, read_run_log_table(out_root / RUN_LOG_NAME)))
-    journal = _journal_rows(out_root / JOURNAL_DIR)
-    if journal is not None:
-        if tables:
-            superseded = pc.is_in(tables[0]["clip_id"], value_set=journal["clip_id"])
-            tables[0] = tables[0].filter(pc.invert(superseded))
-        tables.append(journal)
-    return PreviousRows(pa.concat_tables(tables) if tables else None)
 
 
 def manifest_mtime_ns(out_root: Path) -> int:

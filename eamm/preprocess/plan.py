@@ -37,13 +37,13 @@ from eamm.preprocess.batch import process_batch
 from eamm.preprocess.dataset import (
     JOURNAL_DIR,
     clear_journal,
-    load_previous,
     manifest_mtime_ns,
     param_fingerprint,
     reusable,
 )
 from eamm.preprocess.errors import RunFaults, describe_faults
 from eamm.preprocess.packing import needs_packing, pack_shard, remove_stale_outputs
+from eamm.preprocess.previous import load_previous
 from eamm.preprocess.rows import RowStore
 from eamm.shards import shard_of
 

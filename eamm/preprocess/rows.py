@@ -1,4 +1,4 @@
-"""A run's rows in Arrow: what it finished and what the last run left, in flat memory.
+"""A run's rows in Arrow: what it finished, in flat memory (what the last run left: ``previous``).
 
 Why: as Python dicts a manifest row costs about 4 KB (forty keys, five hashes, offset lists),
 so a run holding 500k of them needs gigabytes; as Arrow columns it is under 1 KB, and a run's
@@ -143,42 +143,3 @@ def last_per_clip(table: pa.Table) -> pa.Table:
             seen.add(ids[i])
             keep.append(i)
     return table.take(sorted(keep))
-
-
-class PreviousRows:
-    """The latest record per clip (``ROW_SCHEMA`` table, one row per clip), looked up by
-    clip_id; the ok clips each shard holds, for deciding which shards to repack."""
-
-    def __init__(self, table: pa.Table | None = None) -> None:
-        self._table = table if table is not None else ROW_SCHEMA.empty_table()
-        self._position = {cid: i for i, cid in enumerate(self._table["clip_id"].to_pylist())}
-        held: dict[str, list[int]] = {}
-        columns = (self._table["shard"].to_pylist(), self._table["status"].to_pylist())
-        for i, (shard, status) in enumerate(zip(*columns, strict=True)):
-            if status == "ok" and shard:
-                held.setdefault(shard, []).append(i)
-        self._held = {shard: np.array(p, dtype=np.int64) for shard, p in held.items()}
-
-    def __len__(self) -> int:
-        return len(self._position)
-
-    def __contains__(self, clip_id: str) -> bool:
-        return clip_id in self._position
-
-    def rows(self, clip_ids: Iterable[str]) -> dict[str, dict]:
-        """clip_id -> its record as a dict, for the ids that have one."""
-        found = {cid: self._position[cid] for cid in clip_ids if cid in self._position}
-        if not found:
-            return {}
-        records = self._table.take(list(found.values())).to_pylist()
-        return dict(zip(found, records, strict=True))
-
-    def get(self, clip_id: str) -> dict | None:
-        return self.rows([clip_id]).get(clip_id)
-
-    def held(self, shard: str) -> set[str]:
-        """The clips whose latest record is ok and packed in ``shard``."""
-        positions = self._held.get(shard)
-        if positions is None:
-            return set()
-        return set(self._table["clip_id"].take(positions).to_pylist())

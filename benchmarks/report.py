@@ -421,6 +421,7 @@ def orchestration_section(data: dict) -> list[str]:
     """``benchmarks/orchestration.py``: the flow at N clips with a stand-in clip worker."""
     head = ["clips", "flow wall s", "ms/clip", "flow CPU s", "flow peak RSS MiB"]
     head += ["server peak RSS MiB", "Prefect DB MiB", "manifest MiB", "no-op re-run s"]
+    head += ["re-run peak RSS MiB"]
     rows = [
         [
             str(r["clips"]),
@@ -432,6 +433,7 @@ def orchestration_section(data: dict) -> list[str]:
             f1(r.get("prefect_db_mib")),
             f"{r['manifest_mib']:.2f}",
             f1(r["rerun_wall_s"]),
+            f0(r.get("rerun_peak_rss_mib")),
         ]
         for r in sorted(data["rows"], key=lambda r: r["clips"])
     ]

@@ -19,8 +19,9 @@ thread: its RSS and its kernel high-water mark ``VmHWM``), the Prefect database 
 WAL and shared memory files, once the server has settled: ``settle_s`` is how long it kept
 writing after the flow returned, not counted in the flow's wall time), the manifest's and run
 log's sizes, and the wall seconds and peak RSS of a no-op re-run (everything reused; the
-process's high-water mark is reset before it). Then ``wall = a + b*N`` and ``RSS = c + d*N``
-are fitted by least squares over the measured N.
+process's high-water mark is reset before it, but the re-run runs in the same process and reuses
+the memory the first run's allocators kept, so its peak is not a fresh re-run's). Then
+``wall = a + b*N`` and ``RSS = c + d*N`` are fitted by least squares over the measured N.
 
     python benchmarks/orchestration.py --clips 10000 100000 500000 --workers 2
     python benchmarks/orchestration.py --clips 500 --out /tmp/orchestration.json

@@ -421,7 +421,7 @@ def orchestration_section(data: dict) -> list[str]:
     """``benchmarks/orchestration.py``: the flow at N clips with a stand-in clip worker."""
     head = ["clips", "flow wall s", "ms/clip", "flow CPU s", "flow peak RSS MiB"]
     head += ["server peak RSS MiB", "Prefect DB MiB", "manifest MiB", "no-op re-run s"]
-    head += ["re-run peak RSS MiB"]
+    head += ["fresh re-run peak RSS MiB"]
     rows = [
         [
             str(r["clips"]),

@@ -254,6 +254,8 @@ def test_orchestration_benchmark_tiny(tmp_path):
     assert row["shards"] == 50  # 500 words: one train clip per word, one shard each
     assert row["rerun_processed"] == 0 and row["rerun_reused"] == 50
     assert row["rerun_shards_written"] == 0
+    # and once more in a fresh process, as a user's second run: its own peak RSS
+    assert row["fresh_rerun_reused"] == 50 and row["rerun_peak_rss_mib"] > 0
     assert row["flow_wall_s"] > 0 and row["ms_per_clip"] == pytest.approx(
         1000 * row["flow_wall_s"] / 50
     )

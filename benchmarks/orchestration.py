@@ -243,13 +243,20 @@ def stop_servers() -> None:
             server.stop()
 
 
-def run_n(raw: str, out: str, prefect_home: str, workers: int, params_path: str) -> dict:
-    """Runs in a fresh process: index flow, the preprocess flow with the stand-in, a re-run."""
+def isolated_setup(prefect_home: str) -> None:
+    """A measuring process's environment: its own Prefect home and temporary server, the
+    threads runner (the stand-in lives in this process), pinned BLAS threads, the stand-in."""
     os.environ["PREFECT_HOME"] = prefect_home
     os.environ.pop("PREFECT_API_URL", None)  # a temporary server with the fresh database
     os.environ.pop("EAMM_TASK_RUNNER", None)  # threads: the stand-in lives in this process
-    started = time.perf_counter()
     common.pin_threads()
+    install_stand_in()
+
+
+def run_n(raw: str, out: str, prefect_home: str, workers: int, params_path: str) -> dict:
+    """Runs in a fresh process: index flow, the preprocess flow with the stand-in, a re-run."""
+    started = time.perf_counter()
+    isolated_setup(prefect_home)
     import psutil
     import pyarrow.parquet as pq
 
@@ -258,7 +265,6 @@ def run_n(raw: str, out: str, prefect_home: str, workers: int, params_path: str)
     from flows.index import index_flow
     from flows.preprocess import run_preprocess
 
-    install_stand_in()
     home, out_root = Path(prefect_home), Path(out)
     imported = time.perf_counter()
     index_path = str(out_root / "index.parquet")
@@ -326,13 +332,9 @@ def run_n(raw: str, out: str, prefect_home: str, workers: int, params_path: str)
 
 def fresh_rerun(raw: str, out: str, prefect_home: str, workers: int, params_path: str) -> dict:
     """Runs in a fresh process: a no-op re-run of the preprocess flow, its own peak RSS."""
-    os.environ["PREFECT_HOME"] = prefect_home
-    os.environ.pop("PREFECT_API_URL", None)
-    os.environ.pop("EAMM_TASK_RUNNER", None)
-    common.pin_threads()
+    isolated_setup(prefect_home)
     from flows.preprocess import run_preprocess
 
-    install_stand_in()
     index_path = str(Path(out) / "index.parquet")
     options = dict(raw=raw, index_path=index_path, params_path=params_path, workers=workers)
     with common.timed() as rerun:

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -44,7 +43,7 @@ from eamm.preprocess.dataset import (
 from eamm.preprocess.errors import RunFaults, describe_faults
 from eamm.preprocess.packing import needs_packing, pack_shard, remove_stale_outputs
 from eamm.preprocess.previous import load_previous
-from eamm.preprocess.rows import RowStore
+from eamm.preprocess.rows import RowStore, value_runs
 from eamm.shards import shard_of
 
 
@@ -92,13 +91,10 @@ def shard_groups(index: pa.Table) -> Iterator[tuple[str, pa.Table]]:
         pa.table({"shard": shards, "clip_id": ids}),
         sort_keys=[("shard", "ascending"), ("clip_id", "ascending")],
     )
-    ordered = shards.take(order)
-    changes = pc.not_equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1))
-    starts = np.concatenate([[0], np.flatnonzero(changes.to_numpy(zero_copy_only=False)) + 1])
-    names = ordered.take(pa.array(starts)).to_pylist()
-    del ordered, shards
+    runs = value_runs(shards.take(order))
+    del shards
     rows = order.to_numpy()
-    for name, begin, end in zip(names, starts, [*starts[1:], len(rows)], strict=True):
+    for name, (begin, end) in runs.items():
         yield name, index.take(rows[begin:end])
 
 

@@ -31,7 +31,7 @@ from eamm.manifest import (
     read_run_log_table,
 )
 from eamm.preprocess.dataset import JOURNAL_DIR
-from eamm.preprocess.rows import RowStore, last_per_clip
+from eamm.preprocess.rows import RowStore, last_per_clip, value_runs
 
 ID_CHUNK = 65_536  # ids turned into bytes at a time (Python objects, transient)
 
@@ -74,17 +74,7 @@ class IdLookup:
         return where
 
 
-def _spans(values: pa.Array) -> dict[str, tuple[int, int]]:
-    """Value -> (start, end) of its run in ``values``, whose equal values are adjacent."""
-    if not len(values):
-        return {}
-    changes = pc.not_equal(values.slice(1), values.slice(0, len(values) - 1))
-    starts = [0, *(np.flatnonzero(changes.to_numpy(zero_copy_only=False)) + 1).tolist()]
-    names = values.take(pa.array(starts, pa.int64())).to_pylist()
-    return dict(zip(names, zip(starts, [*starts[1:], len(values)], strict=True), strict=True))
-
-
-def _packed_ok(table: pa.Table, latest: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def _packed_ok(table: pa.Table, latest: pa.Array | pa.ChunkedArray | bool = True) -> np.ndarray:
     """Positions of ``table``'s rows that are ``latest``, ok and packed in a shard."""
     packed = pc.and_(pc.equal(table["status"], "ok"), pc.is_valid(table["shard"]))
     return np.flatnonzero(pc.and_(packed, latest).to_numpy(zero_copy_only=False)).astype(np.int64)
@@ -104,14 +94,16 @@ class PreviousRows:
         self._manifest = manifest
         self._journal = journal if journal is not None else ROW_SCHEMA.empty_table()
         keep = ["clip_id", "shard", "status"]
-        if manifest is None:
+        # the manifest is replaced only by ``finish``, after the last lookup
+        self._file = None if manifest is None else pq.ParquetFile(manifest, pre_buffer=False)
+        if self._file is None:
             self._starts = np.zeros(1, dtype=np.int64)
             listed = ROW_SCHEMA.empty_table().select(keep)
         else:
-            meta = pq.ParquetFile(manifest).metadata
+            meta = self._file.metadata
             sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
             self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-            listed = read_by_row_group(manifest, keep)
+            listed = read_by_row_group(self._file, keep)
         superseded = pc.is_in(listed["clip_id"], value_set=self._journal["clip_id"])
         self._rows = len(listed)
         self._count = self._rows - int(pc.sum(superseded).as_py() or 0) + len(self._journal)
@@ -124,7 +116,7 @@ class PreviousRows:
         self._ids = IdLookup(self._all_ids)
         held = [
             _packed_ok(listed, pc.invert(superseded)),
-            _packed_ok(self._journal, pa.array(np.ones(len(self._journal), dtype=bool))),
+            _packed_ok(self._journal),
         ]
         positions = np.concatenate([held[0], held[1] + self._rows])
         shards = pa.concat_arrays(
@@ -135,7 +127,7 @@ class PreviousRows:
         )
         order = pc.sort_indices(shards).to_numpy()
         self._held_at = positions[order]  # held clips' positions, grouped by shard
-        self._held = _spans(shards.take(order))
+        self._held = value_runs(shards.take(order))
         self._group: tuple[int, pa.Table] | None = None  # the row group read last
 
     def __len__(self) -> int:
@@ -148,7 +140,7 @@ class PreviousRows:
         """Row group ``index`` of the manifest as whole rows (its run log columns joined)."""
         if self._group is None or self._group[0] != index:
             table = conform_manifest(
-                pq.ParquetFile(self._manifest).read_row_group(index), self._manifest
+                self._file.read_row_group(index, use_threads=False), self._manifest
             )
             picks = None
             if self._log_ids is not None:

@@ -143,3 +143,14 @@ def last_per_clip(table: pa.Table) -> pa.Table:
             seen.add(ids[i])
             keep.append(i)
     return table.take(sorted(keep))
+
+
+def value_runs(values: pa.Array | pa.ChunkedArray) -> dict[str, tuple[int, int]]:
+    """Value -> (start, end) of its run in ``values``, whose equal values are adjacent (sorted
+    shard names, say), in order of appearance."""
+    if not len(values):
+        return {}
+    changes = pc.not_equal(values.slice(1), values.slice(0, len(values) - 1))
+    starts = [0, *(np.flatnonzero(changes.to_numpy(zero_copy_only=False)) + 1).tolist()]
+    names = values.take(pa.array(starts, pa.int64())).to_pylist()
+    return dict(zip(names, zip(starts, [*starts[1:], len(values)], strict=True), strict=True))

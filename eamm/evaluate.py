@@ -39,7 +39,7 @@ from eamm.metrics import FACE, MOUTH, clip_landmarks, cpbd_clip, lmd, psnr, ssim
 from eamm.metrics.fid import FidFeatures
 
 VARIANTS = ("ground_truth", "static_source", "reconstruction", "neutral", "emotion")
-METRICS = ("psnr", "ssim", "m_lmd", "f_lmd", "kp_motion", "cpbd", *JUDGE_METRICS)
+METRICS = ("psnr", "ssim", "m_lmd", "m_lmd_shape", "f_lmd", "kp_motion", "cpbd", *JUDGE_METRICS)
 # Measured over all clips of a variant at once, not per clip (only with their weights set)
 SET_METRICS = ("fid",)
 
@@ -168,7 +168,10 @@ class ProtocolScorer:
         return Views(crops, valid, landmarks, sync)
 
     def score(self, video: Views, truth: Views) -> dict[str, float]:
-        """PSNR and SSIM over the frames both sides have, M-LMD and F-LMD."""
+        """PSNR and SSIM over the frames both sides have, M-LMD and F-LMD, and the mouth's
+        shape distance (``m_lmd_shape``: M-LMD with each frame's mouth points centred, whatever
+        the protocol's ``lmd_centred``): where the head is moves M-LMD far more than how the
+        mouth is open, so only this one tells a mouth that follows the speech."""
         p = self.protocol
         both = video.valid & truth.valid
         nan = float("nan")
@@ -177,6 +180,7 @@ class ProtocolScorer:
             "psnr": psnr(a, b) if both.any() else nan,
             "ssim": ssim(a, b, window=p.ssim) if both.any() else nan,
             "m_lmd": lmd(video.landmarks, truth.landmarks, MOUTH, centred=p.lmd_centred),
+            "m_lmd_shape": lmd(video.landmarks, truth.landmarks, MOUTH, centred=True),
             "f_lmd": lmd(video.landmarks, truth.landmarks, FACE, centred=p.lmd_centred),
         }
 

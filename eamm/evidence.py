@@ -110,13 +110,33 @@ def relations(metrics: dict) -> list[Relation]:
             )
         )
         static_mouth = _value(metrics, d, "static_source", "m_lmd")
+        static_shape = _value(metrics, d, "static_source", "m_lmd_shape")
+        shape = _value(metrics, d, "reconstruction", "m_lmd_shape")
+        out.append(
+            Relation(
+                f"{d}: reconstruction mouth-shape LMD below the static source "
+                "(the renderer draws the real mouth shapes)",
+                _greater(static_shape, shape),
+                f"{shape} vs {static_shape}",
+            )
+        )
         for variant in ("neutral", "emotion"):
             mouth = _value(metrics, d, variant, "m_lmd")
             out.append(
                 Relation(
-                    f"{d}: {variant} M-LMD below the static source (the mouth moves with speech)",
+                    f"{d}: {variant} M-LMD below the static source "
+                    "(the mouth landmarks follow the real head and mouth motion)",
                     _greater(static_mouth, mouth),
                     f"{mouth} vs {static_mouth}",
+                )
+            )
+            shape = _value(metrics, d, variant, "m_lmd_shape")
+            out.append(
+                Relation(
+                    f"{d}: {variant} mouth-shape LMD below the static source "
+                    "(the mouth opens and closes with the speech)",
+                    _greater(static_shape, shape),
+                    f"{shape} vs {static_shape}",
                 )
             )
             face = _value(metrics, d, variant, "f_lmd")

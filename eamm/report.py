@@ -30,6 +30,7 @@ DIRECTION = {
     "psnr": "higher",
     "ssim": "higher",
     "m_lmd": "lower",
+    "m_lmd_shape": "lower",
     "f_lmd": "lower",
     "kp_motion": "lower",
     "cpbd": "higher",
@@ -324,7 +325,9 @@ def markdown(
         "`reconstruction` is FOMM driven by the keypoints of the real frames (the first "
         "stage alone). `neutral` and `emotion` are generated from the audio (and, for "
         "`emotion`, the emotion source video). PSNR, SSIM and LMD are taken on the "
-        "protocol's crops with its landmarker (`image_crop`, `landmarker`). Emotion "
+        "protocol's crops with its landmarker (`image_crop`, `landmarker`); m_lmd_shape is "
+        "M-LMD with each frame's mouth points centred on their mean (the mouth's shape, blind "
+        "to where the head is). Emotion "
         "accuracy: our MEAD classifier "
         "(`train_emotion_classifier`); sync_conf/sync_dist: our LRW sync expert "
         "(`train_sync_expert`); syncnet_*: SyncNet v2 from `evaluate.syncnet_weights` when set; "

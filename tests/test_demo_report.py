@@ -37,8 +37,23 @@ _NO_EXPRESSION = (
     "on the real clips); its keypoints crowd between the eyes (7.5 px apart on average at 64 "
     "px), and the emotion variant reaches 0.1 against the neutral variant's 0.05 (0.2 apart asked)"
 )
+_NO_MOUTH_SHAPE = (
+    "the 64-px renderer's mouths are further from the real mouth shapes than the still source "
+    "frame's, even when it is driven by the real frames' keypoints: mouth points centred per "
+    "frame, MEAD static 3.45 px against reconstruction 4.63, neutral 4.76, emotion 4.72; LRW "
+    "1.64 against 3.95, 4.21, 4.21 (the demo's checkpoints of an AVX2 machine, 2026-12-03; the "
+    "committed report predates the metric). The uncentred M-LMD relations hold through head "
+    "motion: on the 256 crops' own landmarks (all test clips) the real mouth points move 14.7 "
+    "(MEAD) and 11.5 px (LRW) from their first frame, and their shape is 3.8 and 2.1 px from "
+    "the source frame's"
+)
 KNOWN_GAPS = {
     "mead: emotion variant's emotion accuracy >= neutral variant's + 0.2": _NO_EXPRESSION,
+    **{
+        claim: _NO_MOUTH_SHAPE
+        for claim in (r.claim for r in relations({"mead": {}, "lrw": {}}))
+        if "mouth-shape LMD" in claim
+    },
 }
 CLAIMS = [r.claim for r in relations({"mead": {}, "lrw": {}})]
 

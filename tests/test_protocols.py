@@ -288,7 +288,7 @@ def test_eat_scorer_crops_and_measures_a_fixture_clip(fixtures_dir):
     assert offset < 4.0
     same = scorer.score(truth, truth)
     assert same["psnr"] == float("inf") and same["ssim"] == pytest.approx(1.0)
-    assert same["m_lmd"] == 0.0 and same["f_lmd"] == 0.0
+    assert same["m_lmd"] == 0.0 and same["f_lmd"] == 0.0 and same["m_lmd_shape"] == 0.0
     # each frame is aligned on its own points: a 2-pixel shift is almost undone
     scores = scorer.score(moved, truth)
     assert 20 < scores["psnr"] < 100 and 0.5 < scores["ssim"] < 1
@@ -323,6 +323,9 @@ def test_ours_scorer_is_the_old_measurement(fixtures_dir):
         face.close()
     assert scores["psnr"] == psnr(other, frames) and scores["ssim"] == ssim(other, frames)
     assert scores["m_lmd"] == lmd(pred, real, MOUTH) and scores["f_lmd"] == lmd(pred, real, FACE)
+    # the mouth's shape whatever the protocol: a 2-pixel roll moves the points, not the shape
+    assert scores["m_lmd_shape"] == lmd(pred, real, MOUTH, centred=True)
+    assert scores["m_lmd_shape"] < scores["m_lmd"]
 
 
 # --- the report --------------------------------------------------------------------------------

@@ -67,7 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     evaluate = load_section(args.params, "evaluate", EvaluateParams)
     source_frame = evaluate.resolved().source_frame
     nets = load_models(args.checkpoints, torch.device("cpu"), gp)
-    out = {}
     for weight in args.audio_weight or [gp.audio_weight]:
         weighted = gp.model_copy(update={"audio_weight": weight})
         for dataset in args.datasets:
@@ -75,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
             pool = load_clips(manifest, (args.split,), min_frames=2)
             rows = [ablate(nets, c, pool, source_frame, weighted) for c in pool[: args.clips]]
             mean = {k: round(float(np.mean([r[k] for r in rows])), 2) for k in rows[0]}
-            out[f"{dataset} audio_weight={weight:g}"] = mean | {"clips": len(rows)}
             print(f"{dataset} audio_weight={weight:g}: {json.dumps(mean)} ({len(rows)} clips)")
     return 0
 

@@ -47,15 +47,11 @@ _NO_MOUTH_SHAPE = (
     "(MEAD) and 11.5 px (LRW) from their first frame, and their shape is 3.8 and 2.1 px from "
     "the source frame's"
 )
+CLAIMS = [r.claim for r in relations({"mead": {}, "lrw": {}})]
 KNOWN_GAPS = {
     "mead: emotion variant's emotion accuracy >= neutral variant's + 0.2": _NO_EXPRESSION,
-    **{
-        claim: _NO_MOUTH_SHAPE
-        for claim in (r.claim for r in relations({"mead": {}, "lrw": {}}))
-        if "mouth-shape LMD" in claim
-    },
+    **{claim: _NO_MOUTH_SHAPE for claim in CLAIMS if "mouth-shape LMD" in claim},
 }
-CLAIMS = [r.claim for r in relations({"mead": {}, "lrw": {}})]
 
 
 @pytest.mark.parametrize(

@@ -95,6 +95,14 @@ def identity_source(clip: Clip, pool: list[Clip], source_frame: str) -> Clip:
     return neutral[0] if neutral else clip
 
 
+def driving_rows(clip: Clip, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The audio branch's inputs for a clip's first ``count`` frames: the MFCC windows without
+    coefficient 0 (EAMM feeds 12 of the 13) and the 6 pose values, rows without a face filled."""
+    mfcc = clip.array("mfcc.npy")[:count, :, 1:]
+    pose = fill_missing_rows(clip.array("pose.npy"))[:count, :6]
+    return mfcc, pose
+
+
 def _frames(clip: Clip, count: int, size: int) -> np.ndarray:
     return clip.frames(list(range(count)), size)
 
@@ -269,8 +277,7 @@ def evaluate_clips(
         for k, clip in enumerate(clips):
             t = min(clip.num_frames, protocol.max_frames or clip.num_frames)
             truth = _frames(clip, t, size)
-            mfcc = clip.array("mfcc.npy")[:t, :, 1:]
-            pose = fill_missing_rows(clip.array("pose.npy"))[:t, :6]
+            mfcc, pose = driving_rows(clip, t)
             identity = identity_source(clip, pool, protocol.source_frame)
             source = _frames(identity, 1, size)
             emotion_clip = emotion_source(clip, pool)

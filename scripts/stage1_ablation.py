@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eamm.clips import Clip, fill_missing_rows, load_clips
+from eamm.clips import Clip, load_clips
 from eamm.config import EvaluateParams, GenerateParams, load_section
-from eamm.evaluate import identity_source, keypoint_motion
+from eamm.evaluate import driving_rows, identity_source, keypoint_motion
 from eamm.generate import detect_keypoints, frames_to_tensor, load_models
 
 
@@ -30,8 +30,7 @@ def ablate(nets, clip: Clip, pool: list[Clip], source_frame: str, gp: GeneratePa
     device = torch.device("cpu")
     t = clip.num_frames
     size = nets.image_size
-    mfcc = torch.from_numpy(clip.array("mfcc.npy")[:t, :, 1:]).float()
-    pose = torch.from_numpy(fill_missing_rows(clip.array("pose.npy"))[:t, :6]).float()
+    mfcc, pose = (torch.from_numpy(rows).float() for rows in driving_rows(clip, t))
     frames = clip.frames(list(range(t)), size)
     real = detect_keypoints(nets, frames_to_tensor(frames, device), 8)["value"]
 
@@ -53,28 +52,55 @@ def ablate(nets, clip: Clip, pool: list[Clip], source_frame: str, gp: GeneratePa
     return row
 
 
+def ablation_table(
+    checkpoints: Path,
+    params: Path,
+    data_root: Path,
+    split: str,
+    datasets: list[str],
+    weights: list[float] | None,
+    clips: int,
+) -> dict[tuple[str, float], dict[str, float]]:
+    """Mean rows over the first ``clips`` clips of ``split``, per (dataset, audio weight)."""
+    gp = load_section(params, "generate", GenerateParams)
+    source_frame = load_section(params, "evaluate", EvaluateParams).resolved().source_frame
+    nets = load_models(checkpoints, torch.device("cpu"), gp)
+    table = {}
+    for weight in weights or [gp.audio_weight]:
+        weighted = gp.model_copy(update={"audio_weight": weight})
+        for dataset in datasets:
+            manifest = data_root / dataset / "processed" / "manifest.parquet"
+            pool = load_clips(manifest, (split,), min_frames=2)
+            rows = [ablate(nets, c, pool, source_frame, weighted) for c in pool[:clips]]
+            table[dataset, weight] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+            table[dataset, weight]["clips"] = len(rows)
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--checkpoints", default="models")
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--checkpoints", type=Path, default=Path("models"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--data-root", type=Path, default=Path("data"))
     parser.add_argument("--split", default="test")
     parser.add_argument("--datasets", nargs="+", default=["lrw", "mead"])
     parser.add_argument("--audio-weight", nargs="+", type=float, default=None)
     parser.add_argument("--clips", type=int, default=12, help="first N clips of the split")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    gp = load_section(args.params, "generate", GenerateParams)
-    evaluate = load_section(args.params, "evaluate", EvaluateParams)
-    source_frame = evaluate.resolved().source_frame
-    nets = load_models(args.checkpoints, torch.device("cpu"), gp)
-    for weight in args.audio_weight or [gp.audio_weight]:
-        weighted = gp.model_copy(update={"audio_weight": weight})
-        for dataset in args.datasets:
-            manifest = Path("data") / dataset / "processed" / "manifest.parquet"
-            pool = load_clips(manifest, (args.split,), min_frames=2)
-            rows = [ablate(nets, c, pool, source_frame, weighted) for c in pool[: args.clips]]
-            mean = {k: round(float(np.mean([r[k] for r in rows])), 2) for k in rows[0]}
-            print(f"{dataset} audio_weight={weight:g}: {json.dumps(mean)} ({len(rows)} clips)")
+    table = ablation_table(
+        args.checkpoints,
+        args.params,
+        args.data_root,
+        args.split,
+        args.datasets,
+        args.audio_weight,
+        args.clips,
+    )
+    for (dataset, weight), row in table.items():
+        n = row.pop("clips")
+        mean = {k: round(v, 2) for k, v in row.items()}
+        print(f"{dataset} audio_weight={weight:g}: {json.dumps(mean)} ({n} clips)")
     return 0
 
 

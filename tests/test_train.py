@@ -373,6 +373,57 @@ def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path,
     assert "## What this run shows" in report and "## Training" in report
 
 
+def test_stage1_ablation_script_scores_what_the_evaluation_scores(trained, data_root, tmp_path):
+    """``scripts/stage1_ablation.py`` as a user runs it: one line per dataset with every row;
+    its ``audio`` and ``no_motion`` rows are the evaluation's own ``kp_motion`` numbers."""
+    import subprocess
+    import sys
+
+    from eamm.clips import load_clips
+    from eamm.config import EvaluateParams, GenerateParams
+    from eamm.evaluate import driving_rows, identity_source, keypoint_motion
+    from eamm.generate import detect_keypoints, frames_to_tensor, load_models
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["generate"]["device"] = "cpu"
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    args = ["--checkpoints", trained, "--params", params_path, "--data-root", data_root]
+    args += ["--split", "train", "--clips", "2", "--audio-weight", "1.6"]
+    script = ROOT / "scripts" / "stage1_ablation.py"
+    done = subprocess.run(
+        [sys.executable, script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    lines = {line.split()[0]: line for line in done.stdout.splitlines()}
+    assert set(lines) == {"lrw", "mead"}
+    rows = {k: json.loads(v.split(": ", 1)[1].rsplit(" (", 1)[0]) for k, v in lines.items()}
+    names = {"no_motion", "audio", "own_source", "pose_held", "audio_zeroed"}
+    assert all(set(row) == names and min(row.values()) > 0 for row in rows.values())
+
+    gp = GenerateParams(**params["generate"]).model_copy(update={"audio_weight": 1.6})
+    source_frame = EvaluateParams(**params["evaluate"]).resolved().source_frame
+    nets = load_models(trained, torch.device("cpu"), gp)
+    for dataset, row in rows.items():
+        pool = load_clips(data_root / dataset / "processed" / "manifest.parquet", ("train",))
+        motions = []
+        for clip in pool[:2]:
+            t = clip.num_frames
+            frames = frames_to_tensor(clip.frames(list(range(t)), nets.image_size), "cpu")
+            real = detect_keypoints(nets, frames, 8)["value"]
+            source = identity_source(clip, pool, source_frame).frames([0], nets.image_size)
+            mfcc, pose = (torch.from_numpy(r).float() for r in driving_rows(clip, t))
+            motions.append(
+                keypoint_motion(nets, frames_to_tensor(source, "cpu"), mfcc, pose, real, gp)
+            )
+        for name, variant in (("audio", "neutral"), ("no_motion", "static_source")):
+            expected = sum(m[variant] for m in motions) / len(motions)
+            assert row[name] == pytest.approx(expected, abs=0.006), (dataset, name)
+
+
 # 24 frames against 2048 features: singular covariances (a real run uses thousands of frames)
 @pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")

@@ -424,6 +424,27 @@ def test_stage1_ablation_script_scores_what_the_evaluation_scores(trained, data_
             assert row[name] == pytest.approx(expected, abs=0.006), (dataset, name)
 
 
+def test_renderer_still_script_gives_every_row(trained, data_root):
+    """``scripts/renderer_still.py`` as a user runs it: the five rows per dataset, each with
+    its PSNR and landmark distances."""
+    import subprocess
+    import sys
+
+    args = ["--checkpoints", trained, "--data-root", data_root, "--split", "train"]
+    script = ROOT / "scripts" / "renderer_still.py"
+    done = subprocess.run(
+        [sys.executable, script, *map(str, args)], capture_output=True, text=True, check=True
+    )
+    rows = {
+        line.split(": ", 1)[0]: json.loads(line.split(": ", 1)[1].rsplit(" (", 1)[0])
+        for line in done.stdout.splitlines()
+    }
+    names = ("fidelity", "static_source", "still_render", "reconstruction", "blurred_truth")
+    assert set(rows) == {f"{d} {n}" for d in ("lrw", "mead") for n in names}
+    for row in rows.values():
+        assert set(row) == {"psnr", "m_lmd", "m_lmd_shape"} and 0 < row["psnr"] < 100
+
+
 # 24 frames against 2048 features: singular covariances (a real run uses thousands of frames)
 @pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")

@@ -46,7 +46,8 @@ _NO_MOUTH_SHAPE = (
     "motion: on the 256 crops' own landmarks (all test clips) the real mouth points move 14.7 "
     "(MEAD) and 11.5 px (LRW) from their first frame, and their shape is 3.8 and 2.1 px from "
     "the source frame's. The renderer changes the mouth shape of a face it need not move by "
-    "3.3 (LRW) and 4.4 px (MEAD), more than the real mouths vary (scripts/renderer_still.py)"
+    "3.3 (LRW) and 4.4 px (MEAD), more than the real mouths vary "
+    "(scripts/demo_probes.py renderer)"
 )
 CLAIMS = [r.claim for r in relations({"mead": {}, "lrw": {}})]
 KNOWN_GAPS = {

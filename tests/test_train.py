@@ -373,8 +373,8 @@ def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path,
     assert "## What this run shows" in report and "## Training" in report
 
 
-def test_stage1_ablation_script_scores_what_the_evaluation_scores(trained, data_root, tmp_path):
-    """``scripts/stage1_ablation.py`` as a user runs it: one line per dataset with every row;
+def test_stage1_probe_scores_what_the_evaluation_scores(trained, data_root, tmp_path):
+    """``scripts/demo_probes.py stage1`` as a user runs it: one line per dataset with every row;
     its ``audio`` and ``no_motion`` rows are the evaluation's own ``kp_motion`` numbers."""
     import subprocess
     import sys
@@ -390,9 +390,9 @@ def test_stage1_ablation_script_scores_what_the_evaluation_scores(trained, data_
     params_path.write_text(yaml.safe_dump(params))
     args = ["--checkpoints", trained, "--params", params_path, "--data-root", data_root]
     args += ["--split", "train", "--clips", "2", "--audio-weight", "1.6"]
-    script = ROOT / "scripts" / "stage1_ablation.py"
+    script = ROOT / "scripts" / "demo_probes.py"
     done = subprocess.run(
-        [sys.executable, script, *map(str, args)],
+        [sys.executable, script, "stage1", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -424,16 +424,19 @@ def test_stage1_ablation_script_scores_what_the_evaluation_scores(trained, data_
             assert row[name] == pytest.approx(expected, abs=0.006), (dataset, name)
 
 
-def test_renderer_still_script_gives_every_row(trained, data_root):
-    """``scripts/renderer_still.py`` as a user runs it: the five rows per dataset, each with
+def test_renderer_probe_gives_every_row(trained, data_root):
+    """``scripts/demo_probes.py renderer`` as a user runs it: the five rows per dataset, each with
     its PSNR and landmark distances."""
     import subprocess
     import sys
 
     args = ["--checkpoints", trained, "--data-root", data_root, "--split", "train"]
-    script = ROOT / "scripts" / "renderer_still.py"
+    script = ROOT / "scripts" / "demo_probes.py"
     done = subprocess.run(
-        [sys.executable, script, *map(str, args)], capture_output=True, text=True, check=True
+        [sys.executable, script, "renderer", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     rows = {
         line.split(": ", 1)[0]: json.loads(line.split(": ", 1)[1].rsplit(" (", 1)[0])

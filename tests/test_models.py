@@ -179,6 +179,54 @@ def test_generator_tiny_forward_backward():
     assert gen.dense_motion_network.hourglass.encoder.down_blocks[0].conv.weight.grad is not None
 
 
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_unmoved_face_is_copied_exactly_only_with_align_corners(align_corners):
+    """Equal keypoints make every sparse motion the identity grid; with ``align_corners`` the
+    warps then return the source itself (the features, the dense motion's downscaled source and
+    the upsampled ``deformed``), while FOMM's setting shrinks it by (w - 1) / w."""
+    gen = OcclusionAwareGenerator(
+        block_expansion=8,
+        max_features=64,
+        num_down_blocks=1,
+        num_bottleneck_blocks=1,
+        dense_motion_params={**TINY_HOURGLASS, "scale_factor": 0.5},
+        align_corners=align_corners,
+    )
+    kp_source, _ = kp_pair(1)
+    # a smooth image: bilinear resampling at a moved position then differs by the move only
+    y, x = torch.meshgrid(torch.linspace(0, 3, 64), torch.linspace(0, 3, 64), indexing="ij")
+    source = (0.5 + 0.4 * torch.sin(x + 2 * y)).expand(1, 3, 64, 64)
+    with torch.no_grad():
+        out = gen(source, kp_driving=kp_source, kp_source=kp_source)
+        small = gen.dense_motion_network.down(source)
+    deformed = out["deformed"]
+    sparse = out["sparse_deformed"]
+    if align_corners:
+        assert torch.allclose(deformed, source, atol=1e-5)
+        assert torch.allclose(sparse, small[:, None].expand_as(sparse), atol=1e-5)
+    else:
+        # the identity grid read as pixel edges: the copy is shrunk, off by up to ~3 % of the
+        # image's range at its borders (the 32x32 deformation upsampled to 64)
+        assert (deformed - source).abs().max() > 0.02
+        assert (sparse - small[:, None]).abs().max() > 0.02
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_equivariance_transform_moves_pixels_as_it_moves_points(align_corners):
+    """The identity TPS leaves a frame as it is only with ``align_corners`` (FOMM's setting
+    shrinks it, so the equivariance loss asked the keypoints to follow a zoom that
+    ``warp_coordinates`` does not make)."""
+    from eamm.train.equivariance import RandomTPS
+
+    tps = RandomTPS(2, sigma_affine=0.0, sigma_tps=0.0)
+    y, x = torch.meshgrid(torch.linspace(0, 3, 64), torch.linspace(0, 3, 64), indexing="ij")
+    frame = (0.5 + 0.4 * torch.sin(x + 2 * y)).expand(2, 3, 64, 64)
+    points = torch.rand(2, 10, 2) * 1.6 - 0.8
+    assert torch.allclose(tps.warp_coordinates(points), points, atol=1e-6)
+    moved = (tps.transform_frame(frame, align_corners) - frame).abs().max()
+    assert (moved < 1e-5) if align_corners else (moved > 0.01)
+
+
 def test_discriminator_tiny_forward_backward_and_sn_keys():
     disc = MultiScaleDiscriminator(scales=(1, 0.5), block_expansion=8, max_features=64)
     keys = disc.state_dict().keys()

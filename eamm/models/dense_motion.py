@@ -28,6 +28,9 @@ class DenseMotionNetwork(nn.Module):
     one). At ``scale_factor`` 0.25 and 256x256 input it returns ``sparse_deformed``
     (B, K+1, C, 64, 64), ``mask`` (B, K+1, 64, 64), ``deformation`` (B, 64, 64, 2) and
     ``occlusion_map`` (B, 1, 64, 64) when ``estimate_occlusion_map``.
+
+    ``align_corners``: how ``grid_sample`` reads the keypoint grid's [-1, 1] (see
+    :class:`~eamm.models.generator.OcclusionAwareGenerator`).
     """
 
     def __init__(
@@ -41,8 +44,10 @@ class DenseMotionNetwork(nn.Module):
         estimate_occlusion_map: bool = True,
         scale_factor: float = 0.25,
         kp_variance: float = 0.01,
+        align_corners: bool = False,
     ):
         super().__init__()
+        self.align_corners = align_corners
         self.hourglass = Hourglass(
             block_expansion=block_expansion,
             in_features=(num_kp + 1) * (num_channels + 1),
@@ -99,7 +104,9 @@ class DenseMotionNetwork(nn.Module):
         k1 = self.num_kp + 1
         source_repeat = source_image.unsqueeze(1).expand(bs, k1, c, h, w).reshape(bs * k1, c, h, w)
         sparse_deformed = F.grid_sample(
-            source_repeat, sparse_motions.reshape(bs * k1, h, w, 2), align_corners=False
+            source_repeat,
+            sparse_motions.reshape(bs * k1, h, w, 2),
+            align_corners=self.align_corners,
         )
         return sparse_deformed.view(bs, k1, c, h, w)
 

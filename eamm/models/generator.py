@@ -34,6 +34,12 @@ class OcclusionAwareGenerator(nn.Module):
         ``num_channels`` and ``estimate_occlusion_map`` come from here); ``None`` disables it.
     :param estimate_jacobian: unused, accepted so FOMM's ``common_params`` can be splatted in;
         jacobians are used whenever the keypoint dicts carry them.
+    :param align_corners: how the warps (``grid_sample`` and the deformation's resize) read the
+        [-1, 1] keypoint grid, whose ends are the centres of the first and last pixels
+        (``make_coordinate_grid``). ``False`` is FOMM's and EAMM's (torch >= 1.3's default,
+        what their checkpoints were trained with): the ends are read as the pixels' outer
+        edges, so even the identity warp shrinks the image by (w - 1) / w around its centre,
+        3 % on the 32x32 features of the 64-px profile. ``True``: the identity warp is exact.
     """
 
     def __init__(
@@ -48,13 +54,16 @@ class OcclusionAwareGenerator(nn.Module):
         estimate_occlusion_map: bool = True,
         dense_motion_params: Mapping[str, Any] | None = DENSE_MOTION_PARAMS,
         estimate_jacobian: bool = True,
+        align_corners: bool = False,
     ):
         super().__init__()
+        self.align_corners = align_corners
         if dense_motion_params is not None:
             self.dense_motion_network = DenseMotionNetwork(
                 num_kp=num_kp,
                 num_channels=num_channels,
                 estimate_occlusion_map=estimate_occlusion_map,
+                align_corners=align_corners,
                 **dict(dense_motion_params),
             )
         else:
@@ -89,18 +98,17 @@ class OcclusionAwareGenerator(nn.Module):
         self.estimate_occlusion_map = estimate_occlusion_map
         self.num_channels = num_channels
 
-    @staticmethod
-    def deform_input(inp: torch.Tensor, deformation: torch.Tensor) -> torch.Tensor:
+    def deform_input(self, inp: torch.Tensor, deformation: torch.Tensor) -> torch.Tensor:
         """Backward-warp ``inp`` with a (B, h, w, 2) grid, bilinearly resized to inp's size."""
         _, h_old, w_old, _ = deformation.shape
         _, _, h, w = inp.shape
         if h_old != h or w_old != w:
             deformation = deformation.permute(0, 3, 1, 2)
             deformation = F.interpolate(
-                deformation, size=(h, w), mode="bilinear", align_corners=False
+                deformation, size=(h, w), mode="bilinear", align_corners=self.align_corners
             )
             deformation = deformation.permute(0, 2, 3, 1)
-        return F.grid_sample(inp, deformation, align_corners=False)
+        return F.grid_sample(inp, deformation, align_corners=self.align_corners)
 
     def forward(
         self,
@@ -127,7 +135,10 @@ class OcclusionAwareGenerator(nn.Module):
                 output_dict["occlusion_map"] = occlusion_map
                 if out.shape[2:] != occlusion_map.shape[2:]:
                     occlusion_map = F.interpolate(
-                        occlusion_map, size=out.shape[2:], mode="bilinear", align_corners=False
+                        occlusion_map,
+                        size=out.shape[2:],
+                        mode="bilinear",
+                        align_corners=self.align_corners,
                     )
                 out = out * occlusion_map
             output_dict["deformed"] = self.deform_input(source_image, deformation)

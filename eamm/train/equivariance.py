@@ -40,12 +40,15 @@ class RandomTPS:
         result = (result * self.params.type(coords.dtype)).sum(dim=2).view(coords.shape[0], -1, 1)
         return out + result
 
-    def transform_frame(self, frame: torch.Tensor) -> torch.Tensor:
-        """Resample images (B, C, H, W) at the warped grid (zero padding)."""
+    def transform_frame(self, frame: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
+        """Resample images (B, C, H, W) at the warped grid (reflection padding).
+        ``align_corners`` as the generator's: ``True`` moves the pixels exactly as
+        ``warp_coordinates`` moves the keypoints; FOMM's ``False`` also shrinks the frame by
+        (w - 1) / w, which the equivariance loss then asks the keypoints to follow."""
         b, _, h, w = frame.shape
         grid = make_coordinate_grid(h, w, frame.device, frame.dtype).view(1, h * w, 2)
         grid = self.warp_coordinates(grid.expand(b, -1, -1)).view(b, h, w, 2)
-        return F.grid_sample(frame, grid, padding_mode="reflection", align_corners=False)
+        return F.grid_sample(frame, grid, padding_mode="reflection", align_corners=align_corners)
 
     def jacobian(self, coords: torch.Tensor) -> torch.Tensor:
         """d warp / d coords at (B, K, 2) points -> (B, K, 2, 2)."""

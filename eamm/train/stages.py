@@ -112,7 +112,7 @@ def fomm_losses(
         if weights.get("equivariance_value", 0) or weights.get("equivariance_jacobian", 0):
             gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
             tps = RandomTPS(driving.shape[0], device=driving.device, generator=gen)
-            transformed = kp_detector(tps.transform_frame(driving))
+            transformed = kp_detector(tps.transform_frame(driving, generator.align_corners))
             warped = tps.warp_coordinates(transformed["value"])
             losses["equivariance_value"] = (
                 weights["equivariance_value"] * (kp_driving["value"] - warped).abs().mean()

@@ -47,7 +47,7 @@ def ablate(nets, clip: Clip, pool: list[Clip], source_frame: str, gp: GeneratePa
     size = nets.image_size
     mfcc, pose = (torch.from_numpy(rows).float() for rows in driving_rows(clip, t))
     frames = clip.frames(list(range(t)), size)
-    real = detect_keypoints(nets, frames_to_tensor(frames, device), 8)["value"]
+    real = detect_keypoints(nets, frames_to_tensor(frames, device), gp.batch_size)["value"]
 
     def source(c: Clip) -> torch.Tensor:
         return frames_to_tensor(c.frames([0], size), device)
@@ -124,17 +124,13 @@ def still_table(
                     kp_source = nets.kp_detector(tensor)
                     unmoved = {k: v.expand(t, *v.shape[1:]) for k, v in kp_source.items()}
                     real = detect_keypoints(nets, frames_to_tensor(truth, device), gp.batch_size)
-                    videos = {
-                        "static_source": np.repeat(source, t, axis=0),
-                        "still_render": render(nets, tensor, kp_source, unmoved, gp.batch_size),
-                        "reconstruction": render(nets, tensor, kp_source, real, gp.batch_size),
-                        "blurred_truth": np.stack(
-                            [cv2.GaussianBlur(f, (0, 0), blur) for f in truth]
-                        ),
-                    }
+                    still = render(nets, tensor, kp_source, unmoved, gp.batch_size)
+                    moved = render(nets, tensor, kp_source, real, gp.batch_size)
                 videos = {
-                    k: v if isinstance(v, np.ndarray) else tensor_to_frames(v)
-                    for k, v in videos.items()
+                    "static_source": np.repeat(source, t, axis=0),
+                    "still_render": tensor_to_frames(still),
+                    "reconstruction": tensor_to_frames(moved),
+                    "blurred_truth": np.stack([cv2.GaussianBlur(f, (0, 0), blur) for f in truth]),
                 }
                 truth_views = scorer.views(truth)
                 for name, video in videos.items():
@@ -142,8 +138,8 @@ def still_table(
                         scorer.score(scorer.views(video), truth_views)
                     )
                 own = scorer.views(videos["static_source"][:2])
-                still = scorer.views(videos["still_render"][:2])
-                scores.setdefault("fidelity", []).append(scorer.score(still, own))
+                copy = scorer.views(videos["still_render"][:2])
+                scores.setdefault("fidelity", []).append(scorer.score(copy, own))
             for name in ROWS:
                 table[f"{dataset} {name}"] = {
                     m: float(np.nanmean([s[m] for s in scores[name]])) for m in METRICS

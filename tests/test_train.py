@@ -373,12 +373,29 @@ def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path,
     assert "## What this run shows" in report and "## Training" in report
 
 
-def test_stage1_probe_scores_what_the_evaluation_scores(trained, data_root, tmp_path):
-    """``scripts/demo_probes.py stage1`` as a user runs it: one line per dataset with every row;
-    its ``audio`` and ``no_motion`` rows are the evaluation's own ``kp_motion`` numbers."""
+def run_probe(probe: str, args: list) -> dict[str, dict[str, float]]:
+    """``python scripts/demo_probes.py <probe> <args>`` as a user runs it: {row name: values}
+    from its lines ``<name>: <json> (<n> clips)``."""
     import subprocess
     import sys
 
+    script = ROOT / "scripts" / "demo_probes.py"
+    done = subprocess.run(
+        [sys.executable, script, probe, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    return {
+        name: json.loads(values.rsplit(" (", 1)[0])
+        for name, values in (line.split(": ", 1) for line in done.stdout.splitlines())
+    }
+
+
+def test_stage1_probe_scores_what_the_evaluation_scores(trained, data_root, tmp_path):
+    """``scripts/demo_probes.py stage1`` as a user runs it: one line per dataset with every row;
+    its ``audio`` and ``no_motion`` rows are the evaluation's own ``kp_motion`` numbers."""
     from eamm.clips import load_clips
     from eamm.config import EvaluateParams, GenerateParams
     from eamm.evaluate import driving_rows, identity_source, keypoint_motion
@@ -390,17 +407,8 @@ def test_stage1_probe_scores_what_the_evaluation_scores(trained, data_root, tmp_
     params_path.write_text(yaml.safe_dump(params))
     args = ["--checkpoints", trained, "--params", params_path, "--data-root", data_root]
     args += ["--split", "train", "--clips", "2", "--audio-weight", "1.6"]
-    script = ROOT / "scripts" / "demo_probes.py"
-    done = subprocess.run(
-        [sys.executable, script, "stage1", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-    )
-    lines = {line.split()[0]: line for line in done.stdout.splitlines()}
-    assert set(lines) == {"lrw", "mead"}
-    rows = {k: json.loads(v.split(": ", 1)[1].rsplit(" (", 1)[0]) for k, v in lines.items()}
+    rows = {name.split()[0]: row for name, row in run_probe("stage1", args).items()}
+    assert set(rows) == {"lrw", "mead"}
     names = {"no_motion", "audio", "own_source", "pose_held", "audio_zeroed"}
     assert all(set(row) == names and min(row.values()) > 0 for row in rows.values())
 
@@ -413,7 +421,7 @@ def test_stage1_probe_scores_what_the_evaluation_scores(trained, data_root, tmp_
         for clip in pool[:2]:
             t = clip.num_frames
             frames = frames_to_tensor(clip.frames(list(range(t)), nets.image_size), "cpu")
-            real = detect_keypoints(nets, frames, 8)["value"]
+            real = detect_keypoints(nets, frames, gp.batch_size)["value"]
             source = identity_source(clip, pool, source_frame).frames([0], nets.image_size)
             mfcc, pose = (torch.from_numpy(r).float() for r in driving_rows(clip, t))
             motions.append(
@@ -427,21 +435,8 @@ def test_stage1_probe_scores_what_the_evaluation_scores(trained, data_root, tmp_
 def test_renderer_probe_gives_every_row(trained, data_root):
     """``scripts/demo_probes.py renderer`` as a user runs it: the five rows per dataset, each with
     its PSNR and landmark distances."""
-    import subprocess
-    import sys
-
     args = ["--checkpoints", trained, "--data-root", data_root, "--split", "train"]
-    script = ROOT / "scripts" / "demo_probes.py"
-    done = subprocess.run(
-        [sys.executable, script, "renderer", *map(str, args)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    rows = {
-        line.split(": ", 1)[0]: json.loads(line.split(": ", 1)[1].rsplit(" (", 1)[0])
-        for line in done.stdout.splitlines()
-    }
+    rows = run_probe("renderer", args)
     names = ("fidelity", "static_source", "still_render", "reconstruction", "blurred_truth")
     assert set(rows) == {f"{d} {n}" for d in ("lrw", "mead") for n in names}
     for row in rows.values():

@@ -1,4 +1,4 @@
-"""Two probes of the demo's checkpoints on a split's clips, for what the evaluation's numbers
+"""Three probes of the demo's checkpoints on a split's clips, for what the evaluation's numbers
 cannot tell apart. docs/evaluation.md, "What M-LMD measures", has a run of each.
 
 ``stage1``: what stage 1's keypoints take from each input, the evaluation's keypoint motion
@@ -6,8 +6,17 @@ error (``kp_motion``, eamm.evaluate.keypoint_motion) with one input taken away. 
 dataset, mean over clips, pixels of a 256 crop: ``no_motion`` (the baseline), ``audio`` (as the
 evaluation runs it, with the source frame it picks), ``own_source`` (the clip's own first frame
 as source), ``pose_held`` (the first pose row for every frame), ``audio_zeroed`` (all-zero MFCC
-windows). An audio branch that learned the mouth makes ``audio`` beat ``audio_zeroed``; one that
-follows the pose makes ``pose_held`` worse.
+windows), ``pose_linear`` (a least-squares linear map from the pose rows' motion to the
+detector's keypoint motion, fitted on the first ``--fit-clips`` clips of the train split: what
+the pose alone can tell). An audio branch that learned the mouth makes ``audio`` beat
+``audio_zeroed``; one that follows the pose makes ``pose_held`` worse and, fully trained, comes
+near ``pose_linear``.
+
+``teacher``: what FOMM's keypoints (stage 1's targets) carry, on the train split: the share of
+their motion (values, and jacobians) that a linear map explains from the pose rows, from the
+pose and the mouth's opening and width (68-point landmarks 62/66 and 48/54), and from the mouth
+alone (R^2). A teacher whose keypoints only follow the head leaves stage 1 nothing to learn from
+the speech.
 
 ``renderer``: what the FOMM renderer does to a face it need not move, the generator driven by
 the source frame's own keypoints (``still_render``: no motion, with the renderer's blur). Scored
@@ -18,6 +27,7 @@ and against the clip's real frames, beside the sharp ``static_source``, the ``re
 mouth shapes makes ``reconstruction`` beat ``still_render`` on ``m_lmd_shape``.
 
     python scripts/demo_probes.py stage1 --checkpoints models --audio-weight 1.6 1.0
+    python scripts/demo_probes.py teacher --checkpoints models --split train --clips 24
     python scripts/demo_probes.py renderer --checkpoints models --clips 12
 """
 
@@ -31,23 +41,54 @@ import cv2
 import numpy as np
 import torch
 
-from eamm.clips import Clip, load_clips
+from eamm.clips import Clip, fill_missing_rows, load_clips
 from eamm.config import EvaluateParams, GenerateParams, load_section
-from eamm.evaluate import ProtocolScorer, driving_rows, identity_source, keypoint_motion
+from eamm.evaluate import (
+    LANDMARK_SIZE,
+    ProtocolScorer,
+    driving_rows,
+    identity_source,
+    keypoint_motion,
+)
 from eamm.generate import detect_keypoints, frames_to_tensor, load_models, render, tensor_to_frames
 
+# the teacher probe's mouth: inner-lip opening and mouth width (68-point landmarks)
+MOUTH_SIZE = ((62, 66), (48, 54))
 # the renderer probe's metrics and rows
 METRICS = ("psnr", "m_lmd", "m_lmd_shape")
 ROWS = ("fidelity", "static_source", "still_render", "reconstruction", "blurred_truth")
 
 
-def ablate(nets, clip: Clip, pool: list[Clip], source_frame: str, gp: GenerateParams) -> dict:
+def teacher_keypoints(nets, clip: Clip, gp: GenerateParams) -> dict[str, torch.Tensor]:
+    """FOMM's detector on the clip's real frames (stage 1's targets)."""
+    frames = frames_to_tensor(clip.frames(list(range(clip.num_frames)), nets.image_size), "cpu")
+    return detect_keypoints(nets, frames, gp.batch_size)
+
+
+def _motion(rows: np.ndarray) -> np.ndarray:
+    """Each frame's row minus the first frame's, flattened per frame."""
+    rows = rows.reshape(len(rows), -1)
+    return rows - rows[:1]
+
+
+def pose_fit(nets, clips: list[Clip], gp: GenerateParams) -> np.ndarray:
+    """Least-squares linear map from the pose rows' motion to the keypoints' motion."""
+    poses, motions = [], []
+    for clip in clips:
+        poses.append(_motion(driving_rows(clip, clip.num_frames)[1]))
+        motions.append(_motion(teacher_keypoints(nets, clip, gp)["value"].numpy()))
+    coef, *_ = np.linalg.lstsq(np.vstack(poses), np.vstack(motions), rcond=None)
+    return coef
+
+
+def ablate(
+    nets, clip: Clip, pool: list[Clip], source_frame: str, gp: GenerateParams, fit: np.ndarray
+) -> dict:
     device = torch.device("cpu")
     t = clip.num_frames
     size = nets.image_size
     mfcc, pose = (torch.from_numpy(rows).float() for rows in driving_rows(clip, t))
-    frames = clip.frames(list(range(t)), size)
-    real = detect_keypoints(nets, frames_to_tensor(frames, device), gp.batch_size)["value"]
+    real = teacher_keypoints(nets, clip, gp)["value"]
 
     def source(c: Clip) -> torch.Tensor:
         return frames_to_tensor(c.frames([0], size), device)
@@ -64,7 +105,51 @@ def ablate(nets, clip: Clip, pool: list[Clip], source_frame: str, gp: GeneratePa
         motion = keypoint_motion(nets, src, audio, poses, real, gp)
         row["no_motion"] = motion["static_source"]
         row[name] = motion["neutral"]
+    error = _motion(pose.numpy()) @ fit - _motion(real.numpy())
+    row["pose_linear"] = float(np.linalg.norm(error.reshape(t, -1, 2), axis=-1).mean())
+    row["pose_linear"] *= LANDMARK_SIZE / 2
     return row
+
+
+def teacher_table(
+    checkpoints: Path, params: Path, data_root: Path, split: str, datasets: list[str], clips: int
+) -> dict[str, dict[str, float]]:
+    """{"<dataset> <values|jacobians>": R^2 from pose, pose + mouth, mouth} over ``clips``."""
+    gp = load_section(params, "generate", GenerateParams)
+    nets = load_models(checkpoints, torch.device("cpu"), gp)
+    table = {}
+    for dataset in datasets:
+        manifest = data_root / dataset / "processed" / "manifest.parquet"
+        pose, mouth, values, jacobians = [], [], [], []
+        for clip in load_clips(manifest, (split,), min_frames=2)[:clips]:
+            t = clip.num_frames
+            kp = teacher_keypoints(nets, clip, gp)
+            points = fill_missing_rows(clip.array("landmarks.npy"))[:t]
+            shape = np.stack(
+                [np.linalg.norm(points[:, a] - points[:, b], axis=1) for a, b in MOUTH_SIZE], 1
+            )
+            pose.append(_motion(driving_rows(clip, t)[1]))
+            mouth.append(_motion(shape))
+            values.append(_motion(kp["value"].numpy()))
+            jacobians.append(_motion(kp["jacobian"].numpy()))
+        x_pose, x_mouth = np.vstack(pose), np.vstack(mouth)
+        for name, target in (("values", values), ("jacobians", jacobians)):
+            y = np.vstack(target)
+            table[f"{dataset} {name}"] = {
+                "pose": _r2(x_pose, y),
+                "pose_mouth": _r2(np.hstack([x_pose, x_mouth]), y),
+                "mouth": _r2(x_mouth, y),
+                "clips": len(pose),
+            }
+    return table
+
+
+def _r2(x: np.ndarray, y: np.ndarray) -> float:
+    """Share of ``y``'s variance (about its mean) a linear map with intercept explains."""
+    x = np.hstack([x, np.ones((len(x), 1))])
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    residual = y - x @ coef
+    return float(1 - (residual**2).sum() / ((y - y.mean(axis=0)) ** 2).sum())
 
 
 def ablation_table(
@@ -75,18 +160,23 @@ def ablation_table(
     datasets: list[str],
     weights: list[float] | None,
     clips: int,
+    fit_clips: int = 40,
 ) -> dict[tuple[str, float], dict[str, float]]:
     """Mean rows over the first ``clips`` clips of ``split``, per (dataset, audio weight)."""
     gp = load_section(params, "generate", GenerateParams)
     source_frame = load_section(params, "evaluate", EvaluateParams).resolved().source_frame
     nets = load_models(checkpoints, torch.device("cpu"), gp)
     table = {}
+    fits = {}
     for weight in weights or [gp.audio_weight]:
         weighted = gp.model_copy(update={"audio_weight": weight})
         for dataset in datasets:
             manifest = data_root / dataset / "processed" / "manifest.parquet"
+            if dataset not in fits:
+                fits[dataset] = pose_fit(nets, load_clips(manifest, ("train",), 2)[:fit_clips], gp)
             pool = load_clips(manifest, (split,), min_frames=2)
-            rows = [ablate(nets, c, pool, source_frame, weighted) for c in pool[:clips]]
+            fit = fits[dataset]
+            rows = [ablate(nets, c, pool, source_frame, weighted, fit) for c in pool[:clips]]
             table[dataset, weight] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
             table[dataset, weight]["clips"] = len(rows)
     return table
@@ -154,9 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     probes = parser.add_subparsers(dest="probe", required=True)
     stage1 = probes.add_parser("stage1", help="stage 1's keypoint motion, one input taken away")
     stage1.add_argument("--audio-weight", nargs="+", type=float, default=None)
+    stage1.add_argument("--fit-clips", type=int, default=40, help="train clips for pose_linear")
+    teacher = probes.add_parser("teacher", help="what FOMM's keypoints carry: pose, mouth")
     still = probes.add_parser("renderer", help="the renderer's copy of an unmoved face")
     still.add_argument("--blur", type=float, default=1.2, help="sigma, px at the model's size")
-    for probe in (stage1, still):
+    for probe in (stage1, still, teacher):
         probe.add_argument("--checkpoints", type=Path, default=Path("models"))
         probe.add_argument("--params", type=Path, default=Path("params.yaml"))
         probe.add_argument("--data-root", type=Path, default=Path("data"))
@@ -170,14 +262,17 @@ def main(argv: list[str] | None = None) -> int:
         table = {
             f"{dataset} audio_weight={weight:g}": row
             for (dataset, weight), row in ablation_table(
-                *common, args.audio_weight, args.clips
+                *common, args.audio_weight, args.clips, args.fit_clips
             ).items()
         }
+    elif args.probe == "teacher":
+        table = teacher_table(*common, args.clips)
     else:
         table = still_table(*common, args.clips, args.blur)
+    digits = 3 if args.probe == "teacher" else 2  # shares, pixels
     for name, row in table.items():
         n = row.pop("clips")
-        print(f"{name}: {json.dumps({k: round(v, 2) for k, v in row.items()})} ({n} clips)")
+        print(f"{name}: {json.dumps({k: round(v, digits) for k, v in row.items()})} ({n} clips)")
     return 0
 
 

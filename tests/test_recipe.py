@@ -36,7 +36,7 @@ from eamm.train.datasets import FommPairs
 from eamm.train.loop import Stage, train_stage
 from eamm.train.recipe import RecipesParams, in_steps, resolve_stage
 from eamm.train.run import run_stage
-from eamm.train.stages import audio_keypoints, emotion_losses
+from eamm.train.stages import audio_keypoints, emotion_losses, mouth_l1
 from tests.conftest import ROOT
 
 REFERENCE = ROOT.parent / "shared" / "docs" / "eamm-reference.md"
@@ -493,6 +493,61 @@ def test_fomm_pairs_apply_vox256_flips_and_jitter(striped_clip):
         assert [_identify(other[k]) for k in ("source", "driving")] == [(s, s_flip), (d, d_flip)]
         assert not torch.equal(other["source"], item["source"])
     assert 5 <= reversed_ <= 30 and 5 <= mirrored <= 35
+
+
+@pytest.fixture(scope="module")
+def mouthed_clip(striped_clip, tmp_path_factory) -> Clip:
+    """The striped clip with landmarks: frame i's mouth points span x 2i..2i+2, y 20..24."""
+    folder = tmp_path_factory.mktemp("mouthed") / "clip"
+    folder.mkdir()
+    (folder / "frames.mp4").write_bytes(Path(striped_clip.files["frames.mp4"]).read_bytes())
+    landmarks = np.full((8, 68, 2), 10.0, np.float32)
+    for i in range(8):
+        landmarks[i, 48:68, 0] = np.linspace(2 * i, 2 * i + 2, 20)
+        landmarks[i, 48:68, 1] = np.linspace(20, 24, 20)
+    landmarks[7] = np.nan  # no face found in the last frame: no mouth to weigh
+    np.save(folder / "landmarks.npy", landmarks)
+    return Clip.from_folder(folder, 8, "M030", "neutral", "mead")
+
+
+def test_fomm_pairs_mouth_mask_follows_the_driving_frame(mouthed_clip):
+    plain = FommPairs([mouthed_clip], 32, jitter=0.1)
+    mouthed = FommPairs([mouthed_clip], 32, jitter=0.1, mouth=True)
+    seen = set()
+    for seed in range(40):
+        item, other = mouthed[(0, seed)], plain[(0, seed)]
+        for key in ("source", "driving"):  # the mask changes no random draw
+            assert torch.equal(item[key], other[key])
+        assert "mouth" not in other
+        frame, mirrored = _identify(item["driving"])
+        mask = item["mouth"]
+        assert mask.shape == (1, 32, 32) and set(mask.unique().tolist()) <= {0.0, 1.0}
+        if frame == 7:
+            assert mask.sum() == 0
+            continue
+        columns = mask[0].amax(dim=0).nonzero().ravel().tolist()
+        rows = mask[0].amax(dim=1).nonzero().ravel().tolist()
+        # box 2i-0.5..2i+2.5 (pad: a quarter of the mouth's width), on pixel bounds, mirrored
+        expected = [c for c in range(2 * frame - 1, 2 * frame + 4) if c >= 0]
+        assert columns == (sorted(31 - c for c in expected) if mirrored else expected)
+        assert rows == list(range(19, 26))
+        seen.add(mirrored)
+    assert seen == {False, True}
+    small = FommPairs([mouthed_clip], 16, mouth=True)[(0, 3)]["mouth"]  # landmarks halved
+    assert small.shape == (1, 16, 16)
+    assert small[0].amax(dim=1).nonzero().ravel().tolist() == list(range(9, 14))
+
+
+def test_mouth_l1_averages_over_the_mouth_only():
+    real = torch.zeros(2, 3, 8, 8)
+    prediction = real.clone()
+    prediction[:, :, :4] = 1.0  # wrong everywhere in the top half
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[:, :, 6:, 2:6] = 1.0  # the mouth box, in the right bottom half
+    assert mouth_l1(prediction, real, mask) == 0
+    prediction[:, :, 6:, 2:4] = 0.5  # half the mouth half-wrong
+    assert mouth_l1(prediction, real, mask).item() == pytest.approx(0.25)
+    assert mouth_l1(prediction, real, torch.zeros_like(mask)) == 0  # no face: no term
 
 
 def test_frame_cache_gives_the_same_items_and_respects_its_budget(striped_clip):

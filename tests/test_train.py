@@ -145,6 +145,26 @@ def trained(data_root, tmp_path_factory):
     return models_root
 
 
+def test_fomm_mouth_weight_adds_a_mouth_term(data_root, tmp_path):
+    """``train_fomm.loss_weights.mouth`` (ours, off in EAMM) adds the mouth-box L1 to FOMM's
+    loss; without it the loss has no such term."""
+    weights = stage_params("train_fomm", 2).loss_weights
+    for mouth in (0, 20):
+        params = stage_params("train_fomm", 2, loss_weights={**weights, "mouth": mouth})
+        root = tmp_path / str(mouth)
+        stage, fingerprint = build_stage(
+            "train_fomm", MODEL, params, TRAINER, data_root, root, JUDGE_SIZES
+        )
+        settings = {"model": MODEL, "train_fomm": params.model_dump()}
+        train_stage(stage, params, TRAINER, root / "fomm", fingerprint, settings)
+        history = load_checkpoint(root / "fomm" / "checkpoint.pt")["history"]
+        assert len(history) == 2
+        if mouth:
+            assert all(h["loss/mouth"] > 0 for h in history)
+        else:
+            assert all("loss/mouth" not in h for h in history)
+
+
 def test_all_stages_write_safe_checkpoints(trained):
     for name, folder in STAGE_DIRS.items():
         state = load_checkpoint(trained / folder / "checkpoint.pt")  # weights_only=True
@@ -406,11 +426,13 @@ def test_stage1_probe_scores_what_the_evaluation_scores(trained, data_root, tmp_
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
     args = ["--checkpoints", trained, "--params", params_path, "--data-root", data_root]
-    args += ["--split", "train", "--clips", "2", "--audio-weight", "1.6"]
+    args += ["--split", "train", "--clips", "2", "--audio-weight", "1.6", "--fit-clips", "2"]
     rows = {name.split()[0]: row for name, row in run_probe("stage1", args).items()}
     assert set(rows) == {"lrw", "mead"}
-    names = {"no_motion", "audio", "own_source", "pose_held", "audio_zeroed"}
+    names = {"no_motion", "audio", "own_source", "pose_held", "audio_zeroed", "pose_linear"}
     assert all(set(row) == names and min(row.values()) > 0 for row in rows.values())
+    # fitted on the very clips it scores, the linear map does at least as well as no motion
+    assert all(row["pose_linear"] <= row["no_motion"] + 0.01 for row in rows.values())
 
     gp = GenerateParams(**params["generate"]).model_copy(update={"audio_weight": 1.6})
     source_frame = EvaluateParams(**params["evaluate"]).resolved().source_frame
@@ -430,6 +452,19 @@ def test_stage1_probe_scores_what_the_evaluation_scores(trained, data_root, tmp_
         for name, variant in (("audio", "neutral"), ("no_motion", "static_source")):
             expected = sum(m[variant] for m in motions) / len(motions)
             assert row[name] == pytest.approx(expected, abs=0.006), (dataset, name)
+
+
+def test_teacher_probe_gives_nested_shares(trained, data_root):
+    """``scripts/demo_probes.py teacher``: per dataset, the share of the keypoints' values and
+    jacobians explained by the pose, the pose and mouth, the mouth; a map given more inputs
+    explains no less (least squares on the same frames)."""
+    args = ["--checkpoints", trained, "--data-root", data_root, "--split", "train", "--clips", 3]
+    rows = run_probe("teacher", args)
+    assert set(rows) == {f"{d} {k}" for d in ("lrw", "mead") for k in ("values", "jacobians")}
+    for name, row in rows.items():
+        assert set(row) == {"pose", "pose_mouth", "mouth"}, name
+        assert all(-1e-3 <= v <= 1 for v in row.values()), (name, row)
+        assert row["pose_mouth"] >= max(row["pose"], row["mouth"]) - 1e-3, (name, row)
 
 
 def test_renderer_probe_gives_every_row(trained, data_root):

@@ -300,7 +300,12 @@ def build_fomm(inputs: StageInputs) -> Stage:
     loss = fomm_losses(nets["kp_detector"], nets["generator"], perc, weights, inputs.trainer.seed)
     clips = inputs.clips(2)
     dataset = FommPairs(
-        clips, inputs.sizes["image_size"], params.hflip, params.time_flip, params.jitter
+        clips,
+        inputs.sizes["image_size"],
+        params.hflip,
+        params.time_flip,
+        params.jitter,
+        mouth=bool(weights.get("mouth", 0)),
     )
     return Stage(
         inputs.spec.name,

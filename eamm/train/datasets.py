@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import av
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -99,7 +100,11 @@ class FommPairs(SeededClips):
     """FOMM base (its ``FramesDataset`` + vox-256 augmentation): two frames of one clip drawn
     with replacement, in time order (source, driving); with ``time_flip`` their order is
     swapped, with ``hflip`` both are mirrored (each with p 0.5), then one colour jitter for
-    the pair."""
+    the pair. With ``mouth`` the item also holds ``mouth``, the driving frame's mouth box
+    (its landmarks 48-67 widened by ``MOUTH_PAD`` of the mouth's width) as a (1, H, W) mask,
+    flipped with the frames; the random draws are the same with it or without."""
+
+    MOUTH_PAD = 0.25
 
     def __init__(
         self,
@@ -108,20 +113,48 @@ class FommPairs(SeededClips):
         hflip: bool = True,
         time_flip: bool = True,
         jitter: float = 0.1,
+        mouth: bool = False,
     ) -> None:
         super().__init__(clips, image_size)
-        self.hflip, self.time_flip, self.jitter = hflip, time_flip, jitter
+        self.hflip, self.time_flip, self.jitter, self.mouth = hflip, time_flip, jitter, mouth
+        self._mouths: dict[str, np.ndarray] = {}
+
+    def _mouth_boxes(self, clip: Clip) -> np.ndarray:
+        """(T, 4) mouth boxes x0, y0, x1, y1 at the training size (NaN: no face found)."""
+        boxes = self._mouths.get(clip.clip_id)
+        if boxes is None:
+            with clip.open("frames.mp4") as handle, av.open(handle) as container:
+                stored = container.streams.video[0].codec_context.width
+            points = clip.array("landmarks.npy")[:, 48:68] * (self.size / stored)
+            low, high = points.min(axis=1), points.max(axis=1)
+            pad = self.MOUTH_PAD * (high[:, :1] - low[:, :1])
+            boxes = np.concatenate([low - pad, high + pad], axis=1)
+            self._mouths[clip.clip_id] = boxes
+        return boxes
+
+    def _mouth_masks(self, clip: Clip, picks: list[int]) -> np.ndarray:
+        masks = np.zeros((len(picks), self.size, self.size, 1), np.uint8)
+        for mask, (x0, y0, x1, y1) in zip(masks, self._mouth_boxes(clip)[picks], strict=True):
+            if np.isfinite(x0):
+                lo_x, lo_y = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+                mask[lo_y : int(np.ceil(y1)) + 1, lo_x : int(np.ceil(x1)) + 1] = 255
+        return masks
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         clip, rng = self._draw(item)
         picks = sorted(int(v) for v in rng.choice(clip.num_frames, 2, replace=True))
         frames = self._frames(clip, picks)
+        if self.mouth:  # a fourth channel, so the flips move it with the frames
+            frames = np.concatenate([frames, self._mouth_masks(clip, picks)], axis=-1)
         if self.time_flip:
             frames = time_flip(frames, rng)
         if self.hflip:
             frames = random_flip(frames, rng)
-        tensors = to_tensor(color_jitter(frames, rng, self.jitter))
-        return {"source": tensors[0], "driving": tensors[1]}
+        tensors = to_tensor(color_jitter(np.ascontiguousarray(frames[..., :3]), rng, self.jitter))
+        item = {"source": tensors[0], "driving": tensors[1]}
+        if self.mouth:
+            item["mouth"] = to_tensor(np.ascontiguousarray(frames[1:, ..., 3:]))[0]
+        return item
 
 
 class AudioWindows(SeededClips):

@@ -93,6 +93,14 @@ class PerceptualLoss(nn.Module):
         return terms
 
 
+def mouth_l1(prediction: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean L1 over the masked pixels (the driving frame's mouth box, ``FommPairs``): the mouth
+    is a few pixels at 64 px, so the whole-frame losses barely see it open and close."""
+    mask = mask.to(prediction.dtype)
+    area = mask.sum() * prediction.shape[1]
+    return ((prediction - real.detach()).abs() * mask).sum() / area.clamp(min=1.0)
+
+
 def fomm_losses(
     kp_detector: KPDetector,
     generator: OcclusionAwareGenerator,
@@ -109,6 +117,9 @@ def fomm_losses(
         kp_driving = kp_detector(driving)
         out = generator(source, kp_source=kp_source, kp_driving=kp_driving)
         losses = perceptual(out["prediction"], driving)
+        if weights.get("mouth", 0):
+            mouth = mouth_l1(out["prediction"], driving, batch["mouth"])
+            losses["mouth"] = weights["mouth"] * mouth
         if weights.get("equivariance_value", 0) or weights.get("equivariance_jacobian", 0):
             gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
             tps = RandomTPS(driving.shape[0], device=driving.device, generator=gen)

@@ -166,14 +166,15 @@ def ablation_table(
     gp = load_section(params, "generate", GenerateParams)
     source_frame = load_section(params, "evaluate", EvaluateParams).resolved().source_frame
     nets = load_models(checkpoints, torch.device("cpu"), gp)
+    manifests = {d: data_root / d / "processed" / "manifest.parquet" for d in datasets}
+    fits = {
+        d: pose_fit(nets, load_clips(m, ("train",), 2)[:fit_clips], gp)
+        for d, m in manifests.items()
+    }
     table = {}
-    fits = {}
     for weight in weights or [gp.audio_weight]:
         weighted = gp.model_copy(update={"audio_weight": weight})
-        for dataset in datasets:
-            manifest = data_root / dataset / "processed" / "manifest.parquet"
-            if dataset not in fits:
-                fits[dataset] = pose_fit(nets, load_clips(manifest, ("train",), 2)[:fit_clips], gp)
+        for dataset, manifest in manifests.items():
             pool = load_clips(manifest, (split,), min_frames=2)
             fit = fits[dataset]
             rows = [ablate(nets, c, pool, source_frame, weighted, fit) for c in pool[:clips]]

@@ -112,9 +112,8 @@ class LandmarkParams(Strict):
     min_detection_confidence: float = Field(0.5, gt=0, lt=1)
     # Where the face mesh model runs: mediapipe's FaceMesh graph, or the same model bare through
     # LiteRT with the graph's detector/ROI/tracking steps done by us (eamm.face.mesh_litert;
-    # ~1 ms less per crop, points 0.03 px from the graph's on real clips). Not the default yet:
-    # the demo's short stage 1 stopped learning on the crops it gave (docs/performance.md).
-    mesh_engine: Literal["graph", "litert"] = "graph"
+    # ~1 ms less per crop, points 0.03 px from the graph's on real clips; docs/performance.md).
+    mesh_engine: Literal["graph", "litert"] = "litert"
 
 
 class PreprocessParams(Strict):

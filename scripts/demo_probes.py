@@ -24,7 +24,9 @@ against the source frame itself (``fidelity``: the renderer's copy of its input,
 and against the clip's real frames, beside the sharp ``static_source``, the ``reconstruction``
 (the real frames' keypoints) and ``blurred_truth`` (the real frames under a Gaussian blur of
 ``--blur`` px at the model's size: what blur alone costs the landmarks). A renderer that draws
-mouth shapes makes ``reconstruction`` beat ``still_render`` on ``m_lmd_shape``.
+mouth shapes makes ``reconstruction`` beat ``still_render`` on ``m_lmd_shape``, and one that
+draws expressions names the MEAD clips' emotion (``emotion_acc``, the evaluation's judge) from
+the speaker's neutral source frame.
 
     python scripts/demo_probes.py stage1 --checkpoints models --audio-weight 1.6 1.0
     python scripts/demo_probes.py teacher --checkpoints models --split train --clips 24
@@ -51,11 +53,12 @@ from eamm.evaluate import (
     keypoint_motion,
 )
 from eamm.generate import detect_keypoints, frames_to_tensor, load_models, render, tensor_to_frames
+from eamm.judges.scoring import judge_scores, load_judges
 
 # the teacher probe's mouth: inner-lip opening and mouth width (68-point landmarks)
 MOUTH_SIZE = ((62, 66), (48, 54))
-# the renderer probe's metrics and rows
-METRICS = ("psnr", "m_lmd", "m_lmd_shape")
+# the renderer probe's metrics (emotion_acc: MEAD clips, when the emotion judge is trained) and rows
+METRICS = ("psnr", "m_lmd", "m_lmd_shape", "emotion_acc")
 ROWS = ("fidelity", "static_source", "still_render", "reconstruction", "blurred_truth")
 
 
@@ -198,6 +201,8 @@ def still_table(
     gp = load_section(params, "generate", GenerateParams)
     protocol = load_section(params, "evaluate", EvaluateParams).resolved()
     nets = load_models(checkpoints, device, gp)
+    judges = load_judges(checkpoints, device, protocol.vshift, None)
+    judges.expert = None  # the emotion judge only
     size = nets.image_size
     scorer = ProtocolScorer(protocol)
     table = {}
@@ -224,16 +229,22 @@ def still_table(
                     "blurred_truth": np.stack([cv2.GaussianBlur(f, (0, 0), blur) for f in truth]),
                 }
                 truth_views = scorer.views(truth)
+                emotion = clip.emotion if dataset == "mead" else None
                 for name, video in videos.items():
+                    judged = judge_scores(judges, video, clip.array("mfcc.npy"), None, emotion)
                     scores.setdefault(name, []).append(
                         scorer.score(scorer.views(video), truth_views)
+                        | {"emotion_acc": judged["emotion_acc"]}
                     )
                 own = scorer.views(videos["static_source"][:2])
                 copy = scorer.views(videos["still_render"][:2])
-                scores.setdefault("fidelity", []).append(scorer.score(copy, own))
+                scores.setdefault("fidelity", []).append(
+                    scorer.score(copy, own) | {"emotion_acc": float("nan")}
+                )
             for name in ROWS:
+                values = {m: np.array([s[m] for s in scores[name]]) for m in METRICS}
                 table[f"{dataset} {name}"] = {
-                    m: float(np.nanmean([s[m] for s in scores[name]])) for m in METRICS
+                    m: float(np.nanmean(v)) for m, v in values.items() if not np.isnan(v).all()
                 } | {"clips": len(scores[name])}
     finally:
         scorer.close()

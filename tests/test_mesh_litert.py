@@ -41,7 +41,8 @@ def rgb(path: Path) -> np.ndarray:
 
 
 def test_mesh_engine_setting_validates():
-    assert LandmarkParams().mesh_engine == "graph"  # until the demo trains robustly on litert
+    assert LandmarkParams().mesh_engine == "litert"
+    assert LandmarkParams(mesh_engine="graph").mesh_engine == "graph"
     assert LandmarkParams(mesh_engine="litert").mesh_engine == "litert"
     with pytest.raises(ValueError, match="mesh_engine"):
         LandmarkParams(mesh_engine="tflite")

@@ -289,6 +289,27 @@ def test_audio_to_facial_dynamics_batched_frames_equal_frame_loop():
     assert not torch.allclose(plain, out)
 
 
+def test_pose_standardisation_is_outside_the_state_dict_and_off_by_default():
+    """``pose_center``/``pose_scale`` (ours) feed the pose encoder ``(pose - c) / s``; without
+    them the rows go in raw (EAMM), and the weights are interchangeable either way."""
+    torch.manual_seed(0)
+    center, scale = [0.0, 0.0, 0.0, 5e-4, 64.0, 72.0], [5.0, 5.0, 5.0, 3e-5, 5.0, 5.0]
+    raw = AudioToFacialDynamics(**TINY_AUDIO).eval()
+    norm = AudioToFacialDynamics(**TINY_AUDIO, pose_center=center, pose_scale=scale).eval()
+    assert norm.state_dict().keys() == raw.state_dict().keys()
+    norm.load_state_dict(raw.state_dict())
+    image, audio = torch.rand(2, 3, 64, 64), torch.randn(2, 3, 28, 12)
+    pose = torch.tensor(center) + torch.randn(2, 3, 6) * torch.tensor(scale)
+    with torch.no_grad():
+        standardised = (pose - torch.tensor(center)) / torch.tensor(scale)
+        torch.testing.assert_close(norm(image, audio, pose), raw(image, audio, standardised))
+        assert torch.equal(raw.normalize_pose(pose), pose)
+    with pytest.raises(ValueError, match="together"):
+        AudioToFacialDynamics(**TINY_AUDIO, pose_center=center)
+    with pytest.raises(ValueError, match="positive"):
+        AudioToFacialDynamics(**TINY_AUDIO, pose_center=center, pose_scale=[1.0] * 5 + [0.0])
+
+
 def test_audio_to_facial_dynamics_rejects_bad_image_size():
     with pytest.raises(ValueError, match="power of two"):
         AudioToFacialDynamics(image_size=96)

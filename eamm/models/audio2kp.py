@@ -67,6 +67,8 @@ class AudioToFacialDynamics(nn.Module):
         lstm_layers: int = 3,
         decoder_channels: Sequence[int] = (256, 128, 128, 128),
         out_features: int = 35,
+        pose_center: Sequence[float] | None = None,
+        pose_scale: Sequence[float] | None = None,
     ):
         super().__init__()
         num_down = round(math.log2(image_size))
@@ -91,6 +93,17 @@ class AudioToFacialDynamics(nn.Module):
         )
         image_dim = image_width(num_down - 1)
 
+        if (pose_center is None) != (pose_scale is None):
+            raise ValueError("pose_center and pose_scale go together (both or neither)")
+        if pose_center is not None:
+            if len(pose_center) != pose_dim or len(pose_scale) != pose_dim:
+                raise ValueError(f"pose_center and pose_scale need {pose_dim} entries each")
+            if min(pose_scale) <= 0:
+                raise ValueError("pose_scale entries must be positive")
+        # not in the state dict: the model's sizes carry them, EAMM's weights load unchanged
+        self.pose_norm = pose_center is not None
+        self.register_buffer("pose_center", torch.tensor(pose_center or [0.0]), persistent=False)
+        self.register_buffer("pose_scale", torch.tensor(pose_scale or [1.0]), persistent=False)
         self.pose_encoder = nn.Sequential(
             nn.Linear(pose_dim, pose_hidden),
             nn.ReLU(inplace=True),
@@ -148,6 +161,14 @@ class AudioToFacialDynamics(nn.Module):
         feature = self.audio_eocder(audio.unsqueeze(1))
         return self.audio_eocder_fc(feature.flatten(1))
 
+    def normalize_pose(self, pose: torch.Tensor) -> torch.Tensor:
+        """Pose rows as the pose encoder sees them: raw (EAMM, whose translations of ~64 px
+        swamp their few-pixel motion and whose scale channel, ~5e-4, is invisible), or
+        ``(pose - pose_center) / pose_scale`` when the model was built with both."""
+        if not self.pose_norm:
+            return pose
+        return (pose - self.pose_center.to(pose.dtype)) / self.pose_scale.to(pose.dtype)
+
     def decode(self, lstm_out: torch.Tensor) -> torch.Tensor:
         """Feature maps (N, out_features, h, w) of (N, lstm_hidden) LSTM outputs."""
         return self.decon(lstm_out[:, :, None, None])
@@ -175,7 +196,7 @@ class AudioToFacialDynamics(nn.Module):
         b, t = audio.shape[:2]
         image_feature = self.encode_image(example_image)
         audio_feature = self.encode_audio(audio.reshape(b * t, *audio.shape[2:])) * audio_weight
-        pose_feature = self.pose_encoder(pose.reshape(b * t, pose.shape[-1]))
+        pose_feature = self.pose_encoder(self.normalize_pose(pose).reshape(b * t, pose.shape[-1]))
         lstm_input = torch.cat(
             [
                 image_feature[:, None].expand(b, t, image_feature.shape[-1]),

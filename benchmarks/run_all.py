@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 *long,
                 "--profile",
                 "--compare",
-                "landmarks.mesh_engine=litert",
+                "landmarks.mesh_engine=graph",
             ],
             "flow": [
                 "benchmarks/preprocess_flow.py",

@@ -469,13 +469,15 @@ def test_teacher_probe_gives_nested_shares(trained, data_root):
 
 def test_renderer_probe_gives_every_row(trained, data_root):
     """``scripts/demo_probes.py renderer`` as a user runs it: the five rows per dataset, each with
-    its PSNR and landmark distances."""
+    its PSNR and landmark distances (NaN where no face is found on the tiny model's frames)."""
     args = ["--checkpoints", trained, "--data-root", data_root, "--split", "train"]
     rows = run_probe("renderer", args)
     names = ("fidelity", "static_source", "still_render", "reconstruction", "blurred_truth")
     assert set(rows) == {f"{d} {n}" for d in ("lrw", "mead") for n in names}
     for row in rows.values():
-        assert set(row) == {"psnr", "m_lmd", "m_lmd_shape"} and 0 < row["psnr"] < 100
+        # emotion_acc: MEAD rows, when the emotion judge is trained
+        assert set(row) - {"emotion_acc"} == {"psnr", "m_lmd", "m_lmd_shape"}
+        assert 0 < row["psnr"] < 100
 
 
 # 24 frames against 2048 features: singular covariances (a real run uses thousands of frames)

@@ -229,12 +229,13 @@ def still_table(
                     "blurred_truth": np.stack([cv2.GaussianBlur(f, (0, 0), blur) for f in truth]),
                 }
                 truth_views = scorer.views(truth)
-                emotion = clip.emotion if dataset == "mead" else None
+                mfcc = clip.array("mfcc.npy") if dataset == "mead" else None
                 for name, video in videos.items():
-                    judged = judge_scores(judges, video, clip.array("mfcc.npy"), None, emotion)
+                    acc = float("nan")
+                    if mfcc is not None:
+                        acc = judge_scores(judges, video, mfcc, None, clip.emotion)["emotion_acc"]
                     scores.setdefault(name, []).append(
-                        scorer.score(scorer.views(video), truth_views)
-                        | {"emotion_acc": judged["emotion_acc"]}
+                        scorer.score(scorer.views(video), truth_views) | {"emotion_acc": acc}
                     )
                 own = scorer.views(videos["static_source"][:2])
                 copy = scorer.views(videos["still_render"][:2])

@@ -152,7 +152,7 @@ def measure(
     stage = build_for_timing(name, model, params, trainer, synthetic_clips(args.clip_len))
     trainable, frozen, groups = stage.trainable, stage.frozen, stage.param_groups
     loss_fn = stage.loss_fn
-    channels_last = args.channels_last and device.type == "cuda"
+    channels_last = args.cpu_channels_last if device.type == "cpu" else args.channels_last
     for module in [*trainable.values(), *frozen.values()]:
         module.to(device)
         if channels_last:
@@ -251,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         dest="channels_last",
         action="store_false",
         help="keep contiguous memory format on CUDA (default: channels_last, as trainer)",
+    )
+    parser.add_argument(
+        "--cpu-channels-last",
+        action="store_true",
+        help="channels_last on the CPU too (trainer.channels_last_cpu; the demo's)",
     )
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (CPU)")
     parser.add_argument("--seed", type=int, default=0)

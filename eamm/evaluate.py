@@ -13,6 +13,7 @@ themselves with the no-reference metrics and the judges."""
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -254,7 +255,96 @@ def keypoint_motion(
     }
 
 
+@dataclass
+class _Generated:
+    """One clip's videos and what scoring them needs, from the networks' half of the loop."""
+
+    clip: Clip
+    source: np.ndarray
+    truth: np.ndarray
+    mfcc: np.ndarray
+    videos: dict[str, np.ndarray]
+    motion: dict[str, float]
+
+
 @torch.no_grad()
+def _generate(
+    k: int,
+    clip: Clip,
+    pool: list[Clip],
+    nets: EammModels,
+    params: EvaluateParams,
+    gp: GenerateParams,
+    device: torch.device,
+) -> _Generated:
+    """The clip's generated variants, both baselines and stage 1's keypoint motion."""
+    size = nets.image_size
+    protocol = params.resolved()
+    t = min(clip.num_frames, protocol.max_frames or clip.num_frames)
+    truth = _frames(clip, t, size)
+    mfcc, pose = driving_rows(clip, t)
+    identity = identity_source(clip, pool, protocol.source_frame)
+    source = _frames(identity, 1, size)
+    emotion_clip = emotion_source(clip, pool)
+    emo = _frames(emotion_clip, min(emotion_clip.num_frames, t), size)
+    rng = np.random.default_rng([params.seed, k])
+    transformed = emotion_augment(np.resize(emo, (t, *emo.shape[1:])), rng)
+
+    source_tensor = frames_to_tensor(source, device)
+    mfcc_tensor = torch.from_numpy(mfcc).float().to(device)
+    pose_tensor = torch.from_numpy(pose).float().to(device)
+    out = animate(
+        nets, source_tensor, mfcc_tensor, pose_tensor, frames_to_tensor(transformed, device), gp
+    )
+    # the real frames' keypoints drive the reconstruction and are stage 1's targets
+    real_kp = detect_keypoints(nets, frames_to_tensor(truth, device), gp.batch_size)
+    reconstruction = render(
+        nets, source_tensor, nets.kp_detector(source_tensor), real_kp, gp.batch_size
+    )
+    videos = {
+        "static_source": np.repeat(source, t, axis=0),
+        "reconstruction": tensor_to_frames(reconstruction),
+        **{variant: tensor_to_frames(frames) for variant, frames in out.items()},
+    }
+    motion = keypoint_motion(nets, source_tensor, mfcc_tensor, pose_tensor, real_kp["value"], gp)
+    return _Generated(clip, source, truth, mfcc, videos, motion)
+
+
+@torch.no_grad()  # grad mode is per thread: scoring runs in its own
+def _score(
+    g: _Generated,
+    scorer: ProtocolScorer,
+    judges: Judges,
+    fid: FidFeatures | None,
+    protocol: EvaluationProtocol,
+) -> list[ClipScore]:
+    """The ground-truth row and every variant's row of one generated clip."""
+    clip, truth, t = g.clip, g.truth, len(g.truth)
+    truth_views = scorer.views(truth)
+    if fid is not None:
+        fid.add("ground_truth", truth_views.image[truth_views.valid])
+    audio = None
+    if judges.syncnet is not None:
+        audio = delay_audio(clip.audio()[: t * AUDIO_PER_FRAME], protocol.audio_offset)
+    judged_mfcc = shift_audio(g.mfcc, protocol.audio_offset) if protocol.audio_offset else g.mfcc
+    judged = partial(judged_with, judges, mfcc=judged_mfcc, audio_16k=audio, emotion=clip.emotion)
+    gt_scores = dict.fromkeys(METRICS, float("nan"))
+    gt_scores.update(cpbd=cpbd_clip(truth), **judged(truth, truth_views.sync))
+    rows = [ClipScore(clip.dataset, clip.clip_id, clip.emotion, "ground_truth", gt_scores)]
+    for variant, video in g.videos.items():
+        views = scorer.views(video)
+        if fid is not None:
+            fid.add(variant, views.image[views.valid])
+        scores = (
+            scorer.score(views, truth_views)
+            | {"cpbd": cpbd_clip(video)}
+            | {"kp_motion": g.motion.get(variant, float("nan"))}
+            | judged(video, views.sync)
+        )
+        rows.append(ClipScore(clip.dataset, clip.clip_id, clip.emotion, variant, scores))
+    return rows
+
+
 def evaluate_clips(
     clips: list[Clip],
     pool: list[Clip],
@@ -266,89 +356,33 @@ def evaluate_clips(
     fid: FidFeatures | None = None,
 ) -> tuple[list[ClipScore], dict]:
     """Scores of every clip and variant, and one middle frame per variant for the report;
-    ``fid`` gathers the protocol's frames of every variant (FID is over all clips at once)."""
-    size = nets.image_size
+    ``fid`` gathers the protocol's frames of every variant (FID is over all clips at once).
+
+    A clip is scored (landmarks, SSIM, CPBD, judges: mostly single-threaded NumPy and the
+    face mesh) in one worker thread while the next clip is generated: the same rows in the
+    same order, in less time on a few cores."""
     protocol = params.resolved()
     judges = judges or Judges(device=device)
     scorer = ProtocolScorer(protocol, sync_crops=judges.syncnet is not None)
     scores: list[ClipScore] = []
     stills: dict = {}
+    pending: list[Future] = []
     try:
-        for k, clip in enumerate(clips):
-            t = min(clip.num_frames, protocol.max_frames or clip.num_frames)
-            truth = _frames(clip, t, size)
-            mfcc, pose = driving_rows(clip, t)
-            identity = identity_source(clip, pool, protocol.source_frame)
-            source = _frames(identity, 1, size)
-            emotion_clip = emotion_source(clip, pool)
-            emo = _frames(emotion_clip, min(emotion_clip.num_frames, t), size)
-            rng = np.random.default_rng([params.seed, k])
-            transformed = emotion_augment(np.resize(emo, (t, *emo.shape[1:])), rng)
-
-            source_tensor = frames_to_tensor(source, device)
-            mfcc_tensor = torch.from_numpy(mfcc).float().to(device)
-            pose_tensor = torch.from_numpy(pose).float().to(device)
-            out = animate(
-                nets,
-                source_tensor,
-                mfcc_tensor,
-                pose_tensor,
-                frames_to_tensor(transformed, device),
-                gp,
-            )
-            # the real frames' keypoints drive the reconstruction and are stage 1's targets
-            real_kp = detect_keypoints(nets, frames_to_tensor(truth, device), gp.batch_size)
-            videos = {
-                "static_source": np.repeat(source, t, axis=0),
-                "reconstruction": tensor_to_frames(
-                    render(
-                        nets, source_tensor, nets.kp_detector(source_tensor), real_kp, gp.batch_size
-                    )
-                ),
-                **{variant: tensor_to_frames(frames) for variant, frames in out.items()},
-            }
-            motion = keypoint_motion(
-                nets, source_tensor, mfcc_tensor, pose_tensor, real_kp["value"], gp
-            )
-            truth_views = scorer.views(truth)
-            if fid is not None:
-                fid.add("ground_truth", truth_views.image[truth_views.valid])
-            audio = None
-            if judges.syncnet is not None:
-                audio = delay_audio(clip.audio()[: t * AUDIO_PER_FRAME], protocol.audio_offset)
-            judged_mfcc = (
-                shift_audio(mfcc, protocol.audio_offset) if protocol.audio_offset else mfcc
-            )
-
-            judged = partial(
-                judged_with, judges, mfcc=judged_mfcc, audio_16k=audio, emotion=clip.emotion
-            )
-            gt_scores = dict.fromkeys(METRICS, float("nan"))
-            gt_scores.update(cpbd=cpbd_clip(truth), **judged(truth, truth_views.sync))
-            scores.append(
-                ClipScore(clip.dataset, clip.clip_id, clip.emotion, "ground_truth", gt_scores)
-            )
-            row = stills.setdefault(
-                clip.emotion or clip.dataset,
-                {"source": source[0], "ground_truth": truth[t // 2]},
-            )
-            for variant, video in videos.items():
-                views = scorer.views(video)
-                if fid is not None:
-                    fid.add(variant, views.image[views.valid])
-                scores.append(
-                    ClipScore(
-                        clip.dataset,
-                        clip.clip_id,
-                        clip.emotion,
-                        variant,
-                        scorer.score(views, truth_views)
-                        | {"cpbd": cpbd_clip(video)}
-                        | {"kp_motion": motion.get(variant, float("nan"))}
-                        | judged(video, views.sync),
-                    )
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score") as worker:
+            for k, clip in enumerate(clips):
+                g = _generate(k, clip, pool, nets, params, gp, device)
+                t = len(g.truth)
+                row = stills.setdefault(
+                    clip.emotion or clip.dataset,
+                    {"source": g.source[0], "ground_truth": g.truth[t // 2]},
                 )
-                row.setdefault(variant, video[t // 2])
+                for variant, video in g.videos.items():
+                    row.setdefault(variant, video[t // 2])
+                pending.append(worker.submit(_score, g, scorer, judges, fid, protocol))
+                if len(pending) > 1:  # one clip generated ahead: memory stays two clips
+                    scores += pending.pop(0).result()
+            for future in pending:
+                scores += future.result()
     finally:
         scorer.close()
     return scores, stills

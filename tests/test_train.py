@@ -126,14 +126,21 @@ def stage_params(name: str, steps: int, **overrides) -> StageParams:
     return StageParams(**raw)
 
 
-def run(name: str, data_root: Path, models_root: Path, steps: int, resume: bool = True) -> dict:
+def run(
+    name: str,
+    data_root: Path,
+    models_root: Path,
+    steps: int,
+    resume: bool = True,
+    trainer: TrainerParams = TRAINER,
+) -> dict:
     params = stage_params(name, steps)
     stage, fingerprint = build_stage(
-        name, MODEL, params, TRAINER, data_root, models_root, JUDGE_SIZES
+        name, MODEL, params, trainer, data_root, models_root, JUDGE_SIZES
     )
-    settings = {"model": MODEL, name: params.model_dump(), "trainer": TRAINER.model_dump()}
+    settings = {"model": MODEL, name: params.model_dump(), "trainer": trainer.model_dump()}
     return train_stage(
-        stage, params, TRAINER, models_root / STAGE_DIRS[name], fingerprint, settings, resume=resume
+        stage, params, trainer, models_root / STAGE_DIRS[name], fingerprint, settings, resume=resume
     )
 
 
@@ -244,6 +251,22 @@ def test_resume_gives_the_identical_next_step_loss(data_root, trained, tmp_path)
     rng_a = load_checkpoint(straight / "a2fd" / "checkpoint.pt")["rng"]
     rng_b = load_checkpoint(resumed / "a2fd" / "checkpoint.pt")["rng"]
     assert torch.equal(rng_a["torch"], rng_b["torch"])
+
+
+def test_channels_last_on_the_cpu_learns_the_same_steps(data_root, trained, tmp_path):
+    """``trainer.channels_last_cpu`` (NHWC convolutions on the CPU, the demo's) only reorders
+    float sums: the same losses to rounding, and reproducible to the byte run to run."""
+    nhwc = TRAINER.model_copy(update={"channels_last_cpu": True})
+    losses = {}
+    for label, trainer in (("nchw", TRAINER), ("nhwc", nhwc), ("nhwc_again", nhwc)):
+        root = tmp_path / label
+        (root / "fomm").mkdir(parents=True)
+        shutil.copy(trained / "fomm" / "checkpoint.pt", root / "fomm" / "checkpoint.pt")
+        run("train_a2fd", data_root, root, steps=3, trainer=trainer)
+        history = load_checkpoint(root / "a2fd" / "checkpoint.pt")["history"]
+        losses[label] = [h["loss/total"] for h in history]
+    assert losses["nhwc"] == pytest.approx(losses["nchw"], rel=1e-4)
+    assert losses["nhwc"] == losses["nhwc_again"]
 
 
 def test_a_recipe_in_epochs_trains_its_steps(data_root, trained, tmp_path):

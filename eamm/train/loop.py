@@ -203,9 +203,8 @@ def train_stage(
     out.mkdir(parents=True, exist_ok=True)
     rank, world, device = init_distributed(pick_device(trainer.device))
     seed_all(trainer.seed)
-    memory_format = (
-        torch.channels_last if (trainer.channels_last and device.type == "cuda") else None
-    )
+    nhwc = trainer.channels_last_cpu if device.type == "cpu" else trainer.channels_last
+    memory_format = torch.channels_last if nhwc else None
     for module in [*stage.trainable.values(), *stage.frozen.values()]:
         module.to(device)
         if memory_format is not None:

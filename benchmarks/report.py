@@ -675,9 +675,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
-    parser.add_argument("--notes", help="a Markdown file whose text goes under the title")
+    parser.add_argument(
+        "--notes",
+        default=str(ROOT / "benchmarks" / "notes.md"),
+        help="a Markdown file whose text goes under the title ('' for none)",
+    )
     args = parser.parse_args(argv)
-    notes = Path(args.notes).read_text() if args.notes else ""
+    notes = Path(args.notes).read_text() if args.notes and Path(args.notes).is_file() else ""
     text = render(Path(args.results), notes)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)

@@ -45,7 +45,10 @@ measure() {
         failed=1
     }
 }
+# the batch sizes of EAMM's per-step times that issue #13 compares against (H200: stage 1 B8
+# 162-231 ms, stage 2 B6 332-419, stage 3 B16 418-620, FOMM B8 80)
 measure train_step 120 benchmarks/train_step.py --profile "$profile" --device "$device" \
+    --batch train_fomm=8 train_a2fd=8 finetune_a2fd=6 train_emotion=16 \
     --precision fp32 bf16 "${train[@]}" --json "$out/train_step_gpu.json"
 measure generate 180 benchmarks/generate.py --profile "$profile" --device "$device" \
     "${speech[@]}" --configs fp32:16 bf16:16 bf16+channels_last:32 --net-repeats 3 \

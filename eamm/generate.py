@@ -148,6 +148,13 @@ def load_models(
     return tune_renderer(models, gp)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX); without them torch emulates
+    bf16, about 30x slower than fp32 for the renderer (README, "Benchmarks")."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def tune_renderer(models: EammModels, gp: GenerateParams) -> EammModels:
     """``models`` (changed in place) with the generator set up as ``gp``'s speed fields ask:
     NHWC weights, bf16 autocast, ``torch.compile``. At the defaults nothing changes."""
@@ -499,6 +506,11 @@ def generate(
                 "filled from the nearest valid row"
             )
     device = pick_device(gp.device)
+    if gp.precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        notes.append(
+            "generate.precision bf16 on a CPU without bf16 instructions: emulated, "
+            "about 30x slower than fp32 here"
+        )
     nets = load_models(checkpoints, device, gp, fallback_model)
     size = nets.image_size
     samples, t = load_speech(audio)

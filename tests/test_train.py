@@ -356,6 +356,26 @@ def test_generate_writes_playable_videos_with_audio(trained, sample, tmp_path):
     assert out.read_bytes() == first  # seeded augmentation: same inputs, same video
 
 
+def test_generate_notes_bf16_on_a_cpu_without_bf16(trained, sample, tmp_path, monkeypatch):
+    """bf16 on a CPU that only emulates it (AVX2) is asked for and done, with one note saying
+    it costs ~30x fp32; a CPU with bf16 instructions gets no note."""
+    import eamm.generate as gen
+    from eamm.config import GenerateParams
+    from eamm.sample.voice import synth_speech
+
+    speech = write_wav_s16(synth_speech(0.4, 16000, seed=1).samples, tmp_path / "short.wav")
+    params = GenerateParams(precision="bf16", device="cpu")
+    notes = {}
+    for has_bf16 in (False, True):
+        monkeypatch.setattr(gen, "cpu_has_bf16", lambda has=has_bf16: has)
+        out = tmp_path / f"talk_{has_bf16}.mp4"
+        result = gen.generate(sample["portrait"], speech, None, out, trained, params=params)
+        assert result.neutral.is_file()
+        notes[has_bf16] = [n for n in result.notes if "precision bf16" in n]
+    assert len(notes[False]) == 1 and "30x slower than fp32" in notes[False][0]
+    assert notes[True] == []
+
+
 def test_generate_rejects_bad_inputs_with_one_line(trained, sample, tmp_path):
     import cv2
     import numpy as np

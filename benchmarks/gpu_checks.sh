@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU rows of issues #13, #15 and #17 as one prepared run on a lent GPU machine (the image
 # has torch with CUDA; our other packages travel as wheels, benchmarks/gpu_wheels.sh).
-#   bash benchmarks/gpu_checks.sh install .whl_a .whl_b  # first call (carry both: 60 MB)
+#   bash benchmarks/gpu_checks.sh install .whl_a .whl_b  # first call (carry both: 62 MB)
 #   bash benchmarks/gpu_checks.sh run .whl_c             # next call, within the machine's
 #                                                        # warm time: installs PyAV, measures
 # The wheels land in .site/ (git-ignored), which stays on the warm machine between calls.

@@ -677,11 +677,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
     parser.add_argument(
         "--notes",
-        default=str(ROOT / "benchmarks" / "notes.md"),
-        help="a Markdown file whose text goes under the title ('' for none)",
+        help="a Markdown file whose text goes under the title (default: benchmarks/notes.md "
+        "where it exists; '' for none)",
     )
     args = parser.parse_args(argv)
-    notes = Path(args.notes).read_text() if args.notes and Path(args.notes).is_file() else ""
+    default_notes = ROOT / "benchmarks" / "notes.md"
+    if args.notes is None and default_notes.is_file():
+        args.notes = str(default_notes)
+    notes = Path(args.notes).read_text() if args.notes else ""
     text = render(Path(args.results), notes)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)

@@ -274,12 +274,12 @@ def _generate(
     pool: list[Clip],
     nets: EammModels,
     params: EvaluateParams,
+    protocol: EvaluationProtocol,
     gp: GenerateParams,
     device: torch.device,
 ) -> _Generated:
     """The clip's generated variants, both baselines and stage 1's keypoint motion."""
     size = nets.image_size
-    protocol = params.resolved()
     t = min(clip.num_frames, protocol.max_frames or clip.num_frames)
     truth = _frames(clip, t, size)
     mfcc, pose = driving_rows(clip, t)
@@ -370,7 +370,7 @@ def evaluate_clips(
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score") as worker:
             for k, clip in enumerate(clips):
-                g = _generate(k, clip, pool, nets, params, gp, device)
+                g = _generate(k, clip, pool, nets, params, protocol, gp, device)
                 t = len(g.truth)
                 row = stills.setdefault(
                     clip.emotion or clip.dataset,

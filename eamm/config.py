@@ -138,6 +138,10 @@ class PreprocessParams(Strict):
     # (the later ones reuse that box to crop for the still mesh, which finds the points per
     # frame): the detector is the dearest model per frame; the median estimate is as good.
     detect_boxes: Literal["every", "first"] = "first"
+    # The still mesh on those frames' crops finds the face in each ("every", mediapipe's
+    # still-image mode) or once, its region reused while the box is ("first"; LiteRT mesh
+    # only): a detector call less per frame, the alignment as close to EAMM's (performance.md).
+    head_rois: Literal["every", "first"] = "first"
     on_multiple_faces: Literal["largest", "fail"] = "largest"
     min_frames: int = Field(7, ge=1)
     max_av_mismatch_s: float = Field(0.5, ge=0)

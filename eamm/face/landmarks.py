@@ -4,55 +4,28 @@ Default: mediapipe 0.10.14 ``mp.solutions`` (detector and mesh ship in the wheel
 Optional: face-alignment (FAN) for the 68 points, for users who place its weights locally.
 The mesh is always mediapipe's model: head pose comes from its 3-D vertices (eamm.face.pose).
 It runs either inside mediapipe's FaceMesh graph (``mesh_engine="graph"``) or bare through
-LiteRT on an ROI we compute (``"litert"``, eamm.face.mesh_litert): the graph's short-range
-detector finds the face in the first frame, then each frame's ROI comes from the previous
-frame's vertices, as in the graph.
+LiteRT on an ROI we compute (``"litert"``, eamm.face.mesh_litert): the short-range detector
+(its own model through LiteRT too, eamm.face.detect_litert) finds the face in the first frame,
+then each frame's ROI comes from the previous frame's vertices, as in the graph.
 Models are built once per ``FaceModels`` object; reuse one per worker across clips.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from eamm.errors import EammError
+from eamm.face.box import FaceBox
+from eamm.face.detect_litert import FULL_RANGE, SHORT_RANGE, LiteRtFaceDetector
 from eamm.face.ibug68 import from_mesh
 from eamm.face.mesh_litert import LiteRtMesh, Roi
 
 if TYPE_CHECKING:
     from eamm.config import LandmarkParams
-
-
-@dataclass(frozen=True)
-class FaceBox:
-    """A detected face in pixel coordinates of the image it was found in."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-    score: float
-    # the detector's right- and left-eye keypoints (xr, yr, xl, yl), where it gave them
-    eyes: tuple[float, float, float, float] | None = None
-
-    @property
-    def area(self) -> float:
-        return max(self.x1 - self.x0, 0.0) * max(self.y1 - self.y0, 0.0)
-
-    def scaled(self, factor: float) -> FaceBox:
-        eyes = tuple(v * factor for v in self.eyes) if self.eyes else None
-        return FaceBox(
-            self.x0 * factor,
-            self.y0 * factor,
-            self.x1 * factor,
-            self.y1 * factor,
-            self.score,
-            eyes,  # type: ignore[arg-type]
-        )
 
 
 MESH_ENGINES = ("graph", "litert")
@@ -62,9 +35,10 @@ class FaceModels:
     """Mediapipe face detector, a still-image mesh and a tracking mesh for consecutive crops.
 
     ``mesh_engine="graph"`` runs the mesh in mediapipe's FaceMesh graphs; ``"litert"`` runs the
-    same model through LiteRT (eamm.face.mesh_litert) with the graphs' own steps done here:
-    ``mesh`` finds the face with the short-range detector the graph uses (``detect`` keeps the
-    full-range one for whole frames) and runs the model on its ROI; ``track`` runs it on the
+    same model through LiteRT (eamm.face.mesh_litert) with the graphs' own steps done here, and
+    the detectors' models through LiteRT as well (eamm.face.detect_litert): ``mesh`` finds the
+    face with the short-range detector the graph uses (``detect`` the full-range one for whole
+    frames) and runs the model on its ROI; ``track`` runs it on the
     ROI of the previous frame's points, and goes back to ``mesh`` on the first frame and when
     the face-presence score drops under 0.5 (the graph would give no face for that frame).
     """
@@ -84,26 +58,26 @@ class FaceModels:
         solutions = mp.solutions
         self.mesh_engine = mesh_engine
         self.max_faces = max_faces
-        self._detector = solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=min_detection_confidence
-        )
         self._litert: LiteRtMesh | None = None
         self._previous: np.ndarray | None = None
         if mesh_engine == "litert":
-            # FaceMesh's own detector and threshold (model_selection=0, 0.5), run by us.
-            self._mesh_detector = solutions.face_detection.FaceDetection(
-                model_selection=0, min_detection_confidence=0.5
-            )
+            # The graphs' own models without the graphs (eamm.face.detect_litert): the whole
+            # frame's full-range detector and FaceMesh's short-range one.
+            self._detector = LiteRtFaceDetector(FULL_RANGE, min_detection_confidence)
+            self._mesh_detector = LiteRtFaceDetector(SHORT_RANGE, 0.5)
             self._litert = LiteRtMesh()
-            self._graphs = [self._mesh_detector]
+            self._graphs = []
         else:
+            self._detector = solutions.face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=min_detection_confidence
+            )
             self._still = solutions.face_mesh.FaceMesh(
                 static_image_mode=True, max_num_faces=1, refine_landmarks=False
             )
             self._tracker = solutions.face_mesh.FaceMesh(
                 static_image_mode=False, max_num_faces=1, refine_landmarks=False
             )
-            self._graphs = [self._still, self._tracker]
+            self._graphs = [self._detector, self._still, self._tracker]
 
     @classmethod
     def from_params(cls, landmarks: LandmarkParams) -> FaceModels:
@@ -113,6 +87,8 @@ class FaceModels:
     @staticmethod
     def _boxes(detector: object, rgb: np.ndarray) -> list[FaceBox]:
         """A detector's faces in pixels, in its own order (best score first)."""
+        if isinstance(detector, LiteRtFaceDetector):
+            return detector(rgb)
         height, width = rgb.shape[:2]
         boxes = []
         for det in detector.process(rgb).detections or []:  # type: ignore[attr-defined]
@@ -147,15 +123,24 @@ class FaceModels:
         lm = faces[0].landmark
         return np.array([[p.x * width, p.y * height, p.z * width] for p in lm], dtype=np.float32)
 
-    def mesh(self, rgb: np.ndarray) -> np.ndarray | None:
-        """(468, 3) vertices in pixels (z scaled like x) of the one face in a still image."""
+    def still_roi(self, rgb: np.ndarray) -> Roi | None:
+        """Where the still mesh looks (LiteRT engine): the short-range detector's best face."""
         if self._litert is None:
-            return self._vertices(self._still.process(rgb), rgb.shape[1], rgb.shape[0])
+            raise EammError("still_roi needs mesh_engine litert (the graph keeps its own)")
         boxes = self._boxes(self._mesh_detector, rgb)
         if not boxes:
             return None
         box = boxes[0]  # as the graph with max_num_faces=1: the best-scored face
-        return self._litert(rgb, Roi.from_box(box.x0, box.y0, box.x1, box.y1, box.eyes))
+        return Roi.from_box(box.x0, box.y0, box.x1, box.y1, box.eyes)
+
+    def mesh(self, rgb: np.ndarray, roi: Roi | None = None) -> np.ndarray | None:
+        """(468, 3) vertices in pixels (z scaled like x) of the one face in a still image;
+        ``roi`` (LiteRT engine) reuses a region found before instead of detecting the face."""
+        if self._litert is None:
+            return self._vertices(self._still.process(rgb), rgb.shape[1], rgb.shape[0])
+        if roi is None:
+            roi = self.still_roi(rgb)
+        return None if roi is None else self._litert(rgb, roi)
 
     def track(self, rgb: np.ndarray) -> np.ndarray | None:
         """Like ``mesh`` but in video mode: cheaper on consecutive frames of one clip."""
@@ -176,8 +161,8 @@ class FaceModels:
             self._tracker.reset()
 
     def close(self) -> None:
-        for model in (self._detector, *self._graphs):
-            model.close()
+        for graph in self._graphs:
+            graph.close()
 
 
 class LandmarkBackend(Protocol):

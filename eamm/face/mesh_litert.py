@@ -34,16 +34,38 @@ ROTATION_FROM, ROTATION_TO = 33, 263  # outer eye corners, subject's right then 
 MIN_PRESENCE = 0.5  # FaceMesh's min_tracking_confidence default
 
 
-def model_path() -> Path:
-    """``face_landmark.tflite`` inside the installed mediapipe wheel."""
+def wheel_model(module: str, file: str) -> Path:
+    """A model file that ships inside the installed mediapipe wheel (``modules/<module>/``)."""
     import mediapipe
 
-    path = Path(mediapipe.__file__).parent / "modules" / "face_landmark" / "face_landmark.tflite"
+    path = Path(mediapipe.__file__).parent / "modules" / module / file
     if not path.is_file():
         from eamm.errors import EammError
 
-        raise EammError(f"{path}: face mesh model missing from the mediapipe wheel")
+        raise EammError(f"{path}: model missing from the mediapipe wheel")
     return path
+
+
+def model_path() -> Path:
+    """``face_landmark.tflite`` inside the installed mediapipe wheel."""
+    return wheel_model("face_landmark", "face_landmark.tflite")
+
+
+def open_interpreter(path: str | Path, num_threads: int, setting: str) -> object:
+    """A LiteRT interpreter with its tensors allocated; one line naming ``setting`` when
+    ai-edge-litert is missing."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        from eamm.errors import EammError
+
+        raise EammError(
+            f"ai-edge-litert is not installed (needed by {setting}: litert): "
+            "pip install ai-edge-litert==2.3.0"
+        ) from None
+    interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+    interpreter.allocate_tensors()
+    return interpreter
 
 
 @dataclass(frozen=True)
@@ -106,19 +128,9 @@ class LiteRtMesh:
         num_threads: int = 1,
         min_presence: float = MIN_PRESENCE,
     ) -> None:
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError:
-            from eamm.errors import EammError
-
-            raise EammError(
-                "ai-edge-litert is not installed (needed by preprocess.landmarks.mesh_engine: "
-                "litert): pip install ai-edge-litert==2.3.0"
-            ) from None
-        self._interpreter = Interpreter(
-            model_path=str(path or model_path()), num_threads=num_threads
+        self._interpreter = open_interpreter(
+            path or model_path(), num_threads, "preprocess.landmarks.mesh_engine"
         )
-        self._interpreter.allocate_tensors()
         (inp,) = self._interpreter.get_input_details()
         if tuple(inp["shape"]) != (1, INPUT_SIZE, INPUT_SIZE, 3):
             raise ValueError(f"unexpected face mesh input shape {inp['shape']}")

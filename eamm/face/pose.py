@@ -21,6 +21,9 @@ from __future__ import annotations
 import numpy as np
 
 SYMMETRIC_PAIRS = ((33, 263), (133, 362), (61, 291), (234, 454), (70, 300), (172, 397), (127, 356))
+# the vertices the rotation uses, gathered once: 7 left, 7 right, forehead, chin, bridge, base
+_AXES = [p[0] for p in SYMMETRIC_PAIRS] + [p[1] for p in SYMMETRIC_PAIRS] + [10, 152, 168, 2]
+_FLIP = np.array([1.0, -1.0, -1.0])
 SCALE_PER_PX = 5.632e-6
 TX_PER_PX = 0.4585
 TY_PER_PX = 0.4943
@@ -29,13 +32,14 @@ TZ = -66.671
 
 def rotation_from_mesh(mesh: np.ndarray) -> np.ndarray:
     """3x3 rotation whose columns are the face axes in 3DDFA camera coordinates."""
-    pts = np.asarray(mesh, dtype=np.float64)[:, :3] * np.array([1.0, -1.0, -1.0])
-    x = np.mean([pts[r] - pts[left] for left, r in SYMMETRIC_PAIRS], axis=0)
+    pts = np.asarray(mesh)[_AXES, :3].astype(np.float64) * _FLIP
+    x = (pts[7:14] - pts[:7]).mean(axis=0)
     x /= np.linalg.norm(x)
-    y = np.mean([pts[10] - pts[152], pts[168] - pts[2]], axis=0)
+    y = (pts[[14, 16]] - pts[[15, 17]]).mean(axis=0)
     y -= y.dot(x) * x
     y /= np.linalg.norm(y)
-    return np.stack([x, y, np.cross(x, y)], axis=1)
+    z = [x[1] * y[2] - x[2] * y[1], x[2] * y[0] - x[0] * y[2], x[0] * y[1] - x[1] * y[0]]
+    return np.array([x, y, z]).T  # x cross y written out: np.cross costs 3x the rest here
 
 
 def euler_3ddfa(rot: np.ndarray) -> tuple[float, float, float]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from eamm.errors import MediaError
 from eamm.media.tools import require_tool
+from eamm.video.colour import rgb_to_yuv444
 
 # Flags that make the muxers and encoders emit the same bytes on every run.
 BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
@@ -101,7 +102,10 @@ class VideoWriter(_FrameWriter):
         self._tmp = _temp_path(self.path)
         self.width, self.height = width, height
         cmd = [require_tool("ffmpeg"), "-nostdin", "-y", "-loglevel", "error"]
-        cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}"]
+        # yuv444p output: converted here as the in-process writer does (same YUV, same bytes)
+        self._yuv444 = pix_fmt == "yuv444p"
+        raw_fmt = "yuv444p" if self._yuv444 else "rgb24"
+        cmd += ["-f", "rawvideo", "-pix_fmt", raw_fmt, "-s", f"{width}x{height}"]
         cmd += ["-r", str(fps), "-i", "pipe:0"]
         if audio_path is not None:
             cmd += ["-i", str(audio_path)]
@@ -122,7 +126,11 @@ class VideoWriter(_FrameWriter):
         self._check(frame)
         assert self._proc.stdin is not None
         try:
-            self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+            if self._yuv444:
+                for plane in rgb_to_yuv444(frame):
+                    self._proc.stdin.write(plane.tobytes())
+            else:
+                self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
         except BrokenPipeError:
             self.abort()
             raise MediaError(self.path, "ffmpeg exited while frames were being written") from None
@@ -239,9 +247,15 @@ class PyAVVideoWriter(_FrameWriter):
 
     def write(self, frame: np.ndarray) -> None:
         self._check(frame)
-        rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        # Bicubic, as the ffmpeg CLI's auto-inserted scaler: the same YUV as ``VideoWriter``.
-        video = rgb.reformat(format=self._pix_fmt, interpolation="BICUBIC")
+        if self._pix_fmt == "yuv444p":  # one cv2.transform, 0.15 ms where swscale took 0.70
+            video = av.VideoFrame(self.width, self.height, "yuv444p")
+            for plane, values in zip(video.planes, rgb_to_yuv444(frame), strict=True):
+                view = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+                view[:, : self.width] = values
+        else:
+            rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            # Bicubic, as the ffmpeg CLI's auto-inserted scaler: the same YUV as ``VideoWriter``.
+            video = rgb.reformat(format=self._pix_fmt, interpolation="BICUBIC")
         video.pts = self.frames_written
         self._mux(video)
         self.frames_written += 1

@@ -34,8 +34,9 @@ from eamm.audio import (
 )
 from eamm.config import AUDIO_RATE, PreprocessParams
 from eamm.errors import MediaError
+from eamm.face.box import FaceBox
 from eamm.face.ibug68 import ALIGN_POINTS
-from eamm.face.landmarks import FaceBox, FaceModels, LandmarkBackend, make_backend
+from eamm.face.landmarks import FaceModels, LandmarkBackend, make_backend
 from eamm.face.pose import pose_row
 from eamm.face.similarity import Similarity, estimate_similarity, median_similarity
 from eamm.face.template import TEMPLATE_SIZE, load_template
@@ -108,16 +109,10 @@ def detect_faces(frame: av.VideoFrame, detect_width: int, models: FaceModels) ->
     return [box.scaled(factor) for box in models.detect(small)]
 
 
-def _face_points(
-    frame: av.VideoFrame, box: FaceBox, models: FaceModels, backend: LandmarkBackend
-) -> np.ndarray | None:
-    """68 points in frame pixels of the face in ``box`` (still mesh on a crop around it)."""
+def _face_crop(frame: av.VideoFrame, box: FaceBox) -> tuple[Similarity, np.ndarray]:
+    """(crop -> frame similarity, RGB crop) of a square around the face in ``box``."""
     to_frame = _box_to_crop(box, TEMPLATE_SIZE)
-    crop = warp_to_crop(frame, to_frame.matrix, TEMPLATE_SIZE)
-    mesh = models.mesh(crop)
-    if mesh is None:
-        return None
-    return to_frame.apply(backend.points68(crop, mesh))
+    return to_frame, warp_to_crop(frame, to_frame.matrix, TEMPLATE_SIZE)
 
 
 def crop_writer(path: Path, params: PreprocessParams) -> PyAVVideoWriter | VideoWriter:
@@ -147,18 +142,27 @@ def clip_transform(
 
     The detector runs on each frame until it finds a face, then (``detect_boxes="first"``) the
     later frames reuse the largest face's box: the mesh finds the points in each frame anyway,
-    and the detector is the dearest model per frame. Faces are counted where it ran.
+    and the detector is the dearest model per frame. Faces are counted where it ran. While the
+    box (so the crop's framing) stays, the still mesh can reuse the region its detector found
+    on the first crop (``head_rois="first"``, LiteRT mesh) instead of detecting it in each.
     """
-    faces_detected, estimates, box = 0, [], None
+    faces_detected, estimates, box, roi = 0, [], None, None
+    share_roi = params.head_rois == "first" and models.mesh_engine == "litert"
     for frame in head:
         if box is None or params.detect_boxes == "every":
             boxes = detect_faces(frame, params.detect_width, models)
             faces_detected = max(faces_detected, len(boxes))
             if not boxes:
                 continue
-            box = boxes[0]
-        points = _face_points(frame, box, models, backend)
-        if points is not None:
+            box, roi = boxes[0], None
+        to_frame, crop = _face_crop(frame, box)
+        if share_roi and roi is None:
+            roi = models.still_roi(crop)
+            if roi is None:
+                continue
+        mesh = models.mesh(crop, roi)
+        if mesh is not None:
+            points = to_frame.apply(backend.points68(crop, mesh))
             estimates.append(estimate_similarity(template[ALIGN_POINTS], points[ALIGN_POINTS]))
     if faces_detected > 1 and params.on_multiple_faces == "fail":
         raise MultipleFacesError(video, f"{faces_detected} faces in the first frames")

@@ -10,9 +10,8 @@ import av
 import cv2
 import numpy as np
 
-# Y'CbCr -> R'G'B' coefficients (Kr, Kb) per colour matrix; unspecified decodes as BT.601,
-# as ffmpeg's swscale does.
-_COEFFS = {1: (0.2126, 0.0722), 5: (0.299, 0.114), 6: (0.299, 0.114)}
+from eamm.video.colour import yuv_to_rgb
+
 _PLANAR = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"}
 
 
@@ -27,22 +26,6 @@ def _plane_matrix(crop_to_frame: np.ndarray, sx: float, sy: float) -> np.ndarray
     m[0] = (m[0] + [0, 0, 0.5]) / sx - [0, 0, 0.5]
     m[1] = (m[1] + [0, 0, 0.5]) / sy - [0, 0, 0.5]
     return m
-
-
-def _yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray, full: bool, matrix: int) -> np.ndarray:
-    kr, kb = _COEFFS.get(matrix, _COEFFS[5])
-    kg = 1.0 - kr - kb
-    yf = y.astype(np.float32)
-    cb = u.astype(np.float32) - 128.0
-    cr = v.astype(np.float32) - 128.0
-    if not full:
-        yf = (yf - 16.0) * (255.0 / 219.0)
-        cb *= 255.0 / 224.0
-        cr *= 255.0 / 224.0
-    r = yf + 2 * (1 - kr) * cr
-    b = yf + 2 * (1 - kb) * cb
-    g = (yf - kr * r - kb * b) / kg
-    return np.clip(np.stack([r, g, b], axis=-1) + 0.5, 0, 255).astype(np.uint8)
 
 
 def warp_to_crop(frame: av.VideoFrame, crop_to_frame: np.ndarray, size: int) -> np.ndarray:
@@ -64,7 +47,7 @@ def warp_to_crop(frame: av.VideoFrame, crop_to_frame: np.ndarray, size: int) -> 
         sy = frame.height / plane.shape[0]
         m = crop_to_frame if sx == sy == 1 else _plane_matrix(crop_to_frame, sx, sy)
         out.append(cv2.warpAffine(plane, m, (size, size), flags=flags, borderValue=fill))
-    return _yuv_to_rgb(*out, full=full, matrix=int(getattr(frame, "colorspace", 2) or 2))
+    return yuv_to_rgb(*out, matrix=int(getattr(frame, "colorspace", 2) or 2), full=full)
 
 
 def resize_rgb(frame: av.VideoFrame, width: int) -> np.ndarray:

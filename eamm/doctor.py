@@ -96,17 +96,22 @@ def check_mediapipe() -> Check:
 
 
 def check_litert() -> Check:
-    """The face mesh model bare through LiteRT (``preprocess.landmarks.mesh_engine: litert``)."""
+    """The face mesh and detector models bare through LiteRT (``mesh_engine: litert``)."""
     try:
         import numpy as np
 
+        from eamm.face.detect_litert import FULL_RANGE, SHORT_RANGE, LiteRtFaceDetector
         from eamm.face.mesh_litert import LiteRtMesh, Roi
 
-        LiteRtMesh().run(np.zeros((192, 192, 3), dtype=np.uint8), Roi(96, 96, 192))
+        blank = np.zeros((192, 192, 3), dtype=np.uint8)
+        LiteRtMesh().run(blank, Roi(96, 96, 192))
+        for spec in (SHORT_RANGE, FULL_RANGE):
+            LiteRtFaceDetector(spec)(blank)
     except Exception as err:  # any failure here means the litert engine cannot be used
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return Check("litert", False, f"face mesh through LiteRT fails: {reason}")
-    return Check("litert", True, f"ai-edge-litert {_version('ai-edge-litert')}; face mesh runs")
+        return Check("litert", False, f"face models through LiteRT fail: {reason}")
+    version = _version("ai-edge-litert")
+    return Check("litert", True, f"ai-edge-litert {version}; face mesh + detectors run")
 
 
 def check_prefect() -> Check:

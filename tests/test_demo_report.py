@@ -35,20 +35,20 @@ _NO_EXPRESSION = (
     "real frames' keypoints from the speaker's neutral frame is named right in 0.0-0.15 of the "
     "clips by the blur-robust judge, from the clip's own expressive first frame in 0.75 (0.95 "
     "on the real clips); trained for the demo's minutes its keypoints follow the head, not the "
-    "face's parts, and the emotion variant reaches 0.10 against the neutral variant's 0.10 (0.2 "
+    "face's parts, and the emotion variant reaches 0.05 against the neutral variant's 0.05 (0.2 "
     "apart asked)"
 )
 _NO_MOUTH_SHAPE = (
     "the 64-px renderer's mouths are further from the real mouth shapes than the still source "
     "frame's, even when it is driven by the real frames' keypoints: mouth points centred per "
-    "frame, MEAD static 3.46 px against reconstruction 4.30, neutral 4.41, emotion 4.38; LRW "
-    "1.64 against 3.55, 3.94, 3.84. The uncentred M-LMD relations hold through head "
+    "frame, MEAD static 3.49 px against reconstruction 4.33, neutral 4.48, emotion 4.54; LRW "
+    "1.70 against 3.62, 3.96, 4.02. The uncentred M-LMD relations hold through head "
     "motion: on the 256 crops' own landmarks (all test clips) the real mouth points move 14.7 "
     "(MEAD) and 11.5 px (LRW) from their first frame, and their shape is 3.8 and 2.1 px from "
     "the source frame's. The renderer changes the mouth shape of a face it need not move by "
-    "2.8 (LRW) and 4.1 px (MEAD), as much as or more than the real mouths vary "
+    "2.9 (LRW) and 4.0 px (MEAD), as much as or more than the real mouths vary "
     "(scripts/demo_probes.py renderer); FOMM's keypoints move with the head alone (the pose "
-    "explains 91-99 % of their motion, the mouth 0.2-0.4 % more: scripts/demo_probes.py teacher)"
+    "explains 91-99 % of their motion, the mouth 0.0-0.4 % more: scripts/demo_probes.py teacher)"
 )
 CLAIMS = [r.claim for r in relations({"mead": {}, "lrw": {}})]
 KNOWN_GAPS = {

@@ -84,12 +84,15 @@ def test_same_faces_as_the_graph(sample_lrw_clip, selection, spec):
 def test_the_graphs_keep_their_own_thresholds_and_ours_applies_a_higher_one():
     img = photo("astronaut")
     counts = []
-    for confidence in (0.3, 0.99):  # mediapipe 0.10.14 never passes this on to the graph
-        graph = mp.solutions.face_detection.FaceDetection(1, confidence)
-        counts.append(len(FaceModels._boxes(graph, img)))
-        graph.close()
+    for selection in (0, 1):
+        for confidence in (0.3, 0.99):  # mediapipe 0.10.14 never passes this on to the graph
+            graph = mp.solutions.face_detection.FaceDetection(
+                min_detection_confidence=confidence, model_selection=selection
+            )
+            counts.append(len(FaceModels._boxes(graph, img)))
+            graph.close()
     best = LiteRtFaceDetector(FULL_RANGE)(img)[0].score
-    assert counts[0] == counts[1] == 1 and best < 0.99
+    assert counts == [1, 1, 1, 1] and best < 0.99
     assert LiteRtFaceDetector(FULL_RANGE, min_score=0.99)(img) == []
     assert LiteRtFaceDetector(FULL_RANGE, min_score=0.1).min_score == FULL_RANGE.min_score == 0.6
 

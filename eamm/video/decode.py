@@ -79,7 +79,16 @@ def stream_info(stream: object) -> VideoStreamInfo:
 def display_filters(frame: av.VideoFrame) -> list[tuple[str, str | None]]:
     """The filters ffmpeg's CLI inserts to show ``frame`` upright (fftools' autorotate): a
     transpose for 90/270 degrees (with the mirror the matrix may add), flips for 180 and a
-    mirror, ``rotate`` for any other angle; none without a display matrix."""
+    mirror, ``rotate`` for any other angle; none without a display matrix.
+
+    ``frame.rotation`` reads the matrix without PyAV's side-data objects, which tie the frame
+    into a reference cycle: kept through a clip, it pinned the clip's decoder buffers until a
+    full garbage collection (flow RSS +10 MiB a MEAD clip). So the matrix itself is read only
+    for a turned frame (to see its mirror); one that turns nothing and only mirrors vertically
+    is taken as upright.
+    """
+    if frame.rotation == 0:
+        return []
     side = frame.side_data.get(SideDataType.DISPLAYMATRIX)
     if side is None:
         return []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import av
 import cv2
-import mediapipe as mp
 import numpy as np
 import pytest
 
@@ -15,7 +14,7 @@ from eamm.face.detect_litert import (
     anchor_centres,
     weighted_nms,
 )
-from eamm.face.landmarks import FaceModels
+from eamm.face.landmarks import FaceModels, GraphFaceDetector
 from eamm.sample.photos import photo
 
 
@@ -63,12 +62,12 @@ def test_weighted_nms_averages_what_it_suppresses_by_score():
 
 @pytest.mark.parametrize("selection, spec", [(0, SHORT_RANGE), (1, FULL_RANGE)])
 def test_same_faces_as_the_graph(sample_lrw_clip, selection, spec):
-    graph = mp.solutions.face_detection.FaceDetection(model_selection=selection)
+    graph = GraphFaceDetector(selection)
     ours = LiteRtFaceDetector(spec)
     worst_px, worst_score, faces = 0.0, 0.0, 0
     try:
         for img in project_images(sample_lrw_clip):
-            theirs, mine = FaceModels._boxes(graph, img), ours(img)
+            theirs, mine = graph(img), ours(img)
             assert len(mine) == len(theirs)
             for a, b in zip(theirs, mine, strict=True):
                 worst_px = max(worst_px, float(np.abs(as_array(a) - as_array(b)).max()))
@@ -86,10 +85,8 @@ def test_the_graphs_keep_their_own_thresholds_and_ours_applies_a_higher_one():
     counts = []
     for selection in (0, 1):
         for confidence in (0.3, 0.99):  # mediapipe 0.10.14 never passes this on to the graph
-            graph = mp.solutions.face_detection.FaceDetection(
-                min_detection_confidence=confidence, model_selection=selection
-            )
-            counts.append(len(FaceModels._boxes(graph, img)))
+            graph = GraphFaceDetector(selection, min_detection_confidence=confidence)
+            counts.append(len(graph(img)))
             graph.close()
     best = LiteRtFaceDetector(FULL_RANGE)(img)[0].score
     assert counts == [1, 1, 1, 1] and best < 0.99

@@ -169,14 +169,24 @@ def test_lrw_pose_matches_eamm_3ddfa_rows(lrw_m003, fixtures_dir):
 
 
 class CountingModels:
-    """The shared models with the face detector's calls counted."""
+    """The shared models with the face detector's calls counted: the whole frame's
+    (``detections``) and the still mesh's (``still_detections``, LiteRT engine)."""
 
     def __init__(self, models: FaceModels) -> None:
-        self._models, self.detections = models, 0
+        self._models, self.detections, self.still_detections = models, 0, 0
 
     def detect(self, rgb: np.ndarray) -> list:
         self.detections += 1
         return self._models.detect(rgb)
+
+    def still_roi(self, rgb: np.ndarray) -> object:
+        self.still_detections += 1
+        return self._models.still_roi(rgb)
+
+    def mesh(self, rgb: np.ndarray, roi: object = None) -> object:
+        if roi is None:
+            self.still_detections += 1
+        return self._models.mesh(rgb, roi)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._models, name)
@@ -208,25 +218,6 @@ def test_detecting_on_the_first_frame_only_keeps_the_alignment(
     assert (moved < 1.5).all()
 
 
-class CountingRois:
-    """LiteRT face models with the still mesh's detector calls counted."""
-
-    def __init__(self, models: FaceModels) -> None:
-        self._models, self.detections = models, 0
-
-    def still_roi(self, rgb: np.ndarray) -> object:
-        self.detections += 1
-        return self._models.still_roi(rgb)
-
-    def mesh(self, rgb: np.ndarray, roi: object = None) -> object:
-        if roi is None:
-            self.detections += 1
-        return self._models.mesh(rgb, roi)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._models, name)
-
-
 def head_rois_fits(path: Path, models: FaceModels, template: str = "default") -> tuple:
     """(similarity per head_rois setting, the still mesh's detector calls per setting)."""
     container, stream = open_video(path)
@@ -236,10 +227,10 @@ def head_rois_fits(path: Path, models: FaceModels, template: str = "default") ->
     points = load_template(template, 256)
     fits, calls = {}, {}
     for rois in ("every", "first"):
-        counting = CountingRois(models)
+        counting = CountingModels(models)
         params = PreprocessParams(template=template, head_rois=rois)
         fits[rois], _ = clip_transform(head, path, points, params, counting, MediapipeLandmarks())
-        calls[rois] = counting.detections
+        calls[rois] = counting.still_detections
     centres = eye_and_mouth_centres(points.astype(np.float64))
     moved = fits["first"].apply(centres) - fits["every"].apply(centres)
     return np.linalg.norm(moved, axis=1) / fits["every"].scale, calls

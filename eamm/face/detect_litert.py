@@ -26,9 +26,8 @@ import cv2
 import numpy as np
 
 from eamm.face.box import FaceBox
-from eamm.face.mesh_litert import Roi, open_interpreter
+from eamm.face.mesh_litert import Roi, open_interpreter, wheel_model
 
-MIN_SCALE, MAX_SCALE = 0.1484375, 0.75  # SsdAnchorsCalculator options (only used for counts)
 NMS_IOU = 0.3
 SCORE_CLIP = 100.0
 NUM_KEYPOINTS = 6  # right eye, left eye, nose tip, mouth, right ear tragion, left ear tragion
@@ -120,8 +119,6 @@ class LiteRtFaceDetector:
         path: str | Path | None = None,
         num_threads: int = 1,
     ) -> None:
-        from eamm.face.mesh_litert import wheel_model
-
         self.spec = spec
         self.min_score = max(min_score, spec.min_score)
         model = path or wheel_model("face_detection", spec.file)
@@ -138,16 +135,7 @@ class LiteRtFaceDetector:
         """The model's input for ``rgb`` and the square it shows (the letterboxed image)."""
         height, width = rgb.shape[:2]
         roi = Roi(width / 2, height / 2, float(max(width, height)))
-        size = self.spec.size
-        patch = cv2.warpAffine(
-            rgb,
-            roi.to_frame(size),
-            (size, size),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0,
-        )
-        tensor = patch.astype(np.float32)[None]
+        tensor = roi.patch(rgb, self.spec.size, cv2.BORDER_CONSTANT).astype(np.float32)[None]
         tensor *= np.float32(2.0 / 255.0)
         tensor -= np.float32(1.0)
         return tensor, roi

@@ -31,6 +31,43 @@ if TYPE_CHECKING:
 MESH_ENGINES = ("graph", "litert")
 
 
+class GraphFaceDetector:
+    """Mediapipe's FaceDetection graph called like ``LiteRtFaceDetector``: faces as ``FaceBox``
+    in pixels, in the graph's order (best score first)."""
+
+    def __init__(self, model_selection: int, min_detection_confidence: float = 0.5) -> None:
+        import mediapipe as mp
+
+        self._graph = mp.solutions.face_detection.FaceDetection(
+            model_selection=model_selection, min_detection_confidence=min_detection_confidence
+        )
+
+    def __call__(self, rgb: np.ndarray) -> list[FaceBox]:
+        height, width = rgb.shape[:2]
+        boxes = []
+        for det in self._graph.process(rgb).detections or []:
+            rel = det.location_data.relative_bounding_box
+            keys = det.location_data.relative_keypoints  # 0: right eye, 1: left eye
+            eyes = None
+            if len(keys) >= 2:
+                right, left = keys[0], keys[1]
+                eyes = (right.x * width, right.y * height, left.x * width, left.y * height)
+            boxes.append(
+                FaceBox(
+                    rel.xmin * width,
+                    rel.ymin * height,
+                    (rel.xmin + rel.width) * width,
+                    (rel.ymin + rel.height) * height,
+                    float(det.score[0]),
+                    eyes,
+                )
+            )
+        return boxes
+
+    def close(self) -> None:
+        self._graph.close()
+
+
 class FaceModels:
     """Mediapipe face detector, a still-image mesh and a tracking mesh for consecutive crops.
 
@@ -68,9 +105,7 @@ class FaceModels:
             self._litert = LiteRtMesh()
             self._graphs = []
         else:
-            self._detector = solutions.face_detection.FaceDetection(
-                model_selection=1, min_detection_confidence=min_detection_confidence
-            )
+            self._detector = GraphFaceDetector(1, min_detection_confidence)
             self._still = solutions.face_mesh.FaceMesh(
                 static_image_mode=True, max_num_faces=1, refine_landmarks=False
             )
@@ -84,35 +119,9 @@ class FaceModels:
         """The models ``preprocess.landmarks`` asks for."""
         return cls(landmarks.min_detection_confidence, mesh_engine=landmarks.mesh_engine)
 
-    @staticmethod
-    def _boxes(detector: object, rgb: np.ndarray) -> list[FaceBox]:
-        """A detector's faces in pixels, in its own order (best score first)."""
-        if isinstance(detector, LiteRtFaceDetector):
-            return detector(rgb)
-        height, width = rgb.shape[:2]
-        boxes = []
-        for det in detector.process(rgb).detections or []:  # type: ignore[attr-defined]
-            rel = det.location_data.relative_bounding_box
-            keys = det.location_data.relative_keypoints  # 0: right eye, 1: left eye
-            eyes = None
-            if len(keys) >= 2:
-                right, left = keys[0], keys[1]
-                eyes = (right.x * width, right.y * height, left.x * width, left.y * height)
-            boxes.append(
-                FaceBox(
-                    rel.xmin * width,
-                    rel.ymin * height,
-                    (rel.xmin + rel.width) * width,
-                    (rel.ymin + rel.height) * height,
-                    float(det.score[0]),
-                    eyes,
-                )
-            )
-        return boxes
-
     def detect(self, rgb: np.ndarray) -> list[FaceBox]:
         """Faces in an RGB uint8 image, largest first."""
-        boxes = self._boxes(self._detector, rgb)
+        boxes = self._detector(rgb)
         return sorted(boxes, key=lambda b: b.area, reverse=True)[: self.max_faces]
 
     @staticmethod
@@ -127,7 +136,7 @@ class FaceModels:
         """Where the still mesh looks (LiteRT engine): the short-range detector's best face."""
         if self._litert is None:
             raise EammError("still_roi needs mesh_engine litert (the graph keeps its own)")
-        boxes = self._boxes(self._mesh_detector, rgb)
+        boxes = self._mesh_detector(rgb)
         if not boxes:
             return None
         box = boxes[0]  # as the graph with max_num_faces=1: the best-scored face

@@ -102,6 +102,13 @@ class Roi:
         side = ROI_SCALE * max(x1 - x0, y1 - y0)
         return cls((x0 + x1) / 2, (y0 + y1) / 2, side, angle)
 
+    def patch(self, rgb: np.ndarray, size: int, border: int) -> np.ndarray:
+        """The region warped to a (size, size) model input, bilinear, outside pixels by
+        ``border`` (cv2.BORDER_REPLICATE for the mesh, BORDER_CONSTANT black for a detector)."""
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        shape = (size, size)
+        return cv2.warpAffine(rgb, self.to_frame(size), shape, flags=flags, borderMode=border)
+
     def to_frame(self, size: int = INPUT_SIZE) -> np.ndarray:
         """2x3 affine: model-input pixels -> frame pixels (corner to corner, as the graph)."""
         k = self.side / size
@@ -143,14 +150,7 @@ class LiteRtMesh:
     def run(self, rgb: np.ndarray, roi: Roi) -> tuple[np.ndarray, float]:
         """(vertices (468, 3) float32 in frame pixels, face-presence probability) on ``roi``."""
         to_frame = roi.to_frame()
-        patch = cv2.warpAffine(
-            rgb,
-            to_frame,
-            (INPUT_SIZE, INPUT_SIZE),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-        tensor = patch.astype(np.float32)[None]
+        tensor = roi.patch(rgb, INPUT_SIZE, cv2.BORDER_REPLICATE).astype(np.float32)[None]
         tensor *= 1.0 / 255.0
         self._interpreter.set_tensor(self._input, tensor)
         self._interpreter.invoke()

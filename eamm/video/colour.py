@@ -8,6 +8,8 @@ half to even). Untagged video is BT.601 limited range, as swscale and every deco
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -34,7 +36,7 @@ def rgb_from_yuv_matrix(matrix: int = BT601, full: bool = False) -> np.ndarray:
     return np.hstack([rows, offset[:, None]])
 
 
-_RGB_FROM_YUV: dict[tuple[int, bool], np.ndarray] = {}
+_rgb_from_yuv = functools.cache(rgb_from_yuv_matrix)  # callers never write the matrices
 _YUV_FROM_RGB = np.linalg.inv(np.vstack([rgb_from_yuv_matrix(), [0, 0, 0, 1]]))[:3]
 
 
@@ -42,10 +44,8 @@ def yuv_to_rgb(
     y: np.ndarray, u: np.ndarray, v: np.ndarray, matrix: int = BT601, full: bool = False
 ) -> np.ndarray:
     """(H, W, 3) RGB uint8 from three (H, W) uint8 planes of the same size."""
-    key = (matrix if matrix in COEFFS else BT601, full)
-    if key not in _RGB_FROM_YUV:
-        _RGB_FROM_YUV[key] = rgb_from_yuv_matrix(*key)
-    return cv2.transform(cv2.merge([y, u, v]), _RGB_FROM_YUV[key])
+    to_rgb = _rgb_from_yuv(matrix if matrix in COEFFS else BT601, full)
+    return cv2.transform(cv2.merge([y, u, v]), to_rgb)
 
 
 def rgb_to_yuv444(rgb: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -206,3 +206,14 @@ def test_cli_says_in_one_line_that_out_is_neutral(inputs, tmp_path):
     notes = [line for line in run.stderr.splitlines() if line.startswith("note:")]
     assert notes == [f"note: {out}: the neutral video (no emotion video given)"]
     assert out.is_file() and not (tmp_path / "talk_neutral.mp4").exists()
+
+
+def test_a_photo_without_a_face_is_refused_in_one_line(inputs, tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "wall.png"
+    Image.fromarray(np.full((300, 300, 3), 128, np.uint8)).save(photo)
+    with pytest.raises(EammError) as err:
+        generate(photo, inputs["audio"], None, tmp_path / "o.mp4", inputs["models"], params=PARAMS)
+    assert str(err.value) == f"{photo}: no face in the image"
+    assert not list(tmp_path.glob("*.mp4"))

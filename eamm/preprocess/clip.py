@@ -167,7 +167,8 @@ def clip_transform(
     if faces_detected > 1 and params.on_multiple_faces == "fail":
         raise MultipleFacesError(video, f"{faces_detected} faces in the first frames")
     if not estimates:
-        raise NoFaceError(video, f"no face in the first {len(head)} frames")
+        where = "the image" if len(head) == 1 else f"the first {len(head)} frames"
+        raise NoFaceError(video, f"no face in {where}")
     return median_similarity(estimates), faces_detected
 
 

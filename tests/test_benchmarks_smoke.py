@@ -277,3 +277,13 @@ def test_orchestration_fit_is_least_squares():
     assert line["intercept"] == pytest.approx(1.0) and line["slope"] == pytest.approx(2.0)
     assert line["points"] == 3 and line["max_abs_residual"] == pytest.approx(0.0, abs=1e-9)
     assert single is None
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bench_measures_bf16_generation_only_where_the_cpu_has_it(monkeypatch, native):
+    import eamm.generate
+    from benchmarks.run_all import generate_short
+
+    monkeypatch.setattr(eamm.generate, "cpu_has_bf16", lambda: native)
+    assert any("bf16" in config for config in generate_short()) is native
+    assert "fp32:8" in generate_short()

@@ -35,7 +35,7 @@ format: venv
 install-fan: venv
 	@scripts/install_fan.sh $(VENV)/bin/python
 
-# Benchmarks (needs the bench extra: pip install -e '.[bench]'): about 30 minutes on 2 cores;
+# Benchmarks (needs the bench extra: pip install -e '.[bench]'): about 26 minutes on 2 cores;
 # writes benchmarks/results/*.json and docs/performance.md.
 bench: venv
 	python benchmarks/run_all.py

@@ -9,7 +9,7 @@ generation's speed on the CPU (reference size, 2 s of speech, fp32 and the faste
 report. ``--quick`` shrinks every piece to a smoke run (a few frames, one repeat) for checking
 the wiring, not for numbers.
 
-    python benchmarks/run_all.py                 # about 30 minutes on 2 cores
+    python benchmarks/run_all.py                 # about 26 minutes on 2 cores
     python benchmarks/run_all.py --quick --results /tmp/bench
 """
 

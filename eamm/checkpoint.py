@@ -122,10 +122,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise EammError(f"{path}: checkpoint does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save's format; torch's own message would suggest
+        # weights_only=False, the unsafe load, for what is a damaged or foreign file
+        raise EammError(f"{path}: not a checkpoint (truncated, damaged or not a torch.save file)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # corrupt files and non-tensor pickles alike
-        raise EammError(f"{path}: cannot load checkpoint safely ({err})") from None
+    except Exception as err:  # damaged members and non-tensor pickles alike
+        raise EammError(f"{path}: cannot load checkpoint safely ({_load_error(err)})") from None
+
+
+def _load_error(err: Exception) -> str:
+    """torch.load's reason in one line, without its advice to load unsafely."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Weights only load failed"):  # objects beyond tensors
+        detail = lines[1].removeprefix("WeightsUnpickler error: ") if len(lines) > 1 else ""
+        return f"it holds objects a safe load refuses: {detail}".rstrip(": ")
+    return lines[0] if lines else type(err).__name__
 
 
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:

@@ -15,8 +15,17 @@ import numpy as np
 import soundfile as sf
 
 from eamm.config import MEAD_EMOTIONS
+from eamm.errors import EammError
 from eamm.manifest import OUTPUT_FILES, members, read_rows
-from eamm.shards import Member, load_npy, npy_memmap
+from eamm.shards import Member, digest_of, load_npy, npy_memmap
+
+# Shard members (shard, offset) whose bytes matched their manifest hash in this process: each is
+# checked on its first read only, at one hash of bytes the read brings in anyway.
+_VERIFIED: set[tuple[str, int]] = set()
+
+
+class DamagedOutputError(EammError):
+    """A clip's output in its shard no longer has the bytes its manifest row recorded."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,7 @@ class Clip:
     speaker: str | None
     emotion: str | None
     dataset: str
+    hashes: Mapping[str, str] | None = None  # output name -> content hash (manifest rows)
 
     @classmethod
     def from_folder(
@@ -50,16 +60,45 @@ class Clip:
         """EAMM's label: index in the alphabetical MEAD emotion list (reference 1.6)."""
         return MEAD_EMOTIONS.index(self.emotion or "neutral")
 
+    def _verify(self, name: str, data: bytes | None = None) -> None:
+        """Refuse a shard member whose bytes differ from its recorded hash (first read only):
+        H.264 decodes damaged bytes without a word, so training would learn from them."""
+        where, expected = self.files[name], (self.hashes or {}).get(name)
+        if not isinstance(where, Member) or not expected:
+            return
+        key = (str(where.shard), where.offset)
+        if key in _VERIFIED:
+            return
+        if (digest_of(data) if data is not None else where.digest()) != expected:
+            raise DamagedOutputError(
+                f"{self.clip_id}: {name} damaged (its bytes differ from the recorded hash) in "
+                f"{where.shard}; `eamm manifest validate` lists every such clip and a "
+                "preprocessing re-run redoes them"
+            )
+        _VERIFIED.add(key)
+
+    def read(self, name: str) -> bytes:
+        """An output's bytes, checked against the manifest's hash on first read."""
+        where = self.files[name]
+        if not isinstance(where, Member):
+            return where.read_bytes()
+        data = where.read()
+        self._verify(name, data)
+        return data
+
     def open(self, name: str) -> BinaryIO:
         where = self.files[name]
-        return io.BytesIO(where.read()) if isinstance(where, Member) else where.open("rb")
+        return io.BytesIO(self.read(name)) if isinstance(where, Member) else where.open("rb")
 
     def array(self, name: str, mmap: bool = False) -> np.ndarray:
         """A ``.npy`` output; ``mmap`` maps it instead of reading it (slices read only their
-        pages)."""
+        pages; the member is hashed once on first use)."""
         where = self.files[name]
         if isinstance(where, Member):
-            return npy_memmap(where) if mmap else load_npy(where.read())
+            if mmap:
+                self._verify(name)
+                return npy_memmap(where)
+            return load_npy(self.read(name))
         return np.load(where, mmap_mode="r" if mmap else None)
 
     def frames(self, indices: list[int], size: int | None = None) -> np.ndarray:
@@ -84,11 +123,33 @@ def load_clips(manifest: str | Path, splits: tuple[str, ...], min_frames: int = 
             speaker=r["speaker"],
             emotion=r["emotion"],
             dataset=r["dataset"],
+            hashes=dict(zip(r["output_files"], r["member_hashes"], strict=True))
+            if r.get("member_hashes")
+            else None,
         )
         for r in read_rows(manifest)
         if r["status"] == "ok" and r["split"] in splits and (r["n_frames"] or 0) >= min_frames
     ]
+    _check_shards(manifest, clips)
     return sorted(clips, key=lambda c: c.clip_id)
+
+
+def _check_shards(manifest: Path, clips: list[Clip]) -> None:
+    """One line for shards the rows name but the disk lacks (not a raw error mid-training)."""
+    shards: dict[Path, int] = {}
+    for clip in clips:
+        for where in clip.files.values():
+            if isinstance(where, Member):
+                shards[where.shard] = shards.get(where.shard, 0) + 1
+                break
+    missing = sorted(str(shard) for shard in shards if not shard.is_file())
+    if missing:
+        count = sum(shards[Path(m)] for m in missing)
+        raise EammError(
+            f"{manifest}: {len(missing)} shard(s) missing ({', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}; {count} clips): re-run preprocessing "
+            "to rebuild them (or `dvc pull`)"
+        )
 
 
 def read_frames(

@@ -32,6 +32,13 @@ def new_digest() -> hashlib.blake2b:
     return hashlib.blake2b(digest_size=16)
 
 
+def digest_of(data: bytes) -> str:
+    """Hex content hash (``new_digest``) of bytes already read."""
+    digest = new_digest()
+    digest.update(data)
+    return digest.hexdigest()
+
+
 def shard_of(clip_id: str) -> str:
     """Shard path (relative to the processed root) for a clip: its first two id components.
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from eamm.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_all, set_rng_state
+from eamm.errors import EammError
 
 
 def _payload(scale: float) -> dict:
@@ -57,3 +58,36 @@ def test_saved_rng_state_ignores_draws_from_pythons_random() -> None:
     torch.rand(3)
     set_rng_state({**first, "python": random.getstate()})
     assert torch.equal(torch.get_rng_state(), first["torch"])
+
+
+class _Sneaky:
+    """Pickles to a call of os.getcwd: what a safe load must refuse."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.getcwd, ())
+
+
+def test_damaged_and_foreign_checkpoints_are_refused_in_one_line(tmp_path: Path) -> None:
+    good = save_checkpoint(_payload(1.0), tmp_path / "good.pt").read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good[: len(good) // 2])
+    text = tmp_path / "text.pt"
+    text.write_text("not a checkpoint\n")
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"models": {}, "hook": _Sneaky()}, unsafe)
+    expected = {
+        truncated: "not a checkpoint (truncated, damaged or not a torch.save file)",
+        text: "not a checkpoint (truncated, damaged or not a torch.save file)",
+        unsafe: "cannot load checkpoint safely (it holds objects a safe load refuses: ",
+    }
+    for path, reason in expected.items():
+        try:
+            load_checkpoint(path)
+        except EammError as err:
+            message = str(err)
+        else:
+            raise AssertionError(f"{path} loaded")
+        assert message.startswith(f"{path}: {reason}")
+        assert "\n" not in message and "weights_only" not in message

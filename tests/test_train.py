@@ -18,6 +18,7 @@ from eamm.checkpoint import load_checkpoint
 from eamm.config import PreprocessParams, SampleDataParams, StageParams, TrainerParams, load_section
 from eamm.datasets.base import ClipEntry, DatasetIndex
 from eamm.datasets.index_io import write_index
+from eamm.errors import EammError
 from eamm.face.landmarks import FaceModels, MediapipeLandmarks
 from eamm.manifest import read_rows, write_manifest
 from eamm.preprocess.plan import PreprocessRun, run_serially
@@ -661,3 +662,62 @@ def test_two_process_ddp_run_on_cpu(data_root, trained, tmp_path):
     assert sorted(p.name for p in (models / "a2fd").iterdir() if p.suffix == ".pt") == [
         "checkpoint.pt"
     ]
+
+
+# --- damaged or missing data: one line before (or instead of) training on it -----------------
+
+
+def _damaged_copy(data_root: Path, tmp_path: Path, member: str | None = None) -> Path:
+    """A copy of the processed data; with ``member``, 64 bytes flipped in the middle of that
+    output of every clip (what `eamm manifest validate` reports as damaged)."""
+    copy = tmp_path / "data"
+    shutil.copytree(data_root, copy)
+    for manifest in copy.glob("*/processed/manifest.parquet"):
+        for row in read_rows(manifest):
+            if member is None:
+                continue
+            at = list(row["output_files"]).index(member)
+            offset = row["member_offsets"][at] + row["member_sizes"][at] // 2
+            with open(manifest.parent / row["shard"], "r+b") as shard:
+                shard.seek(offset)
+                flipped = bytes(b ^ 0xFF for b in shard.read(64))
+                shard.seek(offset)
+                shard.write(flipped)
+    return copy
+
+
+@pytest.mark.parametrize("member", ["frames.mp4", "pose.npy"])
+def test_training_refuses_a_damaged_output(data_root, trained, tmp_path, member):
+    from eamm.clips import DamagedOutputError
+
+    copy = _damaged_copy(data_root, tmp_path, member)
+    stage = "train_fomm" if member == "frames.mp4" else "train_a2fd"
+    models = tmp_path / "models"
+    if stage == "train_a2fd":  # its upstream
+        shutil.copytree(trained / STAGE_DIRS["train_fomm"], models / STAGE_DIRS["train_fomm"])
+    with pytest.raises(DamagedOutputError, match=rf": {member} damaged .* in .*\.tar; `eamm man"):
+        run(stage, copy, models, steps=2)
+
+
+def test_training_names_a_missing_shard(data_root, tmp_path):
+    copy = _damaged_copy(data_root, tmp_path)
+    shard = next((copy / "mead" / "processed").glob("shards/**/*.tar"))
+    shard.unlink()
+    with pytest.raises(
+        EammError, match=r"manifest\.parquet: 1 shard\(s\) missing \(.*\.tar; 2 clips"
+    ):
+        run("train_fomm", copy, tmp_path / "models", steps=2)
+
+
+def test_a_listed_dataset_without_clips_is_an_error(data_root, tmp_path):
+    import pyarrow.parquet as pq
+
+    copy = _damaged_copy(data_root, tmp_path)
+    manifest = copy / "mead" / "processed" / "manifest.parquet"
+    pq.write_table(pq.read_table(manifest).slice(0, 0), manifest)
+    with pytest.raises(
+        EammError,
+        match=r"mead/processed/manifest\.parquet: no ok clips .* drop it "
+        r"from train_fomm\.datasets",
+    ):
+        run("train_fomm", copy, tmp_path / "models", steps=2)

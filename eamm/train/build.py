@@ -71,7 +71,7 @@ class StageInputs:
     def clips(self, min_frames: int) -> list[Clip]:
         """The training clips with at least ``min_frames`` frames; EammError when none."""
         if self.given_clips is None:
-            return _clips(self.manifests, self.params, min_frames)
+            return _clips(self.manifests, self.params, min_frames, self.spec.name)
         clips = [c for c in self.given_clips if c.num_frames >= min_frames]
         if not clips:
             raise EammError(f"no given clips with >= {min_frames} frames")
@@ -188,13 +188,18 @@ def combined_fingerprint(manifests: list[Path], checkpoints: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def _clips(paths: list[Path], params: StageParams, min_frames: int) -> list[Clip]:
-    clips = [c for p in paths for c in load_clips(p, tuple(params.splits), min_frames)]
-    if not clips:
-        raise EammError(
-            f"no ok clips with >= {min_frames} frames in split(s) {params.splits} of "
-            f"{', '.join(map(str, paths))}"
-        )
+def _clips(paths: list[Path], params: StageParams, min_frames: int, stage: str) -> list[Clip]:
+    """Every manifest's training clips; a listed dataset without any is an error, not a stage
+    silently trained on the others."""
+    clips = []
+    for path in paths:
+        found = load_clips(path, tuple(params.splits), min_frames)
+        if not found:
+            raise EammError(
+                f"{path}: no ok clips with >= {min_frames} frames in split(s) {params.splits}: "
+                f"preprocess that dataset, or drop it from {stage}.datasets"
+            )
+        clips += found
     return clips
 
 

@@ -110,11 +110,15 @@ def save_checkpoint(payload: dict, path: str | Path) -> Path:
     torch.save(payload, buffer)
     _stable_serialization_id(buffer)
     tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "wb") as f:
-        f.write(buffer.getbuffer())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a kill signal: the old checkpoint stays, no leftover
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

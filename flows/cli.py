@@ -223,6 +223,11 @@ def train(
 ) -> None:
     """Run one training stage (a Prefect flow; the DVC stage of the same name)."""
     _check_params(params, "trainer")
+    from eamm.train.recipe import resolve_stage
+    from eamm.train.run import check_stage
+
+    check_stage(stage)
+    resolve_stage(params, stage)  # the stage's section and model, before Prefect starts
     from flows.train import train_flow
 
     metrics = train_flow(

@@ -91,3 +91,21 @@ def test_damaged_and_foreign_checkpoints_are_refused_in_one_line(tmp_path: Path)
             raise AssertionError(f"{path} loaded")
         assert message.startswith(f"{path}: {reason}")
         assert "\n" not in message and "weights_only" not in message
+
+
+def test_a_failed_write_keeps_the_old_checkpoint_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    import pytest
+
+    path = save_checkpoint(_payload(1.0), tmp_path / "checkpoint.pt")
+    before = path.read_bytes()
+
+    def full_disk(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("eamm.checkpoint.os.fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(_payload(2.0), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]

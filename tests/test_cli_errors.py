@@ -155,6 +155,22 @@ def test_flow_params_are_checked_before_the_server_starts(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("stepz", 5, "Extra inputs are not permitted"),
+        ("lr", "fast", "valid number"),
+    ],
+)
+def test_a_stage_section_is_checked_before_the_server_starts(tmp_path, key, value, reason):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train_fomm"][key] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result, _ = eamm("train", "train_fomm", cwd=tmp_path)
+    assert_one_line_error(result, "params.yaml", f"train_fomm.{key}", reason)
+    assert TEMPORARY_SERVER not in result.stderr and "Task run" not in result.stderr
+
+
+@pytest.mark.parametrize(
     ("setting", "missing"),
     [
         ("syncnet_weights", "weights/syncnet_v2.model"),

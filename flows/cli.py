@@ -63,6 +63,21 @@ def _require_dir(option: str, path: Path | None) -> None:
         raise EammError(f"{path}: folder does not exist ({option})")
 
 
+def _require_out(option: str, path: Path, folder: bool) -> None:
+    """Fail now where ``path`` cannot be written as asked: a file in place of the folder to
+    write (or a folder in place of the file), or a file where one of its parents should be;
+    never replace a user's file with an output folder."""
+    want = "folder" if folder else "file"
+    if path.exists() and path.is_dir() != folder:
+        found = "a folder" if path.is_dir() else "a file"
+        raise EammError(f"{path}: is {found}, not the {want} to write ({option})")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise EammError(f"{path}: {parent} is a file, not a folder ({option})")
+            return
+
+
 def _check_params(path: Path, *sections: str) -> None:
     """Validate the params sections a flow reads now, not after it has started Prefect's server."""
     from eamm import config
@@ -118,6 +133,10 @@ def sample_data(
 ) -> None:
     """Generate the bundled sample dataset (a Prefect flow; the DVC stage `sample_data`)."""
     _check_params(params, "sample_data")
+    _require_out("--out", out, folder=True)
+    _require_out("--summary", summary, folder=False)
+    if portrait is not None:
+        _require_out("--portrait", portrait, folder=False)
     from flows.sample_data import sample_data_flow
 
     result = sample_data_flow(
@@ -143,6 +162,7 @@ def preprocess_clip_cmd(
     from eamm.preprocess import preprocess_clip
 
     settings = load_settings(params_file(params), "preprocess", PreprocessParams)
+    _require_out("--out", out, folder=True)
     result = preprocess_clip(video, out, audio=audio, params=settings)
     print(result.summary())
 
@@ -162,6 +182,7 @@ def index(
     """Index a raw MEAD/LRW folder; layout problems are listed in the report, never guessed at."""
     _check_params(params, "datasets")
     _require_dir("--raw", raw)
+    _require_out("--out", out, folder=False)
     from flows.index import index_flow
 
     report = index_flow(
@@ -187,6 +208,7 @@ def preprocess(
     """Preprocess every clip of a dataset with Prefect and write <out>/manifest.parquet."""
     _check_params(params, "datasets", "preprocess", "preprocess_run")
     _require_dir("--raw", raw)
+    _require_out("--out", out, folder=True)
     _require_input("--index", index_path)
     from eamm.preprocess.lock import ensure_free
 
@@ -228,6 +250,7 @@ def train(
 
     check_stage(stage)
     resolve_stage(params, stage)  # the stage's section and model, before Prefect starts
+    _require_out("--models-root", models_root, folder=True)
     from flows.train import train_flow
 
     metrics = train_flow(
@@ -270,6 +293,7 @@ def generate(
         ("--pose", pose, None),
     ):
         _require_input(option, path, stream)
+    _require_out("--out", out, folder=False)
     if prefect_api_configured():  # a server to report to: the same work as a flow run there
         from flows.generate import generate_flow
 
@@ -305,6 +329,7 @@ def import_eamm(
     out: Path = typer.Option(Path("models"), help="checkpoint folder (as the training stages)"),
 ) -> None:
     """Convert EAMM's released checkpoints into ours (dead parameters dropped, strict check)."""
+    _require_out("--out", out, folder=True)
     from eamm.train.eamm_import import import_eamm_release
 
     for stage, path in import_eamm_release(fomm, audio, emotion, out).items():
@@ -320,6 +345,7 @@ def evaluate(
 ) -> None:
     """Score generated test clips under the pinned protocol; writes metrics.json and a report."""
     _check_params(params, "evaluate", "generate")
+    _require_out("--out", out, folder=True)
     from eamm.train.recipe import resolve_evaluate
 
     settings = resolve_evaluate(params)

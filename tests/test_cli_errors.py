@@ -193,3 +193,49 @@ def test_evaluate_inputs_are_checked_before_the_server_starts(
     assert_one_line_error(result, missing, f"evaluate.{setting}")
     assert TEMPORARY_SERVER not in result.stderr
     assert seconds < 5
+
+
+@pytest.mark.parametrize(
+    ("args", "out", "option"),
+    [
+        (["preprocess-clip", ROOT / "data/sample/raw" / LRW_CLIP], "taken", "--out"),
+        (
+            [
+                "generate",
+                "--photo",
+                PORTRAIT,
+                "--audio",
+                SPEECH / "001.m4a",
+                "--checkpoints",
+                MODELS,
+            ],
+            "taken/o.mp4",
+            "--out",
+        ),
+        (
+            [
+                "index",
+                "lrw",
+                "--raw",
+                ROOT / "data/sample/raw/lrw",
+                "--params",
+                ROOT / "params.yaml",
+            ],
+            "taken/i.parquet",
+            "--out",
+        ),
+        (
+            ["evaluate", "--params", ROOT / "params.yaml", "--data-root", ROOT / "data"],
+            "taken",
+            "--out",
+        ),
+    ],
+)
+def test_an_out_path_blocked_by_a_file_is_refused_and_the_file_kept(tmp_path, args, out, option):
+    taken = tmp_path / "taken"
+    taken.write_text("a user's file\n")
+    result, _ = eamm(*args, "--out", tmp_path / out, cwd=tmp_path)
+    line = assert_one_line_error(result, f"({option})")
+    assert "is a file" in line
+    assert taken.read_text() == "a user's file\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]

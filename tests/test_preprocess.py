@@ -423,3 +423,14 @@ def test_fan_backend_refuses_to_start_without_local_weights(tmp_path):
         make_backend("fan", None)
     with pytest.raises(EammError, match="unknown landmark backend 'dlib'"):
         make_backend("dlib")
+
+
+def test_an_out_folder_that_is_a_file_is_refused_and_kept(sample_lrw_clip, tmp_path):
+    from eamm.errors import EammError
+
+    taken = tmp_path / "out"
+    taken.write_text("a user's file\n")
+    with pytest.raises(EammError, match=r"out: is a file, not the clip's output folder"):
+        preprocess_clip(sample_lrw_clip, taken)
+    assert taken.read_text() == "a user's file\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -33,7 +33,7 @@ from eamm.audio import (
     write_wav_s16,
 )
 from eamm.config import AUDIO_RATE, PreprocessParams
-from eamm.errors import MediaError
+from eamm.errors import EammError, MediaError
 from eamm.face.box import FaceBox
 from eamm.face.ibug68 import ALIGN_POINTS
 from eamm.face.landmarks import FaceModels, LandmarkBackend, make_backend
@@ -214,6 +214,8 @@ def preprocess_clip(
     start = time.perf_counter()
     params = params or PreprocessParams()
     video, out = Path(video), Path(out_dir)
+    if out.exists() and not out.is_dir():  # never swap a user's file for the output folder
+        raise EammError(f"{out}: is a file, not the clip's output folder")
     audio = Path(audio) if audio is not None else None
     template = load_template(params.template, params.crop_size)
     container, stream = open_video(video, params.decoder_threads)

@@ -384,3 +384,19 @@ def test_read_index_rejects_other_files(tmp_path: Path) -> None:
         read_index(plain)
     with pytest.raises(EammError, match=r"missing\.parquet: not a readable dataset index"):
         read_index(tmp_path / "missing.parquet")
+
+
+def test_a_name_that_is_not_utf8_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    touch(tmp_path, "lipread_mp4/ABOUT/train/ABOUT_00001.mp4")
+    folder = os.fsencode(tmp_path / "lipread_mp4" / "ABOUT" / "train")
+    with open(os.path.join(folder, b"ABOUT_0000\xff.mp4"), "wb") as handle:
+        handle.write(b"x")
+    index = LrwRecipe().index(tmp_path)
+    assert [e.clip_id for e in index.entries] == ["train/ABOUT/ABOUT_00001"]
+    assert [(p.path, p.reason) for p in index.problems] == [
+        ("lipread_mp4/ABOUT/train/ABOUT_0000\\xff.mp4", "name is not valid UTF-8 (rename it)")
+    ]
+    out = tmp_path / "index.parquet"
+    write_index(index, out)  # the problems' JSON stores a printable name
+    write_index_report(index, tmp_path / "report.json")
+    assert read_index(out).problems == index.problems

@@ -128,7 +128,19 @@ class TreeWalker:
         except OSError as err:
             self.problem(rel, f"cannot list folder ({err.strerror or err})")
             return []
-        return [(e.name, self._kind(e, join(rel, e.name))) for e in listing]
+        return [(e.name, self._checked_kind(e, rel)) for e in listing]
+
+    def _checked_kind(self, entry: os.DirEntry, rel: str) -> Kind | None:
+        """The entry's kind; a name that is not UTF-8 is reported (printable) and refused: no
+        manifest, report or later stage could store it."""
+        path = join(rel, entry.name)
+        try:
+            entry.name.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+            self.problem(shown, "name is not valid UTF-8 (rename it)")
+            return None
+        return self._kind(entry, path)
 
     def folders(
         self,

@@ -194,7 +194,12 @@ def align_photo(
     path: Path, size: int, params: PreprocessParams, models: FaceModels, backend: LandmarkBackend
 ) -> tuple[np.ndarray, np.ndarray]:
     """(aligned crop at ``size``, its 256-px crop for pose) of a photo of any size."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:  # bytes read here: cv2.imread takes the path as UTF-8 and crashed (SIGSEGV) on a name
+        # that is not, and decodes the same pixels from memory (EXIF orientation included)
+        data = np.fromfile(path, np.uint8)
+    except (OSError, ValueError) as err:
+        raise MediaError(path, f"unreadable image ({err.strerror or err})") from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise MediaError(path, "unreadable image")
     frame = av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), format="rgb24")

@@ -217,3 +217,21 @@ def test_a_photo_without_a_face_is_refused_in_one_line(inputs, tmp_path):
         generate(photo, inputs["audio"], None, tmp_path / "o.mp4", inputs["models"], params=PARAMS)
     assert str(err.value) == f"{photo}: no face in the image"
     assert not list(tmp_path.glob("*.mp4"))
+
+
+def test_a_photo_named_in_bytes_that_are_not_utf8_is_read(inputs, tmp_path):
+    """cv2.imread crashed the process (SIGSEGV) on such a name; the bytes are read here."""
+    import shutil
+
+    photo = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"portr\xe9t.png"))
+    shutil.copyfile(inputs["photo"], photo)
+    out = tmp_path / "o.mp4"
+    generate(photo, inputs["audio"], None, out, inputs["models"], params=PARAMS)
+    assert frames_of(out).shape == (30, 64, 64, 3)
+
+
+def test_an_empty_photo_is_refused_in_one_line(inputs, tmp_path):
+    photo = tmp_path / "empty.png"
+    photo.write_bytes(b"")
+    with pytest.raises(EammError, match=r"empty\.png: unreadable image$"):
+        generate(photo, inputs["audio"], None, tmp_path / "o.mp4", inputs["models"], params=PARAMS)

@@ -183,6 +183,11 @@ def index(
     _check_params(params, "datasets")
     _require_dir("--raw", raw)
     _require_out("--out", out, folder=False)
+    if dataset is Dataset.mead:  # the split file, before Prefect starts
+        from eamm.config import DatasetsParams, load_section
+        from eamm.datasets.mead import load_test_speakers
+
+        load_test_speakers(load_section(params, "datasets", DatasetsParams).mead.split_file)
     from flows.index import index_flow
 
     report = index_flow(

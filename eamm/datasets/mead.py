@@ -41,7 +41,10 @@ def load_test_speakers(path: str | Path) -> tuple[str, ...]:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
         reason = err.strerror if isinstance(err, OSError) else type(err).__name__
-        raise EammError(f"{path}: cannot read split file ({reason})") from None
+        where = "" if path.is_absolute() else f", relative to {Path.cwd()}"
+        raise EammError(
+            f"{path}: cannot read split file ({reason}{where}; datasets.mead.split_file)"
+        ) from None
     if not isinstance(data, dict):
         raise EammError(f"{path}: split file must be a mapping with version and test_speakers")
     version = data.get("version")

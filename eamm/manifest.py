@@ -315,7 +315,13 @@ def conform_manifest(table: pa.Table, path: str | Path) -> pa.Table:
     if (missing or legacy) and set(table.schema.names) == set(FIELDS):
         table = table.select(list(FIELDS))
     if not table.schema.equals(MANIFEST_SCHEMA, check_metadata=False):
-        found = (table.schema.metadata or {}).get(b"eamm.manifest.version", b"?").decode()
+        metadata = table.schema.metadata or {}
+        if metadata.get(b"format", b"").startswith(b"eamm-dataset-index/"):
+            raise EammError(
+                f"{path}: a dataset index (eamm index), not a manifest: pass the "
+                "manifest.parquet that eamm preprocess wrote"
+            )
+        found = metadata.get(b"eamm.manifest.version", b"?").decode()
         raise EammError(
             f"{path}: schema differs from the manifest schema (version {MANIFEST_VERSION}, "
             f"file has version {found}); re-run preprocessing to rewrite it"

@@ -379,23 +379,35 @@ manifest_app = typer.Typer(help="Inspect and validate dataset manifests.", no_ar
 app.add_typer(manifest_app, name="manifest")
 
 
+def _manifest_file(path: Path) -> Path:
+    """``path``, or the ``manifest.parquet`` in it when it names a processed folder."""
+    if not path.is_dir():
+        return path
+    if (path / "manifest.parquet").is_file():
+        return path / "manifest.parquet"
+    raise EammError(f"{path}: a folder without manifest.parquet (pass the manifest file)")
+
+
 @manifest_app.command("summary")
-def manifest_summary(path: Path = typer.Argument(..., help="manifest.parquet")) -> None:
+def manifest_summary(
+    path: Path = typer.Argument(..., help="manifest.parquet (or the processed folder)"),
+) -> None:
     """Counts by status, split, speaker/emotion or word, and failure reasons."""
     from eamm.manifest import read_rows, summarize
 
-    console.print_json(json.dumps(summarize(read_rows(path))))
+    console.print_json(json.dumps(summarize(read_rows(_manifest_file(path)))))
 
 
 @manifest_app.command("validate")
 def manifest_validate(
-    path: Path = typer.Argument(..., help="manifest.parquet"),
+    path: Path = typer.Argument(..., help="manifest.parquet (or the processed folder)"),
     quick: bool = typer.Option(False, help="headers only: skip hashing every member's bytes"),
 ) -> None:
     """Check the schema and the files on disk, each member's bytes against its hash; exit 1
     listing each problem."""
     from eamm.manifest import validate_manifest
 
+    path = _manifest_file(path)
     problems = validate_manifest(path, content=not quick)
     for problem in problems:
         print(f"invalid: {problem}", file=sys.stderr)

@@ -239,3 +239,14 @@ def test_an_out_path_blocked_by_a_file_is_refused_and_the_file_kept(tmp_path, ar
     assert "is a file" in line
     assert taken.read_text() == "a user's file\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_manifest_commands_take_the_processed_folder_and_name_an_index(tmp_path: Path) -> None:
+    processed = ROOT / "data" / "lrw" / "processed"
+    result, _ = eamm("manifest", "validate", "--quick", processed, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"{processed / 'manifest.parquet'}: valid" in result.stdout.replace("\n", "")
+    result, _ = eamm("manifest", "summary", ROOT / "data" / "lrw" / "index.parquet", cwd=tmp_path)
+    assert "a dataset index (eamm index), not a manifest" in assert_one_line_error(result)
+    result, _ = eamm("manifest", "validate", tmp_path, cwd=tmp_path)
+    assert "a folder without manifest.parquet" in assert_one_line_error(result)

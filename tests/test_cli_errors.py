@@ -195,43 +195,45 @@ def test_evaluate_inputs_are_checked_before_the_server_starts(
     assert seconds < 5
 
 
+@pytest.fixture(scope="module")
+def own_inputs(tmp_path_factory) -> dict[str, Path]:
+    """A portrait, a second of speech, an empty raw LRW tree and an empty checkpoint folder,
+    made here: a clean clone has no data/ or models/ until `make demo`."""
+    from eamm.audio import write_wav_s16
+    from eamm.sample.dataset import write_portrait
+    from eamm.sample.voice import synth_speech
+
+    root = tmp_path_factory.mktemp("own")
+    (root / "raw" / "lipread_mp4").mkdir(parents=True)
+    (root / "models").mkdir()
+    return {
+        "photo": write_portrait(root / "portrait.png"),
+        "speech": write_wav_s16(synth_speech(1.0, 16000, seed=0).samples, root / "speech.wav"),
+        "raw": root / "raw",
+        "models": root / "models",
+    }
+
+
 @pytest.mark.parametrize(
-    ("args", "out", "option"),
+    ("command", "out", "option"),
     [
-        (["preprocess-clip", ROOT / "data/sample/raw" / LRW_CLIP], "taken", "--out"),
-        (
-            [
-                "generate",
-                "--photo",
-                PORTRAIT,
-                "--audio",
-                SPEECH / "001.m4a",
-                "--checkpoints",
-                MODELS,
-            ],
-            "taken/o.mp4",
-            "--out",
-        ),
-        (
-            [
-                "index",
-                "lrw",
-                "--raw",
-                ROOT / "data/sample/raw/lrw",
-                "--params",
-                ROOT / "params.yaml",
-            ],
-            "taken/i.parquet",
-            "--out",
-        ),
-        (
-            ["evaluate", "--params", ROOT / "params.yaml", "--data-root", ROOT / "data"],
-            "taken",
-            "--out",
-        ),
+        ("preprocess-clip", "taken", "--out"),
+        ("generate", "taken/o.mp4", "--out"),
+        ("index", "taken/i.parquet", "--out"),
+        ("evaluate", "taken", "--out"),
     ],
 )
-def test_an_out_path_blocked_by_a_file_is_refused_and_the_file_kept(tmp_path, args, out, option):
+def test_an_out_path_blocked_by_a_file_is_refused_and_the_file_kept(
+    tmp_path, own_inputs, command, out, option
+):
+    args = {
+        "preprocess-clip": ["preprocess-clip", own_inputs["speech"]],
+        "generate": ["generate", "--photo", own_inputs["photo"], "--audio", own_inputs["speech"]],
+        "index": ["index", "lrw", "--raw", own_inputs["raw"], "--params", ROOT / "params.yaml"],
+        "evaluate": ["evaluate", "--params", ROOT / "params.yaml"],
+    }[command]
+    if command == "generate":
+        args += ["--checkpoints", own_inputs["models"]]
     taken = tmp_path / "taken"
     taken.write_text("a user's file\n")
     result, _ = eamm(*args, "--out", tmp_path / out, cwd=tmp_path)
@@ -242,11 +244,19 @@ def test_an_out_path_blocked_by_a_file_is_refused_and_the_file_kept(tmp_path, ar
 
 
 def test_manifest_commands_take_the_processed_folder_and_name_an_index(tmp_path: Path) -> None:
-    processed = ROOT / "data" / "lrw" / "processed"
-    result, _ = eamm("manifest", "validate", "--quick", processed, cwd=tmp_path)
+    from eamm.datasets.base import DatasetIndex
+    from eamm.datasets.index_io import write_index
+    from eamm.manifest import write_manifest
+
+    processed = tmp_path / "processed"
+    row = {"clip_id": "train/A/A_00001", "dataset": "lrw", "split": "train", "status": "ok"}
+    row |= {"word": "A", "utterance": "00001", "video_path": "lipread_mp4/A/train/A_00001.mp4"}
+    write_manifest([row], processed / "manifest.parquet")
+    result, _ = eamm("manifest", "summary", processed, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert f"{processed / 'manifest.parquet'}: valid" in result.stdout.replace("\n", "")
-    result, _ = eamm("manifest", "summary", ROOT / "data" / "lrw" / "index.parquet", cwd=tmp_path)
+    assert '"ok": 1' in result.stdout
+    write_index(DatasetIndex("lrw", str(tmp_path), [], []), tmp_path / "index.parquet")
+    result, _ = eamm("manifest", "summary", tmp_path / "index.parquet", cwd=tmp_path)
     assert "a dataset index (eamm index), not a manifest" in assert_one_line_error(result)
     result, _ = eamm("manifest", "validate", tmp_path, cwd=tmp_path)
     assert "a folder without manifest.parquet" in assert_one_line_error(result)

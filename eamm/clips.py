@@ -142,11 +142,11 @@ def _check_shards(manifest: Path, clips: list[Clip]) -> None:
             if isinstance(where, Member):
                 shards[where.shard] = shards.get(where.shard, 0) + 1
                 break
-    missing = sorted(str(shard) for shard in shards if not shard.is_file())
+    missing = sorted(shard for shard in shards if not shard.is_file())
     if missing:
-        count = sum(shards[Path(m)] for m in missing)
+        count = sum(shards[shard] for shard in missing)
         raise EammError(
-            f"{manifest}: {len(missing)} shard(s) missing ({', '.join(missing[:3])}"
+            f"{manifest}: {len(missing)} shard(s) missing ({', '.join(map(str, missing[:3]))}"
             f"{', ...' if len(missing) > 3 else ''}; {count} clips): re-run preprocessing "
             "to rebuild them (or `dvc pull`)"
         )

@@ -672,10 +672,10 @@ def _damaged_copy(data_root: Path, tmp_path: Path, member: str | None = None) ->
     output of every clip (what `eamm manifest validate` reports as damaged)."""
     copy = tmp_path / "data"
     shutil.copytree(data_root, copy)
+    if member is None:
+        return copy
     for manifest in copy.glob("*/processed/manifest.parquet"):
         for row in read_rows(manifest):
-            if member is None:
-                continue
             at = list(row["output_files"]).index(member)
             offset = row["member_offsets"][at] + row["member_sizes"][at] // 2
             with open(manifest.parent / row["shard"], "r+b") as shard:

@@ -437,6 +437,11 @@ def load_pose(path: Path) -> tuple[np.ndarray, int]:
     rows. NaN rows (frames without a face, as preprocessing writes them) take the nearest valid
     row, as training and evaluation fill them; anything else is refused in one line."""
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+            # np.load would take it for a pickle and advise loading it unsafely
+            raise EammError(f"{path}: pose rows must be a .npy array; this is not a .npy file")
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
         raise EammError(f"{path}: cannot read pose rows ({str(err).splitlines()[0]})") from None
@@ -450,7 +455,16 @@ def load_pose(path: Path) -> tuple[np.ndarray, int]:
     rows = loaded[:, :6].astype(np.float32)
     missing = int((~np.isfinite(rows).all(axis=1)).sum())
     if missing == len(rows):
-        raise EammError(f"{path}: all {missing} pose rows are NaN (no face in any frame)")
+        raise EammError(
+            f"{path}: all {missing} pose rows are NaN or infinite (no face in any frame)"
+        )
+    finite = rows[np.isfinite(rows).all(axis=1)]
+    if (np.abs(finite[:, :3]) > 180).any() or (finite[:, 3] <= 0).any():
+        # rows from another tool or unit: a garbage head, not an error, would come out
+        raise EammError(
+            f"{path}: pose rows out of range (columns yaw, pitch, roll in degrees within "
+            "+-180, then a positive scale, tx, ty as preprocessing writes them)"
+        )
     return fill_missing_rows(rows), missing
 
 

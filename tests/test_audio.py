@@ -156,6 +156,16 @@ def test_truncated_video_is_media_error(tmp_path, fixtures_dir):
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_samples_are_media_errors(tmp_path, bad):
+    samples = np.sin(np.linspace(0, 200, 16000)).astype(np.float32) * 0.3
+    samples[5000:5010] = bad
+    path = tmp_path / "damaged.wav"
+    sf.write(path, samples, 16000, subtype="FLOAT")
+    with pytest.raises(MediaError, match=r"damaged audio \(10 samples are NaN or infinite\)"):
+        load_audio_16k_mono(path)
+
+
 def test_video_without_audio_is_no_audio_error(tmp_path):
     out = tmp_path / "silent.mp4"
     cmd = ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=black:s=64x64:d=1"]

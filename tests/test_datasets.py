@@ -64,6 +64,7 @@ def mead(tmp_path: Path) -> Path:
         # broken layout
         "M003/video/front/joyful/level_1/001.mp4",
         "M003/video/front/angry/level_1/notes.txt",
+        "M003/video/front/angry/level_1/004.MP4",
         "M003/video/front/angry/level_1/1.mp4",
         "M005/video/front/happy/level_4/001.mp4",
         "M005/video/front/neutral/level_2/001.mp4",
@@ -107,6 +108,7 @@ MEAD_FRONT = [
 ]
 MEAD_PROBLEMS = [
     ("M003/video/front/angry/level_1/003.mp4", "resolves outside the raw root"),
+    ("M003/video/front/angry/level_1/004.MP4", "extension '.MP4' is not '.mp4' (rename it)"),
     ("M003/video/front/angry/level_1/1.mp4", "file name '1.mp4' is not <3 digits>.mp4"),
     ("M003/video/front/angry/level_1/notes.txt", "not an .mp4 file"),
     ("M003/video/front/joyful", "unknown emotion folder 'joyful'"),
@@ -248,6 +250,7 @@ def lrw(tmp_path: Path) -> Path:
         f"{base}/ABOUT/train/WORLD_00001.mp4",
         f"{base}/ABOUT/val/ABOUT_1.mp4",
         f"{base}/ABOUT/dev/ABOUT_00001.mp4",
+        f"{base}/ABOUT/test/ABOUT_00002.Mp4",
         f"{base}/after/train/after_00001.mp4",
         f"{base}/README",
         "README.md",  # beside lipread_mp4: not looked at
@@ -286,6 +289,10 @@ def test_lrw_entries_and_problems(lrw: Path) -> None:
     )
     assert pairs(index.problems) == [
         ("lipread_mp4/ABOUT/dev", "unknown split folder 'dev'"),
+        (
+            "lipread_mp4/ABOUT/test/ABOUT_00002.Mp4",
+            "extension '.Mp4' is not '.mp4' (rename it)",
+        ),
         (
             "lipread_mp4/ABOUT/train/WORLD_00001.mp4",
             "file name 'WORLD_00001.mp4' does not match its word folder 'ABOUT'",

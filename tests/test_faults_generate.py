@@ -53,7 +53,8 @@ def frames_of(path) -> np.ndarray:
 def pose_rows(n: int) -> np.ndarray:
     t = np.arange(n, dtype=np.float32)[:, None]
     base = np.array([0.05, -0.02, 0.01, 0.0007, 0.03, -0.02, 0.0], np.float32)
-    return base + 0.01 * np.sin(t / 3 + np.arange(7))
+    amplitude = np.array([0.01, 0.01, 0.01, 0.0001, 0.01, 0.01, 0.01], np.float32)
+    return base + amplitude * np.sin(t / 3 + np.arange(7))  # the scale column stays positive
 
 
 def test_the_shared_loader_applies_the_speed_fields(inputs):
@@ -148,13 +149,16 @@ def test_nan_pose_rows_are_filled_and_counted(inputs, tmp_path):
     ("array", "reason"),
     [
         (np.full((5, 7), np.nan, np.float32), "all 5 pose rows are NaN"),
+        (np.full((5, 7), np.inf, np.float32), "all 5 pose rows are NaN or infinite"),
+        (np.full((5, 7), 1e30, np.float32), "pose rows out of range"),
+        (np.zeros((5, 7), np.float32), "pose rows out of range"),  # scale 0
         (np.zeros((5, 5), np.float32), r"shape \(n, 6\) or \(n, 7\), got \(5, 5\)"),
         (np.zeros((1, 5, 7), np.float32), r"got \(1, 5, 7\)"),
         (np.zeros(7, np.float32), r"got \(7,\)"),
         (np.zeros((0, 7), np.float32), r"got \(0, 7\)"),
         (np.zeros((5, 7), np.int64), "must be floating point, got int64"),
         (np.array([[None] * 7], dtype=object), "cannot read pose rows"),
-        (None, "cannot read pose rows"),
+        (None, "this is not a .npy file"),  # not np.load's advice to unpickle it
     ],
 )
 def test_bad_pose_files_are_refused_in_one_line(inputs, tmp_path, array, reason):

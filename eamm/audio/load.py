@@ -74,6 +74,11 @@ def load_audio_16k_mono(path: str | Path, stream_from_video: bool = False) -> np
     if not chunks:
         raise MediaError(path, "unreadable media (no audio samples decoded)")
     audio = np.concatenate(chunks, axis=1).mean(axis=0, dtype=np.float32)
+    bad = int(np.count_nonzero(~np.isfinite(audio)))
+    if bad:
+        # A float file's NaN/inf would turn the MFCC windows, and every frame made from them,
+        # into garbage (NaN audio drew black frames with exit 0).
+        raise MediaError(path, f"damaged audio ({bad} samples are NaN or infinite)")
 
     if stream_from_video:
         offset = 0

@@ -92,6 +92,15 @@ def join(rel: str, name: str) -> str:
     return f"{rel}/{name}" if rel else name
 
 
+def not_mp4(name: str) -> str:
+    """Why ``name`` is no clip of a tree whose clips end in ``.mp4`` (case counts: the clip
+    ids, and the file names on other systems, must not change with it)."""
+    ext = name.rpartition(".")[2] if "." in name else ""
+    if ext.lower() == "mp4":
+        return f"extension '.{ext}' is not '.mp4' (rename it)"
+    return "not an .mp4 file"
+
+
 class TreeWalker:
     """Lists folders under one raw root with ``os.scandir``, refusing symlinks that leave it.
 

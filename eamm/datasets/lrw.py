@@ -19,6 +19,7 @@ from eamm.datasets.base import (
     check_choices,
     entry_with_split,
     join,
+    not_mp4,
 )
 from eamm.errors import EammError
 
@@ -103,7 +104,7 @@ def _clips(walker: TreeWalker, split_rel: str, word: str) -> Iterable[tuple[str,
             continue
         stem, dot, ext = name.rpartition(".")
         if not dot or ext not in ("mp4", "txt"):
-            walker.problem(rel, "not an .mp4 file")
+            walker.problem(rel, not_mp4(name))
             continue
         match = STEM_RE.fullmatch(stem)
         if match is None:

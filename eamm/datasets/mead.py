@@ -22,6 +22,7 @@ from eamm.datasets.base import (
     check_choices,
     entry_with_split,
     join,
+    not_mp4,
 )
 from eamm.errors import EammError
 
@@ -169,7 +170,7 @@ def _videos(walker: TreeWalker, level_rel: str) -> Iterable[tuple[str, str]]:
         if kind == "dir":
             walker.problem(rel, "unexpected folder (expected <nnn>.mp4 files)")
         elif not name.endswith(".mp4"):
-            walker.problem(rel, "not an .mp4 file")
+            walker.problem(rel, not_mp4(name))
         elif not UTTERANCE_RE.fullmatch(name[:-4]):
             walker.problem(rel, f"file name '{name}' is not <3 digits>.mp4")
         else:

@@ -1,6 +1,8 @@
-"""One preprocessing run per output folder: ``<out>/.lock``, held with ``flock`` for the run.
+"""One run per output folder: ``<out>/.lock``, held with ``flock`` for the run.
 
-Why: two runs on the same folder stage, pack and remove each other's files. The lock file
+Why: two preprocessing runs on the same folder stage, pack and remove each other's files; two
+trainings of a stage overwrite each other's checkpoints and logs (with other params: a mixed
+run), two evaluations each other's report. The lock file
 names its holder (pid, host, start time) for the message a second run stops with. The kernel
 drops the ``flock`` when its process dies, so a file left by a killed run on this host (its
 pid gone) locks at once and is taken over. One left by a run on another host is refused: on a
@@ -41,19 +43,19 @@ def _describe(holder: dict) -> str:
     )
 
 
-def _flock(fd: int, path: Path) -> None:
+def _flock(fd: int, path: Path, what: str) -> None:
     """Take ``fd``'s flock or raise FolderLockedError naming the holder (``fd`` closed)."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         raise FolderLockedError(
-            f"{path.parent}: another preprocessing run is using this folder "
+            f"{path.parent}: another {what} is using this folder "
             f"({_describe(_holder(path))}); wait for it or stop it"
         ) from None
 
 
-def ensure_free(folder: str | Path) -> None:
+def ensure_free(folder: str | Path, what: str = "preprocessing run") -> None:
     """Raise FolderLockedError now if a live run holds ``folder``: checked before a Prefect
     server starts, so a second run stops at once."""
     path = Path(folder) / LOCK_NAME
@@ -61,16 +63,16 @@ def ensure_free(folder: str | Path) -> None:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return
-    _flock(fd, path)
+    _flock(fd, path, what)
     os.close(fd)
 
 
-def _open_locked(path: Path) -> int:
+def _open_locked(path: Path, what: str) -> int:
     """A descriptor of ``path`` holding its flock; retried when a releasing run removed the
     file between our open and our lock (we would hold a lock on a deleted file)."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        _flock(fd, path)
+        _flock(fd, path, what)
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
@@ -81,12 +83,12 @@ def _open_locked(path: Path) -> int:
 
 
 @contextmanager
-def folder_lock(folder: str | Path) -> Iterator[dict | None]:
+def folder_lock(folder: str | Path, what: str = "preprocessing run") -> Iterator[dict | None]:
     """Hold ``folder``'s lock for the ``with`` block; yields the stale holder it took over
     (None if the folder was free). Raises FolderLockedError naming the running holder."""
     path = Path(folder) / LOCK_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _open_locked(path)
+    fd = _open_locked(path, what)
     try:
         stale = _holder(path) or None
         host = socket.gethostname()

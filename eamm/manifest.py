@@ -23,10 +23,8 @@ import errno
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from eamm.atomic import replacing
 from eamm.config import VIDEO_FPS
 from eamm.errors import EammError
 from eamm.shards import SHARDS_DIR, Member, npy_shape, unmatched
@@ -252,24 +251,8 @@ def joined_rows(manifest: pa.Table, log: pa.Table | None, picks: pa.Array | None
     return pa.Table.from_arrays([*manifest.select(FIELDS).columns, *measured], schema=ROW_SCHEMA)
 
 
-@contextmanager
-def _atomic(path: Path) -> Iterator[str]:
-    """A temporary file beside ``path`` to write; it replaces ``path`` when the block ends
-    without error, and is removed otherwise."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_atomic(table: pa.Table, path: Path) -> Path:
-    with _atomic(path) as tmp:
+    with replacing(path) as tmp:
         pq.write_table(table, tmp)
     return path
 
@@ -280,8 +263,8 @@ def write_manifest_parts(parts: Iterable[pa.Table], manifest: Path, run_log: Pat
     file is replaced atomically (the manifest first), as ``write_manifest`` does. One part
     gives the same bytes as ``write_manifest``/``write_run_log`` of the same rows."""
     with (  # closed in reverse: the writers, then the manifest replaced, then the run log
-        _atomic(Path(run_log)) as log_tmp,
-        _atomic(Path(manifest)) as manifest_tmp,
+        replacing(Path(run_log)) as log_tmp,
+        replacing(Path(manifest)) as manifest_tmp,
         pq.ParquetWriter(manifest_tmp, MANIFEST_SCHEMA) as manifest_writer,
         pq.ParquetWriter(log_tmp, RUN_LOG_SCHEMA) as log_writer,
     ):

@@ -6,13 +6,13 @@ and a contact sheet (PNG), readable without running anything."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from eamm.atomic import replacing, write_bytes, write_text
 from eamm.config import EvaluateParams, GenerateParams
 from eamm.evaluate import METRICS, SET_METRICS, VARIANTS
 from eamm.evidence import relations
@@ -130,7 +130,7 @@ def copy_judge_figures(checkpoints: Path, out_dir: Path) -> list[str]:
     for name, (_, stage, source) in JUDGE_FIGURES.items():
         path = Path(checkpoints) / STAGE_DIRS[stage] / source
         if path.is_file():
-            shutil.copyfile(path, out_dir / name)
+            write_bytes(out_dir / name, path.read_bytes())
             copied.append(name)
         else:
             (out_dir / name).unlink(missing_ok=True)
@@ -370,7 +370,8 @@ def plot_metrics(metrics: dict, path: Path) -> None:
             ax.set_title(f"{dataset} {metric} ({DIRECTION[metric]} better)", fontsize=9)
             ax.tick_params(axis="x", labelsize=6, rotation=30)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
 
 
@@ -396,7 +397,8 @@ def contact_sheet(stills: dict, path: Path) -> None:
     header = np.full((24, rows[0].shape[1], 3), 255, np.uint8)
     for i, col in enumerate(columns):
         cv2.putText(header, col, (114 + 128 * i, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1)
-    Image.fromarray(np.concatenate([header, *rows], axis=0)).save(path)
+    with replacing(path) as tmp:
+        Image.fromarray(np.concatenate([header, *rows], axis=0)).save(tmp, format="PNG")
 
 
 def write_report(
@@ -413,5 +415,5 @@ def write_report(
     contact_sheet(stills, out_dir / "contact_sheet.png")
     figures = copy_judge_figures(checkpoints, out_dir) if checkpoints is not None else []
     report = out_dir / "evaluation.md"
-    report.write_text(markdown(metrics, protocol, models, judge_figures=figures))
+    write_text(report, markdown(metrics, protocol, models, judge_figures=figures))
     return report

@@ -215,7 +215,7 @@ def preprocess(
     _require_dir("--raw", raw)
     _require_out("--out", out, folder=True)
     _require_input("--index", index_path)
-    from eamm.preprocess.lock import ensure_free
+    from eamm.folder_lock import ensure_free
 
     ensure_free(out)  # a second run on this folder stops now, not after Prefect has loaded
     from flows.preprocess import run_preprocess
@@ -251,11 +251,14 @@ def train(
     """Run one training stage (a Prefect flow; the DVC stage of the same name)."""
     _check_params(params, "trainer")
     from eamm.train.recipe import resolve_stage
-    from eamm.train.run import check_stage
+    from eamm.train.run import check_stage, stage_dir
 
     check_stage(stage)
     resolve_stage(params, stage)  # the stage's section and model, before Prefect starts
     _require_out("--models-root", models_root, folder=True)
+    from eamm.folder_lock import ensure_free
+
+    ensure_free(stage_dir(models_root, stage), f"training of {stage}")  # before Prefect starts
     from flows.train import train_flow
 
     metrics = train_flow(
@@ -351,6 +354,9 @@ def evaluate(
     """Score generated test clips under the pinned protocol; writes metrics.json and a report."""
     _check_params(params, "evaluate", "generate")
     _require_out("--out", out, folder=True)
+    from eamm.folder_lock import ensure_free
+
+    ensure_free(out, "evaluation")  # a second evaluation into this folder stops now
     from eamm.train.recipe import resolve_evaluate
 
     settings = resolve_evaluate(params)

@@ -10,10 +10,12 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
+from eamm.atomic import write_text
 from eamm.checkpoint import file_fingerprint
 from eamm.config import GenerateParams, load_section
 from eamm.evaluate import add_set_scores, aggregate
 from eamm.evidence import judge_summary, training_summary
+from eamm.folder_lock import folder_lock
 from eamm.report import markdown, run_protocol, write_report
 from eamm.stages import GENERATION_STAGES, JUDGES, STAGE_DIRS, checkpoint_path
 from eamm.train.recipe import resolve_evaluate
@@ -27,6 +29,13 @@ def evaluate_flow(
     checkpoints: str = "models",
     out_dir: str = "reports",
 ) -> dict:
+    """metrics.json, clip_scores.json and the report in ``out_dir``; one evaluation per folder
+    at a time (its lock)."""
+    with folder_lock(out_dir, "evaluation"):
+        return _evaluate(params_path, data_root, checkpoints, Path(out_dir))
+
+
+def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> dict:
     params = resolve_evaluate(params_path)
     generate = load_section(params_path, "generate", GenerateParams)
     model = yaml.safe_load(Path(params_path).read_text()).get("model", {})
@@ -40,8 +49,6 @@ def evaluate_flow(
     table = aggregate(scores)
     for dataset, values in fid.items():
         add_set_scores(table, dataset, "fid", values)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {stage: checkpoint_path(checkpoints, stage) for stage in (*GENERATION_STAGES, *JUDGES)}
     models = {STAGE_DIRS[s]: file_fingerprint(p) for s, p in paths.items() if p.is_file()}
     protocol = run_protocol(params, generate)
@@ -50,8 +57,8 @@ def evaluate_flow(
         "judges": judge_summary(Path(checkpoints), params.resolved().vshift),
         "training": training_summary(Path(checkpoints)),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "clip_scores.json").write_text(json.dumps([s.__dict__ for s in scores], indent=1))
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_text(out / "clip_scores.json", json.dumps([s.__dict__ for s in scores], indent=1))
     write_report(metrics, stills, protocol, models, out, checkpoints=Path(checkpoints))
     create_markdown_artifact(
         key="evaluation",

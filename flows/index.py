@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -27,12 +26,9 @@ def index_flow(
     out_path = Path(out)
     write_index(index, out_path)
     report_path = out_path.with_name(f"{out_path.stem}_report.json")
-    write_index_report(index, report_path)
-    report = json.loads(report_path.read_text())
     # The raw folder as configured (relative in params.yaml), so the committed metrics file is
     # the same in every clone (the index stores it relative to itself: stored_root).
-    report["root"] = raw or default_raw
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    report = write_index_report(index, report_path, root=raw or default_raw)
     splits = Counter(e.split for e in index.entries)
     lines = [f"| {k} | {v} |" for k, v in sorted(splits.items())]
     problems = [f"- `{p.path}`: {p.reason}" for p in index.problems[:200]]

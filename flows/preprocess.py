@@ -5,7 +5,7 @@ this flow runs its batches and packs as Prefect tasks, a bounded number in fligh
 memory stays flat in the number of clips. Incremental and resumable: clips whose sources and
 parameters did not change are reused; finished clips are journaled as they complete, so a
 killed run resumes where it stopped; only shards whose clips changed are rewritten, each as
-soon as its clips are done. One run per output folder (``eamm.preprocess.lock``).
+soon as its clips are done. One run per output folder (``eamm.folder_lock``).
 Clips left unprocessed by run faults (disk full, I/O errors, a killed worker) after the task's
 retries are left out of the manifest, and the run ends with an error naming them.
 """
@@ -28,9 +28,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from eamm.atomic import write_text
 from eamm.config import PreprocessParams, PreprocessRunParams, load_section
+from eamm.folder_lock import ensure_free, folder_lock
 from eamm.preprocess.errors import RunFaults
-from eamm.preprocess.lock import ensure_free, folder_lock
 from eamm.preprocess.plan import Batch, PackJob, PreprocessRun
 from flows.index import index_flow
 from flows.runners import default_workers, make_task_runner
@@ -191,8 +192,7 @@ def _preprocess(
     if summary_path:
         per_run = ("processed", "reused", "shards_written", "seconds")
         stable = {k: v for k, v in summary.items() if k not in per_run}
-        Path(summary_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(summary_path).write_text(json.dumps(stable, indent=2) + "\n")
+        write_text(summary_path, json.dumps(stable, indent=2) + "\n")
     _artifact(dataset, summary)
     return summary
 

@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
+from eamm.atomic import write_text
 from eamm.config import SampleDataParams, load_section
 from eamm.sample.dataset import plan, write_portrait
 from tasks.sample_data import write_sample_clips
@@ -59,8 +60,7 @@ def sample_data_flow(
     if portrait:
         write_portrait(portrait, params.portrait)
         summary["portrait"] = portrait
-    Path(summary_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(summary_path).write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(summary_path, json.dumps(summary, indent=2) + "\n")
     rows = "\n".join(
         f"| {d} | {n} | {summary['frames'][d]} | {summary['seconds'][d]} |"
         for d, n in summary["clips"].items()

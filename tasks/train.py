@@ -8,6 +8,7 @@ from prefect import task
 from prefect.logging import get_run_logger
 
 from eamm.config import TrainerParams, load_section
+from eamm.folder_lock import folder_lock
 from eamm.train.run import launch_distributed, run_stage, stage_dir, world_size
 
 
@@ -16,11 +17,13 @@ def train_stage_task(
     stage: str, params_path: str, data_root: str, models_root: str, resume: bool = True
 ) -> dict:
     """In-process on one device; through torchrun (DDP) when several processes are asked for
-    or several GPUs are visible."""
+    or several GPUs are visible. One training of a stage at a time (the folder's lock)."""
     logger = get_run_logger()
     processes = world_size(load_section(params_path, "trainer", TrainerParams))
-    if processes == 1:
-        return run_stage(stage, params_path, data_root, models_root, resume)
-    logger.info("%s: launching %d processes with torchrun", stage, processes)
-    launch_distributed(stage, params_path, data_root, models_root, resume, processes)
-    return json.loads((stage_dir(models_root, stage) / "metrics.json").read_text())
+    out = stage_dir(models_root, stage)
+    with folder_lock(out, f"training of {stage}"):
+        if processes == 1:
+            return run_stage(stage, params_path, data_root, models_root, resume)
+        logger.info("%s: launching %d processes with torchrun", stage, processes)
+        launch_distributed(stage, params_path, data_root, models_root, resume, processes)
+        return json.loads((out / "metrics.json").read_text())

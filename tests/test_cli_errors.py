@@ -243,6 +243,26 @@ def test_an_out_path_blocked_by_a_file_is_refused_and_the_file_kept(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 
+@pytest.mark.parametrize(
+    ("args", "folder", "holder"),
+    [
+        (["train", "train_fomm"], "models/fomm", "training of train_fomm"),
+        (["evaluate", "--out", "reports"], "reports", "evaluation"),
+    ],
+)
+def test_a_second_run_on_a_held_folder_stops_at_once(tmp_path, args, folder, holder):
+    """Two trainings of a stage would overwrite each other's checkpoints (a mixed run when
+    their params differ), two evaluations each other's report: the second stops, naming the
+    first, before Prefect starts."""
+    from eamm.folder_lock import folder_lock
+
+    with folder_lock(tmp_path / folder, holder):
+        result, seconds = eamm(*args, "--params", ROOT / "params.yaml", cwd=tmp_path)
+    line = assert_one_line_error(result, folder, f"another {holder} is using this folder")
+    assert f"pid {os.getpid()}" in line
+    assert TEMPORARY_SERVER not in result.stderr and seconds < 5
+
+
 def test_manifest_commands_take_the_processed_folder_and_name_an_index(tmp_path: Path) -> None:
     from eamm.datasets.base import DatasetIndex
     from eamm.datasets.index_io import write_index

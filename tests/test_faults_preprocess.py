@@ -19,9 +19,9 @@ import yaml
 
 import eamm.preprocess.clip as clip_module
 from eamm.errors import EammError, MediaError
+from eamm.folder_lock import FolderLockedError, folder_lock
 from eamm.manifest import members, read_rows, validate_manifest, write_manifest
 from eamm.preprocess.errors import run_fault
-from eamm.preprocess.lock import FolderLockedError, folder_lock
 from tests.conftest import ROOT, VENV_BIN
 
 pytestmark = pytest.mark.slow

@@ -9,15 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from eamm.atomic import replacing, write_text
 from eamm.config import LRW_SPLITS
 from eamm.datasets.base import ClipEntry, DatasetIndex, IndexProblem
 from eamm.errors import EammError
@@ -41,20 +39,6 @@ INDEX_SCHEMA = pa.schema(
     ]
 )
 _FIELDS = INDEX_SCHEMA.names  # same names and order as ClipEntry (a test checks)
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def stored_root(root: str, index_path: str | Path) -> str:
@@ -91,7 +75,8 @@ def write_index(index: DatasetIndex, path: str | Path) -> None:
         table = pa.Table.from_pydict(columns, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as err:
         raise EammError(f"{path}: cannot build the index table ({err})") from None
-    _atomic_write(Path(path), lambda handle: pq.write_table(table, handle))
+    with replacing(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_index_table(path: str | Path) -> tuple[pa.Table, dict[str, str]]:
@@ -140,7 +125,9 @@ def index_report(index: DatasetIndex) -> dict:
     }
 
 
-def write_index_report(index: DatasetIndex, path: str | Path) -> None:
-    """Write :func:`index_report` as indented JSON, atomically."""
-    text = json.dumps(index_report(index), indent=2, ensure_ascii=False) + "\n"
-    _atomic_write(Path(path), lambda handle: handle.write(text.encode()))
+def write_index_report(index: DatasetIndex, path: str | Path, root: str | None = None) -> dict:
+    """Write :func:`index_report` as indented JSON, atomically, and return it; ``root``
+    replaces the raw folder's path (params.yaml's relative one, the same in every clone)."""
+    report = index_report(index) | ({"root": root} if root is not None else {})
+    write_text(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return report

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eamm.atomic import replacing
 from eamm.config import MEAD_EMOTIONS
 
 CONFUSION_SIZE = (6.4, 5.6)  # inches, at DPI: 640 x 560 pixels
@@ -46,7 +47,8 @@ def _figure(size: tuple[float, float]):
 def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png", metadata=PNG_METADATA)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png", metadata=PNG_METADATA)
     return path
 
 

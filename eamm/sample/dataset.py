@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eamm.atomic import replacing
 from eamm.config import MEAD_EMOTIONS, SampleDataParams
 from eamm.media.encode import PyAVVideoWriter, encode_audio_inprocess
 from eamm.sample.expressions import expression
@@ -249,7 +250,6 @@ def write_portrait(path: str | Path, identity: str = "astronaut_wide") -> Path:
     face = rig(ident.photo)
     where = Framing(PORTRAIT_SIZE, PORTRAIT_SIZE, (PORTRAIT_SIZE / 2, PORTRAIT_SIZE * 0.48), 110.0)
     image = face.render(ident, where, HeadPose(), face.neutral_field())
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path, format="PNG")
-    return path
+    with replacing(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+    return Path(path)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from eamm.atomic import replacing, write_text
 from eamm.checkpoint import (
     load_checkpoint,
     rng_state,
@@ -148,7 +149,8 @@ def _save_plot(history: list[dict], path: Path) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 
@@ -186,7 +188,8 @@ def _final_sample(
     if grid is not None:
         from PIL import Image
 
-        Image.fromarray(grid).save(out / "samples.png")
+        with replacing(out / "samples.png") as tmp:
+            Image.fromarray(grid).save(tmp, format="PNG")
 
 
 def train_stage(
@@ -335,7 +338,8 @@ def train_stage(
         if grid is not None and (step + 1) % params.sample_every == 0:
             from PIL import Image
 
-            Image.fromarray(grid).save(out / "samples.png")
+            with replacing(out / "samples.png") as tmp:
+                Image.fromarray(grid).save(tmp, format="PNG")
         if (step + 1) % params.checkpoint_every == 0 or step + 1 == params.steps:
             checkpoint(step + 1)
     if lead and ran:
@@ -353,7 +357,7 @@ def train_stage(
         _save_plot(history, out / "loss.png")
         if stage.validate is not None:
             final.update(stage.validate(device, out))
-        (out / "metrics.json").write_text(json.dumps(final, indent=2) + "\n")
+        write_text(out / "metrics.json", json.dumps(final, indent=2) + "\n")
     if world > 1:
         import torch.distributed as dist
 

@@ -1,0 +1,36 @@
+"""Reports, summaries, figures and tables are replaced whole or not at all."""
+
+from __future__ import annotations
+
+import pytest
+
+from eamm.atomic import replacing, write_bytes, write_text
+
+
+def test_write_text_replaces_and_creates_the_folder(tmp_path):
+    path = tmp_path / "reports" / "metrics.json"
+    write_text(path, "old\n")
+    write_text(path, "new\n")
+    assert path.read_text() == "new\n"
+    assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_nothing(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_bytes(path, b"old")
+    with pytest.raises(RuntimeError), replacing(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(b"half a fi")
+        raise RuntimeError("killed mid-write")
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_writers_told_the_format_write_to_the_temporary_name(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "sheet.png"
+    with replacing(path) as tmp:
+        Image.new("RGB", (4, 4)).save(tmp, format="PNG")
+    assert Image.open(path).size == (4, 4)

@@ -107,6 +107,33 @@ def test_run_faults_are_told_apart_from_bad_clips():
     assert run_fault(FileNotFoundError(errno.ENOENT, "gone")) is None
 
 
+def test_a_raw_clip_gone_unreadable_after_indexing_fails_alone(sample_lrw_clip, tmp_path):
+    """A folder where the indexed clip was is the clip's failure: recorded, and its batch's
+    other clip processed (it failed the whole batch, as if the run had, on every retry)."""
+    from eamm.config import DatasetsParams, load_section
+    from eamm.datasets import recipe_from_params
+    from eamm.datasets.index_io import write_index
+
+    params = make_raw(sample_lrw_clip, tmp_path)
+    _, recipe = recipe_from_params("lrw", load_section(params, "datasets", DatasetsParams))
+    write_index(recipe.index(tmp_path / "raw"), tmp_path / "index.parquet")
+    clip = tmp_path / "raw/lipread_mp4/ABOUT/train/ABOUT_00002.mp4"
+    clip.unlink()
+    clip.mkdir()
+    from flows.preprocess import run_preprocess
+
+    summary = run_preprocess(
+        "lrw",
+        str(tmp_path / "out"),
+        index_path=str(tmp_path / "index.parquet"),
+        params_path=str(params),
+    )
+    assert summary["by_status"] == {"ok": 1, "failed": 1}
+    row = by_id(tmp_path / "out")[CLIPS[1]]
+    assert row["error_code"] == "unreadable_input"
+    assert row["error_message"] == f"{clip}: cannot read the raw file (Is a directory)"
+
+
 def test_a_full_disk_is_retried_never_recorded_and_redone(tmp_path, monkeypatch, sample_lrw_clip):
     root = tmp_path / "root"
     make_raw(sample_lrw_clip, root)

@@ -195,8 +195,22 @@ def process_entry(
     ``prev`` is reused when the sources' content is unchanged (a touched file) and its
     outputs pass a content check: the flow sends here the clips it could not reuse.
     """
-    size, mtime_ns = source_stat(raw_root, entry)
-    fingerprint = content_fingerprint(raw_root, entry)
+    try:
+        size, mtime_ns = source_stat(raw_root, entry)
+        fingerprint = content_fingerprint(raw_root, entry)
+    except OSError as err:  # a folder where the clip was, no read permission: the clip's
+        if run_fault(err):  # (it failed its whole batch, 16 clips, as if the run had)
+            raise
+        where = err.filename or raw_root / entry.video
+        failed = ManifestRow(
+            **entry_row(entry),
+            param_fingerprint=param_fp,
+            code_version=__version__,
+            status="failed",
+            error_code="unreadable_input",
+            error_message=f"{where}: cannot read the raw file ({err.strerror or err})",
+        )
+        return failed.to_dict(), False
     if (
         prev is not None
         and prev.get("source_fingerprint") == fingerprint

@@ -432,6 +432,9 @@ class EmotionSource:
         return random_perspective(clip, self._perspective, AUGMENT_SHIFT, AUGMENT_EXPAND)
 
 
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov")  # what the MP4 muxer's options (faststart) fit
+
+
 def load_pose(path: Path) -> tuple[np.ndarray, int]:
     """(head-pose rows (n, 6) float32, how many were NaN) from a ``.npy`` of (n, 6) or (n, 7)
     rows. NaN rows (frames without a face, as preprocessing writes them) take the nearest valid
@@ -516,6 +519,13 @@ def generate(
     gp = params or GenerateParams()
     pp = preprocess or PreprocessParams()
     photo, audio, out = Path(photo), Path(audio), Path(out)
+    if out.suffix.lower() not in VIDEO_SUFFIXES:
+        # else ffmpeg fails after the whole generation ("ffmpeg exited while frames were being
+        # written") for a name without one, or writes another container for .avi
+        raise EammError(
+            f"{out}: the videos are MP4 (H.264 + AAC); name the output "
+            f"{', '.join(VIDEO_SUFFIXES)}, not '{out.suffix or 'no extension'}'"
+        )
     notes: list[str] = []
     if pose is not None:
         rows, missing = load_pose(Path(pose))

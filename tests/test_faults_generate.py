@@ -145,6 +145,14 @@ def test_nan_pose_rows_are_filled_and_counted(inputs, tmp_path):
     assert np.array_equal(frames_of(again.neutral), frames)
 
 
+@pytest.mark.parametrize("name", ["talk", "talk.avi", "folder/"])
+def test_an_output_that_is_not_mp4_is_refused_before_generating(inputs, tmp_path, name):
+    with pytest.raises(EammError, match="the videos are MP4") as err:
+        generate(inputs["photo"], inputs["audio"], None, f"{tmp_path}/{name}", tmp_path / "none")
+    assert "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("array", "reason"),
     [

@@ -365,6 +365,11 @@ def evaluate(
         _require_input(f"evaluate.{setting}", Path(weights) if weights else None)
     for dataset in settings.datasets:
         _require_input("evaluate.datasets", manifest_path(data_root, dataset))
+    from eamm.stages import checkpoint_path
+
+    _require_input("--checkpoints", checkpoint_path(checkpoints, "train_fomm"))
+    if not checkpoint_path(checkpoints, "finetune_a2fd").is_file():  # else stage 1's audio
+        _require_input("--checkpoints", checkpoint_path(checkpoints, "train_a2fd"))
     from eamm.evidence import relations
     from eamm.report import dataset_tables
     from flows.evaluate import evaluate_flow

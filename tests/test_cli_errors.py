@@ -195,6 +195,19 @@ def test_evaluate_inputs_are_checked_before_the_server_starts(
     assert seconds < 5
 
 
+def test_evaluate_without_checkpoints_stops_before_the_server_starts(tmp_path: Path) -> None:
+    (tmp_path / "models" / "fomm").mkdir(parents=True)
+    for dataset in ("mead", "lrw"):  # present: the checkpoints are checked next
+        (tmp_path / "data" / dataset / "processed").mkdir(parents=True)
+        (tmp_path / "data" / dataset / "processed" / "manifest.parquet").touch()
+    result, seconds = eamm(
+        "evaluate", "--checkpoints", "models", "--params", ROOT / "params.yaml", cwd=tmp_path
+    )
+    assert_one_line_error(result, "models/fomm/checkpoint.pt", "does not exist (--checkpoints)")
+    assert TEMPORARY_SERVER not in result.stderr
+    assert seconds < 5
+
+
 @pytest.fixture(scope="module")
 def own_inputs(tmp_path_factory) -> dict[str, Path]:
     """A portrait, a second of speech, an empty raw LRW tree and an empty checkpoint folder,

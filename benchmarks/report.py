@@ -616,7 +616,10 @@ def render(results: Path, notes: str = "") -> str:
             "minute, ~3x that while it loads) and allocator fragmentation over many windows.",
             "Before streaming (issue #15) the 64-px demo peaked at 1.1 GB for 6 s and 3.3 GB",
             "for 60 s. The reference-size row is for a GPU host",
-            "(`--profile reference --seconds 10 600`).",
+            "(`--profile reference --seconds 10 600`). The emotion and pose videos are read",
+            "only as far as the speech (their aligned frames are held, the speech's length at",
+            "most): a 61.5 s emotion video with 2 s of speech peaked at 1173 MiB, 1728 with",
+            "it as the pose video too; now 619 and 619 (2026-12-05, AMD EPYC, demo models).",
             "",
         ]
     if speeds:

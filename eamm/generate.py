@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 
 import av
@@ -209,19 +209,28 @@ def align_photo(
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), crop
 
 
-def aligned_video(
-    path: Path, size: int, params: PreprocessParams, models: FaceModels, backend: LandmarkBackend
-) -> np.ndarray:
-    """All frames of a (raw or aligned) video at 25 fps, aligned like the training crops."""
+def aligned_frames(
+    path: Path,
+    size: int,
+    params: PreprocessParams,
+    models: FaceModels,
+    backend: LandmarkBackend,
+    max_frames: int | None = None,
+) -> Iterator[np.ndarray]:
+    """The first ``max_frames`` (default all) frames of a (raw or aligned) video at 25 fps,
+    aligned like the training crops, one at a time. Generation needs no more frames than the
+    speech has (the emotion video is looped, the pose rows cut): a minute of emotion video
+    held 1.2 GB, and it as pose video 1.7 GB, for two seconds of speech."""
     container, stream = open_video(path)
     info = stream_info(stream)
     container.close()
-    frames = resample_fps(decode_frames(path), VIDEO_FPS, info.fps)
+    frames = islice(resample_fps(decode_frames(path), VIDEO_FPS, info.fps), max_frames)
     head = list(islice(frames, params.detect_frames))
     template = load_template(params.template, 256)
     transform, _ = clip_transform(head, path, template, params, models, backend)
-    crops = [warp_to_crop(f, transform.matrix, 256) for f in [*head, *frames]]
-    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops])
+    for frame in chain(head, frames):
+        crop = warp_to_crop(frame, transform.matrix, 256)
+        yield crop if size == 256 else cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def load_speech(path: Path) -> tuple[np.ndarray, int]:
@@ -555,19 +564,24 @@ def generate(
     try:
         source, crop256 = align_photo(photo, size, pp, face, backend)
         if pose is None and pose_video is not None:
-            frames = aligned_video(Path(pose_video), 256, pp, face, backend)
+            frames = aligned_frames(Path(pose_video), 256, pp, face, backend, max_frames=t)
             face.reset_tracking()
-            meshes = [face.track(f) for f in frames]
-            rows = np.stack([pose_row(m) for m in meshes if m is not None])
-            if not len(rows):
+            meshes = (face.track(f) for f in frames)
+            rows = [pose_row(m) for m in meshes if m is not None]
+            if not rows:
                 raise EammError(f"{pose_video}: no face to estimate head pose from")
+            rows = np.stack(rows)
         elif pose is None:
             mesh = face.mesh(crop256)
             if mesh is None:
                 raise EammError(f"{photo}: no face mesh for the still pose")
             rows = pose_row(mesh)[None]
         emotion = (
-            EmotionSource(aligned_video(Path(emotion_video), size, pp, face, backend), gp.seed, t)
+            EmotionSource(
+                np.stack(list(aligned_frames(Path(emotion_video), size, pp, face, backend, t))),
+                gp.seed,
+                t,
+            )
             if emotion_video is not None
             else None
         )

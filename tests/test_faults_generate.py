@@ -124,6 +124,39 @@ def test_generation_in_windows_matches_one_window(inputs, tmp_path, monkeypatch)
         assert np.abs(a.astype(int) - b).mean() < 0.05, name
 
 
+def test_a_long_emotion_or_pose_video_is_read_only_as_far_as_the_speech(inputs, tmp_path):
+    """A minute of emotion video held 1.2 GB (1.7 as pose video too) for two seconds of
+    speech: only the speech's frames are read; the videos come out the same."""
+    from eamm.config import PreprocessParams
+    from eamm.face.landmarks import FaceModels, make_backend
+    from eamm.generate import aligned_frames
+
+    long = tmp_path / "long.mp4"
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"file '{inputs['emotion_video']}'\n" * 4)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "concat", "-safe", "0", "-i", listing, "-c", "copy", long],
+        check=True,
+    )
+    params = PreprocessParams()
+    face = FaceModels.from_params(params.landmarks)
+    backend = make_backend(params.landmarks.backend, params.landmarks.fan_weights_dir)
+    try:
+        assert len(list(aligned_frames(long, 64, params, face, backend, max_frames=30))) == 30
+        assert len(list(aligned_frames(long, 64, params, face, backend))) == 4 * 29
+    finally:
+        face.close()
+    common = (inputs["photo"], inputs["audio"])  # 1.2 s: 30 frames, the clip has 29
+    videos = [
+        generate(*common, video, tmp_path / f"{name}.mp4", inputs["models"], pose_video=video)
+        for name, video in (("short", inputs["emotion_video"]), ("long", long))
+    ]
+    for name in ("emotion", "neutral"):
+        a, b = (frames_of(getattr(v, name)) for v in videos)
+        # the 30th pose row: the short clip's ping-pong (its 29th) against the long one's 30th
+        assert len(a) == len(b) == 30 and np.array_equal(a[:29], b[:29]), name
+
+
 # --- 6: --pose input ------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from eamm.config import PreprocessParams, SampleDataParams, load_section
 from eamm.face.landmarks import FaceModels, make_backend
-from eamm.generate import aligned_video
+from eamm.generate import aligned_frames
 from eamm.media import require_tool
 from eamm.preprocess import preprocess_clip
 from eamm.sample.dataset import plan, write_clip
@@ -100,7 +100,10 @@ def test_preprocessing_and_generation_see_the_phone_clip_upright(clips, tmp_path
         assert np.array_equal(ours, truth, equal_nan=True), name
     params = PreprocessParams()
     backend = make_backend(params.landmarks.backend, params.landmarks.fan_weights_dir)
-    aligned = [aligned_video(clips[k], 64, params, models, backend) for k in ("upright", "phone")]
+    aligned = [
+        np.stack(list(aligned_frames(clips[k], 64, params, models, backend)))
+        for k in ("upright", "phone")
+    ]
     models.close()
     assert np.array_equal(aligned[0], aligned[1])
 

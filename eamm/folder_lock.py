@@ -100,7 +100,9 @@ def folder_lock(folder: str | Path, what: str = "preprocessing run") -> Iterator
         me = {"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%d %H:%M:%S%z")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
-        yield stale
-        path.unlink(missing_ok=True)
+        try:
+            yield stale
+        finally:  # an error or Ctrl-C too: the next run need not take a stale file over
+            path.unlink(missing_ok=True)
     finally:
         os.close(fd)

@@ -504,6 +504,9 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
     console.print(table)
 
 
+INTERRUPTED = "interrupted; what finished is kept (clips, checkpoints): run it again to go on"
+
+
 def main() -> None:
     """Console-script entry: every error is one line on stderr; ``--debug`` adds the traceback.
 
@@ -512,8 +515,12 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        print(f"error: {INTERRUPTED}", file=sys.stderr)
         sys.exit(130)
+    except SystemExit as done:  # Ctrl-C inside a flow: Prefect marks the run crashed and exits
+        if done.code == 130:
+            print(f"error: {INTERRUPTED}", file=sys.stderr)
+        raise
     except Exception as err:
         if debug_enabled():
             traceback.print_exc()

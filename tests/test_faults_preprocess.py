@@ -328,6 +328,29 @@ def test_a_second_run_on_the_same_folder_stops_at_once(sample_lrw_clip, tmp_path
     assert validate_manifest(root / "out/manifest.parquet") == [] and not lock.exists()
 
 
+def test_ctrl_c_is_one_line_and_the_next_run_goes_on(sample_lrw_clip, tmp_path):
+    import signal
+
+    root = tmp_path / "root"
+    make_raw(sample_lrw_clip, root, clips=12)
+    first = start_run(root)
+    journal = root / "out" / ".journal"
+    deadline = time.time() + 180
+    while first.poll() is None and time.time() < deadline:
+        if any(p.stat().st_size for p in journal.glob("*.jsonl")):
+            break
+        time.sleep(0.1)
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 130, err[-2000:]
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        "error: interrupted; what finished is kept (clips, checkpoints): run it again to go on"
+    ]
+    assert not (root / "out" / ".lock").exists() and "Traceback" not in err
+    again = run(root, root / "out")
+    assert again["by_status"] == {"ok": 12} and again["reused"] >= 1
+
+
 def test_a_stale_lock_is_taken_over_one_from_another_host_is_not(tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -343,12 +366,16 @@ def test_a_stale_lock_is_taken_over_one_from_another_host_is_not(tmp_path):
         ):
             pass
     assert not lock.exists()
+    with pytest.raises(RuntimeError), folder_lock(tmp_path):  # a failed or interrupted run
+        raise RuntimeError("stopped")
+    assert not lock.exists()  # the next run does not take a stale file over
     lock.write_text(json.dumps({**stale, "host": "elsewhere"}))
     with (
         pytest.raises(FolderLockedError, match="left by a run on another host"),
         folder_lock(tmp_path),
     ):
         pass
+    assert json.loads(lock.read_text())["host"] == "elsewhere"  # not ours to remove
 
 
 def test_bad_inputs_and_params_are_refused_in_one_line(sample_lrw_clip, tmp_path):

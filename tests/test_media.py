@@ -40,3 +40,43 @@ def test_probe_names_unreadable_file(tmp_path):
         probe(bad)
     with pytest.raises(MediaError, match="does not exist"):
         probe(tmp_path / "absent.mp4")
+
+
+_FILL_THE_DISK = """
+import numpy as np
+from eamm.media import VideoWriter
+frames = np.random.default_rng(0).integers(0, 255, (25, 128, 128, 3), dtype=np.uint8)
+try:
+    with VideoWriter("{out}", 128, 128, 25) as writer:
+        for frame in frames:
+            writer.write(frame)
+    print("written")
+except Exception as err:
+    print(err)
+"""
+
+
+def test_a_disk_filling_up_at_the_trailer_is_an_error_not_a_short_file(tmp_path):
+    """ffmpeg exits 0 after 'Error closing file ...: No space left on device' (a full disk left
+    a 4 KiB video and exit 0 in `eamm generate`). A real 40 KiB tmpfs, in a mount namespace of
+    our own (no root needed where user namespaces are on)."""
+    import shutil
+    import subprocess
+    import sys
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = _FILL_THE_DISK.format(out=disk / "v.mp4")
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare here")
+    mount = f"mount -t tmpfs -o size=40k tmpfs {disk}"
+    run = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f'{mount} && exec "$0" -c "$1"', sys.executable, script],
+        capture_output=True,
+        text=True,
+    )
+    if run.returncode != 0 or not run.stdout:
+        pytest.skip(f"cannot mount a tmpfs here: {run.stderr.strip()[-200:]}")
+    line = run.stdout.strip()
+    assert line.startswith(f"{disk / 'v.mp4'}: ffmpeg failed: Error "), line
+    assert line.endswith("No space left on device"), line  # a run fault: retried, not recorded

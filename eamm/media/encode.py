@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -28,11 +29,18 @@ def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
+# ffmpeg exits 0 after "Error writing trailer of ...: No space left on device": the file is cut
+# short (a full disk left a 4 KiB "video" and exit 0). Its own error lines decide too.
+_FFMPEG_ERROR = re.compile(r"^(\[[^]]*\] )?Error (writing|closing|while)|No space left on device")
+
+
 def _finish(proc: subprocess.Popen, tmp: Path, out: Path, data: bytes | None = None) -> None:
     _, err = proc.communicate(data)
-    if proc.returncode != 0:
+    lines = err.decode(errors="replace").strip().splitlines() if err else []
+    errors = [line for line in lines if _FFMPEG_ERROR.search(line)]
+    if proc.returncode != 0 or errors:
         tmp.unlink(missing_ok=True)
-        tail = err.decode(errors="replace").strip().splitlines()[-1:] if err else []
+        tail = (errors or lines)[-1:]
         raise MediaError(out, f"ffmpeg failed: {' '.join(tail) or proc.returncode}")
     os.replace(tmp, out)
 

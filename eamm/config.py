@@ -84,13 +84,31 @@ class SampleDataParams(Strict):
     portrait: str = "astronaut_wide"  # identity of the demo portrait (a held-out one)
 
 
+def read_params(path: Path) -> dict:
+    """A params file's sections; anything that is not a YAML mapping is one line naming it."""
+    try:
+        data = yaml.safe_load(path.read_bytes().decode()) or {}
+    except UnicodeDecodeError:
+        raise EammError(f"{path}: cannot read params (not UTF-8 text)") from None
+    except yaml.YAMLError as err:  # one line: PyYAML's own message spans four
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        context = getattr(err, "context", None)
+        reason = f"{context}: {what}" if context else what
+        raise EammError(f"{path}: cannot read params ({reason}{where})") from None
+    except OSError as err:
+        raise EammError(f"{path}: cannot read params ({err})") from None
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise EammError(f"{path}: params must be a mapping of sections, not a {kind}")
+    return data
+
+
 def load_section(params_path: str | Path, section: str, model: type[BaseModel]) -> BaseModel:
     """Validate one top-level section of a params file; errors name the file and the key."""
     path = Path(params_path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise EammError(f"{path}: cannot read params ({err})") from None
+    data = read_params(path)
     if section not in data:
         raise EammError(f"{path}: missing section '{section}'")
     return validate_section(data[section], section, model, path)

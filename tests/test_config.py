@@ -20,6 +20,26 @@ def test_bad_value_names_file_and_key(tmp_path):
         load_section(path, "sample_data", SampleDataParams)
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"\xff\xfe\x00generate: {}", r"cannot read params \(not UTF-8 text\)"),
+        (b"- generate\n- train_fomm\n", "params must be a mapping of sections, not a list"),
+        (
+            b"generate:\n  crf: [18\n",
+            r"cannot read params \(while parsing a flow sequence: expected ',' or '\]', but got "
+            r"'<stream end>' at line 3, column 1\)",
+        ),
+    ],
+)
+def test_unreadable_params_are_one_line_naming_the_file(tmp_path, content, reason):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(content)
+    with pytest.raises(EammError, match=reason) as err:
+        load_section(path, "generate", SampleDataParams)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
 def test_missing_section_is_reported(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("other: {}\n")

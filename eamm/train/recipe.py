@@ -13,7 +13,6 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import RootModel
 
 from eamm.config import (
@@ -23,6 +22,7 @@ from eamm.config import (
     ModelParams,
     StageParams,
     Strict,
+    read_params,
     validate_section,
 )
 from eamm.errors import EammError
@@ -82,10 +82,7 @@ def load_recipe(data: dict, source: str | Path) -> tuple[str | None, RecipeParam
 
 
 def _read(path: Path, *sections: str) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise EammError(f"{path}: cannot read params ({err})") from None
+    data = read_params(path)
     for key in sections:
         if key not in data:
             raise EammError(f"{path}: missing section '{key}'")

@@ -1,3 +1,4 @@
+import av
 import numpy as np
 import pytest
 
@@ -40,6 +41,24 @@ def test_probe_names_unreadable_file(tmp_path):
         probe(bad)
     with pytest.raises(MediaError, match="does not exist"):
         probe(tmp_path / "absent.mp4")
+
+
+def test_two_writers_of_one_output_do_not_share_a_file(tmp_path):
+    """Two runs writing the same output (two `eamm generate` into one --out): each encodes
+    into its own file and the output is one whole video, the one closed last."""
+    out = tmp_path / "talk.mp4"
+    colours = {"first": 40, "second": 200}
+    writers = {name: VideoWriter(out, 64, 64, 25) for name in colours}
+    for _ in range(20):
+        for name, writer in writers.items():
+            writer.write(np.full((64, 64, 3), colours[name], np.uint8))
+    for writer in writers.values():
+        writer.close()
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 20 and all(abs(float(f.mean()) - 200) < 2 for f in frames)
+    assert [p.name for p in tmp_path.iterdir()] == ["talk.mp4"]
+    assert oct(out.stat().st_mode & 0o777) == "0o644"
 
 
 _FILL_THE_DISK = """

@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import subprocess
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -26,7 +27,16 @@ BITEXACT += ["-map_metadata", "-1"]
 
 
 def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
+    """A new file beside ``path`` to encode into, its extension kept for ffmpeg's muxer
+    choice; unique, so two runs writing the same output never share one (they did: two
+    `eamm generate` into one --out interleaved their frames in one file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent
+    )
+    os.close(fd)
+    os.chmod(name, 0o644)  # what the output would have had (mkstemp makes 0600)
+    return Path(name)
 
 
 # ffmpeg exits 0 after "Error writing trailer of ...: No space left on device": the file is cut

@@ -58,15 +58,28 @@ def _require_input(option: str, path: Path | None, stream: str | None = None) ->
         raise EammError(f"{path}: no {stream} stream ({option})")
 
 
+def _require_utf8(option: str, path: Path) -> None:
+    """Paths go into Parquet, JSON and reports as UTF-8: a name in other bytes (a Latin-1
+    disk) is refused now, not as a UnicodeEncodeError after the run's work."""
+    try:
+        str(path).encode()
+    except UnicodeEncodeError:
+        shown = str(path).encode(errors="surrogateescape").decode(errors="backslashreplace")
+        raise EammError(f"{shown}: the path is not UTF-8; rename it ({option})") from None
+
+
 def _require_dir(option: str, path: Path | None) -> None:
-    if path is not None and not path.is_dir():
-        raise EammError(f"{path}: folder does not exist ({option})")
+    if path is not None:
+        _require_utf8(option, path)
+        if not path.is_dir():
+            raise EammError(f"{path}: folder does not exist ({option})")
 
 
 def _require_out(option: str, path: Path, folder: bool) -> None:
     """Fail now where ``path`` cannot be written as asked: a file in place of the folder to
     write (or a folder in place of the file), or a file where one of its parents should be;
     never replace a user's file with an output folder."""
+    _require_utf8(option, path)
     want = "folder" if folder else "file"
     if path.exists() and path.is_dir() != folder:
         found = "a folder" if path.is_dir() else "a file"

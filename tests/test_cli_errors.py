@@ -195,6 +195,20 @@ def test_evaluate_inputs_are_checked_before_the_server_starts(
     assert seconds < 5
 
 
+def test_a_folder_named_in_other_bytes_than_utf8_is_refused_at_once(tmp_path: Path) -> None:
+    raw = Path(os.fsdecode(bytes(tmp_path) + b"/raw_\xff"))  # a Latin-1 disk's 'raw_ÿ'
+    (raw / "lipread_mp4").mkdir(parents=True)
+    for args, option in (
+        (("index", "lrw", "--raw", raw, "--out", "index.parquet"), "--raw"),
+        (("preprocess", "lrw", "--raw", tmp_path, "--out", raw / "processed"), "--out"),
+    ):
+        result, seconds = eamm(*args, "--params", ROOT / "params.yaml", cwd=tmp_path)
+        line = assert_one_line_error(
+            result, "raw_\\xff", f"the path is not UTF-8; rename it ({option})"
+        )
+        assert seconds < 5, line  # was a UnicodeEncodeError writing the index, after the walk
+
+
 def test_evaluate_without_checkpoints_stops_before_the_server_starts(tmp_path: Path) -> None:
     (tmp_path / "models" / "fomm").mkdir(parents=True)
     for dataset in ("mead", "lrw"):  # present: the checkpoints are checked next

@@ -193,7 +193,8 @@ def tensor_to_frames(frames: torch.Tensor) -> np.ndarray:
 def align_photo(
     path: Path, size: int, params: PreprocessParams, models: FaceModels, backend: LandmarkBackend
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(aligned crop at ``size``, its 256-px crop for pose) of a photo of any size."""
+    """(aligned crop at ``size``, its 256-px crop for pose, faces found) of a photo of any
+    size; with several faces the largest is taken (``preprocess.on_multiple_faces``)."""
     try:  # bytes read here: cv2.imread takes the path as UTF-8 and crashed (SIGSEGV) on a name
         # that is not, and decodes the same pixels from memory (EXIF orientation included)
         data = np.fromfile(path, np.uint8)
@@ -204,9 +205,9 @@ def align_photo(
         raise MediaError(path, "unreadable image")
     frame = av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), format="rgb24")
     template = load_template(params.template, 256)
-    transform, _ = clip_transform([frame], path, template, params, models, backend)
+    transform, faces = clip_transform([frame], path, template, params, models, backend)
     crop = warp_to_crop(frame, transform.matrix, 256)
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), crop
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), crop, faces
 
 
 def aligned_frames(
@@ -562,7 +563,12 @@ def generate(
     face = FaceModels.from_params(pp.landmarks)
     backend = make_backend(pp.landmarks.backend, pp.landmarks.fan_weights_dir)
     try:
-        source, crop256 = align_photo(photo, size, pp, face, backend)
+        source, crop256, faces = align_photo(photo, size, pp, face, backend)
+        if faces > 1:
+            notes.append(
+                f"{photo}: {faces} faces; animating the largest "
+                "(preprocess.on_multiple_faces: fail refuses such photos)"
+            )
         if pose is None and pose_video is not None:
             frames = aligned_frames(Path(pose_video), 256, pp, face, backend, max_frames=t)
             face.reset_tracking()

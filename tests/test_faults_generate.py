@@ -157,6 +157,23 @@ def test_a_long_emotion_or_pose_video_is_read_only_as_far_as_the_speech(inputs, 
         assert len(a) == len(b) == 30 and np.array_equal(a[:29], b[:29]), name
 
 
+def test_a_photo_with_two_faces_says_which_it_animates(inputs, tmp_path):
+    import cv2
+
+    from eamm.config import PreprocessParams
+
+    face = cv2.imread(str(inputs["photo"]))
+    photo = tmp_path / "two.png"
+    cv2.imwrite(str(photo), np.concatenate([face, cv2.flip(face, 1)], axis=1))
+    result = generate(photo, inputs["audio"], None, tmp_path / "o.mp4", inputs["models"])
+    assert f"{photo}: 2 faces; animating the largest" in " ".join(result.notes)
+    refuse = PreprocessParams(on_multiple_faces="fail")
+    with pytest.raises(EammError, match=r"two\.png: 2 faces in the image$"):
+        generate(
+            photo, inputs["audio"], None, tmp_path / "p.mp4", inputs["models"], preprocess=refuse
+        )
+
+
 # --- 6: --pose input ------------------------------------------------------------------------
 
 

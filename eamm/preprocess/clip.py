@@ -164,10 +164,10 @@ def clip_transform(
         if mesh is not None:
             points = to_frame.apply(backend.points68(crop, mesh))
             estimates.append(estimate_similarity(template[ALIGN_POINTS], points[ALIGN_POINTS]))
+    where = "the image" if len(head) == 1 else f"the first {len(head)} frames"
     if faces_detected > 1 and params.on_multiple_faces == "fail":
-        raise MultipleFacesError(video, f"{faces_detected} faces in the first frames")
+        raise MultipleFacesError(video, f"{faces_detected} faces in {where}")
     if not estimates:
-        where = "the image" if len(head) == 1 else f"the first {len(head)} frames"
         raise NoFaceError(video, f"no face in {where}")
     return median_similarity(estimates), faces_detected
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow
+from prefect.logging import get_run_logger
 
 import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
 from eamm.generate import GenerationResult
@@ -23,8 +24,13 @@ def generate_flow(
     pose_video: str | None = None,
     params_path: str | None = "params.yaml",
 ) -> GenerationResult:
-    """One video through the generate task; ``params_path`` None: the package's defaults."""
+    """One video through the generate task; ``params_path`` None: the package's defaults. Its
+    notes (fallbacks, repaired input) go to the run's log: a deployment has no console."""
     settings = generate_settings(Path(params_path) if params_path else None)
-    return generate_task(
+    result = generate_task(
         photo, audio, emotion_video, out, checkpoints, pose, pose_video, **settings.arguments
     )
+    logger = get_run_logger()
+    for note in result.notes:
+        logger.warning(note)
+    return result

@@ -298,12 +298,17 @@ def test_a_clip_rewritten_with_the_same_size_and_mtime_is_redone_with_content_ch
 
 
 def start_run(root: Path) -> subprocess.Popen:
+    """``eamm preprocess`` as a user starts it in a terminal: with Ctrl-C's default action (a
+    job started in the background, as CI's is, inherits SIGINT ignored, and so would the run)."""
+    import signal
+
     cmd = [str(VENV_BIN / "eamm"), "preprocess", "lrw", "--out", str(root / "out")]
     return subprocess.Popen(
         [*cmd, "--params", str(root / "params.yaml")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -337,8 +337,8 @@ def test_ctrl_c_is_one_line_and_the_next_run_goes_on(sample_lrw_clip, tmp_path):
     import signal
 
     root = tmp_path / "root"
-    make_raw(sample_lrw_clip, root, clips=40)  # 64-px clips take ~0.15 s: 6 were all done
-    first = start_run(root)  # before the signal arrived on a faster machine
+    make_raw(sample_lrw_clip, root, clips=40)  # 64-px clips take ~0.15 s: seconds to go
+    first = start_run(root)
     journal = root / "out" / ".journal"
     deadline = time.time() + 180
     while first.poll() is None and time.time() < deadline:

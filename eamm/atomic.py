@@ -13,20 +13,27 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def temp_beside(path: Path, suffix: str = ".partial") -> Path:
+    """A new, empty file of its own beside ``path`` (``.<name>.*<suffix>``, mode 0644 as the
+    output would have; mkstemp makes 0600): two writers of one output never share one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    os.chmod(name, 0o644)
+    return Path(name)
+
+
 @contextmanager
 def replacing(path: str | Path) -> Iterator[str]:
     """A temporary file beside ``path`` (``.<name>.*.partial``) to write; it replaces ``path``
     when the block ends without error and is removed otherwise. Writers that infer a format
     from the name must be told it (the temporary name ends in ``.partial``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
+    tmp = str(temp_beside(path))
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

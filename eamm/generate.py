@@ -466,12 +466,13 @@ def load_pose(path: Path) -> tuple[np.ndarray, int]:
     if not np.issubdtype(loaded.dtype, np.floating):
         raise EammError(f"{path}: pose rows must be floating point, got {loaded.dtype}")
     rows = loaded[:, :6].astype(np.float32)
-    missing = int((~np.isfinite(rows).all(axis=1)).sum())
+    valid = np.isfinite(rows).all(axis=1)
+    missing = int((~valid).sum())
     if missing == len(rows):
         raise EammError(
             f"{path}: all {missing} pose rows are NaN or infinite (no face in any frame)"
         )
-    finite = rows[np.isfinite(rows).all(axis=1)]
+    finite = rows[valid]
     if (np.abs(finite[:, :3]) > 180).any() or (finite[:, 3] <= 0).any():
         # rows from another tool or unit: a garbage head, not an error, would come out
         raise EammError(

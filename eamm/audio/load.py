@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import av
 import numpy as np
 import soundfile as sf
 
+from eamm.atomic import temp_beside
 from eamm.config import AUDIO_RATE
 from eamm.errors import MediaError
 
@@ -121,13 +121,9 @@ def write_wav_s16(samples: np.ndarray, path: str | Path, sample_rate: int = AUDI
     audio = np.asarray(samples, dtype=np.float32)
     if audio.ndim != 1:
         raise ValueError(f"write_wav_s16 expects 1-D mono audio, got shape {audio.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.wav", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temp_beside(path, ".partial.wav")
     try:
         sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are shared data
         os.replace(tmp, path)
     except Exception as err:
         tmp.unlink(missing_ok=True)

@@ -8,7 +8,6 @@ import contextlib
 import os
 import re
 import subprocess
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -17,6 +16,7 @@ from typing import Self
 import av
 import numpy as np
 
+from eamm.atomic import temp_beside
 from eamm.errors import MediaError
 from eamm.media.tools import require_tool
 from eamm.video.colour import rgb_to_yuv444
@@ -30,13 +30,7 @@ def _temp_path(path: Path) -> Path:
     """A new file beside ``path`` to encode into, its extension kept for ffmpeg's muxer
     choice; unique, so two runs writing the same output never share one (they did: two
     `eamm generate` into one --out interleaved their frames in one file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent
-    )
-    os.close(fd)
-    os.chmod(name, 0o644)  # what the output would have had (mkstemp makes 0600)
-    return Path(name)
+    return temp_beside(path, f".partial{path.suffix}")
 
 
 # ffmpeg exits 0 after "Error writing trailer of ...: No space left on device": the file is cut

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
+
+K = TypeVar("K")
 
 
 def temp_beside(path: Path, suffix: str = ".partial") -> Path:
@@ -28,15 +31,29 @@ def replacing(path: str | Path) -> Iterator[str]:
     """A temporary file beside ``path`` (``.<name>.*.partial``) to write; it replaces ``path``
     when the block ends without error and is removed otherwise. Writers that infer a format
     from the name must be told it (the temporary name ends in ``.partial``)."""
-    path = Path(path)
-    tmp = str(temp_beside(path))
+    with replacing_all({0: Path(path)}, keep_suffix=False) as temps:
+        yield str(temps[0])
+
+
+@contextmanager
+def replacing_all(paths: Mapping[K, Path], keep_suffix: bool = True) -> Iterator[dict[K, Path]]:
+    """Temporary files beside each of ``paths`` that replace them together when the block ends
+    without error (all are removed otherwise): outputs that belong together, such as a video
+    and its side-by-side comparison, are all from one run. ``keep_suffix``: the temporary names
+    end in the output's extension (``.partial.mp4``), for writers that pick a format by it."""
+    temps: dict[K, Path] = {}
     try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        for key, path in paths.items():
+            temps[key] = temp_beside(path, f".partial{path.suffix if keep_suffix else ''}")
+        yield temps
+        for tmp in temps.values():
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        for key, tmp in temps.items():
+            os.replace(tmp, paths[key])
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
         raise
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import random
 import struct
 import zipfile
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eamm.atomic import write_bytes
 from eamm.errors import EammError
 
 
@@ -109,16 +109,7 @@ def save_checkpoint(payload: dict, path: str | Path) -> Path:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     _stable_serialization_id(buffer)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # a full disk, a kill signal: the old checkpoint stays, no leftover
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes(path, buffer.getbuffer())  # a full disk, a kill: the old checkpoint stays
     return path
 
 

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import torch
 
+from eamm.atomic import replacing_all
 from eamm.audio import (
     end_pad_for_frames,
     fit_length,
@@ -623,9 +624,10 @@ def generate(
             "compare": out.with_name(f"{out.stem}_compare{out.suffix}"),
         }
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+    # the videos replace the old ones together: a failure while writing one leaves all old ones
+    with replacing_all(paths) as staged, tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         wav = write_wav_s16(samples, Path(tmp) / "speech.wav")
-        writers = _writers(stack, paths, size, wav, gp.crf)
+        writers = _writers(stack, staged, size, wav, gp.crf)
         done = 0
         source_tensor = frames_to_tensor(source, device)[None]
         for batch in animate_stream(nets, source_tensor, windows(), gp):

@@ -104,7 +104,7 @@ def test_a_failed_write_keeps_the_old_checkpoint_and_leaves_nothing(tmp_path, mo
     def full_disk(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("eamm.checkpoint.os.fsync", full_disk)
+    monkeypatch.setattr("eamm.atomic.os.fsync", full_disk)
     with pytest.raises(OSError, match="No space left"):
         save_checkpoint(_payload(2.0), path)
     assert path.read_bytes() == before

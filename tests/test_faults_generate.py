@@ -283,6 +283,33 @@ def test_without_an_emotion_source_out_is_the_neutral_video(inputs, tmp_path, mi
     assert result.notes == [f"{out}: the neutral video ({reason})"]
 
 
+def test_the_three_videos_are_replaced_together_or_not_at_all(inputs, tmp_path, monkeypatch):
+    """A disk filling up as the last encoder closes (injected ENOSPC: it closes after the other
+    two) leaves the previous run's three videos, not two new ones beside an old one."""
+    import errno
+    import hashlib
+
+    from eamm.media import VideoWriter
+
+    args = (inputs["photo"], inputs["audio"], inputs["emotion_video"], tmp_path / "talk.mp4")
+    first = generate(*args, inputs["models"], params=PARAMS)
+    outputs = [first.emotion, first.neutral, first.compare]
+    before = [hashlib.md5(p.read_bytes()).hexdigest() for p in outputs]
+    close = VideoWriter.close
+
+    def full_disk_at_the_emotion_video(self):
+        if self.path.name.startswith(".talk.mp4."):
+            self.abort()
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        return close(self)
+
+    monkeypatch.setattr(VideoWriter, "close", full_disk_at_the_emotion_video)
+    with pytest.raises(OSError, match="No space left"):
+        generate(*args, inputs["models"], params=PARAMS.model_copy(update={"crf": 30}))
+    assert [hashlib.md5(p.read_bytes()).hexdigest() for p in outputs] == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in outputs)
+
+
 def test_cli_says_in_one_line_that_out_is_neutral(inputs, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     out = tmp_path / "talk.mp4"

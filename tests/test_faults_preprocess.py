@@ -411,3 +411,23 @@ def test_bad_inputs_and_params_are_refused_in_one_line(sample_lrw_clip, tmp_path
     assert "bad value for preprocess.preset" in preprocess_clip(preset="fastest")
     err = preprocess_clip(template=str(tmp_path / "nope.npy"))
     assert "bad value for preprocess.template" in err and "nope.npy" in err
+
+
+def test_two_single_clip_runs_on_one_folder_each_stage_their_own(sample_lrw_clip, tmp_path):
+    """`preprocess-clip` twice at once into one folder (two shells, a retry beside a stuck
+    run): each writes its own staging folder, so neither deletes the other's half-written
+    outputs, and the folder ends up holding one complete result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from eamm.config import PreprocessParams
+    from eamm.preprocess.clip import preprocess_clip
+
+    out = tmp_path / "clip"
+    params = PreprocessParams(crop_size=64)
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(preprocess_clip, sample_lrw_clip, out, params=params) for _ in "ab"]
+        results = [run.result() for run in runs]
+    assert {r.num_frames for r in results} == {29}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip"]
+    names = ["audio.wav", "frames.mp4", "landmarks.npy", "mfcc.npy", "pose.npy"]
+    assert sorted(p.name for p in out.iterdir()) == names

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -191,10 +192,9 @@ def _load_audio(video: Path, audio: Path | None) -> tuple[np.ndarray, str]:
 
 def _replace_dir(tmp: Path, out: Path) -> None:
     """Swap a finished folder into place; an older result is removed only afterwards."""
-    old = out.with_name(f".{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
     if out.exists():
-        os.replace(out, old)
+        os.replace(out, old)  # onto the empty folder mkdtemp made
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
 
@@ -225,15 +225,15 @@ def preprocess_clip(
     own_models = models is None
     models = models or FaceModels.from_params(params.landmarks)
     backend = backend or make_backend(params.landmarks.backend, params.landmarks.fan_weights_dir)
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # a folder of this run's own: two runs on one clip never write into each other's
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         counter = _Counter(decode_frames(video, params.decoder_threads))
         frames = resample_fps(iter(counter), params.fps, info.fps)
         head = list(islice(frames, params.detect_frames))
         transform, faces_detected = clip_transform(head, video, template, params, models, backend)
 
-        tmp.mkdir(parents=True)
         size = params.crop_size
         to_256 = TEMPLATE_SIZE / size
         landmarks, poses = [], []

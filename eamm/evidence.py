@@ -47,9 +47,10 @@ def judge_summary(checkpoints: Path, vshift: int) -> dict:
     }
 
 
-def training_summary(checkpoints: Path, window: float = 0.1) -> dict:
+def training_summary(checkpoints: Path, window: float = 0.1, min_steps: int = 10) -> dict:
     """Per trained stage: steps, mean total loss over the first and the last ``window`` of its
-    steps, and which VGG19 its perceptual loss used (where it has one)."""
+    steps (at least ``min_steps``, up to half: a short stage's 4 steps at batch 2 are noise),
+    and which VGG19 its perceptual loss used (where it has one)."""
     summary = {}
     for stage, name in STAGE_DIRS.items():
         path = checkpoint_path(checkpoints, stage)
@@ -59,7 +60,7 @@ def training_summary(checkpoints: Path, window: float = 0.1) -> dict:
         losses = np.array([h["loss/total"] for h in state.get("history", [])], dtype=np.float64)
         if not len(losses):
             continue
-        n = max(1, int(len(losses) * window))
+        n = max(1, int(len(losses) * window), min(min_steps, len(losses) // 2))
         summary[name] = {
             "steps": int(state["step"]),
             "loss_first": round(float(losses[:n].mean()), 4),

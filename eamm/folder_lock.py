@@ -1,4 +1,5 @@
-"""One run per output folder: ``<out>/.lock``, held with ``flock`` for the run.
+"""One run per output folder (``<out>/.lock``) or output file (``.<name>.lock`` beside it),
+held with ``flock`` for the run.
 
 Why: two preprocessing runs on the same folder stage, pack and remove each other's files; two
 trainings of a stage overwrite each other's checkpoints and logs (with other params: a mixed
@@ -43,16 +44,19 @@ def _describe(holder: dict) -> str:
     )
 
 
-def _flock(fd: int, path: Path, what: str) -> None:
-    """Take ``fd``'s flock or raise FolderLockedError naming the holder (``fd`` closed)."""
+def _flock(fd: int, path: Path, busy: str) -> None:
+    """Take ``fd``'s flock or raise FolderLockedError, ``busy`` and the holder (``fd`` closed)."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         raise FolderLockedError(
-            f"{path.parent}: another {what} is using this folder "
-            f"({_describe(_holder(path))}); wait for it or stop it"
+            f"{busy} ({_describe(_holder(path))}); wait for it or stop it"
         ) from None
+
+
+def _folder_busy(folder: str | Path, what: str) -> str:
+    return f"{Path(folder)}: another {what} is using this folder"
 
 
 def ensure_free(folder: str | Path, what: str = "preprocessing run") -> None:
@@ -63,16 +67,16 @@ def ensure_free(folder: str | Path, what: str = "preprocessing run") -> None:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return
-    _flock(fd, path, what)
+    _flock(fd, path, _folder_busy(folder, what))
     os.close(fd)
 
 
-def _open_locked(path: Path, what: str) -> int:
+def _open_locked(path: Path, busy: str) -> int:
     """A descriptor of ``path`` holding its flock; retried when a releasing run removed the
     file between our open and our lock (we would hold a lock on a deleted file)."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        _flock(fd, path, what)
+        _flock(fd, path, busy)
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
@@ -86,9 +90,23 @@ def _open_locked(path: Path, what: str) -> int:
 def folder_lock(folder: str | Path, what: str = "preprocessing run") -> Iterator[dict | None]:
     """Hold ``folder``'s lock for the ``with`` block; yields the stale holder it took over
     (None if the folder was free). Raises FolderLockedError naming the running holder."""
-    path = Path(folder) / LOCK_NAME
+    with _held(Path(folder) / LOCK_NAME, _folder_busy(folder, what)) as stale:
+        yield stale
+
+
+@contextmanager
+def output_lock(target: str | Path, what: str) -> Iterator[dict | None]:
+    """The same for one output file, where runs writing other files share its folder."""
+    target = Path(target)
+    busy = f"{target}: another {what} is writing it"
+    with _held(target.with_name(f".{target.name}.lock"), busy) as stale:
+        yield stale
+
+
+@contextmanager
+def _held(path: Path, busy: str) -> Iterator[dict | None]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _open_locked(path, what)
+    fd = _open_locked(path, busy)
     try:
         stale = _holder(path) or None
         host = socket.gethostname()

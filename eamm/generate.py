@@ -40,6 +40,7 @@ from eamm.errors import EammError, MediaError
 from eamm.face.landmarks import FaceModels, LandmarkBackend, make_backend
 from eamm.face.pose import pose_row
 from eamm.face.template import load_template
+from eamm.folder_lock import output_lock
 from eamm.media import VideoWriter
 from eamm.models import (
     AudioKeypointHead,
@@ -538,6 +539,49 @@ def generate(
             f"{out}: the videos are MP4 (H.264 + AAC); name the output "
             f"{', '.join(VIDEO_SUFFIXES)}, not '{out.suffix or 'no extension'}'"
         )
+    # one run per --out: a second stops at once; staged videos beside it are a killed run's
+    with output_lock(out, "generation"):
+        remove_leftovers(out)
+        return _generate(
+            photo, audio, emotion_video, out, checkpoints, pose, pose_video, gp, pp, fallback_model
+        )
+
+
+def output_paths(out: Path, emotion: bool) -> dict[str, Path]:
+    """The videos one run writes: ``out`` alone without an emotion source."""
+    if not emotion:
+        return {"neutral": out}
+    return {
+        "emotion": out,
+        "neutral": out.with_name(f"{out.stem}_neutral{out.suffix}"),
+        "compare": out.with_name(f"{out.stem}_compare{out.suffix}"),
+    }
+
+
+def remove_leftovers(out: Path) -> list[Path]:
+    """The staged videos (``.<name>.*.partial.mp4``, and the encoders' beside them) of a run
+    on ``out`` that was killed before it could remove them."""
+    found = []
+    for path in output_paths(out, emotion=True).values():
+        for pattern in (f".{path.name}.*.partial*", f"..{path.name}.*.partial*"):
+            found += out.parent.glob(pattern)
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
+
+
+def _generate(
+    photo: Path,
+    audio: Path,
+    emotion_video: str | Path | None,
+    out: Path,
+    checkpoints: str | Path,
+    pose: str | Path | None,
+    pose_video: str | Path | None,
+    gp: GenerateParams,
+    pp: PreprocessParams,
+    fallback_model: dict | None,
+) -> GenerationResult:
     notes: list[str] = []
     if pose is not None:
         rows, missing = load_pose(Path(pose))
@@ -616,13 +660,7 @@ def generate(
                 transformed,
             )
 
-    paths = {"neutral": out}
-    if emotion is not None:
-        paths = {
-            "emotion": out,
-            "neutral": out.with_name(f"{out.stem}_neutral{out.suffix}"),
-            "compare": out.with_name(f"{out.stem}_compare{out.suffix}"),
-        }
+    paths = output_paths(out, emotion is not None)
     out.parent.mkdir(parents=True, exist_ok=True)
     # the videos replace the old ones together: a failure while writing one leaves all old ones
     with replacing_all(paths) as staged, tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:

@@ -124,11 +124,9 @@ class GenerateSettings:
 
 def generate_settings(path: Path | None) -> GenerateSettings:
     """The ``generate``, ``preprocess`` and ``model`` sections (defaults without a file)."""
-    import yaml
-
-    from eamm.config import GenerateParams, PreprocessParams
+    from eamm.config import GenerateParams, PreprocessParams, read_params
 
     generate = load_settings(path, "generate", GenerateParams)
     preprocess = load_settings(path, "preprocess", PreprocessParams)
-    model = (yaml.safe_load(path.read_text()) or {}).get("model", {}) if path else {}
+    model = read_params(path).get("model", {}) if path else {}
     return GenerateSettings(generate, preprocess, model)

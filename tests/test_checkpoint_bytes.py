@@ -109,3 +109,18 @@ def test_a_failed_write_keeps_the_old_checkpoint_and_leaves_nothing(tmp_path, mo
         save_checkpoint(_payload(2.0), path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def test_the_training_summary_averages_at_least_ten_steps(tmp_path: Path) -> None:
+    """A 40-step stage's first and last losses are 10-step means (4 steps of batch 2 are
+    noise); a 600-step stage's are 10 % (60 steps)."""
+    from eamm.evidence import training_summary
+    from eamm.stages import checkpoint_path
+
+    for stage, steps in (("finetune_a2fd", 40), ("train_fomm", 600)):
+        history = [{"step": k + 1, "loss/total": float(k // 10)} for k in range(steps)]
+        payload = {"stage": stage, "step": steps, "history": history}
+        save_checkpoint(payload, checkpoint_path(tmp_path, stage))
+    summary = training_summary(tmp_path)
+    assert (summary["a2fd_finetune"]["loss_first"], summary["a2fd_finetune"]["loss_last"]) == (0, 3)
+    assert (summary["fomm"]["loss_first"], summary["fomm"]["loss_last"]) == (2.5, 56.5)

@@ -35,14 +35,14 @@ _NO_EXPRESSION = (
     "real frames' keypoints from the speaker's neutral frame is named right in 0.0-0.15 of the "
     "clips by the blur-robust judge, from the clip's own expressive first frame in 0.75 (0.95 "
     "on the real clips); trained for the demo's minutes its keypoints follow the head, not the "
-    "face's parts, and the emotion variant reaches 0.05 against the neutral variant's 0.05 (0.2 "
+    "face's parts, and the emotion variant reaches 0.0 against the neutral variant's 0.0 (0.2 "
     "apart asked)"
 )
 _NO_MOUTH_SHAPE = (
     "the 64-px renderer's mouths are further from the real mouth shapes than the still source "
     "frame's, even when it is driven by the real frames' keypoints: mouth points centred per "
-    "frame, MEAD static 3.49 px against reconstruction 4.33, neutral 4.48, emotion 4.54; LRW "
-    "1.70 against 3.62, 3.96, 4.02. The uncentred M-LMD relations hold through head "
+    "frame, MEAD static 3.49 px against reconstruction 5.83, neutral 4.45, emotion 4.45; LRW "
+    "1.70 against 3.75, 3.84, 3.84. The uncentred M-LMD relations hold through head "
     "motion: on the 256 crops' own landmarks (all test clips) the real mouth points move 14.7 "
     "(MEAD) and 11.5 px (LRW) from their first frame, and their shape is 3.8 and 2.1 px from "
     "the source frame's. The renderer changes the mouth shape of a face it need not move by "
@@ -85,7 +85,8 @@ def test_demo_baselines_are_real_rows(metrics):
     training = metrics["training"]
     for stage in ("fomm", "a2fd", "emotion"):
         assert training[stage]["loss_last"] < training[stage]["loss_first"], stage
-    # Stage 2 starts from stage 1's weights (its loss starts low) and runs 40 steps of batch 2:
-    # 4-step windows are noise; it must not diverge.
+    # Stage 2 starts from stage 1's weights (its loss starts low) and runs 40 steps of batch 2
+    # (per-step loss spread about 0.5 around 3): its 10-step windows are noise; it must not
+    # diverge.
     finetune = training["a2fd_finetune"]
     assert finetune["loss_last"] < 1.25 * finetune["loss_first"]

@@ -355,3 +355,53 @@ def test_an_empty_photo_is_refused_in_one_line(inputs, tmp_path):
     photo.write_bytes(b"")
     with pytest.raises(EammError, match=r"empty\.png: unreadable image$"):
         generate(photo, inputs["audio"], None, tmp_path / "o.mp4", inputs["models"], params=PARAMS)
+
+
+def test_one_generation_per_out_and_a_killed_ones_leftovers_go(inputs, tmp_path):
+    """kill -9 in the middle of writing leaves the staged videos and the lock file (nothing
+    can remove them); the next run on that --out takes the lock over and removes them. While
+    a run holds --out, another stops at once naming it."""
+    import signal
+    import sys
+    import time
+
+    from eamm.folder_lock import FolderLockedError, output_lock
+
+    out = tmp_path / "talk.mp4"
+    long_speech = write_wav_s16(synth_speech(20.0, 16000, seed=1).samples, tmp_path / "s.wav")
+    script = (
+        "import sys; from eamm.generate import generate; from eamm.config import GenerateParams;"
+        "generate(*sys.argv[1:6], params=GenerateParams(device='cpu'))"
+    )
+    args = [inputs["photo"], long_speech, inputs["emotion_video"], out, inputs["models"]]
+    # its own process group, killed whole (the encoders too, as `kill -9 -<pgid>` does; an
+    # encoder left running would finish its file after this test's next run had looked)
+    run = subprocess.Popen([sys.executable, "-c", script, *map(str, args)], start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("..talk.mp4.*.partial.mp4")) and run.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+    assert ".talk.mp4.lock" in left and len(left) >= 4, left  # 3 staged videos + encoders'
+
+    with output_lock(out, "generation"), pytest.raises(FolderLockedError) as held:
+        generate(inputs["photo"], inputs["audio"], inputs["emotion_video"], out, inputs["models"])
+    assert str(held.value).startswith(f"{out}: another generation is writing it (pid {os.getpid()}")
+
+    result = generate(
+        inputs["photo"],
+        inputs["audio"],
+        inputs["emotion_video"],
+        out,
+        inputs["models"],
+        params=PARAMS,
+    )
+    assert frames_of(result.compare).shape[0] == 30
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "s.wav",
+        "talk.mp4",
+        "talk_compare.mp4",
+        "talk_neutral.mp4",
+    ]

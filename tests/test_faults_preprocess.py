@@ -431,3 +431,4 @@ def test_two_single_clip_runs_on_one_folder_each_stage_their_own(sample_lrw_clip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip"]
     names = ["audio.wav", "frames.mp4", "landmarks.npy", "mfcc.npy", "pose.npy"]
     assert sorted(p.name for p in out.iterdir()) == names
+    assert out.stat().st_mode & 0o777 == 0o755

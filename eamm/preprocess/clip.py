@@ -228,6 +228,7 @@ def preprocess_clip(
     out.parent.mkdir(parents=True, exist_ok=True)
     # a folder of this run's own: two runs on one clip never write into each other's
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    tmp.chmod(0o755)  # the clip's folder, readable as any other (mkdtemp makes 0700)
     try:
         counter = _Counter(decode_frames(video, params.decoder_threads))
         frames = resample_fps(iter(counter), params.fps, info.fps)

@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
-from eamm.config import TrainerParams, load_section
+from eamm.config import TrainerParams, load_section, read_params
 from eamm.errors import EammError
 from eamm.stages import JUDGES, STAGE_DIRS, STAGES_BY_NAME
 from eamm.train.build import build_stage
@@ -46,7 +45,7 @@ def run_stage(
     """Train ``stage`` in this process (one rank when launched by torchrun), with the selected
     recipe laid over its section and a length in epochs turned into steps for its clips."""
     check_stage(stage)
-    all_params = yaml.safe_load(Path(params_path).read_text())
+    all_params = read_params(Path(params_path))
     resolved = resolve_stage(params_path, stage)
     trainer = load_section(params_path, "trainer", TrainerParams)
     judges = all_params.get("judges") if stage in JUDGES else None

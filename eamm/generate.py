@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from eamm.atomic import replacing_all
+from eamm.atomic import leftovers, replacing_all
 from eamm.audio import (
     end_pad_for_frames,
     fit_length,
@@ -558,16 +558,11 @@ def output_paths(out: Path, emotion: bool) -> dict[str, Path]:
     }
 
 
-def remove_leftovers(out: Path) -> list[Path]:
-    """The staged videos (``.<name>.*.partial.mp4``, and the encoders' beside them) of a run
-    on ``out`` that was killed before it could remove them."""
-    found = []
+def remove_leftovers(out: Path) -> None:
+    """The staged videos of a run on ``out`` that was killed before it could remove them."""
     for path in output_paths(out, emotion=True).values():
-        for pattern in (f".{path.name}.*.partial*", f"..{path.name}.*.partial*"):
-            found += out.parent.glob(pattern)
-    for path in found:
-        path.unlink(missing_ok=True)
-    return found
+        for found in leftovers(path):
+            found.unlink(missing_ok=True)
 
 
 def _generate(

@@ -103,10 +103,28 @@ def output_lock(target: str | Path, what: str) -> Iterator[dict | None]:
         yield stale
 
 
+def _make_folders(folder: Path) -> list[Path]:
+    """Make ``folder`` and its missing parents; the ones made, outermost first. A folder we may
+    not write in is one line naming it, not a traceback naming the lock file."""
+    made = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise EammError(f"{folder}: cannot create the output folder ({err.strerror})") from err
+    return made
+
+
 @contextmanager
 def _held(path: Path, busy: str) -> Iterator[dict | None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _open_locked(path, busy)
+    made = _make_folders(path.parent)
+    try:
+        fd = _open_locked(path, busy)
+    except PermissionError as err:
+        _remove_empty(made)
+        raise EammError(f"{path.parent}: output folder not writable ({err.strerror})") from err
+    except BaseException:
+        _remove_empty(made)
+        raise
     try:
         stale = _holder(path) or None
         host = socket.gethostname()
@@ -124,3 +142,13 @@ def _held(path: Path, busy: str) -> Iterator[dict | None]:
             path.unlink(missing_ok=True)
     finally:
         os.close(fd)
+        _remove_empty(made)  # a run that failed before writing leaves no empty folders
+
+
+def _remove_empty(made: list[Path]) -> None:
+    """Remove the folders ``_make_folders`` made that are still empty, innermost first."""
+    for folder in reversed(made):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (the run wrote there) or already gone
+            return

@@ -209,7 +209,7 @@ def align_photo(
     template = load_template(params.template, 256)
     transform, faces = clip_transform([frame], path, template, params, models, backend)
     crop = warp_to_crop(frame, transform.matrix, 256)
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), crop, faces
+    return resize_crop(crop, size), crop, faces
 
 
 def aligned_frames(
@@ -233,7 +233,58 @@ def aligned_frames(
     transform, _ = clip_transform(head, path, template, params, models, backend)
     for frame in chain(head, frames):
         crop = warp_to_crop(frame, transform.matrix, 256)
-        yield crop if size == 256 else cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        yield crop if size == 256 else resize_crop(crop, size)
+
+
+def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
+    """A 256 crop at the models' size, as the training crops are made."""
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def pose_video_rows(
+    path: Path,
+    max_frames: int,
+    pp: PreprocessParams,
+    face: FaceModels,
+    backend: LandmarkBackend,
+) -> tuple[np.ndarray, int]:
+    """(head-pose rows, one per frame, how many frames had no face). A frame without a face
+    keeps its place and takes the nearest valid row, as ``--pose`` rows with NaN do: dropping
+    it would play the head motion early and then backwards."""
+    face.reset_tracking()
+    rows = []
+    for crop in aligned_frames(path, 256, pp, face, backend, max_frames):
+        mesh = face.track(crop)
+        rows.append(None if mesh is None else pose_row(mesh).astype(np.float32))
+    found = [row for row in rows if row is not None]
+    if not found:
+        raise EammError(f"{path}: no face to estimate head pose from")
+    gap = np.full_like(found[0], np.nan)
+    filled = fill_missing_rows(np.stack([gap if row is None else row for row in rows]))
+    return filled, len(rows) - len(found)
+
+
+def emotion_frames(
+    path: Path,
+    size: int,
+    max_frames: int,
+    pp: PreprocessParams,
+    face: FaceModels,
+    backend: LandmarkBackend,
+) -> tuple[np.ndarray, int]:
+    """(the emotion video's aligned frames that show a face, how many did not). The source is
+    looped, so a frame without a face (the speaker turned away, a cut) is left out rather
+    than fed to the emotion network as an empty crop."""
+    face.reset_tracking()
+    kept, missing = [], 0
+    for crop in aligned_frames(path, 256, pp, face, backend, max_frames):
+        if face.track(crop) is None:
+            missing += 1
+        else:
+            kept.append(crop if size == 256 else resize_crop(crop, size))
+    if not kept:
+        raise EammError(f"{path}: no face in any frame of the emotion video")
+    return np.stack(kept), missing
 
 
 def load_speech(path: Path) -> tuple[np.ndarray, int]:
@@ -611,27 +662,26 @@ def _generate(
                 "(preprocess.on_multiple_faces: fail refuses such photos)"
             )
         if pose is None and pose_video is not None:
-            frames = aligned_frames(Path(pose_video), 256, pp, face, backend, max_frames=t)
-            face.reset_tracking()
-            meshes = (face.track(f) for f in frames)
-            rows = [pose_row(m) for m in meshes if m is not None]
-            if not rows:
-                raise EammError(f"{pose_video}: no face to estimate head pose from")
-            rows = np.stack(rows)
+            rows, missing = pose_video_rows(Path(pose_video), t, pp, face, backend)
+            if missing:
+                notes.append(
+                    f"{pose_video}: {missing} of {len(rows)} frames without a face, their "
+                    "pose rows filled from the nearest valid row"
+                )
         elif pose is None:
             mesh = face.mesh(crop256)
             if mesh is None:
                 raise EammError(f"{photo}: no face mesh for the still pose")
             rows = pose_row(mesh)[None]
-        emotion = (
-            EmotionSource(
-                np.stack(list(aligned_frames(Path(emotion_video), size, pp, face, backend, t))),
-                gp.seed,
-                t,
-            )
-            if emotion_video is not None
-            else None
-        )
+        emotion = None
+        if emotion_video is not None:
+            frames, missing = emotion_frames(Path(emotion_video), size, t, pp, face, backend)
+            if missing:
+                notes.append(
+                    f"{emotion_video}: {missing} of {missing + len(frames)} frames without a "
+                    "face, left out of the emotion source"
+                )
+            emotion = EmotionSource(frames, gp.seed, t)
     finally:
         face.close()
     rows = rows[:, :6]

@@ -351,10 +351,104 @@ def test_a_photo_named_in_bytes_that_are_not_utf8_is_read(inputs, tmp_path):
 
 
 def test_an_empty_photo_is_refused_in_one_line(inputs, tmp_path):
+    """... and leaves no output folder behind (the lock made it before the photo was read)."""
     photo = tmp_path / "empty.png"
     photo.write_bytes(b"")
+    out = tmp_path / "new" / "deeper" / "o.mp4"
     with pytest.raises(EammError, match=r"empty\.png: unreadable image$"):
-        generate(photo, inputs["audio"], None, tmp_path / "o.mp4", inputs["models"], params=PARAMS)
+        generate(photo, inputs["audio"], None, out, inputs["models"], params=PARAMS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.png"]
+
+
+def test_an_unwritable_out_folder_is_one_line(inputs, tmp_path, monkeypatch):
+    """A read-only folder ended in 'unexpected error: PermissionError' naming the lock file.
+    Injected: the tests may run as root, whom permissions do not stop."""
+    import errno
+
+    import eamm.folder_lock
+
+    real_open = os.open
+
+    def denied(path, flags, *mode):
+        if str(path).endswith(".lock"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *mode)
+
+    monkeypatch.setattr(eamm.folder_lock.os, "open", denied)
+    out = tmp_path / "new" / "o.mp4"
+    with pytest.raises(EammError, match=r"new: output folder not writable \(Permission denied\)$"):
+        generate(inputs["photo"], inputs["audio"], None, out, inputs["models"], params=PARAMS)
+    assert not list(tmp_path.iterdir())
+
+
+def black_gap(video, out, start_s: float, end_s: float):
+    """``video`` with frames from ``start_s`` to ``end_s`` painted black (no face in them)."""
+    black = f"drawbox=enable='between(t,{start_s},{end_s})':x=0:y=0:w=iw:h=ih:color=black:t=fill"
+    cmd = ["ffmpeg", "-v", "error", "-i", video, "-vf", black, "-c:a", "copy", out]
+    subprocess.run(cmd, check=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def face_models():
+    from eamm.config import PreprocessParams
+    from eamm.face.landmarks import FaceModels, make_backend
+
+    params = PreprocessParams()
+    face = FaceModels.from_params(params.landmarks)
+    yield params, face, make_backend(params.landmarks.backend, params.landmarks.fan_weights_dir)
+    face.close()
+
+
+def test_faceless_frames_of_a_pose_video_keep_their_place(inputs, tmp_path, face_models):
+    """They were dropped: the head motion played early, then backwards (ping-pong), without a
+    note. Each frame keeps its place now, filled as ``--pose`` NaN rows are."""
+    from eamm.generate import pose_video_rows
+
+    video = black_gap(inputs["emotion_video"], tmp_path / "gap.mp4", 0.3, 0.6)
+    gap = np.flatnonzero(frames_of(video).mean(axis=(1, 2, 3)) < 1)
+    clean, none = pose_video_rows(inputs["emotion_video"], 30, *face_models)
+    rows, missing = pose_video_rows(video, 30, *face_models)
+    assert none == 0 and missing == len(gap) > 5 and len(rows) == len(clean) == 29
+    before, after = gap[0] - 1, gap[-1] + 1
+    for k in gap:
+        nearest = before if k - before <= after - k else after
+        assert np.array_equal(rows[k], rows[nearest])
+    kept = np.setdiff1d(np.arange(29), gap)  # in time: within 2 degrees (re-encoded frames)
+    assert np.abs(rows[kept, :3] - clean[kept, :3]).max() < 2.0
+    result = generate(
+        inputs["photo"],
+        inputs["audio"],
+        None,
+        tmp_path / "o.mp4",
+        inputs["models"],
+        pose_video=video,
+        params=PARAMS,
+    )
+    assert f"{video}: {missing} of 29 frames without a face, their pose rows filled" in " ".join(
+        result.notes
+    )
+
+
+def test_faceless_frames_of_an_emotion_video_are_left_out(inputs, tmp_path, face_models):
+    """They were fed to the emotion network as black crops, without a note."""
+    from eamm.generate import emotion_frames
+
+    video = black_gap(inputs["emotion_video"], tmp_path / "gap.mp4", 0.6, 2.0)
+    black = int((frames_of(video).mean(axis=(1, 2, 3)) < 1).sum())
+    frames, missing = emotion_frames(video, 64, 30, *face_models)
+    assert missing == black > 5 and len(frames) == 29 - black
+    assert frames.mean(axis=(1, 2, 3)).min() > 40
+    result = generate(
+        inputs["photo"],
+        inputs["audio"],
+        video,
+        tmp_path / "o.mp4",
+        inputs["models"],
+        params=PARAMS,
+    )
+    note = f"{video}: {black} of 29 frames without a face, left out of the emotion source"
+    assert note in result.notes
 
 
 def test_one_generation_per_out_and_a_killed_ones_leftovers_go(inputs, tmp_path):

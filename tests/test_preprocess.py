@@ -14,6 +14,7 @@ import pytest
 
 from eamm.audio import NoAudioError
 from eamm.config import PreprocessParams
+from eamm.errors import MediaError
 from eamm.face.ibug68 import eye_and_mouth_centres
 from eamm.face.landmarks import FaceModels, MediapipeLandmarks
 from eamm.face.pose import pose_row
@@ -434,3 +435,49 @@ def test_an_out_folder_that_is_a_file_is_refused_and_kept(sample_lrw_clip, tmp_p
         preprocess_clip(sample_lrw_clip, taken)
     assert taken.read_text() == "a user's file\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_folder_holding_other_files_is_refused_and_kept(sample_lrw_clip, tmp_path, models):
+    """The run replaces --out whole: a user's folder, here holding the input clip itself, was
+    deleted with exit 0. An earlier run's outputs are still replaced."""
+    from eamm.errors import EammError
+
+    folder = tmp_path / "mine"
+    (folder / "photos").mkdir(parents=True)
+    clip = folder / "clip.mp4"
+    shutil.copy(sample_lrw_clip, clip)
+    (folder / "thesis.txt").write_text("important\n")
+    listed = r"mine: holds files that are not a clip's outputs \(clip\.mp4, photos, thesis\.txt\)"
+    with pytest.raises(EammError, match=listed):
+        preprocess_clip(clip, folder, models=models)
+    assert sorted(p.name for p in folder.iterdir()) == ["clip.mp4", "photos", "thesis.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+    out, params = tmp_path / "out", PreprocessParams(crop_size=64)
+    for _ in range(2):
+        preprocess_clip(clip, out, params=params, models=models)
+        assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+
+
+def test_an_out_folder_that_cannot_be_written_is_one_line(sample_lrw_clip, tmp_path, models):
+    from eamm.errors import EammError
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(EammError, match=r"a_file: cannot write the clip's output folder here \("):
+        preprocess_clip(sample_lrw_clip, blocker / "clip", models=models)
+    assert blocker.read_text() == "x"
+
+
+def test_bad_separate_audio_names_the_audio_file(sample_lrw_clip, tmp_path, models):
+    """The audio file is the one at fault: the length mismatch named the video, and an
+    unreadable one was recorded with the catch-all code 'error'."""
+    short = tmp_path / "short.m4a"
+    ffmpeg("-i", str(sample_lrw_clip), "-vn", "-t", "0.3", str(short))
+    with pytest.raises(AVMismatchError, match=rf"^{short}: audio is 0\.3"):
+        preprocess_clip(sample_lrw_clip, tmp_path / "o1", audio=short, models=models)
+    empty = tmp_path / "empty.m4a"
+    empty.write_bytes(b"")
+    with pytest.raises(MediaError, match=rf"^{empty}: unreadable media") as err:
+        preprocess_clip(sample_lrw_clip, tmp_path / "o2", audio=empty, models=models)
+    assert err.value.code == "unreadable_audio"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.m4a", "short.m4a"]

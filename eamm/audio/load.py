@@ -24,6 +24,12 @@ class NoAudioError(MediaError):
         super().__init__(path, reason)
 
 
+class UnreadableAudioError(MediaError):
+    """The file cannot be read or decoded as audio (empty, missing, corrupt)."""
+
+    code = "unreadable_audio"
+
+
 def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
     if value is None or time_base is None:
         return None
@@ -42,15 +48,15 @@ def load_audio_16k_mono(path: str | Path, stream_from_video: bool = False) -> np
     is cut), and trimmed to the stream's declared duration, which drops the AAC encoder
     padding that a plain decode keeps (LRW's 1.16 s clips decode to 19456 samples, not 18560).
 
-    Raises ``MediaError`` ("unreadable media (...)") for empty, missing or undecodable files
-    and ``NoAudioError`` when there is no audio stream.
+    Raises ``UnreadableAudioError`` ("unreadable media (...)") for empty, missing or
+    undecodable files and ``NoAudioError`` when there is no audio stream.
     """
     path = Path(path)
     try:
         if path.stat().st_size == 0:
-            raise MediaError(path, "unreadable media (empty file)")
+            raise UnreadableAudioError(path, "unreadable media (empty file)")
     except OSError as err:
-        raise MediaError(path, f"unreadable media ({err.strerror or err})") from err
+        raise UnreadableAudioError(path, f"unreadable media ({err.strerror or err})") from err
 
     chunks: list[np.ndarray] = []
     try:
@@ -69,16 +75,16 @@ def load_audio_16k_mono(path: str | Path, stream_from_video: bool = False) -> np
             chunks.extend(f.to_ndarray() for f in resampler.resample(None))
     except av.FFmpegError as err:
         reason = getattr(err, "strerror", None) or str(err)
-        raise MediaError(path, f"unreadable media ({reason})") from err
+        raise UnreadableAudioError(path, f"unreadable media ({reason})") from err
 
     if not chunks:
-        raise MediaError(path, "unreadable media (no audio samples decoded)")
+        raise UnreadableAudioError(path, "unreadable media (no audio samples decoded)")
     audio = np.concatenate(chunks, axis=1).mean(axis=0, dtype=np.float32)
     bad = int(np.count_nonzero(~np.isfinite(audio)))
     if bad:
         # A float file's NaN/inf would turn the MFCC windows, and every frame made from them,
         # into garbage (NaN audio drew black frames with exit 0).
-        raise MediaError(path, f"damaged audio ({bad} samples are NaN or infinite)")
+        raise UnreadableAudioError(path, f"damaged audio ({bad} samples are NaN or infinite)")
 
     if stream_from_video:
         offset = 0

@@ -190,6 +190,42 @@ def _load_audio(video: Path, audio: Path | None) -> tuple[np.ndarray, str]:
         raise NoAudioError(video, f"no audio stream in {where}") from None
 
 
+class OutputFolderError(EammError):
+    """The clip's output folder cannot be written here."""
+
+    code = "output_not_writable"
+
+
+def _check_replaceable(out: Path) -> None:
+    """The run replaces ``out`` whole: refuse a file, or a folder holding anything but an
+    earlier run's outputs (a user's folder, the input clip itself), before any work."""
+    if out.exists() and not out.is_dir():  # never swap a user's file for the output folder
+        raise EammError(f"{out}: is a file, not the clip's output folder")
+    if not out.is_dir():
+        return
+    others = sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_FILES)
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise EammError(
+            f"{out}: holds files that are not a clip's outputs ({shown}); the run replaces the "
+            "whole folder, so name a new folder or an earlier output folder"
+        )
+
+
+def _staging_dir(out: Path) -> Path:
+    """A folder of this run's own beside ``out``: two runs on one clip never write into each
+    other's. A folder we may not write in is one line naming it, before any work."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    except OSError as err:
+        raise OutputFolderError(
+            f"{out.parent}: cannot write the clip's output folder here ({err.strerror or err})"
+        ) from err
+    tmp.chmod(0o755)  # the clip's folder, readable as any other (mkdtemp makes 0700)
+    return tmp
+
+
 def _replace_dir(tmp: Path, out: Path) -> None:
     """Swap a finished folder into place; an older result is removed only afterwards."""
     old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
@@ -214,22 +250,20 @@ def preprocess_clip(
     start = time.perf_counter()
     params = params or PreprocessParams()
     video, out = Path(video), Path(out_dir)
-    if out.exists() and not out.is_dir():  # never swap a user's file for the output folder
-        raise EammError(f"{out}: is a file, not the clip's output folder")
+    _check_replaceable(out)
     audio = Path(audio) if audio is not None else None
     template = load_template(params.template, params.crop_size)
     container, stream = open_video(video, params.decoder_threads)
     info = stream_info(stream)
     container.close()
     samples, audio_source = _load_audio(video, audio)
+    tmp = _staging_dir(out)
     own_models = models is None
-    models = models or FaceModels.from_params(params.landmarks)
-    backend = backend or make_backend(params.landmarks.backend, params.landmarks.fan_weights_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # a folder of this run's own: two runs on one clip never write into each other's
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    tmp.chmod(0o755)  # the clip's folder, readable as any other (mkdtemp makes 0700)
     try:
+        models = models or FaceModels.from_params(params.landmarks)
+        backend = backend or make_backend(
+            params.landmarks.backend, params.landmarks.fan_weights_dir
+        )
         counter = _Counter(decode_frames(video, params.decoder_threads))
         frames = resample_fps(iter(counter), params.fps, info.fps)
         head = list(islice(frames, params.detect_frames))
@@ -259,8 +293,9 @@ def preprocess_clip(
         per_frame = AUDIO_RATE // params.fps
         target = num_frames * per_frame
         if abs(target - len(samples)) > params.max_av_mismatch_s * AUDIO_RATE:
+            # the separate audio file is the one to name: the video is the reference
             raise AVMismatchError(
-                video,
+                audio if audio is not None and audio_source == "file" else video,
                 f"audio is {len(samples) / AUDIO_RATE:.2f} s but video "
                 f"{target / AUDIO_RATE:.2f} s (tolerance {params.max_av_mismatch_s} s)",
             )
@@ -276,7 +311,7 @@ def preprocess_clip(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
-        if own_models:
+        if own_models and models is not None:
             models.close()
     return ClipResult(
         video=str(video),

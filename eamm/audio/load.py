@@ -13,6 +13,7 @@ import soundfile as sf
 from eamm.atomic import temp_beside
 from eamm.config import AUDIO_RATE
 from eamm.errors import MediaError
+from eamm.video.decode import best_video_stream
 
 
 class NoAudioError(MediaError):
@@ -64,7 +65,7 @@ def load_audio_16k_mono(path: str | Path, stream_from_video: bool = False) -> np
             if not container.streams.audio:
                 raise NoAudioError(path)
             stream = container.streams.audio[0]
-            video = container.streams.video[0] if container.streams.video else None
+            video = best_video_stream(container)  # never a cover picture
             audio_start = _seconds(stream.start_time, stream.time_base)
             video_start = _seconds(video.start_time, video.time_base) if video else None
             duration = _seconds(stream.duration, stream.time_base)

@@ -1,8 +1,10 @@
 """Streaming decode with PyAV and frame-rate normalisation identical to ffmpeg's ``fps`` filter.
 
 Frames stay in the decoder's own pixel format (YUV); nothing converts a whole frame to RGB.
-Memory is one or two frames, whatever the clip length. A display matrix (a phone clip stored
-sideways) is applied as ffmpeg's CLI applies it, so frames come out the way players show them.
+Memory is one or two frames, whatever the clip length. Frames come out the way players show
+them: non-square pixels (an anamorphic clip, sample aspect ratio not 1:1) are scaled to square
+ones, then a display matrix (a phone clip stored sideways) is applied as ffmpeg's CLI applies it.
+The video stream is the one ffmpeg's CLI maps, never a cover picture (``best_video_stream``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from av.sidedata.sidedata import Type as SideDataType
 
 from eamm.errors import MediaError
+from eamm.media.probe import square_pixel_size, video_stream_score
 
 
 class UnreadableVideoError(MediaError):
@@ -31,13 +34,16 @@ class NoVideoStreamError(MediaError):
 
 @dataclass(frozen=True)
 class VideoStreamInfo:
-    """As stored: a display matrix (applied by ``decode_frames``) may swap width and height."""
+    """``width`` x ``height`` is the size of the frames ``decode_frames`` gives before their
+    display matrix: square pixels (the stored size stretched by ``sample_aspect_ratio``, None
+    when the pixels are square); the display matrix may still swap width and height."""
 
     width: int
     height: int
     fps: Fraction
     num_frames: int | None
     pix_fmt: str
+    sample_aspect_ratio: Fraction | None = None
 
 
 def _round_half_away(value: float) -> int:
@@ -45,8 +51,30 @@ def _round_half_away(value: float) -> int:
     return math.floor(value + 0.5) if value >= 0 else -math.floor(-value + 0.5)
 
 
+def best_video_stream(
+    container: av.container.InputContainer,
+) -> av.video.stream.VideoStream | None:
+    """The video stream ffmpeg's CLI maps by default: attached pictures (cover art) left out,
+    the most pixels wins, a ``default`` stream first (``eamm.media.probe.video_stream_score``,
+    which ``MediaInfo.video`` uses too); None when there is no other video stream.
+
+    Every reader of a raw video takes its stream here: the first video stream of a Matroska
+    file with a cover picture first was one still frame.
+    """
+    flags = av.stream.Disposition
+    videos = [s for s in container.streams.video if not s.disposition & flags.attached_pic]
+    return max(
+        videos,
+        key=lambda s: video_stream_score(
+            s.codec_context.width, s.codec_context.height, bool(s.disposition & flags.default)
+        ),
+        default=None,
+    )
+
+
 def open_video(path: str | Path, threads: int = 1) -> tuple[av.container.InputContainer, object]:
-    """Open a container and its first video stream, with typed errors for bad files."""
+    """Open a container and its video stream (``best_video_stream``), with typed errors for
+    bad files."""
     path = Path(path)
     if not path.is_file():
         raise UnreadableVideoError(path, "file does not exist")
@@ -56,24 +84,49 @@ def open_video(path: str | Path, threads: int = 1) -> tuple[av.container.InputCo
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as err:
         raise UnreadableVideoError(path, f"unreadable video ({err})") from None
-    if not container.streams.video:
+    stream = best_video_stream(container)
+    if stream is None:
+        pictures = bool(container.streams.video)
         container.close()
-        raise NoVideoStreamError(path, "no video stream")
-    stream = container.streams.video[0]
+        raise NoVideoStreamError(
+            path, "no video stream (only a still picture)" if pictures else "no video stream"
+        )
     stream.thread_type = "SLICE" if threads <= 1 else "AUTO"
     stream.codec_context.thread_count = max(1, threads)
     return container, stream
 
 
+def sample_aspect_ratio(stream: av.video.stream.VideoStream) -> Fraction | None:
+    """The stream's SAR as ffmpeg guesses it (the container's, else the codec's); None when the
+    pixels are square (1:1) or it is unset (0/0, 0/1)."""
+    sar = stream.sample_aspect_ratio
+    return Fraction(sar) if sar and sar > 0 and sar != 1 else None
+
+
 def stream_info(stream: object) -> VideoStreamInfo:
     rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+    sar = sample_aspect_ratio(stream)
+    width, height = square_pixel_size(stream.codec_context.width, stream.codec_context.height, sar)
     return VideoStreamInfo(
-        width=stream.codec_context.width,
-        height=stream.codec_context.height,
+        width=width,
+        height=height,
         fps=Fraction(rate),
         num_frames=stream.frames or None,
         pix_fmt=stream.codec_context.pix_fmt or "",
+        sample_aspect_ratio=sar,
     )
+
+
+def square_pixel_filters(stream: av.video.stream.VideoStream) -> list[tuple[str, str | None]]:
+    """A ``scale`` to square pixels for a stream whose sample aspect ratio is not 1:1, as players
+    show it (``square_pixel_size``: the short side scaled up, bicubic, so no stored pixel is
+    lost); none for square pixels, so their frames stay the decoder's own, byte for byte."""
+    sar = sample_aspect_ratio(stream)
+    stored = (stream.codec_context.width, stream.codec_context.height)
+    size = square_pixel_size(*stored, sar)
+    if size == stored:
+        return []
+    return [("scale", f"{size[0]}:{size[1]}:flags=bicubic+accurate_rnd")]
 
 
 def display_filters(frame: av.VideoFrame) -> list[tuple[str, str | None]]:
@@ -107,8 +160,9 @@ def display_filters(frame: av.VideoFrame) -> list[tuple[str, str | None]]:
 
 
 def _upright(stream: object, first: av.VideoFrame) -> av.filter.Graph | None:
-    """A filter graph applying ``first``'s display matrix to every frame, or None if upright."""
-    chain = display_filters(first)
+    """A filter graph scaling every frame to square pixels and then applying ``first``'s display
+    matrix (the SAR is the stored picture's, so it goes first), or None if neither is needed."""
+    chain = square_pixel_filters(stream) + display_filters(first)
     if not chain:
         return None
     graph = av.filter.Graph()
@@ -121,9 +175,19 @@ def _upright(stream: object, first: av.VideoFrame) -> av.filter.Graph | None:
     return graph
 
 
+def _keep_colour(source: av.VideoFrame, frame: av.VideoFrame) -> av.VideoFrame:
+    """``frame`` with ``source``'s colour tags: a filtered frame comes out untagged (PyAV's buffer
+    source is given none), and an untagged frame is converted to RGB as BT.601 (a BT.709 clip's
+    turned or widened frames had shifted colours). Turning and scaling keep the colours."""
+    for name in ("colorspace", "color_range", "color_primaries", "color_trc"):
+        setattr(frame, name, getattr(source, name))
+    return frame
+
+
 def decode_frames(path: str | Path, threads: int = 1) -> Iterator[av.VideoFrame]:
-    """Every decoded frame in order, upright as players show it (the display matrix applied);
-    a truncated or corrupt stream raises UnreadableVideoError."""
+    """Every decoded frame of the video stream (``best_video_stream``) in order, as players show
+    it: in square pixels, then upright (the display matrix applied); a truncated or corrupt
+    stream raises UnreadableVideoError."""
     container, stream = open_video(path, threads)
     graph: av.filter.Graph | None = None
     try:
@@ -134,7 +198,7 @@ def decode_frames(path: str | Path, threads: int = 1) -> Iterator[av.VideoFrame]
                 yield frame
             else:
                 graph.push(frame)
-                yield graph.pull()
+                yield _keep_colour(frame, graph.pull())
     except av.error.FFmpegError as err:
         raise UnreadableVideoError(path, f"decoding failed ({err})") from None
     finally:

@@ -32,8 +32,8 @@ EMOTION_KP = [1, 4, 6, 8]
 
 
 def write_random_checkpoints(folder: Path, model: dict, emotion: bool = True) -> Path:
-    """``fomm``, ``a2fd`` (and ``emotion``) checkpoints of ``model``'s active size profile with
-    random weights, in the layout ``eamm.generate.load_models`` reads."""
+    """``fomm``, ``a2fd``, ``a2fd_finetune`` (and ``emotion``) checkpoints of ``model``'s active
+    size profile with random weights, in the layout ``eamm.generate.load_models`` reads."""
     from eamm.checkpoint import save_checkpoint
     from eamm.models.build import build_emotion_net, build_networks, profile
     from eamm.stages import checkpoint_path
@@ -46,7 +46,8 @@ def write_random_checkpoints(folder: Path, model: dict, emotion: bool = True) ->
         {"models": fomm, "params": {"model": model}}, checkpoint_path(folder, "train_fomm")
     )
     audio = {k: states[k] for k in ("audio_feature", "kp_detector_a")}
-    save_checkpoint({"models": audio}, checkpoint_path(folder, "train_a2fd"))
+    for stage in ("train_a2fd", "finetune_a2fd"):  # as training leaves them
+        save_checkpoint({"models": audio}, checkpoint_path(folder, stage))
     if emotion:
         emo = build_emotion_net(sizes, len(EMOTION_KP)).state_dict()
         payload = {"models": {"emo_detector": emo}, "emotion_kp": list(EMOTION_KP)}

@@ -33,7 +33,7 @@ from eamm.audio import (
     write_wav_s16,
 )
 from eamm.augment import mouth_noise, random_flip, random_perspective, random_rotation
-from eamm.checkpoint import load_checkpoint
+from eamm.checkpoint import file_fingerprint, load_checkpoint
 from eamm.clips import fill_missing_rows
 from eamm.config import AUDIO_RATE, VIDEO_FPS, GenerateParams, PreprocessParams
 from eamm.errors import EammError, MediaError
@@ -82,6 +82,7 @@ class EammModels:
     # compiled generator, one batch shape (short batches padded to ``fixed_batch``).
     render_dtype: torch.dtype | None = None
     fixed_batch: int | None = None
+    notes: list[str] = field(default_factory=list)  # one line each: a stage-1 fallback
 
 
 def _sizes(state: dict, fallback_model: dict | None) -> dict:
@@ -106,13 +107,21 @@ def load_models(
     from eamm.models.build import build_emotion_net, build_networks
 
     root = Path(checkpoints)
-    fomm = load_checkpoint(checkpoint_path(root, "train_fomm"), "cpu")
+    notes: list[str] = []
+    fomm_path = checkpoint_path(root, "train_fomm")
+    fomm = load_checkpoint(fomm_path, "cpu")
     audio_path = checkpoint_path(root, "finetune_a2fd")
     if not audio_path.is_file():
-        audio_path = checkpoint_path(root, "train_a2fd")
+        stage_one = checkpoint_path(root, "train_a2fd")
+        if not stage_one.is_file():
+            raise EammError(f"{audio_path}: checkpoint does not exist (nor stage 1's {stage_one})")
+        notes.append(f"{audio_path} missing: the audio network of stage 1 ({stage_one})")
+        audio_path = stage_one
     audio = load_checkpoint(audio_path, "cpu")
     emotion_path = checkpoint_path(root, "train_emotion")
     emotion = load_checkpoint(emotion_path, "cpu") if emotion_path.is_file() else None
+    loaded = [(fomm_path, fomm), (audio_path, audio)]
+    check_lineage(root, loaded if emotion is None else [*loaded, (emotion_path, emotion)])
     sizes = _sizes(fomm, fallback_model)
     nets = build_networks(sizes)
     sources = {"kp_detector": fomm, "audio_feature": audio, "kp_detector_a": audio}
@@ -129,6 +138,8 @@ def load_models(
             ) from None
     emotion_net, emotion_kp = None, []
     if emotion is not None:
+        if "emotion_kp" not in emotion:
+            raise EammError(f"{emotion_path}: not an emotion checkpoint (no emotion_kp)")
         emotion_kp = list(emotion["emotion_kp"])
         emotion_net = build_emotion_net(sizes, len(emotion_kp))
         try:
@@ -146,8 +157,29 @@ def load_models(
         emotion_net,
         emotion_kp,
         sizes["image_size"],
+        notes=notes,
     )
     return tune_renderer(models, gp)
+
+
+def check_lineage(root: Path, loaded: list[tuple[Path, dict]]) -> None:
+    """Refuse checkpoints of different training runs side by side: each records the upstream
+    checkpoints it was trained from (``upstream``: stage -> file fingerprint), and one trained
+    on another FOMM draws another face (a folder mixing two runs rendered frames 19 grey
+    levels off, with exit 0). Checkpoints without the record (older, imported) are not checked."""
+    fingerprints: dict[str, str] = {}
+    for path, state in loaded:
+        for upstream, recorded in (state.get("upstream") or {}).items():
+            found = checkpoint_path(root, upstream)
+            if not found.is_file():  # generation needs only the stages it loads
+                continue
+            if upstream not in fingerprints:
+                fingerprints[upstream] = file_fingerprint(found)
+            if fingerprints[upstream] != recorded:
+                raise EammError(
+                    f"{path}: trained from another {upstream} checkpoint than {found} (the "
+                    "folder mixes training runs); retrain it or use one run's checkpoints"
+                )
 
 
 def cpu_has_bf16() -> bool:
@@ -643,6 +675,7 @@ def _generate(
             "about 30x slower than fp32 here"
         )
     nets = load_models(checkpoints, device, gp, fallback_model)
+    notes.extend(nets.notes)
     size = nets.image_size
     samples, t = load_speech(audio)
     if emotion_video is None:

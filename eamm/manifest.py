@@ -285,6 +285,23 @@ def read_manifest(path: str | Path) -> pa.Table:
     return conform_manifest(table, path)
 
 
+def _schema_difference(schema: pa.Schema) -> str:
+    """Which columns differ from ``MANIFEST_SCHEMA``, for the one-line error: the version
+    numbers alone say nothing when a tool added or retyped a column."""
+    expected = {f.name: f.type for f in MANIFEST_SCHEMA}
+    found = {f.name: f.type for f in schema}
+    parts = [f"extra column {n!r}" for n in found if n not in expected]
+    parts += [f"column {n!r} missing" for n in expected if n not in found]
+    parts += [
+        f"column {n!r} is {found[n]}, not {t}"
+        for n, t in expected.items()
+        if n in found and found[n] != t
+    ]
+    if not parts and list(found) != list(expected):
+        parts.append("columns in another order")
+    return ", ".join(parts[:3]) + (f" and {len(parts) - 3} more" if len(parts) > 3 else "")
+
+
 def conform_manifest(table: pa.Table, path: str | Path) -> pa.Table:
     """A table (or a row group) read from manifest ``path`` in the current schema: columns
     an older version lacked added as nulls, version 3's run log columns dropped; EammError
@@ -307,7 +324,8 @@ def conform_manifest(table: pa.Table, path: str | Path) -> pa.Table:
         found = metadata.get(b"eamm.manifest.version", b"?").decode()
         raise EammError(
             f"{path}: schema differs from the manifest schema (version {MANIFEST_VERSION}, "
-            f"file has version {found}); re-run preprocessing to rewrite it"
+            f"file has version {found}: {_schema_difference(table.schema)}); re-run "
+            "preprocessing to rewrite it"
         )
     return table
 

@@ -499,3 +499,66 @@ def test_one_generation_per_out_and_a_killed_ones_leftovers_go(inputs, tmp_path)
         "talk_compare.mp4",
         "talk_neutral.mp4",
     ]
+
+
+# --- checkpoints of one training run -------------------------------------------------------
+
+
+def copy_models(inputs, folder):
+    import shutil
+
+    return shutil.copytree(inputs["models"], folder)
+
+
+def test_a_missing_finetune_falls_back_to_stage_one_with_a_note(inputs, tmp_path):
+    """The fallback was silent, and without either checkpoint the error named stage 1's."""
+    from eamm.stages import checkpoint_path
+
+    models = copy_models(inputs, tmp_path / "models")
+    finetune = checkpoint_path(models, "finetune_a2fd")
+    finetune.unlink()
+    common = (inputs["photo"], inputs["audio"], None)
+    result = generate(*common, tmp_path / "o.mp4", models, params=PARAMS)
+    stage_one = checkpoint_path(models, "train_a2fd")
+    assert f"{finetune} missing: the audio network of stage 1 ({stage_one})" in result.notes
+    stage_one.unlink()
+    with pytest.raises(EammError, match=rf"^{finetune}: checkpoint does not exist \(nor stage"):
+        generate(*common, tmp_path / "p.mp4", models, params=PARAMS)
+
+
+def test_a_checkpoint_of_another_stage_as_the_emotion_one_is_one_line(inputs, tmp_path):
+    """An a2fd checkpoint in the emotion folder ended in KeyError: 'emotion_kp'."""
+    import shutil
+
+    from eamm.stages import checkpoint_path
+
+    models = copy_models(inputs, tmp_path / "models")
+    emotion = checkpoint_path(models, "train_emotion")
+    shutil.copyfile(checkpoint_path(models, "train_a2fd"), emotion)
+    with pytest.raises(EammError, match=rf"^{emotion}: not an emotion checkpoint"):
+        generate(
+            inputs["photo"],
+            inputs["audio"],
+            inputs["emotion_video"],
+            tmp_path / "o.mp4",
+            models,
+            params=PARAMS,
+        )
+
+
+def test_checkpoints_of_two_training_runs_are_refused(inputs, tmp_path):
+    """Each checkpoint names the upstream files it was trained from (``upstream``); a folder
+    whose FOMM is another run's rendered another face with exit 0."""
+    from eamm.checkpoint import file_fingerprint, load_checkpoint, save_checkpoint
+    from eamm.stages import checkpoint_path
+
+    models = copy_models(inputs, tmp_path / "models")
+    fomm = checkpoint_path(models, "train_fomm")
+    finetune = checkpoint_path(models, "finetune_a2fd")
+    payload = load_checkpoint(finetune)
+    common = (inputs["photo"], inputs["audio"], None)
+    save_checkpoint({**payload, "upstream": {"train_fomm": file_fingerprint(fomm)}}, finetune)
+    generate(*common, tmp_path / "o.mp4", models, params=PARAMS)  # one run's: accepted
+    save_checkpoint({**payload, "upstream": {"train_fomm": "0" * 32}}, finetune)
+    with pytest.raises(EammError, match=rf"^{finetune}: trained from another train_fomm "):
+        generate(*common, tmp_path / "p.mp4", models, params=PARAMS)

@@ -117,8 +117,20 @@ def test_read_rejects_other_parquet(tmp_path):
 
     other = tmp_path / "other.parquet"
     pq.write_table(pa.table({"x": [1]}), other)
-    with pytest.raises(EammError, match="schema differs"):
+    with pytest.raises(
+        EammError, match=r"schema differs .*: extra column 'x', column '\w+' missing"
+    ):
         read_rows(other)
+
+
+def test_an_added_column_is_named(tmp_path):
+    """The error gave only the version numbers, the same on both sides."""
+    import pyarrow as pa
+
+    table = pq.read_table(write_manifest([], tmp_path / "m.parquet"))
+    pq.write_table(table.append_column("note", pa.array([], pa.string())), tmp_path / "x.parquet")
+    with pytest.raises(EammError, match=r"version \d+: extra column 'note'\); re-run"):
+        read_rows(tmp_path / "x.parquet")
 
 
 def test_summary_counts(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,7 @@ from eamm.errors import EammError
 from eamm.face.ibug68 import from_mesh
 from eamm.face.landmarks import FaceModels
 from eamm.face.mesh_litert import INPUT_SIZE, ROTATION_FROM, ROTATION_TO, LiteRtMesh, Roi
+from tests.conftest import VENV_BIN
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,3 +147,19 @@ def test_litert_still_mesh_matches_the_graph_with_depth(fixtures_dir, engines):
         a, b = graph.mesh(frame), litert.mesh(frame)
         assert a is not None and b is not None, image
         assert np.abs(a - b).max() < 0.05, image  # measured: 0.012 px
+
+
+def test_litert_notice_is_kept_off_stderr_and_other_output_is_not():
+    """Every command printed 'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.' ahead
+    of its one-line summary or error."""
+    code = (
+        "import os\n"
+        "from eamm.face.mesh_litert import LiteRtMesh, _without_delegate_notice\n"
+        "LiteRtMesh()\n"
+        "with _without_delegate_notice():\n"
+        "    os.write(2, b'kept\\n')\n"
+    )
+    proc = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and proc.stderr == "kept\n", proc.stderr

@@ -21,6 +21,12 @@ The ROI, the warp and the projection back follow the graph's subgraphs:
 from __future__ import annotations
 
 import math
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,8 +70,34 @@ def open_interpreter(path: str | Path, num_threads: int, setting: str) -> object
             "pip install ai-edge-litert==2.3.0"
         ) from None
     interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-    interpreter.allocate_tensors()
+    with _without_delegate_notice():
+        interpreter.allocate_tensors()
     return interpreter
+
+
+# LiteRT's native code prints this once per process as an interpreter allocates, to the
+# process's stderr, ahead of a command's own one-line summary or error; no setting turns it off.
+_DELEGATE_NOTICE = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+_STDERR = threading.Lock()
+
+
+@contextmanager
+def _without_delegate_notice() -> Iterator[None]:
+    """File descriptor 2 captured for the block; all of it but LiteRT's notice is written back,
+    so another thread's output in those milliseconds comes late, never lost."""
+    with _STDERR, tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            rest = capture.read().replace(_DELEGATE_NOTICE, b"")
+            if rest:
+                os.write(2, rest)
 
 
 @dataclass(frozen=True)

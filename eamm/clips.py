@@ -197,6 +197,18 @@ def fill_missing_rows(array: np.ndarray) -> np.ndarray:
     return array[pick]
 
 
+def interpolate_missing_rows(rows: np.ndarray) -> np.ndarray:
+    """(T, C) rows with NaN rows (frames without a face) linearly interpolated between the
+    valid rows around them, held at the ends: a head pose given to ``eamm generate`` moves on
+    through a gap instead of jumping at its middle. Needs at least one valid row."""
+    valid = np.isfinite(rows).all(axis=1)
+    if valid.all():
+        return rows
+    t, known = np.arange(len(rows)), np.flatnonzero(valid)
+    columns = [np.interp(t, known, rows[known, c]) for c in range(rows.shape[1])]
+    return np.stack(columns, axis=1).astype(rows.dtype)
+
+
 def window_start(num_frames: int, clip_len: int, rng: np.random.Generator) -> int:
     """First driving frame minus one, as EAMM draws it (reference 3.5).
 

@@ -34,7 +34,7 @@ from eamm.audio import (
 )
 from eamm.augment import mouth_noise, random_flip, random_perspective, random_rotation
 from eamm.checkpoint import file_fingerprint, load_checkpoint
-from eamm.clips import fill_missing_rows
+from eamm.clips import interpolate_missing_rows
 from eamm.config import AUDIO_RATE, VIDEO_FPS, GenerateParams, PreprocessParams
 from eamm.errors import EammError, MediaError
 from eamm.face.landmarks import FaceModels, LandmarkBackend, make_backend
@@ -281,7 +281,7 @@ def pose_video_rows(
     backend: LandmarkBackend,
 ) -> tuple[np.ndarray, int]:
     """(head-pose rows, one per frame, how many frames had no face). A frame without a face
-    keeps its place and takes the nearest valid row, as ``--pose`` rows with NaN do: dropping
+    keeps its place, interpolated as ``--pose`` rows with NaN are: dropping
     it would play the head motion early and then backwards."""
     face.reset_tracking()
     rows = []
@@ -292,7 +292,7 @@ def pose_video_rows(
     if not found:
         raise EammError(f"{path}: no face to estimate head pose from")
     gap = np.full_like(found[0], np.nan)
-    filled = fill_missing_rows(np.stack([gap if row is None else row for row in rows]))
+    filled = interpolate_missing_rows(np.stack([gap if row is None else row for row in rows]))
     return filled, len(rows) - len(found)
 
 
@@ -532,8 +532,9 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov")  # what the MP4 muxer's options (fasts
 
 def load_pose(path: Path) -> tuple[np.ndarray, int]:
     """(head-pose rows (n, 6) float32, how many were NaN) from a ``.npy`` of (n, 6) or (n, 7)
-    rows. NaN rows (frames without a face, as preprocessing writes them) take the nearest valid
-    row, as training and evaluation fill them; anything else is refused in one line."""
+    rows. NaN rows (frames without a face, as preprocessing writes them) are interpolated between
+    the valid rows around them, held at the ends (issue #15: a gap's head moves on instead of
+    jumping at its middle); anything else is refused in one line."""
     try:
         with open(path, "rb") as f:
             magic = f.read(6)
@@ -564,7 +565,7 @@ def load_pose(path: Path) -> tuple[np.ndarray, int]:
             f"{path}: pose rows out of range (columns yaw, pitch, roll in degrees within "
             "+-180, then a positive scale, tx, ty as preprocessing writes them)"
         )
-    return fill_missing_rows(rows), missing
+    return interpolate_missing_rows(rows), missing
 
 
 @dataclass
@@ -666,7 +667,7 @@ def _generate(
         if missing:
             notes.append(
                 f"{pose}: {missing} of {len(rows)} pose rows are NaN (frames without a face), "
-                "filled from the nearest valid row"
+                "interpolated between the valid rows around them (held at the ends)"
             )
     device = pick_device(gp.device)
     if gp.precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
@@ -699,7 +700,7 @@ def _generate(
             if missing:
                 notes.append(
                     f"{pose_video}: {missing} of {len(rows)} frames without a face, their "
-                    "pose rows filled from the nearest valid row"
+                    "pose rows interpolated between the valid rows around them (held at the ends)"
                 )
         elif pose is None:
             mesh = face.mesh(crop256)

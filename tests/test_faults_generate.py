@@ -16,7 +16,7 @@ import yaml
 from benchmarks.generate_memory import write_random_checkpoints
 from eamm.audio import end_pad_for_frames, mfcc_window_range, mfcc_windows, write_wav_s16
 from eamm.augment import emotion_augment
-from eamm.clips import fill_missing_rows
+from eamm.clips import interpolate_missing_rows
 from eamm.config import GenerateParams, SampleDataParams, load_section
 from eamm.errors import EammError
 from eamm.generate import EmotionSource, animate_stream, generate
@@ -212,7 +212,10 @@ def test_nan_pose_rows_are_filled_and_counted(inputs, tmp_path):
     rows = pose_rows(12)
     rows[[0, 5, 6, 11]] = np.nan  # frames without a face, as preprocessing writes them
     np.save(tmp_path / "pose.npy", rows)
-    np.save(tmp_path / "filled.npy", fill_missing_rows(rows))
+    filled = interpolate_missing_rows(rows)
+    assert np.array_equal(filled[0], rows[1]) and np.array_equal(filled[11], rows[10])  # held
+    assert np.allclose(filled[5], (2 * rows[4] + rows[7]) / 3)  # a third of the way
+    np.save(tmp_path / "filled.npy", filled)
     common = (inputs["photo"], inputs["audio"], None)
     result = generate(
         *common, tmp_path / "a.mp4", inputs["models"], pose=tmp_path / "pose.npy", params=PARAMS
@@ -402,7 +405,7 @@ def face_models():
 
 def test_faceless_frames_of_a_pose_video_keep_their_place(inputs, tmp_path, face_models):
     """They were dropped: the head motion played early, then backwards (ping-pong), without a
-    note. Each frame keeps its place now, filled as ``--pose`` NaN rows are."""
+    note. Each frame keeps its place now, interpolated as ``--pose`` NaN rows are."""
     from eamm.generate import pose_video_rows
 
     video = black_gap(inputs["emotion_video"], tmp_path / "gap.mp4", 0.3, 0.6)
@@ -411,9 +414,9 @@ def test_faceless_frames_of_a_pose_video_keep_their_place(inputs, tmp_path, face
     rows, missing = pose_video_rows(video, 30, *face_models)
     assert none == 0 and missing == len(gap) > 5 and len(rows) == len(clean) == 29
     before, after = gap[0] - 1, gap[-1] + 1
-    for k in gap:
-        nearest = before if k - before <= after - k else after
-        assert np.array_equal(rows[k], rows[nearest])
+    for k in gap:  # interpolated from the rows on either side
+        w = (k - before) / (after - before)
+        assert np.allclose(rows[k], (1 - w) * rows[before] + w * rows[after], atol=1e-4)
     kept = np.setdiff1d(np.arange(29), gap)  # in time: within 2 degrees (re-encoded frames)
     assert np.abs(rows[kept, :3] - clean[kept, :3]).max() < 2.0
     result = generate(
@@ -425,7 +428,7 @@ def test_faceless_frames_of_a_pose_video_keep_their_place(inputs, tmp_path, face
         pose_video=video,
         params=PARAMS,
     )
-    assert f"{video}: {missing} of 29 frames without a face, their pose rows filled" in " ".join(
+    assert f"{video}: {missing} of 29 frames without a face, their pose rows interp" in " ".join(
         result.notes
     )
 

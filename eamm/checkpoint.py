@@ -1,7 +1,8 @@
 """Checkpoints: atomic writes, safe loading (``weights_only=True``), exact resume.
 
 A checkpoint holds tensors and plain Python values only: model, optimiser and scheduler states,
-step, RNG states, the stage's params and the fingerprint of the manifest it was trained on.
+step, RNG states, the stage's params, the fingerprint of the manifest it was trained on and
+those of the upstream checkpoints it started from (``upstream``).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import hashlib
 import io
 import random
 import struct
+import sys
 import zipfile
 import zlib
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -101,15 +104,54 @@ def _restamp(archive: memoryview, info: zipfile.ZipInfo, start_dir: int) -> None
         entry += 46 + n + m + k
 
 
+class CheckpointWriteError(EammError, OSError):
+    """A checkpoint could not be written (full disk, I/O error); the old file is intact. An
+    ``OSError`` too, for callers that catch those."""
+
+
+def canonical(value):
+    """``value`` as a tree that pickles by value alone: every ``str`` interned, every dict,
+    list and tuple a new object (state dicts keep their type and ``_metadata``), tensors as
+    they are. Pickle writes an object met twice as a back-reference, so its bytes depend on
+    which equal objects are one object: a resumed run's Adam states kept the ``'step'`` key
+    (and the ``history`` its ``'loss/total'``, ``'lr'``; the optimisers their ``'betas'``)
+    loaded from the old checkpoint, a string of its own where a straight run has the interned
+    literal, and wrote other bytes for the same values."""
+    kind = type(value)
+    if kind is str:
+        return sys.intern(value)
+    if kind is list:
+        return [canonical(v) for v in value]
+    if kind is tuple:
+        return tuple(canonical(v) for v in value)
+    if kind in (dict, OrderedDict, Counter):
+        copy = kind()
+        for key, item in value.items():
+            copy[canonical(key)] = canonical(item)
+        for name, attr in getattr(value, "__dict__", {}).items():  # a state dict's _metadata
+            setattr(copy, name, canonical(attr))
+        return copy
+    return value
+
+
 def save_checkpoint(payload: dict, path: str | Path) -> Path:
     """Write to a temporary file in the same folder, flushed to disk, then rename: never a half
-    checkpoint; the same payload gives the same bytes (``_stable_serialization_id``)."""
+    checkpoint; the same payload gives the same bytes (``canonical``: whichever objects hold
+    its values; ``_stable_serialization_id``), so a resumed run's checkpoint is a straight
+    run's file. A failed write (full disk) keeps the old checkpoint and names the file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    torch.save(payload, buffer)
+    torch.save(canonical(payload), buffer)
     _stable_serialization_id(buffer)
-    write_bytes(path, buffer.getbuffer())  # a full disk, a kill: the old checkpoint stays
+    try:
+        write_bytes(path, buffer.getbuffer())  # a full disk, a kill: the old checkpoint stays
+    except OSError as err:
+        kept = "the previous checkpoint is kept" if path.is_file() else "nothing was written"
+        reason = err.strerror or str(err) or type(err).__name__
+        raise CheckpointWriteError(
+            f"{path}: cannot write the checkpoint: {reason} ({kept})"
+        ) from err
     return path
 
 
@@ -121,9 +163,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         # weights_only=False, the unsafe load, for what is a damaged or foreign file
         raise EammError(f"{path}: not a checkpoint (truncated, damaged or not a torch.save file)")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # damaged members and non-tensor pickles alike
         raise EammError(f"{path}: cannot load checkpoint safely ({_load_error(err)})") from None
+    if not isinstance(state, dict):  # torch.save([1, 2, 3]): a torch file, not a checkpoint
+        raise EammError(
+            f"{path}: not a checkpoint (a torch.save file holding a {type(state).__name__}, "
+            "not a checkpoint's dict)"
+        )
+    return state
 
 
 def _load_error(err: Exception) -> str:
@@ -139,3 +187,24 @@ def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     """The plain module behind DDP / torch.compile wrappers (state-dict keys without prefixes)."""
     module = getattr(module, "_orig_mod", module)
     return getattr(module, "module", module)
+
+
+def check_lineage(loaded: list[tuple[Path, dict]], files: dict[str, Path]) -> None:
+    """Refuse checkpoints of different training runs used together: each records the upstream
+    checkpoints it was trained from (``upstream``: stage -> file fingerprint), and ``files``
+    says where those stages' checkpoints are now (one missing there is not checked). A folder
+    whose FOMM was another run's rendered another face with exit 0. Checkpoints without the
+    record (older, imported) are not checked."""
+    fingerprints: dict[str, str] = {}
+    for path, state in loaded:
+        for upstream, recorded in (state.get("upstream") or {}).items():
+            found = files.get(upstream)
+            if found is None or not found.is_file():
+                continue
+            if upstream not in fingerprints:
+                fingerprints[upstream] = file_fingerprint(found)
+            if fingerprints[upstream] != recorded:
+                raise EammError(
+                    f"{path}: trained from another {upstream} checkpoint than {found} (the "
+                    "checkpoints mix training runs); retrain it or use one run's checkpoints"
+                )

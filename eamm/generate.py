@@ -33,7 +33,7 @@ from eamm.audio import (
     write_wav_s16,
 )
 from eamm.augment import mouth_noise, random_flip, random_perspective, random_rotation
-from eamm.checkpoint import file_fingerprint, load_checkpoint
+from eamm.checkpoint import check_lineage, load_checkpoint
 from eamm.clips import interpolate_missing_rows
 from eamm.config import AUDIO_RATE, VIDEO_FPS, GenerateParams, PreprocessParams
 from eamm.errors import EammError, MediaError
@@ -121,7 +121,11 @@ def load_models(
     emotion_path = checkpoint_path(root, "train_emotion")
     emotion = load_checkpoint(emotion_path, "cpu") if emotion_path.is_file() else None
     loaded = [(fomm_path, fomm), (audio_path, audio)]
-    check_lineage(root, loaded if emotion is None else [*loaded, (emotion_path, emotion)])
+    stages = ("train_fomm", "train_a2fd", "finetune_a2fd")
+    check_lineage(
+        loaded if emotion is None else [*loaded, (emotion_path, emotion)],
+        {stage: checkpoint_path(root, stage) for stage in stages},
+    )
     sizes = _sizes(fomm, fallback_model)
     nets = build_networks(sizes)
     sources = {"kp_detector": fomm, "audio_feature": audio, "kp_detector_a": audio}
@@ -160,26 +164,6 @@ def load_models(
         notes=notes,
     )
     return tune_renderer(models, gp)
-
-
-def check_lineage(root: Path, loaded: list[tuple[Path, dict]]) -> None:
-    """Refuse checkpoints of different training runs side by side: each records the upstream
-    checkpoints it was trained from (``upstream``: stage -> file fingerprint), and one trained
-    on another FOMM draws another face (a folder mixing two runs rendered frames 19 grey
-    levels off, with exit 0). Checkpoints without the record (older, imported) are not checked."""
-    fingerprints: dict[str, str] = {}
-    for path, state in loaded:
-        for upstream, recorded in (state.get("upstream") or {}).items():
-            found = checkpoint_path(root, upstream)
-            if not found.is_file():  # generation needs only the stages it loads
-                continue
-            if upstream not in fingerprints:
-                fingerprints[upstream] = file_fingerprint(found)
-            if fingerprints[upstream] != recorded:
-                raise EammError(
-                    f"{path}: trained from another {upstream} checkpoint than {found} (the "
-                    "folder mixes training runs); retrain it or use one run's checkpoints"
-                )
 
 
 def cpu_has_bf16() -> bool:

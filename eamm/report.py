@@ -5,17 +5,21 @@ and a contact sheet (PNG), readable without running anything."""
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from eamm.atomic import replacing, write_bytes, write_text
+from eamm.atomic import leftovers, replacing_all, write_bytes
 from eamm.config import EvaluateParams, GenerateParams
+from eamm.errors import EammError
 from eamm.evaluate import METRICS, SET_METRICS, VARIANTS
 from eamm.evidence import relations
+from eamm.judges.scoring import PIPELINE_JUDGES, missing_judge_note
 from eamm.stages import CONFUSION_PNG, OFFSETS_PNG, STAGE_DIRS
 
 PUBLISHED = Path(__file__).resolve().parent / "metrics" / "published_mead.yaml"
@@ -74,6 +78,34 @@ JUDGE_FIGURES = {
     ),
 }
 COLOURS = ("#999999", "#ddaa33", "#228833", "#4477aa", "#cc6677")
+# Every file the evaluation writes into its report folder (dvc.yaml's evaluate outs), in the
+# order they are staged: they are replaced as one set (``replace_report``), the Markdown last.
+REPORT_FILES = (
+    "metrics.json",
+    "clip_scores.json",
+    "metrics.png",
+    "contact_sheet.png",
+    *JUDGE_FIGURES,
+    "evaluation.md",
+)
+
+
+def finite(value):
+    """``value`` with every NaN or infinite float (NumPy's too) as None, which JSON writes as
+    ``null``; containers are copied (tuples become lists, as JSON has them)."""
+    if isinstance(value, Mapping):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def json_text(value, indent: int | None = None) -> str:
+    """Strict JSON (RFC 8259): non-finite floats as ``null``, never a bare ``NaN`` or
+    ``Infinity``; anything else JSON cannot hold fails here rather than in a reader."""
+    return json.dumps(finite(value), indent=indent, allow_nan=False)
 
 
 def _fmt(value: float | None) -> str:
@@ -123,39 +155,73 @@ def _training_lines(training: dict) -> list[str]:
     return [*lines, ""]
 
 
+def judge_figures(checkpoints: Path) -> dict[str, Path]:
+    """The judge stages' figures there are: name in the report folder -> the stage's file."""
+    found = {
+        name: Path(checkpoints) / STAGE_DIRS[stage] / source
+        for name, (_, stage, source) in JUDGE_FIGURES.items()
+    }
+    return {name: path for name, path in found.items() if path.is_file()}
+
+
 def copy_judge_figures(checkpoints: Path, out_dir: Path) -> list[str]:
     """Copy the judge stages' figures into the report folder; returns the names copied. A
     figure its stage lacks is not shown (and an old copy of it is removed)."""
-    copied = []
-    for name, (_, stage, source) in JUDGE_FIGURES.items():
-        path = Path(checkpoints) / STAGE_DIRS[stage] / source
-        if path.is_file():
-            write_bytes(out_dir / name, path.read_bytes())
-            copied.append(name)
+    figures = judge_figures(checkpoints)
+    for name in JUDGE_FIGURES:
+        if name in figures:
+            write_bytes(out_dir / name, figures[name].read_bytes())
         else:
             (out_dir / name).unlink(missing_ok=True)
-    return copied
+    return list(figures)
 
 
 def _judge_lines(judges: dict, figures: Sequence[str] = ()) -> list[str]:
+    """The judges' held-out table and figures; a judge without a checkpoint (its
+    ``missing_checkpoint``) has no value, and a line under the table says which columns of the
+    tables above it left empty."""
     if not judges:
         return []
     shown = [f"![{JUDGE_FIGURES[name][0]}]({name})" for name in JUDGE_FIGURES if name in figures]
     classifier, expert = judges["emotion_classifier"], judges["sync_expert"]
+
+    def value(judge: dict, key: str) -> str:
+        return "not used (no checkpoint)" if judge.get("missing_checkpoint") else _fmt(judge[key])
+
+    def clips(judge: dict) -> str:
+        return "-" if judge.get("heldout_clips") is None else str(judge["heldout_clips"])
+
+    unused = {s: judges[STAGE_DIRS[s]].get("missing_checkpoint") for s in PIPELINE_JUDGES}
+    missing = [f"**Not used**: {missing_judge_note(s, p)}." for s, p in unused.items() if p]
     return [
         "## Judges (held-out)",
         "",
         "| judge | held-out metric | value | clips | chance |",
         "|---|---|---|---|---|",
         f"| emotion classifier (MEAD test speakers) | accuracy | "
-        f"{_fmt(classifier['heldout_accuracy'])} | {classifier['heldout_clips']} | "
+        f"{value(classifier, 'heldout_accuracy')} | {clips(classifier)} | "
         f"{_fmt(classifier['chance'])} |",
         f"| sync expert (LRW val) | audio offset accuracy | "
-        f"{_fmt(expert['heldout_offset_accuracy'])} | {expert['heldout_clips']} | "
+        f"{value(expert, 'heldout_offset_accuracy')} | {clips(expert)} | "
         f"{_fmt(expert['chance'])} |",
         "",
+        *[line for note in missing for line in (note, "")],
         *[line for figure in shown for line in (figure, "")],
     ]
+
+
+def without_missing_judges(judges: dict, missing: Mapping[str, Path]) -> dict:
+    """``judges`` (``eamm.evidence.judge_summary``) with the held-out numbers of each judge
+    without a checkpoint (``missing``: stage -> the file looked for) left out: its stage
+    folder's metrics.json describes a network this evaluation did not use. The file is kept
+    as ``missing_checkpoint``, for the report to say so."""
+    out = dict(judges)
+    for stage, path in missing.items():
+        name = STAGE_DIRS[stage]
+        kept = {"chance": judges[name]["chance"]} if "chance" in judges.get(name, {}) else {}
+        out[name] = {key: None for key in judges.get(name, {})} | kept
+        out[name]["missing_checkpoint"] = str(path)
+    return out
 
 
 def run_protocol(params: EvaluateParams, generate: GenerateParams) -> dict:
@@ -295,10 +361,10 @@ def markdown(
         "",
         *_protocol_lines(protocol),
         "```json",
-        json.dumps(protocol, indent=2),
+        json_text(protocol, indent=2),
         "```",
         "",
-        f"Checkpoints: {json.dumps(models)}",
+        f"Checkpoints: {json_text(models)}",
         "",
     ]
     for dataset, variants in table.items():
@@ -345,7 +411,8 @@ def markdown(
     return "\n".join(lines)
 
 
-def plot_metrics(metrics: dict, path: Path) -> None:
+def metrics_png(metrics: dict) -> bytes:
+    """The bar charts of every scored metric, per dataset and variant (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -370,14 +437,15 @@ def plot_metrics(metrics: dict, path: Path) -> None:
             ax.set_title(f"{dataset} {metric} ({DIRECTION[metric]} better)", fontsize=9)
             ax.tick_params(axis="x", labelsize=6, rotation=30)
     fig.tight_layout()
-    with replacing(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
+    png = io.BytesIO()
+    fig.savefig(png, dpi=90, format="png")
     plt.close(fig)
+    return png.getvalue()
 
 
-def contact_sheet(stills: dict, path: Path) -> None:
+def contact_sheet_png(stills: dict) -> bytes:
     """One row per emotion class (or dataset): the source frame, then the middle frame of the
-    ground truth, the FOMM reconstruction and the two generated variants."""
+    ground truth, the FOMM reconstruction and the two generated variants (PNG)."""
     import cv2
     from PIL import Image
 
@@ -397,23 +465,86 @@ def contact_sheet(stills: dict, path: Path) -> None:
     header = np.full((24, rows[0].shape[1], 3), 255, np.uint8)
     for i, col in enumerate(columns):
         cv2.putText(header, col, (114 + 128 * i, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1)
-    with replacing(path) as tmp:
-        Image.fromarray(np.concatenate([header, *rows], axis=0)).save(tmp, format="PNG")
+    png = io.BytesIO()
+    Image.fromarray(np.concatenate([header, *rows], axis=0)).save(png, format="PNG")
+    return png.getvalue()
+
+
+class ReportWriteError(EammError, OSError):
+    """A report file could not be written (full disk, I/O error); the previous report is
+    intact. An ``OSError`` too, for callers that catch those."""
+
+
+def remove_leftovers(out_dir: Path) -> None:
+    """The staged report files of a run on ``out_dir`` that was killed before it could remove
+    them (one evaluation per folder at a time: call it holding the folder's lock)."""
+    for name in REPORT_FILES:
+        for found in leftovers(Path(out_dir) / name):
+            found.unlink(missing_ok=True)
+
+
+def replace_report(out_dir: Path, files: Mapping[str, bytes], remove: Sequence[str] = ()) -> None:
+    """``files`` (name -> bytes) in ``out_dir`` as one set: each is staged beside its final
+    name, then all are flushed and renamed together (``eamm.atomic.replacing_all``), and only
+    then the ``remove`` names (files of an earlier report this one has not) are deleted. A full
+    disk or any other write error leaves every file of the previous report as it was, no staged
+    file behind, and is one line naming the file being written and the reason."""
+    out_dir = Path(out_dir)
+    paths = {name: out_dir / name for name in files}
+    writing = out_dir
+    try:
+        with replacing_all(paths) as staged:
+            for name, data in files.items():
+                writing = paths[name]
+                staged[name].write_bytes(data)
+            writing = out_dir
+        for name in remove:
+            writing = out_dir / name
+            writing.unlink(missing_ok=True)
+    except OSError as err:
+        reason = err.strerror or str(err) or type(err).__name__
+        if writing == out_dir:  # flushing or renaming the staged files
+            raise ReportWriteError(f"{out_dir}: cannot replace the report: {reason}") from err
+        if writing.name in remove:
+            raise ReportWriteError(f"{writing}: cannot remove an old figure: {reason}") from err
+        kept = (
+            f"the previous report in {out_dir} is kept"
+            if any(path.exists() for path in paths.values())
+            else "nothing was written"
+        )
+        raise ReportWriteError(f"{writing}: cannot write the report: {reason} ({kept})") from err
 
 
 def write_report(
     metrics: dict,
+    clip_scores: list[dict],
     stills: dict,
     protocol: dict,
     models: dict,
     out_dir: Path,
     checkpoints: Path | None = None,
 ) -> Path:
-    """The report in ``out_dir``, with the judges' figures from ``checkpoints`` when given."""
+    """The report in ``out_dir``: ``metrics.json``, the per-clip ``clip_scores.json`` (strict
+    JSON, null for no value), the plots, the judges' figures from ``checkpoints`` when given
+    (not of a judge ``without_missing_judges`` marked missing) and ``evaluation.md``, replaced
+    together (``replace_report``): all from this run, or, if writing fails, all as before."""
+    judges = metrics.get("judges", {})
+    figures = {
+        name: path
+        for name, path in (judge_figures(checkpoints) if checkpoints is not None else {}).items()
+        if not judges.get(STAGE_DIRS[JUDGE_FIGURES[name][1]], {}).get("missing_checkpoint")
+    }
+    files = {
+        "metrics.json": json_text(metrics, indent=2) + "\n",
+        "clip_scores.json": json_text(clip_scores, indent=1),
+        "metrics.png": metrics_png(metrics),
+        "contact_sheet.png": contact_sheet_png(stills),
+        **{name: path.read_bytes() for name, path in figures.items()},
+        "evaluation.md": markdown(metrics, protocol, models, judge_figures=list(figures)),
+    }
+    encoded = {
+        name: data.encode() if isinstance(data, str) else data for name, data in files.items()
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_metrics(metrics, out_dir / "metrics.png")
-    contact_sheet(stills, out_dir / "contact_sheet.png")
-    figures = copy_judge_figures(checkpoints, out_dir) if checkpoints is not None else []
-    report = out_dir / "evaluation.md"
-    write_text(report, markdown(metrics, protocol, models, judge_figures=figures))
-    return report
+    replace_report(out_dir, encoded, remove=[name for name in JUDGE_FIGURES if name not in files])
+    return out_dir / "evaluation.md"

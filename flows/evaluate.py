@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 
 import yaml
@@ -10,13 +10,20 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
-from eamm.atomic import write_text
 from eamm.checkpoint import file_fingerprint
 from eamm.config import GenerateParams, load_section
 from eamm.evaluate import add_set_scores, aggregate
 from eamm.evidence import judge_summary, training_summary
 from eamm.folder_lock import folder_lock
-from eamm.report import markdown, run_protocol, write_report
+from eamm.judges.scoring import missing_judge_note, missing_judges
+from eamm.report import (
+    finite,
+    markdown,
+    remove_leftovers,
+    run_protocol,
+    without_missing_judges,
+    write_report,
+)
 from eamm.stages import GENERATION_STAGES, JUDGES, STAGE_DIRS, checkpoint_path
 from eamm.train.recipe import resolve_evaluate
 from tasks.evaluate import evaluate_dataset
@@ -29,14 +36,18 @@ def evaluate_flow(
     checkpoints: str = "models",
     out_dir: str = "reports",
 ) -> dict:
-    """metrics.json, clip_scores.json and the report in ``out_dir``; one evaluation per folder
-    at a time (its lock)."""
+    """metrics.json, clip_scores.json and the report in ``out_dir``, replaced as one set (all
+    from this run or, if writing fails, all as before); one evaluation per folder at a time
+    (its lock). A judge without a checkpoint leaves its columns empty: a ``note:`` line on
+    stderr says so, as ``eamm generate`` prints its notes, and so does the report."""
     with folder_lock(out_dir, "evaluation"):
+        remove_leftovers(Path(out_dir))  # staged files of a killed run
         return _evaluate(params_path, data_root, checkpoints, Path(out_dir))
 
 
 def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> dict:
     params = resolve_evaluate(params_path)
+    missing = missing_judges(checkpoints)
     generate = load_section(params_path, "generate", GenerateParams)
     model = yaml.safe_load(Path(params_path).read_text()).get("model", {})
     scores, stills, fid = [], {}, {}
@@ -52,14 +63,18 @@ def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> 
     paths = {stage: checkpoint_path(checkpoints, stage) for stage in (*GENERATION_STAGES, *JUDGES)}
     models = {STAGE_DIRS[s]: file_fingerprint(p) for s, p in paths.items() if p.is_file()}
     protocol = run_protocol(params, generate)
-    metrics = {
-        **table,
-        "judges": judge_summary(Path(checkpoints), params.resolved().vshift),
-        "training": training_summary(Path(checkpoints)),
-    }
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    write_text(out / "clip_scores.json", json.dumps([s.__dict__ for s in scores], indent=1))
-    write_report(metrics, stills, protocol, models, out, checkpoints=Path(checkpoints))
+    judges = judge_summary(Path(checkpoints), params.resolved().vshift)
+    metrics = finite(  # as metrics.json holds it: null, not NaN
+        {
+            **table,
+            "judges": without_missing_judges(judges, missing),
+            "training": training_summary(Path(checkpoints)),
+        }
+    )
+    clip_scores = [s.__dict__ for s in scores]
+    write_report(metrics, clip_scores, stills, protocol, models, out, Path(checkpoints))
+    for stage, path in missing.items():
+        print(f"note: {missing_judge_note(stage, path)}", file=sys.stderr)
     create_markdown_artifact(
         key="evaluation",
         markdown=markdown(metrics, protocol, models),

@@ -9,6 +9,7 @@ from prefect.logging import get_run_logger
 
 from eamm.config import TrainerParams, load_section
 from eamm.folder_lock import folder_lock
+from eamm.tensors import pick_device
 from eamm.train.run import launch_distributed, run_stage, stage_dir, world_size
 
 
@@ -19,7 +20,9 @@ def train_stage_task(
     """In-process on one device; through torchrun (DDP) when several processes are asked for
     or several GPUs are visible. One training of a stage at a time (the folder's lock)."""
     logger = get_run_logger()
-    processes = world_size(load_section(params_path, "trainer", TrainerParams))
+    trainer = load_section(params_path, "trainer", TrainerParams)
+    pick_device(trainer.device, "trainer.device")  # one line here, not one per torchrun rank
+    processes = world_size(trainer)
     out = stage_dir(models_root, stage)
     with folder_lock(out, f"training of {stage}"):
         if processes == 1:

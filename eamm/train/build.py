@@ -4,13 +4,13 @@ checkpoints, manifests and the stage's loss function."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from eamm.checkpoint import file_fingerprint, load_checkpoint
+from eamm.checkpoint import check_lineage, file_fingerprint, load_checkpoint
 from eamm.clips import Clip, load_clips
 from eamm.config import StageParams, TrainerParams
 from eamm.errors import EammError
@@ -67,11 +67,18 @@ class StageInputs:
     vgg_source: str = ""
     judge_sizes: dict | None = None
     given_clips: list[Clip] | None = None
+    # Where the upstream checkpoints were read from, and the ``model`` section (the errors
+    # name the file and the sizes that differ)
+    upstream_paths: dict[str, Path] = field(default_factory=dict)
+    model: dict | None = None
 
     def clips(self, min_frames: int) -> list[Clip]:
-        """The training clips with at least ``min_frames`` frames; EammError when none."""
+        """The training clips with at least ``min_frames`` frames; EammError when none, or
+        when the batch is larger than the samples they hold (``check_batch_size``)."""
         if self.given_clips is None:
-            return _clips(self.manifests, self.params, min_frames, self.spec.name)
+            clips = _clips(self.manifests, self.params, min_frames, self.spec.name)
+            check_batch_size(self.spec.name, self.params.batch_size, clips, self.manifests)
+            return clips
         clips = [c for c in self.given_clips if c.num_frames >= min_frames]
         if not clips:
             raise EammError(f"no given clips with >= {min_frames} frames")
@@ -180,12 +187,32 @@ def manifest_paths(data_root: Path, datasets: list[str]) -> list[Path]:
 def combined_fingerprint(manifests: list[Path], checkpoints: list[Path]) -> str:
     """What a stage learns from: its manifests' content (timing columns aside) and the bytes
     of the upstream checkpoints it starts from."""
+    return _combined(manifests, [file_fingerprint(path) for path in checkpoints])
+
+
+def _combined(manifests: list[Path], checkpoint_fingerprints: list[str]) -> str:
     digest = hashlib.blake2b(digest_size=16)
     for path in manifests:
         digest.update(content_fingerprint(path).encode())
-    for path in checkpoints:
-        digest.update(file_fingerprint(path).encode())
+    for fingerprint in checkpoint_fingerprints:
+        digest.update(fingerprint.encode())
     return digest.hexdigest()
+
+
+def check_batch_size(stage: str, batch_size: int, clips: list[Clip], manifests: list[Path]) -> None:
+    """Refuse a batch larger than every frame of the training clips: samples (a frame pair,
+    a window, a few frames of one clip) are drawn with replacement, so such a batch only
+    repeats them, and it can take the machine's memory before the first step (5000 FOMM pairs
+    at 64 px: 24 GB). A batch above the clip count is fine (the tests' one-clip stages with
+    batch 2: other frames of the clip); ``in_steps`` refuses an epoch without a full batch."""
+    frames = sum(c.num_frames for c in clips)
+    if batch_size > frames:
+        where = ", ".join(str(p) for p in manifests)
+        raise EammError(
+            f"params: {stage}.batch_size {batch_size} is more than the {frames} frames of the "
+            f"{len(clips)} training clip(s) in {where}: a batch would only repeat samples "
+            f"(drawn with replacement); lower {stage}.batch_size"
+        )
 
 
 def _clips(paths: list[Path], params: StageParams, min_frames: int, stage: str) -> list[Clip]:
@@ -203,23 +230,87 @@ def _clips(paths: list[Path], params: StageParams, min_frames: int, stage: str) 
     return clips
 
 
-def _optimizer_state(checkpoint: dict, name: str) -> dict:
-    state = checkpoint.get("optimizers", {}).get(name)
+def _optimizer_state(inputs: StageInputs, upstream: str, name: str) -> dict:
+    checkpoint = inputs.upstream[upstream]
+    optimizers = checkpoint.get("optimizers")
+    state = optimizers.get(name) if isinstance(optimizers, dict) else None
     if state is None:
+        where = inputs.upstream_paths.get(upstream, f"checkpoint of stage {upstream}")
         raise EammError(
-            f"checkpoint of stage {checkpoint['stage']} has no '{name}' optimiser state to "
-            "continue: set finetune_a2fd.resume_optimizer: false to start a fresh Adam"
+            f"{where}: checkpoint of stage {checkpoint.get('stage')} has no '{name}' optimiser "
+            "state to continue: set finetune_a2fd.resume_optimizer: false to start a fresh Adam"
         )
     return state
 
 
-def _load(nets: dict, checkpoint: dict | None, names: tuple[str, ...]) -> None:
+def _load(nets: dict, inputs: StageInputs, upstream: str, names: tuple[str, ...]) -> None:
+    """Load ``names`` from the ``upstream`` stage's checkpoint into ``nets``; EammError naming
+    the file when it lacks one or holds networks of other sizes."""
+    checkpoint = inputs.upstream[upstream]
     if checkpoint is None:  # timing: the upstream's random weights cost the same
         return
+    where = inputs.upstream_paths.get(upstream, f"checkpoint of stage {upstream}")
+    models = checkpoint.get("models")
     for name in names:
-        if name not in checkpoint["models"]:
-            raise EammError(f"checkpoint of stage {checkpoint['stage']} has no '{name}'")
-        nets[name].load_state_dict(checkpoint["models"][name])
+        if not isinstance(models, dict) or name not in models:
+            raise EammError(
+                f"{where}: checkpoint of stage {checkpoint.get('stage')} has no '{name}'"
+            )
+        try:
+            nets[name].load_state_dict(models[name])
+        except (RuntimeError, ValueError, TypeError) as err:
+            raise EammError(
+                f"{where}: its {name} has other sizes than these params build "
+                f"({_size_difference(checkpoint, inputs.model, name, err)}): train {upstream} "
+                "again with these params, or use the params it was trained with"
+            ) from None
+
+
+def _flat(value, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        return {
+            k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()
+        }
+    return {prefix.rstrip("."): value}
+
+
+# The sections of a size profile each network is built from (``build_networks``).
+NETWORK_SECTIONS = {
+    "kp_detector": ("common", "kp_detector"),
+    "generator": ("common", "generator"),
+    "audio_feature": ("audio",),
+    "kp_detector_a": ("common", "audio_head"),
+}
+
+
+def _size_difference(checkpoint: dict, model: dict | None, name: str, err: Exception) -> str:
+    """What differs between the model section the checkpoint was trained with and ``model``:
+    the profile, or the sizes ``name`` is built from (else any size), else torch's first
+    mismatch."""
+    recorded = checkpoint.get("params")
+    theirs = recorded.get("model") if isinstance(recorded, dict) else None
+    if isinstance(theirs, dict) and model is not None:
+        if theirs.get("profile") != model.get("profile"):
+            return (
+                f"model.profile: '{theirs.get('profile')}' in that checkpoint, "
+                f"'{model.get('profile')}' in the params"
+            )
+        try:
+            old, new = _flat(profile(theirs)), _flat(profile(model))
+        except (EammError, KeyError, TypeError):
+            old, new = {}, {}
+        keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+        own = [k for k in keys if k.split(".")[0] in NETWORK_SECTIONS.get(name, ())]
+        keys = own or keys
+        if keys:
+            shown = "; ".join(
+                f"model.profiles.{model['profile']}.{k}: {old.get(k)} in that checkpoint, "
+                f"{new.get(k)} in the params"
+                for k in keys[:3]
+            )
+            return shown + (f"; {len(keys) - 3} more" if len(keys) > 3 else "")
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[1] if len(lines) > 1 else (lines[0] if lines else type(err).__name__)
 
 
 def build_stage(
@@ -246,20 +337,29 @@ def build_stage(
     torch.manual_seed(trainer.seed)  # the same initial weights on every run of the stage
     paths = manifest_paths(data_root, params.datasets)
     checkpoints = {u: checkpoint_path(models_root, u) for u in spec.upstream}
-    # What the stage learns from: its manifests and the upstream checkpoints it starts from.
-    fingerprint = combined_fingerprint(paths, list(checkpoints.values()))
+    # What the stage learns from: its manifests and the upstream checkpoints it starts from
+    # (each recorded in its checkpoint as ``upstream``, the lineage generation checks).
+    upstream = {u: file_fingerprint(path) for u, path in checkpoints.items()}
+    fingerprint = _combined(paths, list(upstream.values()))
+    loaded = {u: load_checkpoint(path) for u, path in checkpoints.items()}
+    # an upstream trained from another run's checkpoint than the one beside it: refused
+    check_lineage([(checkpoints[u], state) for u, state in loaded.items()], checkpoints)
     inputs = StageInputs(
         spec,
         params,
         profile(model),
         trainer,
         paths,
-        {u: load_checkpoint(path) for u, path in checkpoints.items()},
+        loaded,
         vgg_path,
         vgg_source,
         judge_sizes,
+        upstream_paths=checkpoints,
+        model=model,
     )
-    return spec.build(inputs), fingerprint
+    stage = spec.build(inputs)
+    stage.upstream = upstream
+    return stage, fingerprint
 
 
 def build_for_timing(
@@ -327,7 +427,7 @@ def build_a2fd(inputs: StageInputs) -> Stage:
     """EAMM stage 1 (reference 3.2) and, with a ``train_a2fd`` upstream, its fine-tune
     (3.3): audio -> keypoints, then through FOMM's generator with the perceptual term."""
     nets, params = build_networks(inputs.sizes), inputs.params
-    _load(nets, inputs.upstream["train_fomm"], ("kp_detector",))
+    _load(nets, inputs, "train_fomm", ("kp_detector",))
     teacher = nets["kp_detector"]
     clips = inputs.clips(params.clip_len + 1)
     dataset = AudioWindows(
@@ -341,13 +441,13 @@ def build_a2fd(inputs: StageInputs) -> Stage:
     generator, perc, carried = None, None, {}
     if "train_a2fd" in inputs.spec.upstream:
         stage_one = inputs.upstream["train_a2fd"]
-        _load(nets, stage_one, ("audio_feature", "kp_detector_a"))
-        _load(nets, inputs.upstream["train_fomm"], ("generator",))
+        _load(nets, inputs, "train_a2fd", ("audio_feature", "kp_detector_a"))
+        _load(nets, inputs, "train_fomm", ("generator",))
         generator, perc = nets["generator"], inputs.perceptual()
         trainable["generator"] = generator
         groups["generator"] = ["generator"]
         if params.resume_optimizer and stage_one is not None:  # EAMM continues stage 1's Adam
-            carried = {"audio_feature": _optimizer_state(stage_one, "audio_feature")}
+            carried = {"audio_feature": _optimizer_state(inputs, "train_a2fd", "audio_feature")}
     loss = a2fd_losses(
         teacher,
         nets["audio_feature"],
@@ -372,8 +472,8 @@ def build_a2fd(inputs: StageInputs) -> Stage:
 def build_emotion(inputs: StageInputs) -> Stage:
     """EAMM stage 3 (reference 3.4): the emotion displacement of the chosen keypoints."""
     nets, params, trainer = build_networks(inputs.sizes), inputs.params, inputs.trainer
-    _load(nets, inputs.upstream["train_fomm"], ("kp_detector",))
-    _load(nets, inputs.upstream["finetune_a2fd"], ("audio_feature", "kp_detector_a"))
+    _load(nets, inputs, "train_fomm", ("kp_detector",))
+    _load(nets, inputs, "finetune_a2fd", ("audio_feature", "kp_detector_a"))
     teacher = nets["kp_detector"]
     clips = inputs.clips(params.clip_len + 1)
     dataset = EmotionWindows(

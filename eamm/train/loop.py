@@ -69,6 +69,9 @@ class Stage:
     # Optimiser states a fresh run continues from (an upstream stage's Adam moments and step
     # counts); learning rate and betas stay this stage's.
     initial_optimizers: dict[str, dict] = field(default_factory=dict)
+    # What it starts from: upstream stage name -> file_fingerprint of the checkpoint it loaded
+    # (empty for train_fomm and the judges); recorded in the checkpoint as ``upstream``.
+    upstream: dict[str, str] = field(default_factory=dict)
 
 
 def init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
@@ -192,6 +195,36 @@ def _final_sample(
             Image.fromarray(grid).save(tmp, format="PNG")
 
 
+def _why_not_resume(
+    state: dict | None,
+    stage: Stage,
+    params: StageParams,
+    settings: dict,
+    manifest_fingerprint: str,
+) -> str:
+    """Why ``state`` (the stage's checkpoint) must not be resumed, or "" when it may: a run past
+    this run's ``steps`` (its model is not this run's), other settings, other upstream
+    checkpoints (where the checkpoint records them: older ones do not, and the combined
+    fingerprint still covers theirs) or other data."""
+    if state is None:
+        return ""
+    step = state.get("step")
+    if isinstance(step, int) and step > params.steps:
+        return f"checkpoint is at step {step}, past {stage.name}.steps {params.steps}"
+    if _resume_key(state.get("params", {})) != _resume_key(settings):
+        return "trained with other settings or data"
+    recorded = state.get("upstream")
+    if isinstance(recorded, dict) and recorded != stage.upstream:
+        changed = sorted(set(recorded) ^ set(stage.upstream))
+        changed += sorted(
+            u for u in set(recorded) & set(stage.upstream) if recorded[u] != stage.upstream[u]
+        )
+        return f"trained from other upstream checkpoint(s) ({', '.join(changed)})"
+    if state.get("manifest_fingerprint") != manifest_fingerprint:
+        return "trained with other settings or data"
+    return ""
+
+
 def train_stage(
     stage: Stage,
     params: StageParams,
@@ -204,7 +237,7 @@ def train_stage(
     """Train ``stage`` for ``params.steps`` steps into ``out_dir``; returns the final metrics."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rank, world, device = init_distributed(pick_device(trainer.device))
+    rank, world, device = init_distributed(pick_device(trainer.device, "trainer.device"))
     seed_all(trainer.seed)
     nhwc = trainer.channels_last_cpu if device.type == "cpu" else trainer.channels_last
     memory_format = torch.channels_last if nhwc else None
@@ -234,11 +267,9 @@ def train_stage(
     history: list[dict] = []
     path = out / CHECKPOINT_NAME
     state = load_checkpoint(path, device) if resume and path.is_file() else None
-    if state is not None and (
-        _resume_key(state.get("params", {})) != _resume_key(settings)
-        or state.get("manifest_fingerprint") != manifest_fingerprint
-    ):
-        print(f"{path}: trained with other settings or data; starting {stage.name} afresh")
+    why = _why_not_resume(state, stage, params, settings, manifest_fingerprint)
+    if why:
+        print(f"{path}: {why}; starting {stage.name} afresh")
         state = None
         history = []
         shutil.rmtree(out / "dvclive", ignore_errors=True)
@@ -267,6 +298,7 @@ def train_stage(
                 "rng": rng_state(),
                 "params": settings,
                 "manifest_fingerprint": manifest_fingerprint,
+                "upstream": stage.upstream,
                 "history": history,
                 **stage.extra,
             },

@@ -18,6 +18,7 @@ import torch
 from eamm.config import TrainerParams, load_section, read_params
 from eamm.errors import EammError
 from eamm.stages import JUDGES, STAGE_DIRS, STAGES_BY_NAME
+from eamm.tensors import pick_device
 from eamm.train.build import build_stage
 from eamm.train.loop import train_stage
 from eamm.train.recipe import in_steps, resolve_stage
@@ -48,6 +49,7 @@ def run_stage(
     all_params = read_params(Path(params_path))
     resolved = resolve_stage(params_path, stage)
     trainer = load_section(params_path, "trainer", TrainerParams)
+    pick_device(trainer.device, "trainer.device")  # a bad device stops before the data loads
     judges = all_params.get("judges") if stage in JUDGES else None
     built, fingerprint = build_stage(
         stage, resolved.model, resolved.params, trainer, Path(data_root), Path(models_root), judges

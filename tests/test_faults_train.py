@@ -1,0 +1,273 @@
+"""Training's fault handling (faults a fault-injection run found, fixed): a killed or
+stopped and resumed stage writes a straight run's checkpoint bytes; a checkpoint past the
+stage's ``steps`` is not resumed; a batch larger than the data, an upstream checkpoint of
+other sizes, a torch file that is not a checkpoint, a bad device and a full disk each stop
+with one line naming the file or the parameter; checkpoints record their upstream
+checkpoints (``upstream``) and a stage started on other ones starts afresh.
+
+Tiny profile on the sample generator's clips (``tests/test_train.py``'s fixtures)."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from eamm.checkpoint import file_fingerprint, load_checkpoint, save_checkpoint
+from eamm.errors import EammError
+from eamm.models.build import build_networks, profile
+from eamm.stages import STAGE_DIRS
+from eamm.tensors import pick_device
+from eamm.train.build import build_stage
+from eamm.train.loop import train_stage
+from tests.test_train import (  # noqa: F401  (sample, data_root: fixtures)
+    JUDGE_SIZES,
+    MODEL,
+    TRAINER,
+    data_root,
+    sample,
+    stage_params,
+)
+
+pytestmark = pytest.mark.slow
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class Killed(Exception):
+    """Stands for kill -9 in the middle of a run (after a checkpoint, before the next)."""
+
+
+def train(
+    name: str,
+    data: Path,
+    models: Path,
+    steps: int,
+    kill_at: int | None = None,
+    trainer=TRAINER,
+    **overrides,
+) -> Path:
+    """``tests/test_train.py``'s ``run``; with ``kill_at`` the run dies when that step starts
+    (0-based), checkpoints written before it kept."""
+    params = stage_params(name, steps, **overrides)
+    stage, fingerprint = build_stage(name, MODEL, params, trainer, data, models, JUDGE_SIZES)
+    if kill_at is not None:
+        loss_fn = stage.loss_fn
+
+        def dying(batch, step):
+            if step == kill_at:
+                raise Killed(step)
+            return loss_fn(batch, step)
+
+        stage.loss_fn = dying
+    settings = {"model": MODEL, name: params.model_dump(), "trainer": trainer.model_dump()}
+    out = models / STAGE_DIRS[name]
+    train_stage(stage, params, trainer, out, fingerprint, settings)
+    return out / CHECKPOINT
+
+
+@pytest.fixture(scope="module")
+def fomm_runs(data_root, tmp_path_factory) -> dict[str, Path]:  # noqa: F811
+    """train_fomm for 4 steps straight; killed at step 3 (last checkpoint at 2) and run again;
+    stopped at 2 (``fresh2``: that run's checkpoint) and resumed to 4."""
+    root = tmp_path_factory.mktemp("fomm_runs")
+    runs = {"straight": train("train_fomm", data_root, root / "straight", 4)}
+    with pytest.raises(Killed):
+        train("train_fomm", data_root, root / "killed", 4, kill_at=3)
+    assert load_checkpoint(root / "killed" / "fomm" / CHECKPOINT)["step"] == 2
+    runs["killed"] = train("train_fomm", data_root, root / "killed", 4)
+    half = train("train_fomm", data_root, root / "stopped", 2)
+    runs["fresh2"] = root / "fresh2.pt"
+    shutil.copy(half, runs["fresh2"])
+    runs["stopped"] = train("train_fomm", data_root, root / "stopped", 4)
+    return runs
+
+
+def test_a_resumed_run_writes_the_straight_runs_bytes(fomm_runs):
+    """The resumed runs' Adam states hold the ``'step'`` key read back from the old checkpoint
+    (and their history its ``'loss/total'``): equal values, other string objects, which
+    pickle wrote as other bytes. DVC hashes the file, so the bytes must be the same."""
+    straight = fomm_runs["straight"].read_bytes()
+    for label in ("killed", "stopped"):
+        state = load_checkpoint(fomm_runs[label])
+        assert [h["step"] for h in state["history"]] == [1, 2, 3, 4]
+        assert fomm_runs[label].read_bytes() == straight, label
+
+
+def test_steps_below_the_checkpoint_start_afresh(fomm_runs, data_root, tmp_path, capsys):  # noqa: F811
+    """A 4-step checkpoint and ``steps: 2``: not resumed (it is not a 2-step model), one line
+    says why, and the result is a fresh 2-step run's file."""
+    (tmp_path / "fomm").mkdir()
+    shutil.copy(fomm_runs["straight"], tmp_path / "fomm" / CHECKPOINT)
+    capsys.readouterr()
+    path = train("train_fomm", data_root, tmp_path, 2)
+    out = capsys.readouterr().out
+    assert (
+        f"{path}: checkpoint is at step 4, past train_fomm.steps 2; starting train_fomm afresh"
+        in out
+    )
+    assert path.read_bytes() == fomm_runs["fresh2"].read_bytes()
+
+
+def test_a_batch_larger_than_the_training_samples_is_refused(data_root, tmp_path):  # noqa: F811
+    """Samples are drawn with replacement: 5000 of them from ~128 clips was accepted and the
+    process grew until the OOM killer took it, without a word. A batch above the clip count
+    but within their frames (the tests' one-clip stages, batch 2) still trains."""
+    params = stage_params("train_fomm", 2).model_copy(update={"batch_size": 5000})
+    with pytest.raises(EammError) as err:
+        build_stage("train_fomm", MODEL, params, TRAINER, data_root, tmp_path)
+    message = str(err.value)
+    assert message.startswith("params: train_fomm.batch_size 5000 is more than the ")
+    assert " frames of the 3 training clip(s) in " in message and "manifest.parquet" in message
+    assert "\n" not in message
+    params = stage_params("train_sync_expert", 2).model_copy(update={"batch_size": 3})  # 1 LRW clip
+    stage, _ = build_stage(
+        "train_sync_expert", MODEL, params, TRAINER, data_root, tmp_path, JUDGE_SIZES
+    )
+    assert len(stage.dataset) == 1
+
+
+def _other_fomm(path: Path, block_expansion: int) -> Path:
+    """A FOMM checkpoint of other sizes (keypoint detector width), as another params file
+    would have trained it."""
+    model = {**MODEL, "profiles": {k: dict(v) for k, v in MODEL["profiles"].items()}}
+    sizes = model["profiles"][MODEL["profile"]]
+    sizes["kp_detector"] = {**sizes["kp_detector"], "block_expansion": block_expansion}
+    nets = build_networks(profile(model))
+    payload = {
+        "stage": "train_fomm",
+        "step": 1,
+        "models": {k: nets[k].state_dict() for k in ("kp_detector", "generator")},
+        "params": {"model": model},
+    }
+    return save_checkpoint(payload, path)
+
+
+def test_an_upstream_checkpoint_of_other_sizes_is_named(data_root, tmp_path):  # noqa: F811
+    """Was: ``RuntimeError: Error(s) in loading state_dict`` and 6 KB of size mismatches."""
+    width = profile(MODEL)["kp_detector"]["block_expansion"]
+    path = _other_fomm(tmp_path / "fomm" / CHECKPOINT, 2 * width)
+    params = stage_params("train_a2fd", 2)
+    with pytest.raises(EammError) as err:
+        build_stage("train_a2fd", MODEL, params, TRAINER, data_root, tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: its kp_detector has other sizes than these params build")
+    assert (
+        f"model.profiles.{MODEL['profile']}.kp_detector.block_expansion: {2 * width} in that "
+        f"checkpoint, {width} in the params" in message
+    )
+    assert "\n" not in message and len(message) < 400
+
+
+def test_a_torch_file_holding_a_list_is_not_a_checkpoint(data_root, tmp_path):  # noqa: F811
+    """Was: ``AttributeError: 'list' object has no attribute 'get'``; the file stays."""
+    path = tmp_path / "fomm" / CHECKPOINT
+    path.parent.mkdir()
+    torch.save([1, 2, 3], path)
+    before = path.read_bytes()
+    with pytest.raises(EammError, match="not a checkpoint") as err:
+        train("train_fomm", data_root, tmp_path, 2)
+    assert str(err.value) == (
+        f"{path}: not a checkpoint (a torch.save file holding a list, not a checkpoint's dict)"
+    )
+    assert path.read_bytes() == before
+
+
+def test_a_bad_device_names_its_setting(data_root, tmp_path, monkeypatch):  # noqa: F811
+    """Was: ``RuntimeError: Invalid device string: 'gpu0'`` and, on a CPU-only torch,
+    ``AssertionError: Torch not compiled with CUDA enabled``."""
+    with pytest.raises(EammError, match=r"^params: trainer\.device 'gpu0' is not a device \("):
+        train(
+            "train_fomm",
+            data_root,
+            tmp_path,
+            2,
+            trainer=TRAINER.model_copy(update={"device": "gpu0"}),
+        )
+    with pytest.raises(EammError, match=r"^params: generate\.device 'gpu0' is not a device"):
+        pick_device("gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(EammError, match=r"^params: trainer\.device is 'cuda', but this machine"):
+        pick_device("cuda", "trainer.device")
+    assert pick_device("auto", "trainer.device") == torch.device("cpu")
+    assert pick_device("cpu") == torch.device("cpu")
+
+
+def test_a_full_disk_names_the_checkpoint_and_keeps_the_old_one(tmp_path, monkeypatch):
+    """Was: ``OSError: [Errno 28] No space left on device``, no path."""
+    path = save_checkpoint({"stage": "x", "step": 1}, tmp_path / "fomm" / CHECKPOINT)
+    before = path.read_bytes()
+
+    def full_disk(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("eamm.atomic.os.fsync", full_disk)
+    with pytest.raises(EammError) as err:
+        save_checkpoint({"stage": "x", "step": 2}, path)
+    assert isinstance(err.value, OSError)  # callers catching OSError still do
+    assert str(err.value) == (
+        f"{path}: cannot write the checkpoint: No space left on device "
+        "(the previous checkpoint is kept)"
+    )
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == [CHECKPOINT]
+
+
+def test_checkpoints_record_their_upstream_and_resume_only_on_it(
+    fomm_runs,
+    data_root,  # noqa: F811
+    tmp_path,
+    capsys,
+):
+    """``upstream``: upstream stage -> file_fingerprint of the checkpoint the stage loaded
+    (empty for FOMM). A stage whose recorded upstream differs starts afresh with one line; a
+    checkpoint from before the key (unknown upstream) still resumes."""
+    assert load_checkpoint(fomm_runs["straight"])["upstream"] == {}
+    fomm = tmp_path / "fomm" / CHECKPOINT
+    fomm.parent.mkdir()
+    shutil.copy(fomm_runs["fresh2"], fomm)
+    a2fd = train("train_a2fd", data_root, tmp_path, 1)
+    assert load_checkpoint(a2fd)["upstream"] == {"train_fomm": file_fingerprint(fomm)}
+    # a checkpoint written before ``upstream`` existed: resumed
+    old = load_checkpoint(a2fd)
+    del old["upstream"]
+    save_checkpoint(old, a2fd)
+    capsys.readouterr()
+    train("train_a2fd", data_root, tmp_path, 2)
+    assert "afresh" not in capsys.readouterr().out
+    state = load_checkpoint(a2fd)
+    assert [h["step"] for h in state["history"]] == [1, 2]
+    assert state["upstream"] == {"train_fomm": file_fingerprint(fomm)}
+    # another FOMM under it: not resumed, and the line says which upstream changed
+    shutil.copy(fomm_runs["straight"], fomm)
+    train("train_a2fd", data_root, tmp_path, 2)
+    out = capsys.readouterr().out
+    assert (
+        f"{a2fd}: trained from other upstream checkpoint(s) (train_fomm); "
+        "starting train_a2fd afresh" in out
+    )
+    assert load_checkpoint(a2fd)["upstream"] == {"train_fomm": file_fingerprint(fomm)}
+    # the judges start from no checkpoint
+    params = stage_params("train_sync_expert", 1)
+    stage, _ = build_stage(
+        "train_sync_expert", MODEL, params, TRAINER, data_root, tmp_path, JUDGE_SIZES
+    )
+    assert stage.upstream == {}
+
+
+def test_a_stage_refuses_upstreams_of_two_training_runs(fomm_runs, data_root, tmp_path):  # noqa: F811
+    """finetune_a2fd loads FOMM and stage 1; a stage 1 trained on another FOMM than the one
+    beside it was fine-tuned with exit 0 (a folder mixing two runs)."""
+    fomm = tmp_path / "fomm" / CHECKPOINT
+    fomm.parent.mkdir()
+    shutil.copy(fomm_runs["fresh2"], fomm)
+    a2fd = train("train_a2fd", data_root, tmp_path, 1)
+    shutil.copy(fomm_runs["straight"], fomm)  # another run's FOMM
+    params = stage_params("finetune_a2fd", 1)
+    with pytest.raises(EammError, match=rf"^{a2fd}: trained from another train_fomm checkpoint"):
+        build_stage("finetune_a2fd", MODEL, params, TRAINER, data_root, tmp_path, JUDGE_SIZES)
+    shutil.copy(fomm_runs["fresh2"], fomm)  # the one it was trained from: accepted
+    build_stage("finetune_a2fd", MODEL, params, TRAINER, data_root, tmp_path, JUDGE_SIZES)

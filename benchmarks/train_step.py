@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--profile {args.profile}: not in {sorted(model_cfg['profiles'])}")
     trainer = TrainerParams.model_validate(all_params.get("trainer", {}))
     trainer = trainer.model_copy(update={"seed": args.seed})
-    device = pick_device(args.device)
+    device = pick_device(args.device, "--device")
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)
     every, per_stage = parse_batches(args.batch)

@@ -6,8 +6,6 @@ and a contact sheet (PNG), readable without running anything."""
 from __future__ import annotations
 
 import io
-import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from eamm.evaluate import METRICS, SET_METRICS, VARIANTS
 from eamm.evidence import relations
 from eamm.judges.scoring import PIPELINE_JUDGES, missing_judge_note
 from eamm.stages import CONFUSION_PNG, OFFSETS_PNG, STAGE_DIRS
+from eamm.strict_json import json_text
 
 PUBLISHED = Path(__file__).resolve().parent / "metrics" / "published_mead.yaml"
 # What no protocol setting changes: the audio each judge and the generator read.
@@ -88,24 +87,6 @@ REPORT_FILES = (
     *JUDGE_FIGURES,
     "evaluation.md",
 )
-
-
-def finite(value):
-    """``value`` with every NaN or infinite float (NumPy's too) as None, which JSON writes as
-    ``null``; containers are copied (tuples become lists, as JSON has them)."""
-    if isinstance(value, Mapping):
-        return {key: finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(item) for item in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    return value
-
-
-def json_text(value, indent: int | None = None) -> str:
-    """Strict JSON (RFC 8259): non-finite floats as ``null``, never a bare ``NaN`` or
-    ``Infinity``; anything else JSON cannot hold fails here rather than in a reader."""
-    return json.dumps(finite(value), indent=indent, allow_nan=False)
 
 
 def _fmt(value: float | None) -> str:

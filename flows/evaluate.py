@@ -17,7 +17,6 @@ from eamm.evidence import judge_summary, training_summary
 from eamm.folder_lock import folder_lock
 from eamm.judges.scoring import missing_judge_note, missing_judges
 from eamm.report import (
-    finite,
     markdown,
     remove_leftovers,
     run_protocol,
@@ -25,6 +24,7 @@ from eamm.report import (
     write_report,
 )
 from eamm.stages import GENERATION_STAGES, JUDGES, STAGE_DIRS, checkpoint_path
+from eamm.strict_json import finite
 from eamm.train.recipe import resolve_evaluate
 from tasks.evaluate import evaluate_dataset
 

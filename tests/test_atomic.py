@@ -34,3 +34,19 @@ def test_writers_told_the_format_write_to_the_temporary_name(tmp_path):
     with replacing(path) as tmp:
         Image.new("RGB", (4, 4)).save(tmp, format="PNG")
     assert Image.open(path).size == (4, 4)
+
+
+def test_strict_json_writes_null_for_non_finite_numbers():
+    """A bare NaN (Python's default) is not JSON: strict readers reject the file."""
+    import json
+
+    import numpy as np
+
+    from eamm.strict_json import json_text
+
+    text = json_text({"a": float("nan"), "b": [np.float32("inf"), 1.5], "c": (2,)})
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {
+        "a": None,
+        "b": [None, 1.5],
+        "c": [2],
+    }

@@ -7,7 +7,6 @@ in train mode with autograd: slower, and their BatchNorm statistics drifted).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -32,6 +31,7 @@ from eamm.checkpoint import (
 )
 from eamm.config import StageParams, TrainerParams
 from eamm.stages import CHECKPOINT_NAME
+from eamm.strict_json import json_text
 from eamm.tensors import pick_device
 from eamm.train.datasets import SeededClips, StepBatchSampler
 
@@ -389,7 +389,7 @@ def train_stage(
         _save_plot(history, out / "loss.png")
         if stage.validate is not None:
             final.update(stage.validate(device, out))
-        write_text(out / "metrics.json", json.dumps(final, indent=2) + "\n")
+        write_text(out / "metrics.json", json_text(final, indent=2) + "\n")
     if world > 1:
         import torch.distributed as dist
 

@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -199,7 +200,8 @@ class PreprocessRunParams(Strict):
     # threads | processes | a Dask scheduler address (tcp://host:8786, needs the [dask] extra)
     runner: str = "threads"
     workers: int | None = Field(None, ge=1)  # None: one per CPU core
-    batch_size: dict[str, int] = {"mead": 4, "lrw": 16}
+    # clips per task, per dataset (0 started empty tasks without end)
+    batch_size: dict[str, PositiveInt] = {"mead": 4, "lrw": 16}
     # How a clip's raw files are judged unchanged for reuse: size and mtime (no reads), or a
     # content hash of the files (and every reused output member), for stores that keep mtimes
     # across rewrites (docs/operations.md has the cost per GB).

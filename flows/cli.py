@@ -218,7 +218,7 @@ def preprocess(
     out: Path = typer.Option(..., "--out", help="processed dataset folder"),
     raw: Path | None = typer.Option(None, help="raw folder (default: the index's root)"),
     index_path: Path | None = typer.Option(None, "--index", help="index from `eamm index`"),
-    workers: int | None = typer.Option(None, help="parallel workers (default: CPU cores)"),
+    workers: int | None = typer.Option(None, min=1, help="parallel workers (default: CPU cores)"),
     runner: str | None = typer.Option(None, help="threads, processes or a Dask address"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
     summary_path: Path | None = typer.Option(None, "--summary", help="summary JSON (metrics)"),

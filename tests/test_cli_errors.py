@@ -154,6 +154,19 @@ def test_flow_params_are_checked_before_the_server_starts(tmp_path: Path) -> Non
     assert seconds < 5
 
 
+def test_a_zero_batch_for_one_dataset_is_refused_before_the_server_starts(tmp_path):
+    """``batch_size: {lrw: 0}`` started empty tasks without end (14,462 in two minutes)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["preprocess_run"]["batch_size"] = {"mead": 4, "lrw": 0}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result, seconds = eamm("preprocess", "lrw", "--out", "out", cwd=tmp_path)
+    assert_one_line_error(result, "params.yaml", "preprocess_run.batch_size.lrw")
+    assert TEMPORARY_SERVER not in result.stderr and seconds < 5
+    negative, _ = eamm("preprocess", "lrw", "--out", "out", "--workers", "-1", cwd=tmp_path)
+    assert negative.returncode == 2 and "Invalid value for '--workers'" in negative.stderr
+    assert TEMPORARY_SERVER not in negative.stderr
+
+
 @pytest.mark.parametrize(
     ("key", "value", "reason"),
     [

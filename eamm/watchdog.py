@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -52,6 +53,22 @@ def watch(parent: int, child: int, marker: str) -> None:
             stop(child, marker)
             return
         time.sleep(POLL_S)
+
+
+def exit_with_parent() -> threading.Thread:
+    """In a worker process: a daemon thread that ends the process once its parent is gone. A
+    process-pool worker of a flow killed with SIGKILL was reparented to init and went on with
+    its tasks for minutes (its results lost); the next run redoes their clips anyway."""
+    parent = os.getppid()
+
+    def poll() -> None:
+        while os.getppid() == parent:
+            time.sleep(POLL_S)
+        os._exit(1)  # no cleanup to run: the flow that would collect its results is gone
+
+    thread = threading.Thread(target=poll, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
 
 
 def spawn(child: int, marker: str) -> subprocess.Popen:

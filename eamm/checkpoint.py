@@ -189,13 +189,18 @@ def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     return getattr(module, "module", module)
 
 
-def check_lineage(loaded: list[tuple[Path, dict]], files: dict[str, Path]) -> None:
+def check_lineage(
+    loaded: list[tuple[Path, dict]],
+    files: dict[str, Path],
+    known: dict[str, str] | None = None,
+) -> None:
     """Refuse checkpoints of different training runs used together: each records the upstream
     checkpoints it was trained from (``upstream``: stage -> file fingerprint), and ``files``
     says where those stages' checkpoints are now (one missing there is not checked). A folder
     whose FOMM was another run's rendered another face with exit 0. Checkpoints without the
-    record (older, imported) are not checked."""
-    fingerprints: dict[str, str] = {}
+    record (older, imported) are not checked. ``known``: fingerprints of ``files`` the caller
+    has already taken (a reference checkpoint is hundreds of MB: hashed once)."""
+    fingerprints = dict(known or {})
     for path, state in loaded:
         for upstream, recorded in (state.get("upstream") or {}).items():
             found = files.get(upstream)

@@ -343,7 +343,9 @@ def build_stage(
     fingerprint = _combined(paths, list(upstream.values()))
     loaded = {u: load_checkpoint(path) for u, path in checkpoints.items()}
     # an upstream trained from another run's checkpoint than the one beside it: refused
-    check_lineage([(checkpoints[u], state) for u, state in loaded.items()], checkpoints)
+    check_lineage(
+        [(checkpoints[u], state) for u, state in loaded.items()], checkpoints, known=upstream
+    )
     inputs = StageInputs(
         spec,
         params,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -35,6 +35,14 @@ def leftovers(path: Path) -> list[Path]:
         for pattern in (f".{path.name}.*.partial*", f"..{path.name}.*.partial*")
         for found in path.parent.glob(pattern)
     ]
+
+
+def remove_leftovers(paths: Iterable[Path]) -> None:
+    """Remove the staged files a killed writer left beside any of ``paths`` (call it holding
+    the lock of their folder, so no living writer's files go)."""
+    for path in paths:
+        for found in leftovers(Path(path)):
+            found.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -260,6 +260,9 @@ class StageParams(Strict):
     # FOMM's pairs: mirror both frames / swap source and driving, each with p 0.5 (vox-256: on).
     hflip: bool = False
     time_flip: bool = False
+    # FOMM's pairs: probability that a MEAD pair's source is a frame of a neutral clip of the
+    # same speaker (ours; FOMM: 0, both frames from one clip). eamm.train.datasets.FommPairs
+    neutral_source: float = Field(0.0, ge=0, le=1)
     rotation: float = 30.0
     num_emotion_kp: int = 4
     classify: bool = True

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from eamm.atomic import leftovers, replacing_all
+from eamm.atomic import remove_leftovers, replacing_all
 from eamm.audio import (
     end_pad_for_frames,
     fit_length,
@@ -257,6 +257,16 @@ def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
 
 
+def tracked_crops(
+    path: Path, max_frames: int, pp: PreprocessParams, face: FaceModels, backend: LandmarkBackend
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """(256 crop, its face mesh or None) per frame of a video, the mesh tracked from frame to
+    frame as in preprocessing."""
+    face.reset_tracking()
+    for crop in aligned_frames(path, 256, pp, face, backend, max_frames):
+        yield crop, face.track(crop)
+
+
 def pose_video_rows(
     path: Path,
     max_frames: int,
@@ -267,11 +277,10 @@ def pose_video_rows(
     """(head-pose rows, one per frame, how many frames had no face). A frame without a face
     keeps its place, interpolated as ``--pose`` rows with NaN are: dropping
     it would play the head motion early and then backwards."""
-    face.reset_tracking()
-    rows = []
-    for crop in aligned_frames(path, 256, pp, face, backend, max_frames):
-        mesh = face.track(crop)
-        rows.append(None if mesh is None else pose_row(mesh).astype(np.float32))
+    rows = [
+        None if mesh is None else pose_row(mesh).astype(np.float32)
+        for _, mesh in tracked_crops(path, max_frames, pp, face, backend)
+    ]
     found = [row for row in rows if row is not None]
     if not found:
         raise EammError(f"{path}: no face to estimate head pose from")
@@ -291,10 +300,9 @@ def emotion_frames(
     """(the emotion video's aligned frames that show a face, how many did not). The source is
     looped, so a frame without a face (the speaker turned away, a cut) is left out rather
     than fed to the emotion network as an empty crop."""
-    face.reset_tracking()
     kept, missing = [], 0
-    for crop in aligned_frames(path, 256, pp, face, backend, max_frames):
-        if face.track(crop) is None:
+    for crop, mesh in tracked_crops(path, max_frames, pp, face, backend):
+        if mesh is None:
             missing += 1
         else:
             kept.append(crop if size == 256 else resize_crop(crop, size))
@@ -609,7 +617,7 @@ def generate(
         )
     # one run per --out: a second stops at once; staged videos beside it are a killed run's
     with output_lock(out, "generation"):
-        remove_leftovers(out)
+        remove_leftovers(output_paths(out, emotion=True).values())
         return _generate(
             photo, audio, emotion_video, out, checkpoints, pose, pose_video, gp, pp, fallback_model
         )
@@ -624,13 +632,6 @@ def output_paths(out: Path, emotion: bool) -> dict[str, Path]:
         "neutral": out.with_name(f"{out.stem}_neutral{out.suffix}"),
         "compare": out.with_name(f"{out.stem}_compare{out.suffix}"),
     }
-
-
-def remove_leftovers(out: Path) -> None:
-    """The staged videos of a run on ``out`` that was killed before it could remove them."""
-    for path in output_paths(out, emotion=True).values():
-        for found in leftovers(path):
-            found.unlink(missing_ok=True)
 
 
 def _generate(

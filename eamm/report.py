@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from eamm.atomic import leftovers, replacing_all, write_bytes
+from eamm.atomic import replacing_all, write_bytes
 from eamm.config import EvaluateParams, GenerateParams
 from eamm.errors import EammError
 from eamm.evaluate import METRICS, SET_METRICS, VARIANTS
@@ -454,14 +454,6 @@ def contact_sheet_png(stills: dict) -> bytes:
 class ReportWriteError(EammError, OSError):
     """A report file could not be written (full disk, I/O error); the previous report is
     intact. An ``OSError`` too, for callers that catch those."""
-
-
-def remove_leftovers(out_dir: Path) -> None:
-    """The staged report files of a run on ``out_dir`` that was killed before it could remove
-    them (one evaluation per folder at a time: call it holding the folder's lock)."""
-    for name in REPORT_FILES:
-        for found in leftovers(Path(out_dir) / name):
-            found.unlink(missing_ok=True)
 
 
 def replace_report(out_dir: Path, files: Mapping[str, bytes], remove: Sequence[str] = ()) -> None:

@@ -27,6 +27,7 @@ from eamm.runtime import (
     load_settings,
     params_file,
     prefect_api_configured,
+    project_root,
 )
 from eamm.stages import DATASETS, manifest_path
 
@@ -95,6 +96,12 @@ def _check_params(path: Path, *sections: str) -> None:
     """Validate the params sections a flow reads now, not after it has started Prefect's server."""
     from eamm import config
 
+    if not path.is_file():  # the pipeline's commands read the project's params, not defaults
+        where = "" if path.is_absolute() else f" in {Path.cwd()}"
+        raise EammError(
+            f"{path}: params file not found{where} (--params); run it in the project folder "
+            "or pass --params FILE"
+        )
     models = {
         "sample_data": config.SampleDataParams,
         "datasets": config.DatasetsParams,
@@ -242,6 +249,7 @@ def preprocess(
         summary_path=str(summary_path) if summary_path else None,
         workers=workers,
         runner=runner,
+        runner_option="--runner",
     )
     console.print(
         f"{dataset.value}: {result['by_status']} (processed {result['processed']}, reused "
@@ -441,8 +449,21 @@ def manifest_validate(
 
 
 @app.command()
-def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")) -> None:
-    """Print where the pipeline's outputs are, with a short summary of each."""
+def summary(
+    root: Path | None = typer.Option(
+        None, help="pipeline data folder (default: data/ of the project the working folder is in)"
+    ),
+) -> None:
+    """Print where the pipeline's outputs are, with a short summary of each: those of the
+    project (the folder holding dvc.yaml) the working folder is in, from any folder below it."""
+    project = project_root()
+    root = root or project / "data"
+
+    here = Path.cwd().resolve()
+
+    def shown(path: Path) -> str:  # relative to the working folder where it is below it
+        return str(path.relative_to(here) if path.is_relative_to(here) else path)
+
     table = Table(title="eamm outputs")
     table.add_column("output")
     table.add_column("where")
@@ -465,13 +486,14 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
             splits = ", ".join(f"{k} {n}" for k, n in info["by_split"].items())
             table.add_row(
                 f"processed {dataset.upper()} + manifest",
-                str(manifest.parent),
+                shown(manifest.parent),
                 f"{status}; ok by split: {splits}; {info['frames']} frames at 25 fps",
             )
     from eamm.stages import STAGE_DIRS, checkpoint_path
 
     for name, stage in STAGE_DIRS.items():
-        metrics = checkpoint_path("models", name).with_name("metrics.json")
+        checkpoint = checkpoint_path(project / "models", name)
+        metrics = checkpoint.with_name("metrics.json")
         if metrics.is_file():
             info = json.loads(metrics.read_text())
             heldout = ", ".join(
@@ -485,19 +507,24 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
             }.get(name, "loss.png, samples.png")
             table.add_row(
                 f"checkpoint {stage}",
-                str(metrics.parent / "checkpoint.pt"),
+                shown(checkpoint),
                 f"step {info.get('step')}, loss {info.get('loss/total', 0):.4g}; "
                 + (f"held out: {heldout}; " if heldout else "")
-                + files,
+                + files
+                + (
+                    ""
+                    if checkpoint.is_file()
+                    else "; no checkpoint file: dvc pull, or dvc repro to train it"
+                ),
             )
-    demo = Path("outputs") / "demo"
+    demo = project / "outputs" / "demo"
     if (demo / "emotion.mp4").is_file():
         table.add_row(
             "generated videos",
-            str(demo),
+            shown(demo),
             "emotion.mp4, emotion_neutral.mp4, emotion_compare.mp4 (25 fps, audio)",
         )
-    metrics_file = Path("reports") / "metrics.json"
+    metrics_file = project / "reports" / "metrics.json"
     if metrics_file.is_file():
         from eamm.evidence import relations
         from eamm.report import dataset_tables
@@ -511,8 +538,15 @@ def summary(root: Path = typer.Option(Path("data"), help="pipeline data folder")
         ]
         checks = relations(table_data)
         parts.append(f"{sum(r.holds for r in checks)}/{len(checks)} relations hold")
-        table.add_row("evaluation report", "reports/evaluation.md", "; ".join(parts))
+        table.add_row(
+            "evaluation report", shown(metrics_file.with_name("evaluation.md")), "; ".join(parts)
+        )
     if not table.row_count:
+        if not (project / "dvc.yaml").is_file():
+            raise EammError(
+                f"{Path.cwd()}: not in an eamm project (no dvc.yaml here or above); run it in "
+                "the project folder or below it"
+            )
         raise EammError(f"{root}: no pipeline outputs yet; run `make demo` (dvc repro)")
     console.print(table)
 

@@ -10,6 +10,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
+from eamm.atomic import remove_leftovers
 from eamm.checkpoint import file_fingerprint
 from eamm.config import GenerateParams, load_section
 from eamm.evaluate import add_set_scores, aggregate
@@ -17,8 +18,8 @@ from eamm.evidence import judge_summary, training_summary
 from eamm.folder_lock import folder_lock
 from eamm.judges.scoring import missing_judge_note, missing_judges
 from eamm.report import (
+    REPORT_FILES,
     markdown,
-    remove_leftovers,
     run_protocol,
     without_missing_judges,
     write_report,
@@ -41,7 +42,8 @@ def evaluate_flow(
     (its lock). A judge without a checkpoint leaves its columns empty: a ``note:`` line on
     stderr says so, as ``eamm generate`` prints its notes, and so does the report."""
     with folder_lock(out_dir, "evaluation"):
-        remove_leftovers(Path(out_dir))  # staged files of a killed run
+        # staged files of a killed run
+        remove_leftovers(Path(out_dir) / name for name in REPORT_FILES)
         return _evaluate(params_path, data_root, checkpoints, Path(out_dir))
 
 

@@ -206,13 +206,16 @@ def run_preprocess(
     summary_path: str | None = None,
     workers: int | None = None,
     runner: str | None = None,
+    runner_option: str = "runner",
 ) -> dict:
     """Pick the task runner (CLI flags win over params) and run the flow; a folder another
-    run holds is refused before Prefect starts."""
+    run holds is refused before Prefect starts. ``runner_option`` names where ``runner``
+    came from (the CLI's ``--runner``, a deployment's parameter) in errors."""
     ensure_free(out)
     run = load_section(params_path, "preprocess_run", PreprocessRunParams)
     workers = workers or run.workers or default_workers()
-    task_runner = make_task_runner(runner or run.runner, workers)
+    named = runner_option if runner else f"preprocess_run.runner in {params_path}"
+    task_runner = make_task_runner(runner or run.runner, workers, named)
     configured = preprocess_flow.with_options(name=f"preprocess-{dataset}", task_runner=task_runner)
     return configured(
         dataset,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+from urllib.parse import urlsplit
 
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
@@ -14,6 +16,8 @@ from tasks.console import quiet_failure_tracebacks
 # Set on a machine or in a deployment's job variables, it wins over params.yaml and --runner: an
 # operator points every preprocess run there at a Dask cluster without editing tracked files.
 RUNNER_ENV = "EAMM_TASK_RUNNER"
+# How long a Dask scheduler may take to accept a connection before the run is refused.
+CONNECT_TIMEOUT_S = 5.0
 
 
 def default_workers() -> int:
@@ -27,9 +31,32 @@ def _process_worker() -> None:
     exit_with_parent()
 
 
-def make_task_runner(runner: str, workers: int | None = None):
+def check_scheduler(address: str, named: str) -> None:
+    """A Dask scheduler that does not answer is refused now, in one line naming where the
+    address came from: not after Dask's own 30 s timeout, with the run's index written."""
+    parts = urlsplit(address)
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise EammError(f"runner {address} ({named}): not a valid address") from None
+    if parts.scheme not in ("tcp", "tls") or not host or port is None:
+        return  # other transports (inproc, ucx) are Dask's to check
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as err:
+        reason = err.strerror or str(err) or type(err).__name__
+        raise EammError(
+            f"runner {address} ({named}): no Dask scheduler answers there ({reason})"
+        ) from None
+
+
+def make_task_runner(runner: str, workers: int | None = None, named: str = "runner"):
+    """The task runner ``runner`` names; ``named`` says where the setting came from (an option
+    or a params key), for the one-line error when it is wrong."""
     from_env = os.environ.get(RUNNER_ENV, "").strip()  # wins when set (non-empty)
     runner = from_env or runner
+    named = f"${RUNNER_ENV}" if from_env else named
     workers = workers or default_workers()
     if runner == "threads":
         return ThreadPoolTaskRunner(max_workers=workers)
@@ -42,6 +69,8 @@ def make_task_runner(runner: str, workers: int | None = None):
             raise EammError(
                 f"runner {runner}: Dask needs the [dask] extra (pip install -e '.[dask]')"
             ) from None
+        check_scheduler(runner, named)
         return DaskTaskRunner(address=runner)
-    source = f" (from ${RUNNER_ENV})" if from_env else ""
-    raise EammError(f"unknown runner '{runner}'{source}: use threads, processes or a Dask address")
+    raise EammError(
+        f"unknown runner '{runner}' ({named}): use threads, processes or a Dask address"
+    )

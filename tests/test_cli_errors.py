@@ -9,6 +9,7 @@ repository (no params.yaml, no models/ there).
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -99,6 +100,45 @@ def test_missing_params_file_is_one_line(tmp_path: Path) -> None:
         "preprocess-clip", "clip.mp4", "--out", "out", "--params", "nope.yaml", cwd=tmp_path
     )
     assert_one_line_error(result, "nope.yaml", "--params")
+
+
+def test_a_pipeline_command_outside_the_project_names_the_missing_params(tmp_path: Path) -> None:
+    """The dataset commands read the project's params (datasets, splits): outside it, one line
+    saying where it looked and what to do (was "cannot read params ([Errno 2] ...)")."""
+    result, _ = eamm("preprocess", "lrw", "--out", "out", cwd=tmp_path)
+    line = assert_one_line_error(result, "params.yaml", str(tmp_path), "--params")
+    assert "Errno" not in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_dask_scheduler_is_refused_before_anything_is_written(tmp_path: Path):
+    """``--runner tcp://...`` where nothing listens: one line naming --runner within seconds,
+    no index or output folder left (was: exit 1 after Dask's 30 s timeout, index written)."""
+    with socket.socket() as probe:  # a port nothing listens on: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        (tmp_path / "raw").mkdir()
+        result, seconds = eamm(
+            *("preprocess", "lrw", "--out", tmp_path / "out", "--raw", tmp_path / "raw"),
+            *("--params", ROOT / "params.yaml", "--runner", f"tcp://127.0.0.1:{port}"),
+            cwd=tmp_path,
+        )
+    assert_one_line_error(result, f"tcp://127.0.0.1:{port}", "--runner", "no Dask scheduler")
+    assert TEMPORARY_SERVER not in result.stderr
+    assert seconds < 20
+    assert not (tmp_path / "out").exists()
+
+
+def test_summary_outside_a_project_says_so(tmp_path: Path) -> None:
+    result, _ = eamm("summary", cwd=tmp_path)
+    assert_one_line_error(result, str(tmp_path), "not in an eamm project")
+
+
+def test_summary_from_a_folder_inside_the_project_shows_its_outputs() -> None:
+    """From docs/ the project's outputs are found (they were looked for under docs/data)."""
+    result, _ = eamm("summary", cwd=ROOT / "docs")
+    assert result.returncode == 0, result.stderr
+    assert "evaluation report" in result.stdout
 
 
 @pytest.mark.fixtures

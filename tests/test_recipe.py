@@ -495,6 +495,44 @@ def test_fomm_pairs_apply_vox256_flips_and_jitter(striped_clip):
     assert 5 <= reversed_ <= 30 and 5 <= mirrored <= 35
 
 
+def _plain_clip(folder: Path, speaker: str, emotion: str) -> Clip:
+    """8 frames of 32x32, all one grey with no column: no striped frame."""
+    folder.mkdir()
+    with VideoWriter(folder / "frames.mp4", 32, 32, 25, crf=0) as writer:
+        for _ in range(8):
+            writer.write(np.full((32, 32, 3), 120, np.uint8))
+    return Clip.from_folder(folder, 8, speaker, emotion, "mead")
+
+
+def test_fomm_pairs_take_the_source_from_the_speakers_neutral_clip(striped_clip, tmp_path):
+    """``neutral_source`` (ours): an expressive clip's source frame comes from a neutral clip
+    of the same speaker (the striped one), the driving frame from the clip itself; a clip with
+    no other neutral clip of its speaker keeps FOMM's pairs; at 0 every draw is FOMM's."""
+    happy = _plain_clip(tmp_path / "happy", "M030", "happy")
+    stranger = _plain_clip(tmp_path / "stranger", "W009", "sad")
+    clips = [happy, striped_clip, stranger]
+    fomm = FommPairs(clips, 32, hflip=False, time_flip=False, jitter=0.0)
+    unset = FommPairs(clips, 32, hflip=False, time_flip=False, jitter=0.0, neutral_source=0.0)
+    always = FommPairs(clips, 32, hflip=False, time_flip=False, jitter=0.0, neutral_source=1.0)
+    half = FommPairs(clips, 32, hflip=False, time_flip=False, jitter=0.0, neutral_source=0.5)
+
+    def striped(image: torch.Tensor) -> bool:
+        return bool(image.mean(dim=(0, 1)).max() - image.mean(dim=(0, 1)).min() > 0.3)
+
+    crossed = 0
+    for seed in range(40):
+        for index in range(3):
+            for key in ("source", "driving"):
+                assert torch.equal(unset[(index, seed)][key], fomm[(index, seed)][key])
+        item = always[(0, seed)]
+        assert striped(item["source"]) and not striped(item["driving"])
+        for index in (1, 2):  # the neutral clip itself, a speaker without a neutral clip
+            for key in ("source", "driving"):
+                assert torch.equal(always[(index, seed)][key], fomm[(index, seed)][key])
+        crossed += striped(half[(0, seed)]["source"])
+    assert 8 <= crossed <= 32
+
+
 @pytest.fixture(scope="module")
 def mouthed_clip(striped_clip, tmp_path_factory) -> Clip:
     """The striped clip with landmarks: frame i's mouth points span x 2i..2i+2, y 20..24."""

@@ -413,6 +413,7 @@ def build_fomm(inputs: StageInputs) -> Stage:
         params.time_flip,
         params.jitter,
         mouth=bool(weights.get("mouth", 0)),
+        neutral_source=params.neutral_source,
     )
     return Stage(
         inputs.spec.name,

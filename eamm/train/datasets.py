@@ -26,6 +26,15 @@ from eamm.smoothing import one_euro
 from eamm.tensors import to_tensor
 
 
+def neutral_clips(clips: list[Clip]) -> dict[str | None, list[Clip]]:
+    """Each speaker's neutral clips: where EAMM takes a MEAD sample's identity frame from."""
+    found: dict[str | None, list[Clip]] = defaultdict(list)
+    for clip in clips:
+        if clip.emotion == "neutral":
+            found[clip.speaker].append(clip)
+    return found
+
+
 class StepBatchSampler(Sampler[list[tuple[int, int]]]):
     """Batches of (clip index, item seed) for steps start..steps-1, a pure function of
     (seed, step): no epoch state to restore on resume. Under DDP the global batch is drawn the
@@ -102,7 +111,12 @@ class FommPairs(SeededClips):
     swapped, with ``hflip`` both are mirrored (each with p 0.5), then one colour jitter for
     the pair. With ``mouth`` the item also holds ``mouth``, the driving frame's mouth box
     (its landmarks 48-67 widened by ``MOUTH_PAD`` of the mouth's width) as a (1, H, W) mask,
-    flipped with the frames; the random draws are the same with it or without."""
+    flipped with the frames; the random draws are the same with it or without.
+
+    ``neutral_source`` (ours; FOMM: 0) is the probability that a MEAD pair's source frame is
+    instead a frame of a neutral clip of the same speaker (where EAMM takes the identity frame
+    from in stages 2-3 and at inference): within one clip an expression hardly changes, so
+    pairs from one clip never ask the keypoints to carry one."""
 
     MOUTH_PAD = 0.25
 
@@ -114,9 +128,12 @@ class FommPairs(SeededClips):
         time_flip: bool = True,
         jitter: float = 0.1,
         mouth: bool = False,
+        neutral_source: float = 0.0,
     ) -> None:
         super().__init__(clips, image_size)
         self.hflip, self.time_flip, self.jitter, self.mouth = hflip, time_flip, jitter, mouth
+        self.neutral_source = neutral_source
+        self.neutral = neutral_clips(clips) if neutral_source else {}
         self._mouths: dict[str, np.ndarray] = {}
 
     def _mouth_boxes(self, clip: Clip) -> np.ndarray:
@@ -144,6 +161,12 @@ class FommPairs(SeededClips):
         clip, rng = self._draw(item)
         picks = sorted(int(v) for v in rng.choice(clip.num_frames, 2, replace=True))
         frames = self._frames(clip, picks)
+        pool = [c for c in self.neutral.get(clip.speaker, []) if c is not clip]
+        if pool and rng.random() < self.neutral_source:  # no draw at 0: FOMM's pairs unchanged
+            source = pool[int(rng.integers(len(pool)))]
+            frames = np.stack(
+                [self._frames(source, [int(rng.integers(source.num_frames))])[0], frames[1]]
+            )
         if self.mouth:  # a fourth channel, so the flips move it with the frames
             frames = np.concatenate([frames, self._mouth_masks(clip, picks)], axis=-1)
         if self.time_flip:
@@ -204,10 +227,7 @@ class EmotionWindows(AudioWindows):
     ) -> None:
         super().__init__(clips, image_size, clip_len, jitter=0.0, smooth_pose=True)
         self.rotation = rotation
-        self.neutral: dict[str | None, list[Clip]] = defaultdict(list)
-        for clip in clips:
-            if clip.emotion == "neutral":
-                self.neutral[clip.speaker].append(clip)
+        self.neutral = neutral_clips(clips)
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         clip, rng = self._draw(item)

@@ -65,6 +65,7 @@ EXPECTED = {
         "hflip": True,
         "time_flip": True,
         "jitter": 0.1,
+        "neutral_source": 0.0,  # ours (the demo's 0.5); FOMM: both frames of one video
     },
     "train_a2fd": {  # 3.1, 3.2
         **COMMON,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -164,6 +165,26 @@ def test_non_finite_samples_are_media_errors(tmp_path, bad):
     sf.write(path, samples, 16000, subtype="FLOAT")
     with pytest.raises(MediaError, match=r"damaged audio \(10 samples are NaN or infinite\)"):
         load_audio_16k_mono(path)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 6, 8, 16])
+def test_many_channel_audio_is_averaged_without_crashing(tmp_path, channels):
+    """8 channels (a 7.1 soundtrack) crashed the process with SIGSEGV inside PyAV (a planar
+    frame's plane count), killing a whole preprocessing run; run in a child process so a crash
+    fails this test instead of ending the session."""
+    t = np.arange(16000) / 16000
+    tones = [0.05 * (k + 1) * np.sin(2 * np.pi * (200 + 50 * k) * t) for k in range(channels)]
+    path = tmp_path / f"{channels}ch.wav"
+    sf.write(path, np.stack(tones, axis=1).astype(np.float32), 16000, subtype="FLOAT")
+    code = (
+        "import sys, numpy as np; from eamm.audio import load_audio_16k_mono; "
+        "np.save(sys.argv[2], load_audio_16k_mono(sys.argv[1]))"
+    )
+    out = tmp_path / "mono.npy"
+    done = subprocess.run([sys.executable, "-c", code, str(path), str(out)], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-500:]
+    expected = np.mean(tones, axis=0)
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
 
 
 def test_video_without_audio_is_no_audio_error(tmp_path):

@@ -37,6 +37,15 @@ def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
     return float(value * time_base)
 
 
+def _channel_mean(frame: av.AudioFrame) -> np.ndarray:
+    """The mean of a packed (interleaved) float frame's channels, per sample: averaged frame by
+    frame, so a long many-channel file never holds all its channels at once. Packed, not
+    planar: PyAV counts 9 planes in an 8-channel planar frame and crashes the process
+    (SIGSEGV) reading them, so a 7.1 soundtrack killed a whole preprocessing run."""
+    samples = frame.to_ndarray().reshape(-1, len(frame.layout.channels))
+    return samples.mean(axis=1, dtype=np.float32)
+
+
 def load_audio_16k_mono(path: str | Path, stream_from_video: bool = False) -> np.ndarray:
     """First audio stream of ``path`` as 16 kHz mono float32 in [-1, 1].
 
@@ -70,17 +79,17 @@ def load_audio_16k_mono(path: str | Path, stream_from_video: bool = False) -> np
             video_start = _seconds(video.start_time, video.time_base) if video else None
             duration = _seconds(stream.duration, stream.time_base)
             # layout=None keeps the source channels; we average them below (see docstring).
-            resampler = av.AudioResampler(format="fltp", layout=None, rate=AUDIO_RATE)
+            resampler = av.AudioResampler(format="flt", layout=None, rate=AUDIO_RATE)
             for frame in container.decode(stream):
-                chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
-            chunks.extend(f.to_ndarray() for f in resampler.resample(None))
+                chunks.extend(_channel_mean(f) for f in resampler.resample(frame))
+            chunks.extend(_channel_mean(f) for f in resampler.resample(None))
     except av.FFmpegError as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise UnreadableAudioError(path, f"unreadable media ({reason})") from err
 
     if not chunks:
         raise UnreadableAudioError(path, "unreadable media (no audio samples decoded)")
-    audio = np.concatenate(chunks, axis=1).mean(axis=0, dtype=np.float32)
+    audio = np.concatenate(chunks)
     bad = int(np.count_nonzero(~np.isfinite(audio)))
     if bad:
         # A float file's NaN/inf would turn the MFCC windows, and every frame made from them,

@@ -18,6 +18,7 @@ from tasks.console import quiet_failure_tracebacks
 RUNNER_ENV = "EAMM_TASK_RUNNER"
 # How long a Dask scheduler may take to accept a connection before the run is refused.
 CONNECT_TIMEOUT_S = 5.0
+DASK_DEFAULT_PORT = 8786  # where Dask looks when the address names none
 
 
 def default_workers() -> int:
@@ -39,15 +40,16 @@ def check_scheduler(address: str, named: str) -> None:
         host, port = parts.hostname, parts.port
     except ValueError:
         raise EammError(f"runner {address} ({named}): not a valid address") from None
-    if parts.scheme not in ("tcp", "tls") or not host or port is None:
+    if parts.scheme not in ("tcp", "tls") or not host:
         return  # other transports (inproc, ucx) are Dask's to check
+    port = DASK_DEFAULT_PORT if port is None else port
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
             pass
     except OSError as err:
         reason = err.strerror or str(err) or type(err).__name__
         raise EammError(
-            f"runner {address} ({named}): no Dask scheduler answers there ({reason})"
+            f"runner {address} ({named}): no Dask scheduler answers at {host}:{port} ({reason})"
         ) from None
 
 

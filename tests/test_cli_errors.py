@@ -129,6 +129,19 @@ def test_an_unreachable_dask_scheduler_is_refused_before_anything_is_written(tmp
     assert not (tmp_path / "out").exists()
 
 
+def test_a_dask_address_without_a_port_is_checked_at_dasks_default_port() -> None:
+    from eamm.errors import EammError
+    from flows.runners import DASK_DEFAULT_PORT, make_task_runner
+
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", DASK_DEFAULT_PORT)) == 0:
+            pytest.skip(f"something listens on port {DASK_DEFAULT_PORT} here")
+    with pytest.raises(
+        EammError, match=rf"tcp://127.0.0.1 \(runner\): .* 127.0.0.1:{DASK_DEFAULT_PORT}"
+    ):
+        make_task_runner("tcp://127.0.0.1", 1)
+
+
 def test_summary_outside_a_project_says_so(tmp_path: Path) -> None:
     result, _ = eamm("summary", cwd=tmp_path)
     assert_one_line_error(result, str(tmp_path), "not in an eamm project")

@@ -7,6 +7,7 @@ half-written report, summary or table that a later stage or a reader would trust
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -38,11 +39,24 @@ def leftovers(path: Path) -> list[Path]:
 
 
 def remove_leftovers(paths: Iterable[Path]) -> None:
-    """Remove the staged files a killed writer left beside any of ``paths`` (call it holding
-    the lock of their folder, so no living writer's files go)."""
+    """Remove the staged files (or folders) a killed writer left beside any of ``paths`` (call
+    it holding the lock of their folder, so no living writer's files go)."""
     for path in paths:
         for found in leftovers(Path(path)):
-            found.unlink(missing_ok=True)
+            if found.is_dir() and not found.is_symlink():
+                shutil.rmtree(found, ignore_errors=True)
+            else:
+                found.unlink(missing_ok=True)
+
+
+def replace_folder(staged: Path, out: Path) -> None:
+    """Swap a finished folder into place; an older ``out`` is removed only afterwards, so a
+    kill at any moment leaves the old folder or the new one at ``out``."""
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    if out.exists():
+        os.replace(out, old)  # onto the empty folder mkdtemp made
+    os.replace(staged, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager

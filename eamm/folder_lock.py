@@ -59,15 +59,32 @@ def _folder_busy(folder: str | Path, what: str) -> str:
     return f"{Path(folder)}: another {what} is using this folder"
 
 
+def _output_busy(target: Path, what: str) -> str:
+    return f"{target}: another {what} is writing it"
+
+
+def _output_lock_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}.lock")
+
+
 def ensure_free(folder: str | Path, what: str = "preprocessing run") -> None:
     """Raise FolderLockedError now if a live run holds ``folder``: checked before a Prefect
     server starts, so a second run stops at once."""
-    path = Path(folder) / LOCK_NAME
+    _ensure_unlocked(Path(folder) / LOCK_NAME, _folder_busy(folder, what))
+
+
+def ensure_output_free(target: str | Path, what: str) -> None:
+    """The same for one output (``output_lock``)."""
+    target = Path(target)
+    _ensure_unlocked(_output_lock_path(target), _output_busy(target, what))
+
+
+def _ensure_unlocked(path: Path, busy: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return
-    _flock(fd, path, _folder_busy(folder, what))
+    _flock(fd, path, busy)  # closes fd when the lock is held
     os.close(fd)
 
 
@@ -98,8 +115,7 @@ def folder_lock(folder: str | Path, what: str = "preprocessing run") -> Iterator
 def output_lock(target: str | Path, what: str) -> Iterator[dict | None]:
     """The same for one output file, where runs writing other files share its folder."""
     target = Path(target)
-    busy = f"{target}: another {what} is writing it"
-    with _held(target.with_name(f".{target.name}.lock"), busy) as stale:
+    with _held(_output_lock_path(target), _output_busy(target, what)) as stale:
         yield stale
 
 

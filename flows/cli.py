@@ -154,6 +154,15 @@ def sample_data(
     """Generate the bundled sample dataset (a Prefect flow; the DVC stage `sample_data`)."""
     _check_params(params, "sample_data")
     _require_out("--out", out, folder=True)
+    from eamm.sample.dataset import check_replaceable_root
+
+    try:  # before Prefect starts: a user's folder named by mistake is never replaced
+        check_replaceable_root(out)
+    except EammError as err:
+        raise EammError(f"{err} (--out)") from None
+    from eamm.folder_lock import ensure_output_free
+
+    ensure_output_free(out, "sample-data run")  # a second run on this folder stops now
     _require_out("--summary", summary, folder=False)
     if portrait is not None:
         _require_out("--portrait", portrait, folder=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -12,9 +13,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
-from eamm.atomic import write_text
+from eamm.atomic import remove_leftovers, replace_folder, write_text
 from eamm.config import SampleDataParams, load_section
-from eamm.sample.dataset import plan, write_portrait
+from eamm.folder_lock import output_lock
+from eamm.sample.dataset import check_replaceable_root, plan, write_portrait
 from tasks.sample_data import write_sample_clips
 
 
@@ -44,18 +46,27 @@ def sample_data_flow(
     batch_size: int = 3,
     portrait: str | None = None,
 ) -> dict:
-    """Write all clips to a staging folder, then swap it in: a failed run leaves no half dataset."""
+    """Write all clips to a staging folder of this run's own, then swap it in: a failed or
+    killed run leaves the previous dataset (or none), never half of one. ``out`` is replaced
+    whole, so a folder holding anything else is refused; one run per ``out`` at a time."""
     params = load_section(params_path, "sample_data", SampleDataParams)
     clips = plan(params)
     out_dir = Path(out)
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    batches = [clips[i : i + batch_size] for i in range(0, len(clips), batch_size)]
-    futures = write_sample_clips.map(batches, root=str(staging))
-    records = [record for batch in futures.result() for record in batch]
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
+    check_replaceable_root(out_dir)
+    with output_lock(out_dir, "sample-data run"):
+        remove_leftovers([out_dir])  # a killed run's staging folder
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent)
+        )
+        try:
+            staging.chmod(0o755)  # the dataset's folder, readable as any other
+            batches = [clips[i : i + batch_size] for i in range(0, len(clips), batch_size)]
+            futures = write_sample_clips.map(batches, root=str(staging))
+            records = [record for batch in futures.result() for record in batch]
+            replace_folder(staging, out_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     summary = _summary(records, out_dir)
     if portrait:
         write_portrait(portrait, params.portrait)

@@ -357,3 +357,59 @@ def test_dvc_stage_writes_the_dataset_and_second_repro_does_nothing(tmp_path):
     assert (work / "data" / "sample" / "portrait.png").is_file()
     assert (work / "dvc.lock").is_file()
     assert "Data and pipelines are up to date." in run("repro", "sample_data")
+
+
+def _sample_data(tmp_path: Path, out: Path) -> subprocess.CompletedProcess:
+    """``eamm sample-data`` as a user runs it, with the small params."""
+    params = small_params(tmp_path)
+    args = ["sample-data", "--params", params, "--out", out, "--summary", tmp_path / "summary.json"]
+    return subprocess.run(
+        [str(VENV_BIN / "eamm"), *map(str, args)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"},
+    )
+
+
+def test_sample_data_never_replaces_a_folder_holding_other_files(tmp_path):
+    """``--out`` is replaced whole: a user's folder named by mistake was deleted (exit 0)."""
+    out = tmp_path / "videos"
+    (out / "mead").mkdir(parents=True)
+    (out / "holiday.mp4").write_bytes(b"mine")
+    result = _sample_data(tmp_path, out)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "holiday.mp4" in line and "--out" in line and str(out) in line
+    assert (out / "holiday.mp4").read_bytes() == b"mine"
+    assert "Starting temporary server" not in result.stderr
+
+
+def test_sample_data_second_run_on_a_held_folder_stops_at_once(tmp_path):
+    from eamm.folder_lock import output_lock
+
+    out = tmp_path / "raw"
+    with output_lock(out, "sample-data run"):
+        result = _sample_data(tmp_path, out)
+    assert result.returncode == 2
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "another sample-data run is writing it" in line and f"pid {os.getpid()}" in line
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_sample_data_replaces_an_earlier_dataset_and_a_killed_runs_staging(tmp_path):
+    """A re-run swaps the new dataset in whole (the old one removed only after), and the
+    staging folder a killed run left beside it goes; several runs never share one."""
+    out = tmp_path / "raw"
+    (out / "mead").mkdir(parents=True)
+    (out / "mead" / "stale.mp4").write_bytes(b"old run")
+    killed = tmp_path / ".raw.x1y2.partial"
+    (killed / "lrw").mkdir(parents=True)
+    result = _sample_data(tmp_path, out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert len(written) == 3 and all(p.endswith((".mp4", ".m4a")) for p in written), written
+    assert not (out / "mead" / "stale.mp4").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "raw", "summary.json"]

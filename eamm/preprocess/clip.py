@@ -13,7 +13,6 @@ only until it finds a face (``detect_boxes``); the crops are encoded in-process 
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from eamm.atomic import replace_folder
 from eamm.audio import (
     NoAudioError,
     end_pad_for_frames,
@@ -226,15 +226,6 @@ def _staging_dir(out: Path) -> Path:
     return tmp
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Swap a finished folder into place; an older result is removed only afterwards."""
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    if out.exists():
-        os.replace(out, old)  # onto the empty folder mkdtemp made
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def preprocess_clip(
     video: str | Path,
     out_dir: str | Path,
@@ -306,7 +297,7 @@ def preprocess_clip(
         np.save(tmp / "mfcc.npy", mfcc.astype(np.float32))
         np.save(tmp / "landmarks.npy", np.stack(landmarks).astype(np.float32))
         np.save(tmp / "pose.npy", np.stack(poses).astype(np.float32))
-        _replace_dir(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

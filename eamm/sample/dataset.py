@@ -23,6 +23,7 @@ import numpy as np
 
 from eamm.atomic import replacing
 from eamm.config import MEAD_EMOTIONS, SampleDataParams
+from eamm.errors import EammError
 from eamm.media.encode import PyAVVideoWriter, encode_audio_inprocess
 from eamm.sample.expressions import expression
 from eamm.sample.face import IDENTITIES, Framing, HeadPose, rig
@@ -240,6 +241,27 @@ def write_clip(clip: SampleClip, root: str | Path) -> dict:
     written = [p for p in (clip.video, clip.audio) if p]
     md5 = {p: hashlib.md5((root / p).read_bytes()).hexdigest() for p in written}
     return {**asdict(clip), "duration_s": clip.duration_s, "md5": md5}
+
+
+SAMPLE_FOLDERS = ("mead", "lrw")  # what an earlier sample dataset holds at its root
+
+
+def check_replaceable_root(out: str | Path) -> None:
+    """A new sample dataset replaces ``out`` whole: refuse a file, or a folder holding anything
+    but an earlier sample dataset (``mead/``, ``lrw/``), before any work, so a user's folder
+    named by mistake is never deleted."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EammError(f"{out}: is a file, not the sample dataset's folder")
+    if not out.is_dir():
+        return
+    others = sorted(p.name for p in out.iterdir() if p.name not in SAMPLE_FOLDERS)
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise EammError(
+            f"{out}: holds files that are not a sample dataset's ({shown}); the run replaces "
+            "the whole folder, so name a new folder or an earlier sample dataset"
+        )
 
 
 def write_portrait(path: str | Path, identity: str = "astronaut_wide") -> Path:

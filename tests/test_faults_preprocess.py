@@ -432,3 +432,30 @@ def test_two_single_clip_runs_on_one_folder_each_stage_their_own(sample_lrw_clip
     names = ["audio.wav", "frames.mp4", "landmarks.npy", "mfcc.npy", "pose.npy"]
     assert sorted(p.name for p in out.iterdir()) == names
     assert out.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_raw_dataset_in_the_out_folders_clips_is_never_deleted(sample_lrw_clip, tmp_path):
+    """``--raw <out>/clips``: the end of the run removed ``<out>/clips`` whole (version 1's
+    per-clip folders), the user's raw videos and notes with it; now only folders holding
+    nothing but clip outputs go."""
+    make_raw(sample_lrw_clip, tmp_path)
+    out = tmp_path / "work"
+    raw = out / "clips"
+    (out).mkdir()
+    shutil.move(tmp_path / "raw", raw)
+    (raw / "notes.txt").write_text("mine")
+    (raw / "empty").mkdir()
+    legacy = raw / "lipread_mp4/ABOUT/old_v1_clip"  # a version-1 clip folder: outputs only
+    legacy.mkdir()
+    for name in ("frames.mp4", "audio.wav", "mfcc.npy", "landmarks.npy", "pose.npy"):
+        (legacy / name).write_bytes(b"x")
+    before = sorted(p for p in raw.rglob("*.mp4") if p.parent != legacy)
+    from flows.preprocess import run_preprocess
+
+    result = run_preprocess(
+        "lrw", str(out), raw=str(raw), params_path=str(tmp_path / "params.yaml")
+    )
+    assert result["by_status"] == {"ok": 2}
+    assert sorted(p for p in raw.rglob("*.mp4")) == before  # the raw clips, all there
+    assert (raw / "notes.txt").read_text() == "mine" and (raw / "empty").is_dir()
+    assert not legacy.exists()

@@ -8,6 +8,7 @@ bytes, so DVC sees no change.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -94,5 +95,21 @@ def remove_stale_outputs(out_root: Path, keep_shards: set[str]) -> int:
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
     shutil.rmtree(out_root / STAGING_DIR, ignore_errors=True)
-    shutil.rmtree(out_root / LEGACY_CLIPS_DIR, ignore_errors=True)
+    remove_legacy_clip_folders(out_root / LEGACY_CLIPS_DIR)
     return removed
+
+
+def remove_legacy_clip_folders(root: Path) -> None:
+    """Remove version 1's per-clip folders under ``root``: folders holding nothing but clip
+    outputs, then the folders that only they made non-empty. Anything else stays: ``clips/``
+    may be a user's own folder (even the raw dataset: ``--raw <out>/clips`` was deleted)."""
+    if not root.is_dir() or root.is_symlink():
+        return
+    for folder, subfolders, files in os.walk(root, topdown=False):
+        path = Path(folder)
+        if not files and not subfolders:
+            continue  # an empty folder we did not empty: not ours to remove
+        if files and set(files) <= set(OUTPUT_FILES) and not subfolders:
+            shutil.rmtree(path, ignore_errors=True)
+        elif not files and not any(path.iterdir()):  # every subfolder was a clip's
+            path.rmdir()

@@ -84,7 +84,7 @@ def _ensure_unlocked(path: Path, busy: str) -> None:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return
-    _flock(fd, path, busy)  # closes fd when the lock is held
+    _flock(fd, path, busy)  # raises, fd closed, while another run holds it
     os.close(fd)
 
 

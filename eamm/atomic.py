@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
+
+from eamm.errors import EammError
 
 K = TypeVar("K")
 
@@ -47,6 +49,26 @@ def remove_leftovers(paths: Iterable[Path]) -> None:
                 shutil.rmtree(found, ignore_errors=True)
             else:
                 found.unlink(missing_ok=True)
+
+
+def check_replaceable(
+    out: Path, keep: Collection[str], folder: str, outputs: str, earlier: str
+) -> None:
+    """Refuse, before any work, to replace ``out`` whole when it is a file or a folder holding
+    anything but names in ``keep`` (an earlier run's outputs), so a user's folder named by
+    mistake is never deleted. The phrases name the ``folder`` written, its ``outputs`` and
+    the ``earlier`` run's folder to name instead."""
+    if out.exists() and not out.is_dir():  # never swap a user's file for the output folder
+        raise EammError(f"{out}: is a file, not {folder}")
+    if not out.is_dir():
+        return
+    others = sorted(p.name for p in out.iterdir() if p.name not in keep)
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise EammError(
+            f"{out}: holds files that are not {outputs} ({shown}); the run replaces the whole "
+            f"folder, so name a new folder or {earlier}"
+        )
 
 
 def replace_folder(staged: Path, out: Path) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from eamm.atomic import replace_folder
+from eamm.atomic import check_replaceable, replace_folder
 from eamm.audio import (
     NoAudioError,
     end_pad_for_frames,
@@ -199,17 +199,13 @@ class OutputFolderError(EammError):
 def _check_replaceable(out: Path) -> None:
     """The run replaces ``out`` whole: refuse a file, or a folder holding anything but an
     earlier run's outputs (a user's folder, the input clip itself), before any work."""
-    if out.exists() and not out.is_dir():  # never swap a user's file for the output folder
-        raise EammError(f"{out}: is a file, not the clip's output folder")
-    if not out.is_dir():
-        return
-    others = sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_FILES)
-    if others:
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        raise EammError(
-            f"{out}: holds files that are not a clip's outputs ({shown}); the run replaces the "
-            "whole folder, so name a new folder or an earlier output folder"
-        )
+    check_replaceable(
+        out,
+        OUTPUT_FILES,
+        "the clip's output folder",
+        "a clip's outputs",
+        "an earlier output folder",
+    )
 
 
 def _staging_dir(out: Path) -> Path:

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eamm.atomic import replacing
+from eamm.atomic import check_replaceable, replacing
 from eamm.config import MEAD_EMOTIONS, SampleDataParams
-from eamm.errors import EammError
 from eamm.media.encode import PyAVVideoWriter, encode_audio_inprocess
 from eamm.sample.expressions import expression
 from eamm.sample.face import IDENTITIES, Framing, HeadPose, rig
@@ -250,18 +249,13 @@ def check_replaceable_root(out: str | Path) -> None:
     """A new sample dataset replaces ``out`` whole: refuse a file, or a folder holding anything
     but an earlier sample dataset (``mead/``, ``lrw/``), before any work, so a user's folder
     named by mistake is never deleted."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise EammError(f"{out}: is a file, not the sample dataset's folder")
-    if not out.is_dir():
-        return
-    others = sorted(p.name for p in out.iterdir() if p.name not in SAMPLE_FOLDERS)
-    if others:
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        raise EammError(
-            f"{out}: holds files that are not a sample dataset's ({shown}); the run replaces "
-            "the whole folder, so name a new folder or an earlier sample dataset"
-        )
+    check_replaceable(
+        Path(out),
+        SAMPLE_FOLDERS,
+        "the sample dataset's folder",
+        "a sample dataset's",
+        "an earlier sample dataset",
+    )
 
 
 def write_portrait(path: str | Path, identity: str = "astronaut_wide") -> Path:

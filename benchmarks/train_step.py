@@ -104,10 +104,15 @@ class SyntheticClip(Clip):
         side = size or 256
         return rng.integers(0, 256, (len(indices), side, side, 3), dtype=np.uint8)
 
+    def frame_width(self) -> int:
+        return 256
+
     def array(self, name: str, mmap: bool = False) -> np.ndarray:
         rng = np.random.default_rng(len(name))
         if name == "pose.npy":
             return (0.1 * rng.standard_normal((self.num_frames, 7))).astype(np.float32)
+        if name == "landmarks.npy":
+            return rng.uniform(64, 192, (self.num_frames, 68, 2)).astype(np.float32)
         return rng.standard_normal((self.num_frames, 28, 13)).astype(np.float32)
 
 

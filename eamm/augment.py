@@ -25,11 +25,6 @@ def random_flip(clip: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> n
     return np.ascontiguousarray(clip[:, :, ::-1]) if rng.random() < p else clip
 
 
-def time_flip(clip: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
-    """The clip's frames in reverse order with probability ``p`` (FOMM's ``time_flip``)."""
-    return np.ascontiguousarray(clip[::-1]) if rng.random() < p else clip
-
-
 def random_rotation(clip: np.ndarray, rng: np.random.Generator, degrees: float) -> np.ndarray:
     """One angle for the whole clip, about the centre, black fill."""
     h, w = clip.shape[1:3]

@@ -105,6 +105,11 @@ class Clip:
         with self.open("frames.mp4") as handle:
             return read_frames(handle, indices, size, label=f"{self.clip_id}/frames.mp4")
 
+    def frame_width(self) -> int:
+        """The stored frames' width in pixels: the scale of ``landmarks.npy``."""
+        with self.open("frames.mp4") as handle, av.open(handle) as container:
+            return container.streams.video[0].codec_context.width
+
     def audio(self) -> np.ndarray:
         """The clip's 16 kHz mono soundtrack as float32 in [-1, 1]."""
         with self.open("audio.wav") as handle:

@@ -495,3 +495,33 @@ def test_emotion_displacement_full_size():
     assert out["jacobian"].shape == (1, 4, 2, 2)
     assert out["logits"].shape == (1, 8)
     assert out["feature"].shape == (1, 512)
+
+
+def test_source_skip_blends_the_warped_source_into_the_prediction():
+    """``source_skip`` (ours): the last convolution draws a fourth channel, the blend of the
+    full-resolution warped source; at blend 1 an unmoved face comes out exactly, sharp."""
+    sizes = {
+        "block_expansion": 8,
+        "max_features": 64,
+        "num_down_blocks": 1,
+        "num_bottleneck_blocks": 1,
+        "dense_motion_params": {**TINY_HOURGLASS, "scale_factor": 0.5},
+        "align_corners": True,
+    }
+    plain = OcclusionAwareGenerator(**sizes)
+    skip = OcclusionAwareGenerator(**sizes, source_skip=True)
+    assert plain.final.out_channels == 3 and skip.final.out_channels == 4
+    kp_source, kp_driving = kp_pair(2)
+    source = torch.rand(2, 3, 64, 64)
+    out = skip(source, kp_driving=kp_driving, kp_source=kp_source)
+    assert out["prediction"].shape == (2, 3, 64, 64) and out["blend"].shape == (2, 1, 64, 64)
+    assert out["prediction"].min() >= 0 and out["prediction"].max() <= 1
+    out["prediction"].mean().backward()
+    assert skip.final.weight.grad[3].abs().sum() > 0  # the blend channel learns
+    with torch.no_grad():
+        skip.final.weight[3] = 0
+        skip.final.bias[3] = 30.0  # blend 1: the warped source alone
+        still = skip(source, kp_driving=kp_source, kp_source=kp_source)
+    assert torch.allclose(still["prediction"], source, atol=1e-5)
+    with pytest.raises(ValueError, match="dense_motion_params"):
+        OcclusionAwareGenerator(**{**sizes, "dense_motion_params": None}, source_skip=True)

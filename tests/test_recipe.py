@@ -36,7 +36,7 @@ from eamm.train.datasets import FommPairs
 from eamm.train.loop import Stage, train_stage
 from eamm.train.recipe import RecipesParams, in_steps, resolve_stage
 from eamm.train.run import run_stage
-from eamm.train.stages import audio_keypoints, emotion_losses, mouth_l1
+from eamm.train.stages import audio_keypoints, emotion_losses, landmark_l1, mouth_l1
 from tests.conftest import ROOT
 
 REFERENCE = ROOT.parent / "shared" / "docs" / "eamm-reference.md"
@@ -575,6 +575,36 @@ def test_fomm_pairs_mouth_mask_follows_the_driving_frame(mouthed_clip):
     small = FommPairs([mouthed_clip], 16, mouth=True)[(0, 3)]["mouth"]  # landmarks halved
     assert small.shape == (1, 16, 16)
     assert small[0].amax(dim=1).nonzero().ravel().tolist() == list(range(9, 14))
+
+
+def test_fomm_pairs_landmark_targets_follow_both_frames(mouthed_clip):
+    plain = FommPairs([mouthed_clip], 32, jitter=0.1)
+    marked = FommPairs([mouthed_clip], 32, jitter=0.1, landmarks=True)
+    raw = mouthed_clip.array("landmarks.npy")[:, list(FommPairs.LANDMARK_KEYPOINTS)]
+    seen = set()
+    for seed in range(40):
+        item, other = marked[(0, seed)], plain[(0, seed)]
+        for key in ("source", "driving"):  # the targets change no random draw
+            assert torch.equal(item[key], other[key])
+        assert "landmarks" not in other and item["landmarks"].shape == (2, 10, 2)
+        for row, key in enumerate(("source", "driving")):
+            frame, mirrored = _identify(item[key])
+            expected = 2 * raw[frame] / 31 - 1  # stored 32 px wide: pixel 0 -> -1, 31 -> 1
+            if mirrored:  # x negated, left and right mouth corners (and brows) trade places
+                expected = expected[list(FommPairs.MIRRORED)] * np.float32([-1, 1])
+            np.testing.assert_allclose(item["landmarks"][row].numpy(), expected, atol=1e-6)
+            seen.add(mirrored)
+    assert seen == {False, True}
+    # left corner (48) at x 2i, right corner (54) at 2i + 12/19: mirrored, the right comes first
+    assert FommPairs.MIRRORED[:2] == (1, 0)
+
+
+def test_landmark_l1_skips_frames_without_a_face():
+    keypoints = torch.zeros(2, 10, 2)
+    targets = torch.full((2, 10, 2), 0.5)
+    targets[1] = float("nan")
+    assert landmark_l1(keypoints, targets).item() == pytest.approx(0.5)
+    assert landmark_l1(keypoints, torch.full_like(targets, float("nan"))).item() == 0
 
 
 def test_mouth_l1_averages_over_the_mouth_only():

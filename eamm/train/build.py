@@ -337,6 +337,12 @@ def build_stage(
     torch.manual_seed(trainer.seed)  # the same initial weights on every run of the stage
     paths = manifest_paths(data_root, params.datasets)
     checkpoints = {u: checkpoint_path(models_root, u) for u in spec.upstream}
+    for upstream_stage, path in checkpoints.items():
+        if not path.is_file():
+            raise EammError(
+                f"{path}: no checkpoint of {upstream_stage}, which {name} starts from: train it "
+                f"first (eamm train {upstream_stage} --models-root {models_root})"
+            )
     # What the stage learns from: its manifests and the upstream checkpoints it starts from
     # (each recorded in its checkpoint as ``upstream``, the lineage generation checks).
     upstream = {u: file_fingerprint(path) for u, path in checkpoints.items()}

@@ -35,8 +35,8 @@ def case() -> tuple[EammModels, torch.Tensor, dict, dict]:
     )
     size = sizes["image_size"]
     # a smooth image, as photos are at this size: the renderer's source skip resamples it, and
-    # bf16 grid coordinates move a sample by a fraction of a pixel, which on per-pixel noise
-    # would be a full swing of the value
+    # under bf16 a sample moves by a fraction of a pixel, which on per-pixel noise would swing
+    # its value by a few hundredths
     y, x = torch.meshgrid(torch.linspace(0, 3, size), torch.linspace(0, 3, size), indexing="ij")
     phase = torch.tensor([0.0, 1.0, 2.0]).view(3, 1, 1)
     source = (0.5 + 0.4 * torch.sin(x + 2 * y + phase))[None]
@@ -70,10 +70,10 @@ def test_defaults_leave_the_renderer_as_loaded(case):
     ("fields", "mean_tol", "max_tol"),
     [
         ({"channels_last": True}, 1e-6, 1e-5),
-        # bf16 grid coordinates (8 bits) move the source skip's samples by up to ~0.1 px: a few
-        # hundredths on the image's edges, where the warp leaves the frame, ~1e-3 on average
-        ({"precision": "bf16"}, 0.005, 0.1),
-        ({"precision": "bf16", "channels_last": True}, 0.005, 0.1),
+        # the bf16 mask of the dense motion moves the source skip's samples by a fraction of a
+        # pixel: up to 0.03 on the image's edges, where the warp leaves the frame, ~1e-3 within
+        ({"precision": "bf16"}, 0.002, 0.03),
+        ({"precision": "bf16", "channels_last": True}, 0.002, 0.03),
     ],
 )
 def test_variants_render_close_to_fp32(case, fields, mean_tol, max_tol):

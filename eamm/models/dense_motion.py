@@ -130,7 +130,12 @@ class DenseMotionNetwork(nn.Module):
 
         mask = F.softmax(self.mask(prediction), dim=1)
         out["mask"] = mask
-        out["deformation"] = torch.einsum("bkhw,bkhwc->bhwc", mask, sparse_motion)
+        # in float32 under autocast too: a bf16 grid (8 bits) moves every sample by up to a
+        # tenth of a pixel, and the generator's source skip shows that as it resamples the photo
+        with torch.autocast(source_image.device.type, enabled=False):
+            out["deformation"] = torch.einsum(
+                "bkhw,bkhwc->bhwc", mask.float(), sparse_motion.float()
+            )
         if self.occlusion is not None:
             out["occlusion_map"] = torch.sigmoid(self.occlusion(prediction))
         return out

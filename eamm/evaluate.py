@@ -40,7 +40,18 @@ from eamm.metrics import FACE, MOUTH, clip_landmarks, cpbd_clip, lmd, psnr, ssim
 from eamm.metrics.fid import FidFeatures
 
 VARIANTS = ("ground_truth", "static_source", "reconstruction", "neutral", "emotion")
-METRICS = ("psnr", "ssim", "m_lmd", "m_lmd_shape", "f_lmd", "kp_motion", "cpbd", *JUDGE_METRICS)
+STAGE3_METRICS = ("emotion_kp", "emotion_kp_from_neutral")  # emotion_keypoint_error
+METRICS = (
+    "psnr",
+    "ssim",
+    "m_lmd",
+    "m_lmd_shape",
+    "f_lmd",
+    "kp_motion",
+    *STAGE3_METRICS,
+    "cpbd",
+    *JUDGE_METRICS,
+)
 # Measured over all clips of a variant at once, not per clip (only with their weights set)
 SET_METRICS = ("fid",)
 
@@ -231,6 +242,19 @@ def judged_with(
     return scores
 
 
+def audio_keypoints(
+    nets: EammModels,
+    source: torch.Tensor,
+    mfcc: torch.Tensor,
+    pose: torch.Tensor,
+    gp: GenerateParams,
+) -> dict[str, torch.Tensor]:
+    """The audio branch's keypoints of every frame (T, K, ...), unsmoothed, as generation's
+    audio weight makes them."""
+    feature = nets.audio_net(source, mfcc[None], pose[None], audio_weight=gp.audio_weight)[0]
+    return nets.audio_head(feature)
+
+
 @torch.no_grad()
 def keypoint_motion(
     nets: EammModels,
@@ -245,13 +269,59 @@ def keypoint_motion(
     in pixels of a 256 crop (keypoints span [-1, 1]). ``static_source`` is no motion at all;
     ``neutral`` is the audio branch's motion, as generation uses it (``audio_weight``). ``real``:
     the detector's keypoint values (T, K, 2) on the real frames."""
-    feature = nets.audio_net(source, mfcc[None], pose[None], audio_weight=gp.audio_weight)[0]
-    audio = nets.audio_head(feature)["value"]
+    audio = audio_keypoints(nets, source, mfcc, pose, gp)["value"]
     moved = real - real[:1]
     pixels = LANDMARK_SIZE / 2
     return {
         "static_source": float(moved.norm(dim=-1).mean()) * pixels,
         "neutral": float(((audio - audio[:1]) - moved).norm(dim=-1).mean()) * pixels,
+    }
+
+
+def _displacement(
+    nets: EammModels, frames: torch.Tensor, audio: dict[str, torch.Tensor], batch_size: int
+) -> torch.Tensor:
+    """Stage 3's displacement of the emotion keypoints' values (T, E, 2) from ``frames``."""
+    parts = [
+        nets.emotion(
+            frames[i : i + batch_size],
+            audio["value"][i : i + batch_size],
+            audio["jacobian"][i : i + batch_size],
+        )["value"]
+        for i in range(0, len(frames), batch_size)
+    ]
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def emotion_keypoint_error(
+    nets: EammModels,
+    audio: dict[str, torch.Tensor],
+    real: torch.Tensor,
+    sources: dict[str, torch.Tensor],
+    batch_size: int,
+) -> dict[str, dict[str, float]]:
+    """Stage 3 measured without the renderer, on what it learns: the residual of the emotion
+    keypoints, the detector's keypoint values on the real frames minus the audio keypoints'
+    (``real`` and ``audio``), mean distance over frames and emotion keypoints in pixels of a
+    256 crop. ``neutral``'s ``emotion_kp``: the residual as it is; ``emotion``'s: after stage
+    3's displacement read from ``sources["emotion_kp"]`` (the emotion source's augmented
+    frames), and ``emotion_kp_from_neutral`` from ``sources["emotion_kp_from_neutral"]``
+    when given (the speaker's neutral clip, augmented alike): a stage 3 that reads the
+    expression fits better from the right source. Empty without an emotion network."""
+    if nets.emotion is None:
+        return {}
+    idx = torch.tensor(nets.emotion_kp, device=real.device)
+    residual = real[:, idx] - audio["value"][:, idx]
+    pixels = LANDMARK_SIZE / 2
+
+    def error(moved: torch.Tensor) -> float:
+        return float((residual - moved).norm(dim=-1).mean()) * pixels
+
+    moved = {name: _displacement(nets, f, audio, batch_size) for name, f in sources.items()}
+    return {
+        "neutral": {"emotion_kp": error(torch.zeros_like(residual))},
+        "emotion": {name: error(d) for name, d in moved.items()},
     }
 
 
@@ -265,6 +335,7 @@ class _Generated:
     mfcc: np.ndarray
     videos: dict[str, np.ndarray]
     motion: dict[str, float]
+    emotion_kp: dict[str, dict[str, float]]
 
 
 @torch.no_grad()
@@ -287,15 +358,27 @@ def _generate(
     source = _frames(identity, 1, size)
     emotion_clip = emotion_source(clip, pool)
     emo = _frames(emotion_clip, min(emotion_clip.num_frames, t), size)
-    rng = np.random.default_rng([params.seed, k])
-    transformed = emotion_augment(np.resize(emo, (t, *emo.shape[1:])), rng)
+    transformed = emotion_augment(
+        np.resize(emo, (t, *emo.shape[1:])), np.random.default_rng([params.seed, k])
+    )
+    # stage 3's control: the speaker's neutral clip as emotion source, augmented alike (MEAD;
+    # a neutral clip is its own control; none for a speaker without a neutral clip)
+    control = identity_source(clip, pool, "neutral")
+    stage3_sources = {"emotion_kp": frames_to_tensor(transformed, device)}
+    if clip.emotion is not None and (control is not clip or clip.emotion == "neutral"):
+        neutral = _frames(control, min(control.num_frames, t), size)
+        stage3_sources["emotion_kp_from_neutral"] = frames_to_tensor(
+            emotion_augment(
+                np.resize(neutral, (t, *neutral.shape[1:])),
+                np.random.default_rng([params.seed, k]),
+            ),
+            device,
+        )
 
     source_tensor = frames_to_tensor(source, device)
     mfcc_tensor = torch.from_numpy(mfcc).float().to(device)
     pose_tensor = torch.from_numpy(pose).float().to(device)
-    out = animate(
-        nets, source_tensor, mfcc_tensor, pose_tensor, frames_to_tensor(transformed, device), gp
-    )
+    out = animate(nets, source_tensor, mfcc_tensor, pose_tensor, stage3_sources["emotion_kp"], gp)
     # the real frames' keypoints drive the reconstruction and are stage 1's targets
     real_kp = detect_keypoints(nets, frames_to_tensor(truth, device), gp.batch_size)
     reconstruction = render(
@@ -307,7 +390,11 @@ def _generate(
         **{variant: tensor_to_frames(frames) for variant, frames in out.items()},
     }
     motion = keypoint_motion(nets, source_tensor, mfcc_tensor, pose_tensor, real_kp["value"], gp)
-    return _Generated(clip, source, truth, mfcc, videos, motion)
+    audio = audio_keypoints(nets, source_tensor, mfcc_tensor, pose_tensor, gp)
+    emotion_kp = emotion_keypoint_error(
+        nets, audio, real_kp["value"], stage3_sources, gp.batch_size
+    )
+    return _Generated(clip, source, truth, mfcc, videos, motion, emotion_kp)
 
 
 @torch.no_grad()  # grad mode is per thread: scoring runs in its own
@@ -339,6 +426,7 @@ def _score(
             scorer.score(views, truth_views)
             | {"cpbd": cpbd_clip(video)}
             | {"kp_motion": g.motion.get(variant, float("nan"))}
+            | {m: g.emotion_kp.get(variant, {}).get(m, float("nan")) for m in STAGE3_METRICS}
             | judged(video, views.sync)
         )
         rows.append(ClipScore(clip.dataset, clip.clip_id, clip.emotion, variant, scores))

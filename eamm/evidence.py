@@ -175,6 +175,25 @@ def relations(metrics: dict) -> list[Relation]:
                 f"{truth}",
             )
         )
+        moved = _value(metrics, "mead", "emotion", "emotion_kp")
+        unmoved = _value(metrics, "mead", "neutral", "emotion_kp")
+        control = _value(metrics, "mead", "emotion", "emotion_kp_from_neutral")
+        out.append(
+            Relation(
+                "mead: emotion keypoints nearer the real frames' with stage 3's displacement "
+                "than without",
+                _greater(unmoved, moved),
+                f"{moved} vs {unmoved}",
+            )
+        )
+        out.append(
+            Relation(
+                "mead: stage 3's displacement fits better read from the clip's emotion source "
+                "than from the speaker's neutral clip (stage 3 reads the expression)",
+                _greater(control, moved),
+                f"{moved} vs {control}",
+            )
+        )
         emo = _value(metrics, "mead", "emotion", "emotion_acc")
         neutral = _value(metrics, "mead", "neutral", "emotion_acc")
         out.append(

@@ -36,6 +36,8 @@ DIRECTION = {
     "m_lmd_shape": "lower",
     "f_lmd": "lower",
     "kp_motion": "lower",
+    "emotion_kp": "lower",
+    "emotion_kp_from_neutral": "lower",
     "cpbd": "higher",
     "emotion_acc": "higher",
     "sync_conf": "higher",

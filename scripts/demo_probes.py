@@ -28,9 +28,19 @@ mouth shapes makes ``reconstruction`` beat ``still_render`` on ``m_lmd_shape``, 
 draws expressions names the MEAD clips' emotion (``emotion_acc``, the evaluation's judge) from
 the speaker's neutral source frame.
 
+``expression``: how much of an expression the renderer can show, whatever stage 3 learns. The
+MEAD clips' emotion as the evaluation's judge names it (``emotion_acc``) from the speaker's
+neutral frame, driven by ``audio`` (the audio keypoints in relative mode, as the ``neutral``
+variant: no expression), ``stage3_oracle`` (the audio keypoints with stage 3's chosen keypoints
+moved by exactly what stage 3 learns to add, the real frames' keypoints minus the audio's),
+``all_oracle`` (the same on every keypoint) and ``reconstruction`` (the real frames'
+keypoints). A stage 3 that learned perfectly reaches ``stage3_oracle``; the emotion variant
+can open a gap over the neutral one only where that row is above ``audio``.
+
     python scripts/demo_probes.py stage1 --checkpoints models --audio-weight 1.6 1.0
     python scripts/demo_probes.py teacher --checkpoints models --split train --clips 24
     python scripts/demo_probes.py renderer --checkpoints models --clips 12
+    python scripts/demo_probes.py expression --checkpoints models --clips 20
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from eamm.config import EvaluateParams, GenerateParams, load_section
 from eamm.evaluate import (
     LANDMARK_SIZE,
     ProtocolScorer,
+    audio_keypoints,
     driving_rows,
     identity_source,
     keypoint_motion,
@@ -254,6 +265,63 @@ def still_table(
     return table
 
 
+def _moved(relative: dict, real: dict, audio: dict, picks: list[int]) -> dict[str, torch.Tensor]:
+    """``relative`` keypoints with ``picks`` moved by the real keypoints minus the audio's."""
+    kp = {k: v.clone() for k, v in relative.items()}
+    for k in kp:
+        kp[k][:, picks] += real[k][:, picks] - audio[k][:, picks]
+    return kp
+
+
+EXPRESSION_ROWS = ("audio", "stage3_oracle", "all_oracle", "reconstruction")
+
+
+def expression_table(
+    checkpoints: Path, params: Path, data_root: Path, split: str, clips: int
+) -> dict[str, dict[str, float]]:
+    """{"mead <row>": {"emotion_acc": share of the first ``clips`` MEAD clips named right}}."""
+    device = torch.device("cpu")
+    gp = load_section(params, "generate", GenerateParams)
+    protocol = load_section(params, "evaluate", EvaluateParams).resolved()
+    nets = load_models(checkpoints, device, gp)
+    if nets.emotion is None:
+        raise SystemExit(f"{checkpoints}: no emotion checkpoint (stage 3's keypoints)")
+    judges = load_judges(checkpoints, device, protocol.vshift, None)
+    judges.expert = None  # the emotion judge only
+    size = nets.image_size
+    pool = load_clips(data_root / "mead" / "processed" / "manifest.parquet", (split,), 2)
+    hits: dict[str, list[float]] = {row: [] for row in EXPRESSION_ROWS}
+    for clip in pool[:clips]:
+        t = min(clip.num_frames, protocol.max_frames or clip.num_frames)
+        truth = clip.frames(list(range(t)), size)
+        mfcc, pose = (torch.from_numpy(rows).float() for rows in driving_rows(clip, t))
+        source = identity_source(clip, pool, protocol.source_frame).frames([0], size)
+        tensor = frames_to_tensor(source, device)
+        with torch.no_grad():
+            kp_source = nets.kp_detector(tensor)
+            real = detect_keypoints(nets, frames_to_tensor(truth, device), gp.batch_size)
+            audio = audio_keypoints(nets, tensor, mfcc, pose, gp)
+            relative = {
+                "value": audio["value"] - audio["value"][:1] + kp_source["value"],
+                "jacobian": kp_source["jacobian"].expand_as(audio["jacobian"]),
+            }
+
+            drives = {
+                "audio": relative,
+                "stage3_oracle": _moved(relative, real, audio, nets.emotion_kp),
+                "all_oracle": _moved(relative, real, audio, list(range(real["value"].shape[1]))),
+                "reconstruction": real,
+            }
+            for row, kp in drives.items():
+                video = tensor_to_frames(render(nets, tensor, kp_source, kp, gp.batch_size))
+                score = judge_scores(judges, video, mfcc.numpy(), None, clip.emotion)
+                hits[row].append(score["emotion_acc"])
+    return {
+        f"mead {row}": {"emotion_acc": float(np.mean(v)), "clips": len(v)}
+        for row, v in hits.items()
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     probes = parser.add_subparsers(dest="probe", required=True)
@@ -263,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     teacher = probes.add_parser("teacher", help="what FOMM's keypoints carry: pose, mouth")
     still = probes.add_parser("renderer", help="the renderer's copy of an unmoved face")
     still.add_argument("--blur", type=float, default=1.2, help="sigma, px at the model's size")
-    for probe in (stage1, still, teacher):
+    expression = probes.add_parser("expression", help="the expression the renderer can show")
+    for probe in (stage1, still, teacher, expression):
         probe.add_argument("--checkpoints", type=Path, default=Path("models"))
         probe.add_argument("--params", type=Path, default=Path("params.yaml"))
         probe.add_argument("--data-root", type=Path, default=Path("data"))
@@ -282,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         }
     elif args.probe == "teacher":
         table = teacher_table(*common, args.clips)
+    elif args.probe == "expression":
+        table = expression_table(*common[:4], args.clips)
     else:
         table = still_table(*common, args.clips, args.blur)
     digits = 3 if args.probe == "teacher" else 2  # shares, pixels

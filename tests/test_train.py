@@ -423,6 +423,16 @@ def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path,
         # keypoint motion: only the audio branch and its no-motion baseline have one
         assert dataset["static_source"]["kp_motion"] > 0 and dataset["neutral"]["kp_motion"] > 0
         assert dataset["emotion"]["kp_motion"] is None
+        # stage 3's residual: the generated variants only, with and without its displacement
+        assert dataset["neutral"]["emotion_kp"] > 0 and dataset["emotion"]["emotion_kp"] > 0
+        assert dataset["neutral"]["emotion_kp"] != dataset["emotion"]["emotion_kp"]
+        for variant in ("ground_truth", "static_source", "reconstruction"):
+            assert dataset[variant]["emotion_kp"] is None
+        for variant in ("ground_truth", "static_source", "reconstruction", "neutral"):
+            assert dataset[variant]["emotion_kp_from_neutral"] is None
+    # the control reads the speaker's neutral clip: MEAD only (LRW has no emotion labels)
+    assert table["mead"]["emotion"]["emotion_kp_from_neutral"] > 0
+    assert table["lrw"]["emotion"]["emotion_kp_from_neutral"] is None
     for variant in table["mead"].values():  # 2 clips: accuracy is 0, 0.5 or 1
         assert variant["emotion_acc"] in (0.0, 0.5, 1.0)
     assert all(row["emotion_acc"] is None for row in table["lrw"].values())
@@ -523,6 +533,36 @@ def test_renderer_probe_gives_every_row(trained, data_root):
         # emotion_acc: MEAD rows, when the emotion judge is trained
         assert set(row) - {"emotion_acc"} == {"psnr", "m_lmd", "m_lmd_shape"}
         assert 0 < row["psnr"] < 100
+
+
+def test_expression_probe_moves_only_the_chosen_keypoints(trained, data_root):
+    """``scripts/demo_probes.py expression``: the judge's share per drive on MEAD clips; its
+    oracle moves exactly the chosen keypoints to the real frames' offsets from the audio's."""
+    import importlib.util
+
+    args = ["--checkpoints", trained, "--data-root", data_root, "--split", "train", "--clips", 2]
+    rows = run_probe("expression", args)
+    names = ("audio", "stage3_oracle", "all_oracle", "reconstruction")
+    assert set(rows) == {f"mead {n}" for n in names}
+    assert all(row["emotion_acc"] in (0.0, 0.5, 1.0) for row in rows.values())
+
+    spec = importlib.util.spec_from_file_location("probes", ROOT / "scripts" / "demo_probes.py")
+    probes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probes)
+    g = torch.Generator().manual_seed(0)
+    relative, real, audio = (
+        {
+            "value": torch.rand(3, 10, 2, generator=g),
+            "jacobian": torch.rand(3, 10, 2, 2, generator=g),
+        }
+        for _ in range(3)
+    )
+    moved = probes._moved(relative, real, audio, [1, 4])
+    for key in ("value", "jacobian"):
+        expected = relative[key].clone()
+        expected[:, [1, 4]] += real[key][:, [1, 4]] - audio[key][:, [1, 4]]
+        assert torch.equal(moved[key], expected)
+    assert not torch.equal(relative["value"], moved["value"])  # a copy, the input kept
 
 
 # 24 frames against 2048 features: singular covariances (a real run uses thousands of frames)

@@ -286,6 +286,9 @@ def train(
     check_stage(stage)
     resolve_stage(params, stage)  # the stage's section and model, before Prefect starts
     _require_out("--models-root", models_root, folder=True)
+    from eamm.train.build import upstream_checkpoints
+
+    upstream_checkpoints(stage, models_root)  # the checkpoints it starts from, likewise
     from eamm.folder_lock import ensure_free
 
     ensure_free(stage_dir(models_root, stage), f"training of {stage}")  # before Prefect starts

@@ -7,17 +7,24 @@ import logging
 
 from eamm.runtime import debug_enabled
 
+# How Prefect's engine logs a run's end in a failed state: the error message again.
+FAILED_STATE = "Finished in state Failed("
+
 
 class OneLineFailures(logging.Filter):
-    """Keeps Prefect's tracebacks of a failed task or flow run off the console.
+    """Keeps Prefect's tracebacks of a failed task or flow run off the console, and its lines
+    repeating the error as the run's final state.
 
     The run's caller reports the error in one line (``flows.cli.main``); the Prefect API's log (the
-    UI) still gets the traceback, and ``--debug`` (``$EAMM_DEBUG``) shows it here too.
+    UI) still gets the traceback and the state, and ``--debug`` (``$EAMM_DEBUG``) shows them here
+    too.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("prefect") or debug_enabled():
+            return True
         failure = record.exc_info and record.levelno >= logging.ERROR
-        return not (failure and record.name.startswith("prefect") and not debug_enabled())
+        return not (failure or record.getMessage().startswith(FAILED_STATE))
 
 
 def quiet_failure_tracebacks() -> None:

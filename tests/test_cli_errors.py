@@ -195,6 +195,8 @@ def test_error_inside_a_flow_is_one_line(tmp_path: Path) -> None:
     )
     assert TEMPORARY_SERVER in result.stderr  # it did get as far as the flow
     assert_one_line_error(result, str(index))
+    # said once: not again as the task's or the flow's final state (the API's log keeps those)
+    assert sum(str(index) in line for line in result.stderr.splitlines()) == 1, result.stderr
 
 
 def test_flow_params_are_checked_before_the_server_starts(tmp_path: Path) -> None:
@@ -234,6 +236,14 @@ def test_a_stage_section_is_checked_before_the_server_starts(tmp_path, key, valu
     result, _ = eamm("train", "train_fomm", cwd=tmp_path)
     assert_one_line_error(result, "params.yaml", f"train_fomm.{key}", reason)
     assert TEMPORARY_SERVER not in result.stderr and "Task run" not in result.stderr
+
+
+def test_a_missing_upstream_checkpoint_stops_before_the_server_starts(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    result, seconds = eamm("train", "train_emotion", "--models-root", models, cwd=ROOT)
+    line = assert_one_line_error(result, str(models / "fomm" / "checkpoint.pt"))
+    assert "eamm train train_fomm --models-root" in line
+    assert TEMPORARY_SERVER not in result.stderr and seconds < 10
 
 
 @pytest.mark.parametrize(

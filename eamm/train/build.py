@@ -313,6 +313,19 @@ def _size_difference(checkpoint: dict, model: dict | None, name: str, err: Excep
     return lines[1] if len(lines) > 1 else (lines[0] if lines else type(err).__name__)
 
 
+def upstream_checkpoints(name: str, models_root: Path) -> dict[str, Path]:
+    """The checkpoints stage ``name`` starts from, by stage; a missing one stops the run in one
+    line naming the file and the command that trains it."""
+    checkpoints = {u: checkpoint_path(models_root, u) for u in training_stage(name).upstream}
+    for upstream_stage, path in checkpoints.items():
+        if not path.is_file():
+            raise EammError(
+                f"{path}: no checkpoint of {upstream_stage}, which {name} starts from: train it "
+                f"first (eamm train {upstream_stage} --models-root {models_root})"
+            )
+    return checkpoints
+
+
 def build_stage(
     name: str,
     model: dict,
@@ -336,13 +349,7 @@ def build_stage(
     judge_sizes = _judge_sizes(spec, model, judges)
     torch.manual_seed(trainer.seed)  # the same initial weights on every run of the stage
     paths = manifest_paths(data_root, params.datasets)
-    checkpoints = {u: checkpoint_path(models_root, u) for u in spec.upstream}
-    for upstream_stage, path in checkpoints.items():
-        if not path.is_file():
-            raise EammError(
-                f"{path}: no checkpoint of {upstream_stage}, which {name} starts from: train it "
-                f"first (eamm train {upstream_stage} --models-root {models_root})"
-            )
+    checkpoints = upstream_checkpoints(name, models_root)
     # What the stage learns from: its manifests and the upstream checkpoints it starts from
     # (each recorded in its checkpoint as ``upstream``, the lineage generation checks).
     upstream = {u: file_fingerprint(path) for u, path in checkpoints.items()}

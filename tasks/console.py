@@ -12,19 +12,22 @@ FAILED_STATE = "Finished in state Failed("
 
 
 class OneLineFailures(logging.Filter):
-    """Keeps Prefect's tracebacks of a failed task or flow run off the console, and its lines
-    repeating the error as the run's final state.
+    """Keeps Prefect's tracebacks of a failed task or flow run off the console, and the flow
+    run's line repeating the error as its final state.
 
-    The run's caller reports the error in one line (``flows.cli.main``); the Prefect API's log (the
-    UI) still gets the traceback and the state, and ``--debug`` (``$EAMM_DEBUG``) shows them here
-    too.
+    The flow's caller reports the error in one line (``flows.cli.main``); a failed task's
+    final-state line stays, as the one report of a failure the flow goes on from. The Prefect
+    API's log (the UI) still gets the tracebacks and states, and ``--debug`` (``$EAMM_DEBUG``)
+    shows them here too.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith("prefect") or debug_enabled():
             return True
-        failure = record.exc_info and record.levelno >= logging.ERROR
-        return not (failure or record.getMessage().startswith(FAILED_STATE))
+        if record.exc_info and record.levelno >= logging.ERROR:
+            return False
+        flow_end = record.name.startswith("prefect.flow_runs")
+        return not (flow_end and record.getMessage().startswith(FAILED_STATE))
 
 
 def quiet_failure_tracebacks() -> None:

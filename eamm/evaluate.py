@@ -269,7 +269,11 @@ def keypoint_motion(
     in pixels of a 256 crop (keypoints span [-1, 1]). ``static_source`` is no motion at all;
     ``neutral`` is the audio branch's motion, as generation uses it (``audio_weight``). ``real``:
     the detector's keypoint values (T, K, 2) on the real frames."""
-    audio = audio_keypoints(nets, source, mfcc, pose, gp)["value"]
+    return motion_error(audio_keypoints(nets, source, mfcc, pose, gp)["value"], real)
+
+
+def motion_error(audio: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
+    """``keypoint_motion`` from the audio keypoints' values (T, K, 2) already computed."""
     moved = real - real[:1]
     pixels = LANDMARK_SIZE / 2
     return {
@@ -325,6 +329,18 @@ def emotion_keypoint_error(
     }
 
 
+def _augmented(
+    clip: Clip, count: int, size: int, seed: list[int], device: torch.device
+) -> torch.Tensor:
+    """The clip's first ``count`` frames (repeated where it is shorter) under stage 3's
+    augmentation (EAMM's), drawn from ``seed``: an emotion source as generation reads it."""
+    frames = _frames(clip, min(clip.num_frames, count), size)
+    augmented = emotion_augment(
+        np.resize(frames, (count, *frames.shape[1:])), np.random.default_rng(seed)
+    )
+    return frames_to_tensor(augmented, device)
+
+
 @dataclass
 class _Generated:
     """One clip's videos and what scoring them needs, from the networks' half of the loop."""
@@ -357,22 +373,13 @@ def _generate(
     identity = identity_source(clip, pool, protocol.source_frame)
     source = _frames(identity, 1, size)
     emotion_clip = emotion_source(clip, pool)
-    emo = _frames(emotion_clip, min(emotion_clip.num_frames, t), size)
-    transformed = emotion_augment(
-        np.resize(emo, (t, *emo.shape[1:])), np.random.default_rng([params.seed, k])
-    )
+    stage3_sources = {"emotion_kp": _augmented(emotion_clip, t, size, [params.seed, k], device)}
     # stage 3's control: the speaker's neutral clip as emotion source, augmented alike (MEAD;
     # a neutral clip is its own control; none for a speaker without a neutral clip)
     control = identity_source(clip, pool, "neutral")
-    stage3_sources = {"emotion_kp": frames_to_tensor(transformed, device)}
     if clip.emotion is not None and (control is not clip or clip.emotion == "neutral"):
-        neutral = _frames(control, min(control.num_frames, t), size)
-        stage3_sources["emotion_kp_from_neutral"] = frames_to_tensor(
-            emotion_augment(
-                np.resize(neutral, (t, *neutral.shape[1:])),
-                np.random.default_rng([params.seed, k]),
-            ),
-            device,
+        stage3_sources["emotion_kp_from_neutral"] = _augmented(
+            control, t, size, [params.seed, k], device
         )
 
     source_tensor = frames_to_tensor(source, device)
@@ -389,8 +396,8 @@ def _generate(
         "reconstruction": tensor_to_frames(reconstruction),
         **{variant: tensor_to_frames(frames) for variant, frames in out.items()},
     }
-    motion = keypoint_motion(nets, source_tensor, mfcc_tensor, pose_tensor, real_kp["value"], gp)
     audio = audio_keypoints(nets, source_tensor, mfcc_tensor, pose_tensor, gp)
+    motion = motion_error(audio["value"], real_kp["value"])
     emotion_kp = emotion_keypoint_error(
         nets, audio, real_kp["value"], stage3_sources, gp.batch_size
     )

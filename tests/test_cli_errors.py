@@ -195,7 +195,7 @@ def test_error_inside_a_flow_is_one_line(tmp_path: Path) -> None:
     )
     assert TEMPORARY_SERVER in result.stderr  # it did get as far as the flow
     assert_one_line_error(result, str(index))
-    # said once: not again as the task's or the flow's final state (the API's log keeps those)
+    # said once: not again as the flow run's final state (the API's log keeps that)
     assert sum(str(index) in line for line in result.stderr.splitlines()) == 1, result.stderr
 
 

@@ -23,7 +23,13 @@ import torch
 
 from eamm.augment import emotion_augment
 from eamm.clips import Clip, fill_missing_rows, load_clips
-from eamm.config import AUDIO_PER_FRAME, EvaluateParams, EvaluationProtocol, GenerateParams
+from eamm.config import (
+    AUDIO_PER_FRAME,
+    MEAD_EMOTIONS,
+    EvaluateParams,
+    EvaluationProtocol,
+    GenerateParams,
+)
 from eamm.errors import EammError
 from eamm.face.landmarks import FaceModels
 from eamm.generate import (
@@ -40,7 +46,11 @@ from eamm.metrics import FACE, MOUTH, clip_landmarks, cpbd_clip, lmd, psnr, ssim
 from eamm.metrics.fid import FidFeatures
 
 VARIANTS = ("ground_truth", "static_source", "reconstruction", "neutral", "emotion")
-STAGE3_METRICS = ("emotion_kp", "emotion_kp_from_neutral")  # emotion_keypoint_error
+STAGE3_METRICS = (  # emotion_keypoint_error
+    "emotion_kp",
+    "emotion_kp_from_neutral",
+    "stage3_emotion_acc",
+)
 METRICS = (
     "psnr",
     "ssim",
@@ -282,19 +292,21 @@ def motion_error(audio: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
     }
 
 
-def _displacement(
+def _stage3(
     nets: EammModels, frames: torch.Tensor, audio: dict[str, torch.Tensor], batch_size: int
-) -> torch.Tensor:
-    """Stage 3's displacement of the emotion keypoints' values (T, E, 2) from ``frames``."""
+) -> tuple[torch.Tensor, int]:
+    """Stage 3 on ``frames``: its displacement of the emotion keypoints' values (T, E, 2) and
+    the emotion its classifier names for them (index of its mean logits over the frames)."""
     parts = [
         nets.emotion(
             frames[i : i + batch_size],
             audio["value"][i : i + batch_size],
             audio["jacobian"][i : i + batch_size],
-        )["value"]
+        )
         for i in range(0, len(frames), batch_size)
     ]
-    return torch.cat(parts)
+    logits = torch.cat([p["logits"] for p in parts]).float().mean(0)
+    return torch.cat([p["value"] for p in parts]), int(logits.argmax())
 
 
 @torch.no_grad()
@@ -304,6 +316,7 @@ def emotion_keypoint_error(
     real: torch.Tensor,
     sources: dict[str, torch.Tensor],
     batch_size: int,
+    emotion: str | None = None,
 ) -> dict[str, dict[str, float]]:
     """Stage 3 measured without the renderer, on what it learns: the residual of the emotion
     keypoints, the detector's keypoint values on the real frames minus the audio keypoints'
@@ -312,7 +325,9 @@ def emotion_keypoint_error(
     3's displacement read from ``sources["emotion_kp"]`` (the emotion source's augmented
     frames), and ``emotion_kp_from_neutral`` from ``sources["emotion_kp_from_neutral"]``
     when given (the speaker's neutral clip, augmented alike): a stage 3 that reads the
-    expression fits better from the right source. Empty without an emotion network."""
+    expression fits better from the right source. With the clip's ``emotion``,
+    ``emotion``'s ``stage3_emotion_acc``: 1 when stage 3's own classifier names it from the
+    emotion source's frames (its other training target). Empty without an emotion network."""
     if nets.emotion is None:
         return {}
     idx = torch.tensor(nets.emotion_kp, device=real.device)
@@ -322,11 +337,12 @@ def emotion_keypoint_error(
     def error(moved: torch.Tensor) -> float:
         return float((residual - moved).norm(dim=-1).mean()) * pixels
 
-    moved = {name: _displacement(nets, f, audio, batch_size) for name, f in sources.items()}
-    return {
-        "neutral": {"emotion_kp": error(torch.zeros_like(residual))},
-        "emotion": {name: error(d) for name, d in moved.items()},
-    }
+    read = {name: _stage3(nets, f, audio, batch_size) for name, f in sources.items()}
+    scores = {name: error(moved) for name, (moved, _) in read.items()}
+    if emotion is not None:
+        named = MEAD_EMOTIONS[read["emotion_kp"][1]]
+        scores["stage3_emotion_acc"] = float(named == emotion)
+    return {"neutral": {"emotion_kp": error(torch.zeros_like(residual))}, "emotion": scores}
 
 
 def _augmented(
@@ -399,7 +415,7 @@ def _generate(
     audio = audio_keypoints(nets, source_tensor, mfcc_tensor, pose_tensor, gp)
     motion = motion_error(audio["value"], real_kp["value"])
     emotion_kp = emotion_keypoint_error(
-        nets, audio, real_kp["value"], stage3_sources, gp.batch_size
+        nets, audio, real_kp["value"], stage3_sources, gp.batch_size, clip.emotion
     )
     return _Generated(clip, source, truth, mfcc, videos, motion, emotion_kp)
 

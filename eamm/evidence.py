@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from eamm.checkpoint import load_checkpoint
+from eamm.config import MEAD_EMOTIONS
 from eamm.stages import STAGE_DIRS, checkpoint_path
 
 # Far above chance: the sync expert's held-out offset accuracy is at least this many times
@@ -22,6 +23,8 @@ SYNC_OVER_CHANCE = 5.0
 EMOTION_JUDGE_MIN = 0.8
 # "Clearly above": the emotion variant's emotion accuracy beats the neutral variant's by this.
 EMOTION_MARGIN = 0.2
+# Stage 3's own classifier names the held-out clips' emotion at this many times chance (1/8).
+STAGE3_OVER_CHANCE = 2.0
 
 
 def _metrics(folder: Path) -> dict:
@@ -184,6 +187,16 @@ def relations(metrics: dict) -> list[Relation]:
                 "than without",
                 _greater(unmoved, moved),
                 f"{moved} vs {unmoved}",
+            )
+        )
+        named = _value(metrics, "mead", "emotion", "stage3_emotion_acc")
+        chance = 1 / len(MEAD_EMOTIONS)
+        out.append(
+            Relation(
+                f"mead: stage 3's classifier names the emotion of the held-out clips' emotion "
+                f"sources at >= {STAGE3_OVER_CHANCE:g}x chance ({chance:g})",
+                named is not None and named >= STAGE3_OVER_CHANCE * chance,
+                f"{named}",
             )
         )
         out.append(

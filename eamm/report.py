@@ -38,6 +38,7 @@ DIRECTION = {
     "kp_motion": "lower",
     "emotion_kp": "lower",
     "emotion_kp_from_neutral": "lower",
+    "stage3_emotion_acc": "higher",
     "cpbd": "higher",
     "emotion_acc": "higher",
     "sync_conf": "higher",

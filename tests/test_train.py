@@ -430,9 +430,13 @@ def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path,
             assert dataset[variant]["emotion_kp"] is None
         for variant in ("ground_truth", "static_source", "reconstruction", "neutral"):
             assert dataset[variant]["emotion_kp_from_neutral"] is None
-    # the control reads the speaker's neutral clip: MEAD only (LRW has no emotion labels)
+            assert dataset[variant]["stage3_emotion_acc"] is None
+    # the control reads the speaker's neutral clip and stage 3's classifier is scored against
+    # the clip's label: MEAD only (LRW has no emotion labels); 2 clips: 0, 0.5 or 1
     assert table["mead"]["emotion"]["emotion_kp_from_neutral"] > 0
-    assert table["lrw"]["emotion"]["emotion_kp_from_neutral"] is None
+    assert table["mead"]["emotion"]["stage3_emotion_acc"] in (0.0, 0.5, 1.0)
+    for key in ("emotion_kp_from_neutral", "stage3_emotion_acc"):
+        assert table["lrw"]["emotion"][key] is None
     for variant in table["mead"].values():  # 2 clips: accuracy is 0, 0.5 or 1
         assert variant["emotion_acc"] in (0.0, 0.5, 1.0)
     assert all(row["emotion_acc"] is None for row in table["lrw"].values())

@@ -375,6 +375,21 @@ def _add_emotion(
     return emotional
 
 
+def relative_keypoints(
+    driving: dict[str, torch.Tensor],
+    first: dict[str, torch.Tensor],
+    kp_source: dict[str, torch.Tensor],
+    relative_jacobian: bool,
+) -> dict[str, torch.Tensor]:
+    """FOMM's relative mode: ``driving``'s motion since ``first`` applied to the source's
+    keypoints (a constant offset of the audio branch cancels out); the source's jacobians, or
+    with ``relative_jacobian`` theirs times the driving jacobians' change since ``first``."""
+    jacobian = kp_source["jacobian"].expand_as(driving["jacobian"])
+    if relative_jacobian:
+        jacobian = driving["jacobian"] @ torch.inverse(first["jacobian"]) @ jacobian
+    return {"value": driving["value"] - first["value"] + kp_source["value"], "jacobian": jacobian}
+
+
 @torch.no_grad()
 def animate_stream(
     models: EammModels,
@@ -397,17 +412,9 @@ def animate_stream(
         kp_audio = models.audio_head(feature[0])
         driving = {k: audio_smoothers[k](kp_audio[k]) for k in KP_KEYS}
         if gp.relative:
-            # FOMM's relative mode: the audio keypoints' motion since the first frame, applied
-            # to the source's keypoints (a constant offset of the audio branch cancels out).
             if first is None:
                 first = {k: v[:1].clone() for k, v in driving.items()}
-            jacobian = kp_source["jacobian"].expand_as(driving["jacobian"])
-            if gp.relative_jacobian:
-                jacobian = driving["jacobian"] @ torch.inverse(first["jacobian"]) @ jacobian
-            driving = {
-                "value": driving["value"] - first["value"] + kp_source["value"],
-                "jacobian": jacobian,
-            }
+            driving = relative_keypoints(driving, first, kp_source, gp.relative_jacobian)
         variants = {"neutral": driving}
         if transformed is not None and models.emotion is not None:
             variants["emotion"] = _add_emotion(

@@ -63,7 +63,14 @@ from eamm.evaluate import (
     identity_source,
     keypoint_motion,
 )
-from eamm.generate import detect_keypoints, frames_to_tensor, load_models, render, tensor_to_frames
+from eamm.generate import (
+    detect_keypoints,
+    frames_to_tensor,
+    load_models,
+    relative_keypoints,
+    render,
+    tensor_to_frames,
+)
 from eamm.judges.scoring import judge_scores, load_judges
 
 # the teacher probe's mouth: inner-lip opening and mouth width (68-point landmarks)
@@ -301,10 +308,8 @@ def expression_table(
             kp_source = nets.kp_detector(tensor)
             real = detect_keypoints(nets, frames_to_tensor(truth, device), gp.batch_size)
             audio = audio_keypoints(nets, tensor, mfcc, pose, gp)
-            relative = {
-                "value": audio["value"] - audio["value"][:1] + kp_source["value"],
-                "jacobian": kp_source["jacobian"].expand_as(audio["jacobian"]),
-            }
+            first = {k: v[:1] for k, v in audio.items()}
+            relative = relative_keypoints(audio, first, kp_source, gp.relative_jacobian)
 
             drives = {
                 "audio": relative,

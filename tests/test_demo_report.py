@@ -36,8 +36,8 @@ _NO_EXPRESSION = (
     "test clips by the blur-robust judge (the real clips 0.95, the still neutral frame 0.10), "
     "and stage 3's displacements give the emotion variant 0.10 against the neutral variant's "
     "0.15 (0.2 apart asked), though its own classifier names 0.40 of the clips' emotion "
-    "sources; the 68-point landmarks FOMM's keypoints are pulled to move a third as much as "
-    "the sample's brows (docs/evaluation.md, 'Why the demo's faces show no emotion')"
+    "sources; the warp follows the face mesh's landmarks, which miss the smaller brow moves, "
+    "and paints no open mouth (docs/evaluation.md, 'Why the demo's faces show no emotion')"
 )
 CLAIMS = [r.claim for r in relations({"mead": {}, "lrw": {}})]
 KNOWN_GAPS = {

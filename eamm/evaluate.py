@@ -37,6 +37,7 @@ from eamm.generate import (
     animate,
     detect_keypoints,
     frames_to_tensor,
+    read_emotion,
     render,
     tensor_to_frames,
 )
@@ -292,23 +293,6 @@ def motion_error(audio: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
     }
 
 
-def _stage3(
-    nets: EammModels, frames: torch.Tensor, audio: dict[str, torch.Tensor], batch_size: int
-) -> tuple[torch.Tensor, int]:
-    """Stage 3 on ``frames``: its displacement of the emotion keypoints' values (T, E, 2) and
-    the emotion its classifier names for them (index of its mean logits over the frames)."""
-    parts = [
-        nets.emotion(
-            frames[i : i + batch_size],
-            audio["value"][i : i + batch_size],
-            audio["jacobian"][i : i + batch_size],
-        )
-        for i in range(0, len(frames), batch_size)
-    ]
-    logits = torch.cat([p["logits"] for p in parts]).float().mean(0)
-    return torch.cat([p["value"] for p in parts]), int(logits.argmax())
-
-
 @torch.no_grad()
 def emotion_keypoint_error(
     nets: EammModels,
@@ -337,10 +321,10 @@ def emotion_keypoint_error(
     def error(moved: torch.Tensor) -> float:
         return float((residual - moved).norm(dim=-1).mean()) * pixels
 
-    read = {name: _stage3(nets, f, audio, batch_size) for name, f in sources.items()}
-    scores = {name: error(moved) for name, (moved, _) in read.items()}
-    if emotion is not None:
-        named = MEAD_EMOTIONS[read["emotion_kp"][1]]
+    read = {name: read_emotion(nets, f, audio, batch_size) for name, f in sources.items()}
+    scores = {name: error(out["value"]) for name, out in read.items()}
+    if emotion is not None:  # the classifier's mean logits over the emotion source's frames
+        named = MEAD_EMOTIONS[int(read["emotion_kp"]["logits"].float().mean(0).argmax())]
         scores["stage3_emotion_acc"] = float(named == emotion)
     return {"neutral": {"emotion_kp": error(torch.zeros_like(residual))}, "emotion": scores}
 

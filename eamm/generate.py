@@ -347,6 +347,26 @@ class _Smoother:
         return torch.from_numpy(out.reshape(x.shape)).to(x.device, x.dtype)
 
 
+def read_emotion(
+    models: EammModels,
+    transformed: torch.Tensor,
+    kp_audio: dict[str, torch.Tensor],
+    batch_size: int,
+) -> dict[str, torch.Tensor]:
+    """Stage 3 on augmented emotion frames (T, 3, H, W) with their audio keypoints,
+    ``batch_size`` frames at a time: its outputs (displacement ``value`` / ``jacobian``,
+    ``logits``, ``feature``) over all T frames."""
+    parts = [
+        models.emotion(
+            transformed[i : i + batch_size],
+            kp_audio["value"][i : i + batch_size],
+            kp_audio["jacobian"][i : i + batch_size],
+        )
+        for i in range(0, len(transformed), batch_size)
+    ]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
 def _add_emotion(
     models: EammModels,
     driving: dict[str, torch.Tensor],
@@ -356,14 +376,7 @@ def _add_emotion(
     gp: GenerateParams,
 ) -> dict[str, torch.Tensor]:
     """``driving`` plus the emotion displacement that ``transformed`` frames give."""
-    bs = gp.batch_size
-    parts = [
-        models.emotion(
-            transformed[i : i + bs], kp_audio["value"][i : i + bs], kp_audio["jacobian"][i : i + bs]
-        )
-        for i in range(0, len(transformed), bs)
-    ]
-    disp = {k: torch.cat([p[k] for p in parts]) for k in KP_KEYS}
+    disp = read_emotion(models, transformed, kp_audio, gp.batch_size)
     device = transformed.device
     idx = torch.tensor(models.emotion_kp, device=device)
     scale = torch.tensor(gp.emotion_scale[: len(idx)], device=device)

@@ -1,4 +1,4 @@
-"""Three probes of the demo's checkpoints on a split's clips, for what the evaluation's numbers
+"""Probes of the demo's checkpoints on a split's clips, for what the evaluation's numbers
 cannot tell apart. docs/evaluation.md, "What M-LMD measures", has a run of each.
 
 ``stage1``: what stage 1's keypoints take from each input, the evaluation's keypoint motion
@@ -34,27 +34,45 @@ neutral frame, driven by ``audio`` (the audio keypoints in relative mode, as the
 variant: no expression), ``stage3_oracle`` (the audio keypoints with stage 3's chosen keypoints
 moved by exactly what stage 3 learns to add, the real frames' keypoints minus the audio's),
 ``all_oracle`` (the same on every keypoint) and ``reconstruction`` (the real frames'
-keypoints). A stage 3 that learned perfectly reaches ``stage3_oracle``; the emotion variant
-can open a gap over the neutral one only where that row is above ``audio``.
+keypoints), and ``landmark_warp`` (no network: the neutral frame warped piecewise-affinely
+onto each real frame's stored 68 landmarks, what a renderer that follows the landmarks exactly
+shows). A stage 3 that learned perfectly reaches ``stage3_oracle``; the emotion variant can
+open a gap over the neutral one only where that row is above ``audio``.
+
+``rig``: how much of an expression a warp alone shows, on the sample's own clips. The split's
+MEAD clips re-rendered by the sample's rig (``eamm.sample``) and preprocessed as the pipeline
+does, then named by the judge: ``as_generated`` (the clips as they are), ``cavity_unpainted``
+(the jaw's gap not painted dark: the rig's warp alone) and ``no_jaw_drop`` (no mouth opening
+at all). Only for the sample dataset.
 
     python scripts/demo_probes.py stage1 --checkpoints models --audio-weight 1.6 1.0
     python scripts/demo_probes.py teacher --checkpoints models --split train --clips 24
     python scripts/demo_probes.py renderer --checkpoints models --clips 12
     python scripts/demo_probes.py expression --checkpoints models --clips 20
+    python scripts/demo_probes.py rig --checkpoints models --clips 44
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from skimage.transform import PiecewiseAffineTransform, warp
 
 from eamm.clips import Clip, fill_missing_rows, load_clips
-from eamm.config import EvaluateParams, GenerateParams, load_section
+from eamm.config import (
+    EvaluateParams,
+    GenerateParams,
+    PreprocessParams,
+    SampleDataParams,
+    load_section,
+)
 from eamm.evaluate import (
     LANDMARK_SIZE,
     ProtocolScorer,
@@ -72,6 +90,8 @@ from eamm.generate import (
     tensor_to_frames,
 )
 from eamm.judges.scoring import judge_scores, load_judges
+from eamm.preprocess.clip import preprocess_clip
+from eamm.sample.dataset import clip_signals, plan, write_clip
 
 # the teacher probe's mouth: inner-lip opening and mouth width (68-point landmarks)
 MOUTH_SIZE = ((62, 66), (48, 54))
@@ -280,7 +300,40 @@ def _moved(relative: dict, real: dict, audio: dict, picks: list[int]) -> dict[st
     return kp
 
 
-EXPRESSION_ROWS = ("audio", "stage3_oracle", "all_oracle", "reconstruction")
+EXPRESSION_ROWS = ("audio", "stage3_oracle", "all_oracle", "reconstruction", "landmark_warp")
+# the fixed points of the landmark warp: the crop's corners and edge midpoints (unit square)
+WARP_BORDER = np.array([[x, y] for x in (0, 0.5, 1) for y in (0, 0.5, 1) if (x, y) != (0.5, 0.5)])
+
+
+def _piecewise_affine(src: np.ndarray, dst: np.ndarray):
+    """The fitted transform, or a false value where it fails (scikit-image 0.26 deprecates
+    ``estimate`` for ``from_estimate``; the pinned range starts at 0.22)."""
+    if hasattr(PiecewiseAffineTransform, "from_estimate"):
+        return PiecewiseAffineTransform.from_estimate(src, dst)
+    tf = PiecewiseAffineTransform()
+    return tf if tf.estimate(src, dst) else None
+
+
+def landmark_warp(source: np.ndarray, from_lm: np.ndarray, to_lm: np.ndarray) -> np.ndarray:
+    """``source`` (S, S, 3) warped piecewise-affinely so that its landmarks ``from_lm`` (68, 2,
+    px at S) land on ``to_lm`` (T, 68, 2): what a renderer that follows the landmarks exactly
+    would draw. Frames without landmarks (NaN) keep the source."""
+    size = source.shape[0]
+    border = WARP_BORDER * (size - 1)
+    frames = []
+    for lm in to_lm:
+        if not np.isfinite(lm).all():
+            frames.append(source)
+            continue
+        # skimage's warp takes the output -> input map: the frame's landmarks to the source's
+        tf = _piecewise_affine(np.vstack([lm, border]), np.vstack([from_lm, border]))
+        if not tf:
+            frames.append(source)
+            continue
+        frames.append(
+            (warp(source, tf, output_shape=source.shape[:2]) * 255).round().astype(np.uint8)
+        )
+    return np.stack(frames)
 
 
 def expression_table(
@@ -302,8 +355,15 @@ def expression_table(
         t = min(clip.num_frames, protocol.max_frames or clip.num_frames)
         truth = clip.frames(list(range(t)), size)
         mfcc, pose = (torch.from_numpy(rows).float() for rows in driving_rows(clip, t))
-        source = identity_source(clip, pool, protocol.source_frame).frames([0], size)
+        neutral = identity_source(clip, pool, protocol.source_frame)
+        source = neutral.frames([0], size)
         tensor = frames_to_tensor(source, device)
+        scale = (size - 1) / (clip.frame_width() - 1)
+        warped = landmark_warp(
+            source[0],
+            neutral.array("landmarks.npy")[0] * scale,
+            clip.array("landmarks.npy")[:t] * scale,
+        )
         with torch.no_grad():
             kp_source = nets.kp_detector(tensor)
             real = detect_keypoints(nets, frames_to_tensor(truth, device), gp.batch_size)
@@ -317,9 +377,66 @@ def expression_table(
                 "all_oracle": _moved(relative, real, audio, list(range(real["value"].shape[1]))),
                 "reconstruction": real,
             }
-            for row, kp in drives.items():
-                video = tensor_to_frames(render(nets, tensor, kp_source, kp, gp.batch_size))
-                score = judge_scores(judges, video, mfcc.numpy(), None, clip.emotion)
+            videos = {
+                row: tensor_to_frames(render(nets, tensor, kp_source, kp, gp.batch_size))
+                for row, kp in drives.items()
+            }
+        for row, video in (videos | {"landmark_warp": warped}).items():
+            score = judge_scores(judges, video, mfcc.numpy(), None, clip.emotion)
+            hits[row].append(score["emotion_acc"])
+    return {
+        f"mead {row}": {"emotion_acc": float(np.mean(v)), "clips": len(v)}
+        for row, v in hits.items()
+    }
+
+
+RIG_ROWS = ("as_generated", "cavity_unpainted", "no_jaw_drop")
+
+
+def rig_table(
+    checkpoints: Path, params: Path, data_root: Path, split: str, clips: int
+) -> dict[str, dict[str, float]]:
+    """{"mead <row>": {"emotion_acc": ...}}: the judge on the first ``clips`` MEAD clips of the
+    split re-rendered by the sample's own rig and preprocessed as the pipeline does."""
+    device = torch.device("cpu")
+    sample = load_section(params, "sample_data", SampleDataParams)
+    preprocess = load_section(params, "preprocess", PreprocessParams)
+    protocol = load_section(params, "evaluate", EvaluateParams).resolved()
+    judges = load_judges(checkpoints, device, protocol.vshift, None)
+    judges.expert = None  # the emotion judge only
+    size = load_models(
+        checkpoints, device, load_section(params, "generate", GenerateParams)
+    ).image_size
+    planned = {c.video: c for c in plan(sample) if c.dataset == "mead"}
+    pool = load_clips(data_root / "mead" / "processed" / "manifest.parquet", (split,), 2)
+    hits: dict[str, list[float]] = {row: [] for row in RIG_ROWS}
+    with tempfile.TemporaryDirectory() as tmp:
+        for clip in pool[:clips]:
+            speaker, rest = clip.clip_id.split("/", 1)
+            planned_clip = planned.get(f"mead/{speaker}/video/{rest}.mp4")
+            if planned_clip is None:
+                raise SystemExit(f"{clip.clip_id}: not a clip of the sample dataset ({params})")
+            signals = clip_signals(planned_clip)
+            still_jaw = replace(signals, opening=np.zeros_like(signals.opening))
+            variants = {
+                "as_generated": (signals, True),
+                "cavity_unpainted": (signals, False),
+                "no_jaw_drop": (still_jaw, True),
+            }
+            for row, (shown, paint) in variants.items():
+                root = Path(tmp) / row
+                write_clip(planned_clip, root, shown, paint)
+                out = root / "processed"
+                result = preprocess_clip(
+                    root / planned_clip.video,
+                    out,
+                    audio=root / planned_clip.audio if planned_clip.audio else None,
+                    params=preprocess,
+                )
+                redone = Clip.from_folder(out, result.num_frames, emotion=clip.emotion)
+                t = min(redone.num_frames, protocol.max_frames or redone.num_frames)
+                video = redone.frames(list(range(t)), size)
+                score = judge_scores(judges, video, redone.array("mfcc.npy"), None, clip.emotion)
                 hits[row].append(score["emotion_acc"])
     return {
         f"mead {row}": {"emotion_acc": float(np.mean(v)), "clips": len(v)}
@@ -337,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     still = probes.add_parser("renderer", help="the renderer's copy of an unmoved face")
     still.add_argument("--blur", type=float, default=1.2, help="sigma, px at the model's size")
     expression = probes.add_parser("expression", help="the expression the renderer can show")
-    for probe in (stage1, still, teacher, expression):
+    rig = probes.add_parser("rig", help="the expression a warp alone shows: the sample's rig")
+    for probe in (stage1, still, teacher, expression, rig):
         probe.add_argument("--checkpoints", type=Path, default=Path("models"))
         probe.add_argument("--params", type=Path, default=Path("params.yaml"))
         probe.add_argument("--data-root", type=Path, default=Path("data"))
@@ -358,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         table = teacher_table(*common, args.clips)
     elif args.probe == "expression":
         table = expression_table(*common[:4], args.clips)
+    elif args.probe == "rig":
+        table = rig_table(*common[:4], args.clips)
     else:
         table = still_table(*common, args.clips, args.blur)
     digits = 3 if args.probe == "teacher" else 2  # shares, pixels

@@ -8,6 +8,7 @@ the project's own face mesh (mediapipe) and pose code, as the preprocessing woul
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import shutil
 import subprocess
@@ -413,3 +414,16 @@ def test_sample_data_replaces_an_earlier_dataset_and_a_killed_runs_staging(tmp_p
     assert len(written) == 3 and all(p.endswith((".mp4", ".m4a")) for p in written), written
     assert not (out / "mead" / "stale.mp4").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "raw", "summary.json"]
+
+
+def test_an_unpainted_cavity_changes_only_the_open_mouth():
+    """The rig probe's warp-only render (``paint_cavity=False``) differs from the clip only
+    where the jaw's gap is painted dark."""
+    clip = next(c for c in plan(project_params()) if c.emotion == "surprised" and c.level == 3)
+    signals = clip_signals(clip)
+    k = int(np.argmax(signals.opening))
+    painted = next(itertools.islice(render_frames(clip, signals), k, None)).astype(int)
+    plain = next(itertools.islice(render_frames(clip, signals, False), k, None)).astype(int)
+    changed = np.abs(painted - plain).max(axis=-1) > 8
+    assert 0 < changed.mean() < 0.01  # the mouth only: under 1 % of a 768x432 frame
+    assert painted[changed].mean() < plain[changed].mean() - 40  # painted dark

@@ -204,8 +204,9 @@ def clip_signals(clip: SampleClip) -> ClipSignals:
     return ClipSignals(speech, opening.astype(np.float32), width.astype(np.float32), poses)
 
 
-def render_frames(clip: SampleClip, signals: ClipSignals | None = None):
-    """Yield the clip's RGB frames."""
+def render_frames(clip: SampleClip, signals: ClipSignals | None = None, paint_cavity: bool = True):
+    """Yield the clip's RGB frames (``paint_cavity`` False: the gap the jaw leaves shows the
+    stretched lips, not the dark mouth: the warp alone, as a probe of what a warp can show)."""
     signals = signals or clip_signals(clip)
     identity = IDENTITIES[clip.identity]
     face = rig(identity.photo)
@@ -213,14 +214,22 @@ def render_frames(clip: SampleClip, signals: ClipSignals | None = None):
     where = framing(clip)
     for k in range(clip.num_frames):
         field = face.field(moves, float(signals.opening[k]), float(signals.width[k]))
+        if not paint_cavity:
+            field[..., 2] = 0.0
         yield face.render(identity, where, signals.poses[k], field)
 
 
-def write_clip(clip: SampleClip, root: str | Path) -> dict:
+def write_clip(
+    clip: SampleClip,
+    root: str | Path,
+    signals: ClipSignals | None = None,
+    paint_cavity: bool = True,
+) -> dict:
     """Generate one clip (and its separate audio file, for MEAD) under ``root``, encoded by the
-    pinned PyAV wheel's codecs: the same bytes on any machine, whatever its ffmpeg."""
+    pinned PyAV wheel's codecs: the same bytes on any machine, whatever its ffmpeg. ``signals``
+    and ``paint_cavity`` change what it shows (``render_frames``), for probes."""
     root = Path(root)
-    signals = clip_signals(clip)
+    signals = signals or clip_signals(clip)
     samples = signals.speech.samples
     audio = np.stack([samples, samples], axis=1) if clip.audio_channels == 2 else samples
     if clip.audio:
@@ -235,7 +244,7 @@ def write_clip(clip: SampleClip, root: str | Path) -> dict:
         audio=audio,
         audio_rate=clip.audio_rate,
     ) as writer:
-        for frame in render_frames(clip, signals):
+        for frame in render_frames(clip, signals, paint_cavity):
             writer.write(frame)
     written = [p for p in (clip.video, clip.audio) if p]
     md5 = {p: hashlib.md5((root / p).read_bytes()).hexdigest() for p in written}

@@ -46,7 +46,9 @@ from eamm.judges.sync import shift_audio
 from eamm.metrics import FACE, MOUTH, clip_landmarks, cpbd_clip, lmd, psnr, ssim
 from eamm.metrics.fid import FidFeatures
 
-VARIANTS = ("ground_truth", "static_source", "reconstruction", "neutral", "emotion")
+# stage1: the neutral variant with stage 1's audio network (where stage 2's checkpoint is also
+# there): what stage 2 changed
+VARIANTS = ("ground_truth", "static_source", "reconstruction", "stage1", "neutral", "emotion")
 STAGE3_METRICS = (  # emotion_keypoint_error
     "emotion_kp",
     "emotion_kp_from_neutral",
@@ -364,8 +366,10 @@ def _generate(
     protocol: EvaluationProtocol,
     gp: GenerateParams,
     device: torch.device,
+    stage_one: EammModels | None = None,
 ) -> _Generated:
-    """The clip's generated variants, both baselines and stage 1's keypoint motion."""
+    """The clip's generated variants, both baselines and stage 1's keypoint motion (and, with
+    ``stage_one``, the ``stage1`` variant: stage 1's audio network without stage 2)."""
     size = nets.image_size
     t = min(clip.num_frames, protocol.max_frames or clip.num_frames)
     truth = _frames(clip, t, size)
@@ -398,6 +402,11 @@ def _generate(
     }
     audio = audio_keypoints(nets, source_tensor, mfcc_tensor, pose_tensor, gp)
     motion = motion_error(audio["value"], real_kp["value"])
+    if stage_one is not None:
+        frames = animate(stage_one, source_tensor, mfcc_tensor, pose_tensor, None, gp)["neutral"]
+        videos["stage1"] = tensor_to_frames(frames)
+        before = audio_keypoints(stage_one, source_tensor, mfcc_tensor, pose_tensor, gp)
+        motion["stage1"] = motion_error(before["value"], real_kp["value"])["neutral"]
     emotion_kp = emotion_keypoint_error(
         nets, audio, real_kp["value"], stage3_sources, gp.batch_size, clip.emotion
     )
@@ -449,9 +458,11 @@ def evaluate_clips(
     device: torch.device,
     judges: Judges | None = None,
     fid: FidFeatures | None = None,
+    stage_one: EammModels | None = None,
 ) -> tuple[list[ClipScore], dict]:
     """Scores of every clip and variant, and one middle frame per variant for the report;
-    ``fid`` gathers the protocol's frames of every variant (FID is over all clips at once).
+    ``fid`` gathers the protocol's frames of every variant (FID is over all clips at once);
+    ``stage_one`` (``eamm.generate.stage_one_models``) adds the ``stage1`` variant.
 
     A clip is scored (landmarks, SSIM, CPBD, judges: mostly single-threaded NumPy and the
     face mesh) in one worker thread while the next clip is generated: the same rows in the
@@ -465,7 +476,7 @@ def evaluate_clips(
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score") as worker:
             for k, clip in enumerate(clips):
-                g = _generate(k, clip, pool, nets, params, protocol, gp, device)
+                g = _generate(k, clip, pool, nets, params, protocol, gp, device, stage_one)
                 t = len(g.truth)
                 row = stills.setdefault(
                     clip.emotion or clip.dataset,

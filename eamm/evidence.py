@@ -25,6 +25,9 @@ EMOTION_JUDGE_MIN = 0.8
 EMOTION_MARGIN = 0.2
 # Stage 3's own classifier names the held-out clips' emotion at this many times chance (1/8).
 STAGE3_OVER_CHANCE = 2.0
+# Stage 2 fine-tunes the audio branch through the renderer on LRW (EAMM's and the demo's
+# `finetune_a2fd.datasets`): its frames are judged against stage 1's there.
+STAGE2_DATASET = "lrw"
 
 
 def _metrics(folder: Path) -> dict:
@@ -113,6 +116,17 @@ def relations(metrics: dict) -> list[Relation]:
                 f"{audio_motion} vs {no_motion}",
             )
         )
+        if d == STAGE2_DATASET:
+            tuned = _value(metrics, d, "neutral", "psnr")
+            before = _value(metrics, d, "stage1", "psnr")
+            out.append(
+                Relation(
+                    f"{d}: generated frames nearer the real ones after stage 2 than with stage "
+                    "1's audio network (PSNR; stage 2 learned from the rendered frames)",
+                    _greater(tuned, before),
+                    f"{tuned} vs {before}",
+                )
+            )
         static_mouth = _value(metrics, d, "static_source", "m_lmd")
         static_shape = _value(metrics, d, "static_source", "m_lmd_shape")
         shape = _value(metrics, d, "reconstruction", "m_lmd_shape")

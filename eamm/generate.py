@@ -15,7 +15,7 @@ import copy
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain, islice
 from pathlib import Path
 
@@ -94,6 +94,17 @@ def _sizes(state: dict, fallback_model: dict | None) -> dict:
     return profiles[name]
 
 
+def _load_state(net: torch.nn.Module, name: str, state: dict, where: Path) -> None:
+    """``net`` from the checkpoint ``state``'s weights of ``name``, or one line naming ``where``."""
+    try:
+        net.load_state_dict(state["models"][name])
+    except (KeyError, RuntimeError) as err:
+        raise EammError(
+            f"{where}: checkpoint for '{name}' is missing or does not match the model "
+            f"({str(err).splitlines()[0][:160]})"
+        ) from None
+
+
 def load_models(
     checkpoints: str | Path,
     device: torch.device,
@@ -133,13 +144,7 @@ def load_models(
         audio if gp.generator_from == "finetune" and "generator" in audio["models"] else fomm
     )
     for name, state in sources.items():
-        try:
-            nets[name].load_state_dict(state["models"][name])
-        except (KeyError, RuntimeError) as err:
-            raise EammError(
-                f"{root}: checkpoint for '{name}' is missing or does not match the model "
-                f"({str(err).splitlines()[0][:160]})"
-            ) from None
+        _load_state(nets[name], name, state, root)
     emotion_net, emotion_kp = None, []
     if emotion is not None:
         if "emotion_kp" not in emotion:
@@ -164,6 +169,33 @@ def load_models(
         notes=notes,
     )
     return tune_renderer(models, gp)
+
+
+def stage_one_models(checkpoints: str | Path, models: EammModels) -> EammModels | None:
+    """``models`` with stage 1's audio network in place of stage 2's and no stage 3: what the
+    evaluation's ``stage1`` variant renders, so that what stage 2 changed is measured. None
+    unless both stages' checkpoints are there (``load_models`` has checked that stage 2 was
+    trained from this stage 1)."""
+    from eamm.models.build import build_audio_networks
+
+    root = Path(checkpoints)
+    stage_one = checkpoint_path(root, "train_a2fd")
+    if not (checkpoint_path(root, "finetune_a2fd").is_file() and stage_one.is_file()):
+        return None
+    state = load_checkpoint(stage_one, "cpu")
+    nets = build_audio_networks(_sizes(state, None))
+    device = next(models.audio_net.parameters()).device
+    for name, net in nets.items():
+        _load_state(net, name, state, stage_one)
+        net.to(device).eval()
+    return replace(
+        models,
+        audio_net=nets["audio_feature"],
+        audio_head=nets["kp_detector_a"],
+        emotion=None,
+        emotion_kp=[],
+        notes=[],
+    )
 
 
 def cpu_has_bf16() -> bool:

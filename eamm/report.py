@@ -79,7 +79,7 @@ JUDGE_FIGURES = {
         OFFSETS_PNG,
     ),
 }
-COLOURS = ("#999999", "#ddaa33", "#228833", "#4477aa", "#cc6677")
+COLOURS = ("#999999", "#ddaa33", "#228833", "#88ccee", "#4477aa", "#cc6677")  # per VARIANTS
 # Every file the evaluation writes into its report folder (dvc.yaml's evaluate outs), in the
 # order they are staged: they are replaced as one set (``replace_report``), the Markdown last.
 REPORT_FILES = (
@@ -374,11 +374,11 @@ def markdown(
         "`static_source` repeats the source frame (the baseline of no motion at all). "
         "`reconstruction` is FOMM driven by the keypoints of the real frames (the first "
         "stage alone). `neutral` and `emotion` are generated from the audio (and, for "
-        "`emotion`, the emotion source video). PSNR, SSIM and LMD are taken on the "
-        "protocol's crops with its landmarker (`image_crop`, `landmarker`); m_lmd_shape is "
-        "M-LMD with each frame's mouth points centred on their mean (the mouth's shape, blind "
-        "to where the head is). Emotion "
-        "accuracy: our MEAD classifier "
+        "`emotion`, the emotion source video); `stage1` is `neutral` with stage 1's audio "
+        "network, before stage 2 fine-tuned it through the renderer. PSNR, SSIM and LMD are "
+        "taken on the protocol's crops with its landmarker (`image_crop`, `landmarker`); "
+        "m_lmd_shape is M-LMD with each frame's mouth points centred on their mean (the "
+        "mouth's shape, blind to where the head is). Emotion accuracy: our MEAD classifier "
         "(`train_emotion_classifier`); sync_conf/sync_dist: our LRW sync expert "
         "(`train_sync_expert`); syncnet_*: SyncNet v2 from `evaluate.syncnet_weights` when set; "
         "fid: pytorch-fid's Inception from `evaluate.fid_weights` when set, each variant's "

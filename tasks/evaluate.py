@@ -9,7 +9,7 @@ from prefect import task
 from eamm.clips import load_clips
 from eamm.config import EvaluateParams, GenerateParams
 from eamm.evaluate import ClipScore, evaluate_clips, select_clips
-from eamm.generate import load_models
+from eamm.generate import load_models, stage_one_models
 from eamm.judges.scoring import load_judges
 from eamm.metrics.fid import FidFeatures, load_fid_inception
 from eamm.stages import manifest_path
@@ -43,5 +43,8 @@ def evaluate_dataset(
     fid = None
     if params.fid_weights:
         fid = FidFeatures(load_fid_inception(params.fid_weights, device), device)
-    scores, stills = evaluate_clips(clips, pool, nets, params, generate, device, judges, fid)
+    stage_one = stage_one_models(checkpoints, nets)
+    scores, stills = evaluate_clips(
+        clips, pool, nets, params, generate, device, judges, fid, stage_one
+    )
     return scores, stills, fid.scores() if fid is not None else {}

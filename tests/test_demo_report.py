@@ -34,10 +34,12 @@ _NO_EXPRESSION = (
     "the 64-px FOMM puts little of an expression on a neutral face: its reconstruction with the "
     "real frames' keypoints from the speaker's neutral frame is named right in 0.35 of the MEAD "
     "test clips by the blur-robust judge (the real clips 0.95, the still neutral frame 0.10), "
-    "and stage 3's displacements give the emotion variant 0.10 against the neutral variant's "
-    "0.15 (0.2 apart asked), though its own classifier names 0.40 of the clips' emotion "
+    "and stage 3's displacements give the emotion variant 0.15 against the neutral variant's "
+    "0.05 (0.2 apart asked), though its own classifier names 0.35 of the clips' emotion "
     "sources; the warp follows the face mesh's landmarks, which miss the smaller brow moves, "
-    "and paints no open mouth (docs/evaluation.md, 'Why the demo's faces show no emotion')"
+    "and paints no open mouth: the neutral frame warped exactly onto the real frames' 68 "
+    "landmarks is named in 0.30 of all 44 test clips, the sample's own warp in 0.59 "
+    "(docs/evaluation.md, 'Why the demo's faces show no emotion')"
 )
 CLAIMS = [r.claim for r in relations({"mead": {}, "lrw": {}})]
 KNOWN_GAPS = {
@@ -71,10 +73,7 @@ def test_demo_baselines_are_real_rows(metrics):
         # the generated frames hold faces: the landmarker found them on most clips
         assert rows["emotion"]["f_lmd"] is not None
     training = metrics["training"]
-    for stage in ("fomm", "a2fd", "emotion"):
+    # stage 2 (a2fd_finetune) too, since its pixel term is half its loss (3.8 -> 3.2 over 120
+    # steps of batch 2; at 0.1 its loss stayed at stage 1's level)
+    for stage in ("fomm", "a2fd", "a2fd_finetune", "emotion"):
         assert training[stage]["loss_last"] < training[stage]["loss_first"], stage
-    # Stage 2 starts from stage 1's weights (its loss starts low) and runs 40 steps of batch 2
-    # (per-step loss spread about 0.5 around 3): its 10-step windows are noise; it must not
-    # diverge.
-    finetune = training["a2fd_finetune"]
-    assert finetune["loss_last"] < 1.25 * finetune["loss_first"]

@@ -400,6 +400,31 @@ def test_generate_rejects_bad_inputs_with_one_line(trained, sample, tmp_path):
     assert not list(tmp_path.glob("*.mp4"))
 
 
+def test_stage_one_models_swap_only_the_audio_branch(trained, tmp_path):
+    """The evaluation's ``stage1`` variant: stage 1's audio network with the same renderer and
+    no stage 3; none without stage 2's checkpoint (``models`` then already is stage 1's)."""
+    from eamm.generate import load_models, stage_one_models
+
+    nets = load_models(trained, torch.device("cpu"))
+    one = stage_one_models(trained, nets)
+    assert one.generator is nets.generator and one.kp_detector is nets.kp_detector
+    assert one.emotion is None and nets.emotion is not None
+    stage_one = load_checkpoint(trained / "a2fd" / "checkpoint.pt")["models"]
+    for net, name in ((one.audio_net, "audio_feature"), (one.audio_head, "kp_detector_a")):
+        for key, value in net.state_dict().items():
+            assert torch.equal(value, stage_one[name][key]), (name, key)
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(
+            one.audio_net.state_dict().values(), nets.audio_net.state_dict().values(), strict=True
+        )
+    )  # stage 2's two steps moved it
+    partial = tmp_path / "models"
+    for name in ("fomm", "a2fd"):
+        shutil.copytree(trained / name, partial / name)
+    assert stage_one_models(partial, load_models(partial, torch.device("cpu"))) is None
+
+
 def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path, prefect_api):
     from eamm.evaluate import VARIANTS
     from flows.evaluate import evaluate_flow
@@ -416,6 +441,7 @@ def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path,
         assert set(dataset) == set(VARIANTS)
         assert dataset["ground_truth"]["psnr"] is None and 0 <= dataset["ground_truth"]["cpbd"] <= 1
         assert 0 < dataset["neutral"]["psnr"] < 100 and -1 <= dataset["emotion"]["ssim"] <= 1
+        assert 0 < dataset["stage1"]["psnr"] < 100 and dataset["stage1"]["kp_motion"] > 0
         # the source frame repeated: its first frame is the source itself
         assert 0 < dataset["static_source"]["psnr"] < 100
         for row in dataset.values():  # the judges trained in `trained` score every row

@@ -27,8 +27,15 @@ def build_networks(sizes: dict) -> dict[str, torch.nn.Module]:
         "generator": OcclusionAwareGenerator(
             num_channels=common["num_channels"], num_kp=common["num_kp"], **sizes["generator"]
         ),
+        **build_audio_networks(sizes),
+    }
+
+
+def build_audio_networks(sizes: dict) -> dict[str, torch.nn.Module]:
+    """The audio branch alone (stages 1 and 2 train it): its feature network and keypoint head."""
+    return {
         "audio_feature": AudioToFacialDynamics(**sizes["audio"]),
-        "kp_detector_a": AudioKeypointHead(num_kp=common["num_kp"], **sizes["audio_head"]),
+        "kp_detector_a": AudioKeypointHead(num_kp=sizes["common"]["num_kp"], **sizes["audio_head"]),
     }
 
 

@@ -92,69 +92,71 @@ def _greater(a: float | None, b: float | None, margin: float = 0.0) -> bool:
     return a is not None and b is not None and a > b + margin
 
 
+def _compared(claim: str, value: float | None, baseline: float | None, higher: bool) -> Relation:
+    """``value`` better than ``baseline`` (``higher`` or lower is better); both in the detail."""
+    holds = _greater(value, baseline) if higher else _greater(baseline, value)
+    return Relation(claim, holds, f"{value} vs {baseline}")
+
+
 def relations(metrics: dict) -> list[Relation]:
     """The relations a working pipeline shows on the held-out test clips (issue #13)."""
     out: list[Relation] = []
     datasets = [d for d in ("mead", "lrw") if d in metrics]
     for d in datasets:
+        static = metrics.get(d, {}).get("static_source", {})
         for metric in ("psnr", "ssim"):
-            recon = _value(metrics, d, "reconstruction", metric)
-            static = _value(metrics, d, "static_source", metric)
             out.append(
-                Relation(
+                _compared(
                     f"{d}: FOMM reconstruction {metric} above the static source",
-                    _greater(recon, static),
-                    f"{recon} vs {static}",
+                    _value(metrics, d, "reconstruction", metric),
+                    static.get(metric),
+                    higher=True,
                 )
             )
-        audio_motion = _value(metrics, d, "neutral", "kp_motion")
-        no_motion = _value(metrics, d, "static_source", "kp_motion")
         out.append(
-            Relation(
+            _compared(
                 f"{d}: audio keypoints' motion error below no motion (stage 1 learned)",
-                _greater(no_motion, audio_motion),
-                f"{audio_motion} vs {no_motion}",
+                _value(metrics, d, "neutral", "kp_motion"),
+                static.get("kp_motion"),
+                higher=False,
             )
         )
         if d == STAGE2_DATASET:
-            tuned = _value(metrics, d, "neutral", "psnr")
-            before = _value(metrics, d, "stage1", "psnr")
             out.append(
-                Relation(
+                _compared(
                     f"{d}: generated frames nearer the real ones after stage 2 than with stage "
                     "1's audio network (PSNR; stage 2 learned from the rendered frames)",
-                    _greater(tuned, before),
-                    f"{tuned} vs {before}",
+                    _value(metrics, d, "neutral", "psnr"),
+                    _value(metrics, d, "stage1", "psnr"),
+                    higher=True,
                 )
             )
-        static_mouth = _value(metrics, d, "static_source", "m_lmd")
-        static_shape = _value(metrics, d, "static_source", "m_lmd_shape")
-        shape = _value(metrics, d, "reconstruction", "m_lmd_shape")
         out.append(
-            Relation(
+            _compared(
                 f"{d}: reconstruction mouth-shape LMD below the static source "
                 "(the renderer draws the real mouth shapes)",
-                _greater(static_shape, shape),
-                f"{shape} vs {static_shape}",
+                _value(metrics, d, "reconstruction", "m_lmd_shape"),
+                static.get("m_lmd_shape"),
+                higher=False,
             )
         )
         for variant in ("neutral", "emotion"):
-            mouth = _value(metrics, d, variant, "m_lmd")
             out.append(
-                Relation(
+                _compared(
                     f"{d}: {variant} M-LMD below the static source "
                     "(the mouth landmarks follow the real head and mouth motion)",
-                    _greater(static_mouth, mouth),
-                    f"{mouth} vs {static_mouth}",
+                    _value(metrics, d, variant, "m_lmd"),
+                    static.get("m_lmd"),
+                    higher=False,
                 )
             )
-            shape = _value(metrics, d, variant, "m_lmd_shape")
             out.append(
-                Relation(
+                _compared(
                     f"{d}: {variant} mouth-shape LMD below the static source "
                     "(the mouth opens and closes with the speech)",
-                    _greater(static_shape, shape),
-                    f"{shape} vs {static_shape}",
+                    _value(metrics, d, variant, "m_lmd_shape"),
+                    static.get("m_lmd_shape"),
+                    higher=False,
                 )
             )
             face = _value(metrics, d, variant, "f_lmd")
@@ -193,14 +195,13 @@ def relations(metrics: dict) -> list[Relation]:
             )
         )
         moved = _value(metrics, "mead", "emotion", "emotion_kp")
-        unmoved = _value(metrics, "mead", "neutral", "emotion_kp")
-        control = _value(metrics, "mead", "emotion", "emotion_kp_from_neutral")
         out.append(
-            Relation(
+            _compared(
                 "mead: emotion keypoints nearer the real frames' with stage 3's displacement "
                 "than without",
-                _greater(unmoved, moved),
-                f"{moved} vs {unmoved}",
+                moved,
+                _value(metrics, "mead", "neutral", "emotion_kp"),
+                higher=False,
             )
         )
         named = _value(metrics, "mead", "emotion", "stage3_emotion_acc")
@@ -214,11 +215,12 @@ def relations(metrics: dict) -> list[Relation]:
             )
         )
         out.append(
-            Relation(
+            _compared(
                 "mead: stage 3's displacement fits better read from the clip's emotion source "
                 "than from the speaker's neutral clip (stage 3 reads the expression)",
-                _greater(control, moved),
-                f"{moved} vs {control}",
+                moved,
+                _value(metrics, "mead", "emotion", "emotion_kp_from_neutral"),
+                higher=False,
             )
         )
         emo = _value(metrics, "mead", "emotion", "emotion_acc")

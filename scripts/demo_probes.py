@@ -358,11 +358,10 @@ def expression_table(
         neutral = identity_source(clip, pool, protocol.source_frame)
         source = neutral.frames([0], size)
         tensor = frames_to_tensor(source, device)
-        scale = (size - 1) / (clip.frame_width() - 1)
         warped = landmark_warp(
             source[0],
-            neutral.array("landmarks.npy")[0] * scale,
-            clip.array("landmarks.npy")[:t] * scale,
+            neutral.array("landmarks.npy")[0] * (size - 1) / (neutral.frame_width() - 1),
+            clip.array("landmarks.npy")[:t] * (size - 1) / (clip.frame_width() - 1),
         )
         with torch.no_grad():
             kp_source = nets.kp_detector(tensor)

@@ -150,6 +150,12 @@ def load_models(
         if "emotion_kp" not in emotion:
             raise EammError(f"{emotion_path}: not an emotion checkpoint (no emotion_kp)")
         emotion_kp = list(emotion["emotion_kp"])
+        if len(gp.emotion_scale) < len(emotion_kp):
+            raise EammError(
+                f"params: generate.emotion_scale has {len(gp.emotion_scale)} entries for the "
+                f"{len(emotion_kp)} emotion keypoints of {emotion_path} "
+                "(train_emotion.num_emotion_kp): give one per keypoint"
+            )
         emotion_net = build_emotion_net(sizes, len(emotion_kp))
         try:
             emotion_net.load_state_dict(emotion["models"]["emo_detector"])

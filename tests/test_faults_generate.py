@@ -19,7 +19,7 @@ from eamm.augment import emotion_augment
 from eamm.clips import interpolate_missing_rows
 from eamm.config import GenerateParams, SampleDataParams, load_section
 from eamm.errors import EammError
-from eamm.generate import EmotionSource, animate_stream, generate
+from eamm.generate import EmotionSource, animate_stream, generate, load_models
 from eamm.sample.dataset import plan, write_clip, write_portrait
 from eamm.sample.voice import synth_speech
 from tests.conftest import ROOT, VENV_BIN
@@ -567,6 +567,23 @@ def test_a_checkpoint_of_another_stage_as_the_emotion_one_is_one_line(inputs, tm
             models,
             params=PARAMS,
         )
+
+
+def test_fewer_emotion_scales_than_emotion_keypoints_is_one_line(inputs):
+    """A stage 3 trained with more emotion keypoints (``train_emotion.num_emotion_kp``) than
+    ``generate.emotion_scale`` lists ended in a RuntimeError on tensor sizes mid-generation."""
+    from eamm.checkpoint import load_checkpoint
+    from eamm.stages import checkpoint_path
+
+    emotion = checkpoint_path(inputs["models"], "train_emotion")
+    count = len(load_checkpoint(emotion, "cpu")["emotion_kp"])
+    short = GenerateParams(device="cpu", emotion_scale=[1.0] * (count - 1))
+    with pytest.raises(
+        EammError,
+        match=rf"^params: generate.emotion_scale has {count - 1} entries for the {count} emotion "
+        rf"keypoints of {emotion} \(train_emotion.num_emotion_kp\)",
+    ):
+        load_models(inputs["models"], torch.device("cpu"), short)
 
 
 def test_checkpoints_of_two_training_runs_are_refused(inputs, tmp_path):

@@ -175,16 +175,22 @@ class PreprocessParams(Strict):
         return value
 
 
-class MeadDatasetParams(Strict):
+class RawTreeParams(Strict):
     raw: str
+    # follow: symbolic links are followed wherever they point (DVC's symlink cache, a tree of
+    # links to shared storage); inside: links that leave the raw folder are listed as problems
+    # and skipped (an untrusted download)
+    links: Literal["follow", "inside"] = "follow"
+
+
+class MeadDatasetParams(RawTreeParams):
     views: list[str] = ["front"]
     speakers: list[str] | None = None
     emotions: list[str] | None = None
     split_file: str = "splits/mead_v1.yaml"
 
 
-class LrwDatasetParams(Strict):
-    raw: str
+class LrwDatasetParams(RawTreeParams):
     words: list[str] | None = None
     splits: list[Literal["train", "val", "test"]] = ["train", "val", "test"]
 

@@ -93,3 +93,18 @@ def calibrate_batch_norm(net, inputs) -> None:
     with torch.no_grad():
         net(inputs)
     net.eval()
+
+
+@pytest.fixture
+def dvc_env(tmp_path: Path) -> dict[str, str]:
+    """Environment isolating DVC from the user's global/system config and site cache."""
+    dirs = {name: tmp_path / name for name in ("dvc-global", "dvc-system", "dvc-site")}
+    for path in dirs.values():
+        path.mkdir()
+    return os.environ | {
+        "DVC_NO_ANALYTICS": "1",
+        "DO_NOT_TRACK": "1",
+        "DVC_GLOBAL_CONFIG_DIR": str(dirs["dvc-global"]),
+        "DVC_SYSTEM_CONFIG_DIR": str(dirs["dvc-system"]),
+        "DVC_SITE_CACHE_DIR": str(dirs["dvc-site"]),
+    }

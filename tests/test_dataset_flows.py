@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import yaml
 
 from eamm.manifest import RUN_LOG_NAME, members, read_rows, read_run_log, validate_manifest
 from tests.conftest import ROOT, VENV_BIN
+from tests.test_dvc_remote import _dvc, _git
 
 pytestmark = [pytest.mark.fixtures, pytest.mark.slow]
 
@@ -283,3 +285,28 @@ def test_dvc_reruns_preprocessing_only_when_params_change(trees, tmp_path):
     frames = members(row, work / "data/lrw/processed")["frames.mp4"]
     with av.open(io.BytesIO(frames.read())) as video:
         assert video.streams.video[0].codec_context.width == 128
+
+
+def test_a_raw_tree_in_dvcs_symlink_cache_is_preprocessed(trees, tmp_path, dvc_env):
+    """DVC's advice for large datasets (`cache.type symlink`) turns every raw clip into a link
+    into `.dvc/cache`, outside the raw folder: the clips are indexed and processed through
+    their links, and a second run reuses them."""
+    project = tmp_path / "project"
+    raw = project / "raw"
+    shutil.copytree(trees["lrw"] / "lipread_mp4/ABOUT/train", raw / "lipread_mp4/ABOUT/train")
+    _git(project, "init", "-q")
+    for args in (("init", "-q"), ("config", "cache.type", "symlink"), ("add", "-q", "raw")):
+        _dvc(project, dvc_env, *args)
+    linked = raw / "lipread_mp4/ABOUT/train/ABOUT_00001.mp4"
+    assert linked.is_symlink() and ".dvc" in os.readlink(linked)
+    params = yaml.safe_load(trees["params"].read_text())
+    params["datasets"]["lrw"]["raw"] = str(raw)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    tree = {**trees, "params": tmp_path / "params.yaml"}
+    out = tmp_path / "out"
+    first = run("lrw", out, tree)
+    assert first["by_status"] == {"ok": 2} and first["processed"] == 2
+    assert json.loads((out / "index_report.json").read_text())["problems"] == []
+    assert validate_manifest(out / "manifest.parquet") == []
+    again = run("lrw", out, tree)
+    assert (again["processed"], again["reused"]) == (0, 2)

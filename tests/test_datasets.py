@@ -73,10 +73,11 @@ def mead(tmp_path: Path) -> Path:
         "W011/video/back/angry/level_1/001.mp4",
         "X12/video/front/angry/level_1/001.mp4",
     )
-    touch(tmp_path, "outside/evil.mp4", "outside_dir/angry/level_1/001.mp4")
+    touch(tmp_path, "outside/linked.mp4", "outside_dir/angry/level_1/001.mp4")
     level = root / "M003/video/front/angry/level_1"
-    (level / "003.mp4").symlink_to(tmp_path / "outside/evil.mp4")  # refused
-    (root / "M005/video/front/happy/level_2/004.mp4").symlink_to("003.mp4")  # inside: allowed
+    (level / "003.mp4").symlink_to(tmp_path / "outside/linked.mp4")  # followed
+    (level / "005.mp4").symlink_to(tmp_path / "outside/missing.mp4")  # broken
+    (root / "M005/video/front/happy/level_2/004.mp4").symlink_to("003.mp4")  # inside
     (root / "W011/video/top").symlink_to(tmp_path / "outside_dir", target_is_directory=True)
     return root
 
@@ -100,6 +101,7 @@ def mead_entry(speaker, view, emotion, level, utt, split, audio=True) -> ClipEnt
 MEAD_FRONT = [
     mead_entry("M003", "front", "angry", 1, "001", "test"),
     mead_entry("M003", "front", "angry", 1, "002", "test"),
+    mead_entry("M003", "front", "angry", 1, "003", "test", audio=False),
     mead_entry("M003", "front", "neutral", 1, "001", "test"),
     mead_entry("M005", "front", "happy", 2, "003", "train"),
     mead_entry("M005", "front", "happy", 2, "004", "train", audio=False),
@@ -107,8 +109,8 @@ MEAD_FRONT = [
     mead_entry("W011", "front", "sad", 2, "005", "train"),
 ]
 MEAD_PROBLEMS = [
-    ("M003/video/front/angry/level_1/003.mp4", "resolves outside the raw root"),
     ("M003/video/front/angry/level_1/004.MP4", "extension '.MP4' is not '.mp4' (rename it)"),
+    ("M003/video/front/angry/level_1/005.mp4", "broken symbolic link"),
     ("M003/video/front/angry/level_1/1.mp4", "file name '1.mp4' is not <3 digits>.mp4"),
     ("M003/video/front/angry/level_1/notes.txt", "not an .mp4 file"),
     ("M003/video/front/joyful", "unknown emotion folder 'joyful'"),
@@ -117,8 +119,13 @@ MEAD_PROBLEMS = [
     ("M005/video/front/happy/level_4", "unknown level folder 'level_4'"),
     ("M005/video/front/neutral/level_2", "'level_2' under neutral (neutral has only level_1)"),
     ("W011/video/back", "unknown view folder 'back'"),
-    ("W011/video/top", "resolves outside the raw root"),
     ("X12", "unknown speaker folder 'X12'"),
+]
+# links: inside (an untrusted download): the links that leave the raw folder are refused
+MEAD_OUTSIDE = [
+    ("M003/video/front/angry/level_1/003.mp4", "resolves outside the raw root"),
+    ("M003/video/front/angry/level_1/005.mp4", "resolves outside the raw root"),
+    ("W011/video/top", "resolves outside the raw root"),
 ]
 
 
@@ -137,7 +144,11 @@ def test_mead_entries_and_problems(mead: Path) -> None:
 def test_mead_filters(mead: Path) -> None:
     all_views = MeadRecipe(views=VIEWS).index(mead)
     extra = {e.clip_id for e in all_views.entries} - {e.clip_id for e in MEAD_FRONT}
-    assert extra == {"M003/left_30/angry/level_1/001", "M005/down/sad/level_1/001"}
+    assert extra == {
+        "M003/left_30/angry/level_1/001",
+        "M005/down/sad/level_1/001",
+        "W011/top/angry/level_1/001",  # a folder link to outside the raw folder
+    }
     assert pairs(all_views.problems) == MEAD_PROBLEMS
 
     only = MeadRecipe(speakers=["M005"], emotions=["happy"]).index(mead)
@@ -160,6 +171,15 @@ def test_mead_filters(mead: Path) -> None:
         "M005": "test",
         "W011": "train",
     }
+
+
+def test_mead_links_inside_refuses_links_that_leave_the_raw_folder(mead: Path) -> None:
+    index = MeadRecipe(links="inside").index(mead)
+    assert index.entries == [e for e in MEAD_FRONT if e.utterance != "003" or e.level != 1]
+    expected = [p for p in MEAD_PROBLEMS if p[1] != "broken symbolic link"] + MEAD_OUTSIDE
+    assert pairs(index.problems) == sorted(expected)
+    with pytest.raises(EammError, match="mead links: unknown value 'all'"):
+        MeadRecipe(links="all")
 
 
 def test_mead_root_through_symlink_and_errors(mead: Path, tmp_path: Path) -> None:
@@ -326,11 +346,12 @@ def test_lrw_root_is_lipread_mp4_and_filters(lrw: Path, tmp_path: Path) -> None:
         LrwRecipe(splits=["dev"])
 
 
-def test_lrw_refuses_outside_lipread_link(tmp_path: Path, lrw: Path) -> None:
+def test_lrw_follows_an_outside_lipread_link_unless_links_inside(tmp_path: Path, lrw: Path) -> None:
     root = tmp_path / "linked"
     root.mkdir()
     (root / "lipread_mp4").symlink_to(lrw / "lipread_mp4", target_is_directory=True)
-    index = LrwRecipe().index(root)
+    assert LrwRecipe().index(root).entries == LrwRecipe().index(lrw).entries
+    index = LrwRecipe(links="inside").index(root)
     assert index.entries == []
     assert pairs(index.problems) == [("lipread_mp4", "resolves outside the raw root")]
 
@@ -351,8 +372,8 @@ def test_index_round_trip_and_report(mead: Path, tmp_path: Path) -> None:
     write_index_report(index, report_path)
     report = json.loads(report_path.read_text())
     assert report["dataset"] == "mead" and report["root"] == index.root
-    assert report["clips"] == 9
-    assert report["by_split"] == {"train": 5, "val": 0, "test": 4}
+    assert report["clips"] == 11
+    assert report["by_split"] == {"train": 6, "val": 0, "test": 5}
     assert [(p["path"], p["reason"]) for p in report["problems"]] == MEAD_PROBLEMS
     assert sorted(os.listdir(out.parent)) == ["mead_index.parquet", "mead_index_report.json"]
 
@@ -366,7 +387,7 @@ def test_index_stores_a_project_root_relative_to_itself(
     digests = []
     for clone in ("a", "b"):
         project = tmp_path / clone
-        shutil.copytree(mead, project / "raw")
+        shutil.copytree(mead, project / "raw", symlinks=True)
         monkeypatch.chdir(project)
         here = MeadRecipe(views=VIEWS).index(project / "raw")
         out = project / "data" / "index.parquet"

@@ -101,14 +101,22 @@ def not_mp4(name: str) -> str:
     return "not an .mp4 file"
 
 
+LINKS = ("follow", "inside")
+
+
 class TreeWalker:
-    """Lists folders under one raw root with ``os.scandir``, refusing symlinks that leave it.
+    """Lists folders under one raw root with ``os.scandir``; symbolic links are followed
+    (``links="follow"``) or, with ``links="inside"``, refused where they leave the root.
 
     Plain entries cost no ``stat`` call (the kind comes from the directory listing); only
     symbolic links are resolved. Problems found while listing are collected in ``problems``.
+    The recipes walk a fixed depth, so a link back up the tree cannot loop.
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, links: str = "follow") -> None:
+        if links not in LINKS:
+            raise EammError(f"links: unknown value {links!r} (known: {', '.join(LINKS)})")
+        self.links = links
         given = Path(root)
         if not given.exists():
             raise EammError(f"{root}: raw folder does not exist")
@@ -190,7 +198,7 @@ class TreeWalker:
         return None
 
     def _link_kind(self, path: str, rel: str) -> Kind | None:
-        if not self.inside(os.path.realpath(path)):
+        if self.links == "inside" and not self.inside(os.path.realpath(path)):
             self.problem(rel, OUTSIDE_ROOT)
             return None
         try:

@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from eamm.config import LRW_SPLITS, LrwDatasetParams
 from eamm.datasets.base import (
+    LINKS,
     ClipEntry,
     DatasetIndex,
     TreeWalker,
@@ -34,20 +35,30 @@ class LrwRecipe:
 
     name = "lrw"
 
-    def __init__(self, words: Iterable[str] | None = None, splits: Iterable[str] = SPLITS) -> None:
+    def __init__(
+        self,
+        words: Iterable[str] | None = None,
+        splits: Iterable[str] = SPLITS,
+        links: str = "follow",
+    ) -> None:
+        self.links = check_choices("lrw links", links, LINKS)[0]
         self.words = check_choices("lrw words", words, pattern=WORD_RE)
         self.splits = check_choices("lrw splits", splits, SPLITS) or SPLITS
 
     @classmethod
     def from_params(cls, section: LrwDatasetParams) -> LrwRecipe:
-        return cls(words=tuple(section.words) if section.words else None, splits=section.splits)
+        return cls(
+            words=tuple(section.words) if section.words else None,
+            splits=section.splits,
+            links=section.links,
+        )
 
     def split_of(self, entry: ClipEntry) -> str:
         """LRW's own: the split folder the clip lies in (``<WORD>/<split>/<file>``)."""
         return PurePosixPath(entry.video).parts[-2]
 
     def index(self, root: Path) -> DatasetIndex:
-        walker = TreeWalker(root)
+        walker = TreeWalker(root, self.links)
         base = self._base(walker, root)
         entries: list[ClipEntry] = []
         if base is not None:

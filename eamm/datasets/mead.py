@@ -15,6 +15,7 @@ import yaml
 
 from eamm.config import MEAD_EMOTIONS, MeadDatasetParams
 from eamm.datasets.base import (
+    LINKS,
     ClipEntry,
     DatasetIndex,
     Kind,
@@ -75,7 +76,9 @@ class MeadRecipe:
         speakers: Iterable[str] | None = None,
         emotions: Iterable[str] | None = None,
         test_speakers: Iterable[str] = DEFAULT_TEST_SPEAKERS,
+        links: str = "follow",
     ) -> None:
+        self.links = check_choices("mead links", links, LINKS)[0]
         self.views = check_choices("mead views", views, VIEWS)
         self.speakers = check_choices("mead speakers", speakers, pattern=SPEAKER_RE)
         self.emotions = check_choices("mead emotions", emotions, EMOTIONS)
@@ -91,6 +94,7 @@ class MeadRecipe:
             speakers=tuple(section.speakers) if section.speakers else None,
             emotions=tuple(section.emotions) if section.emotions else None,
             test_speakers=load_test_speakers(section.split_file),
+            links=section.links,
         )
 
     def split_of(self, entry: ClipEntry) -> str:
@@ -98,7 +102,7 @@ class MeadRecipe:
         return "test" if entry.speaker in self.test_speakers else "train"
 
     def index(self, root: Path) -> DatasetIndex:
-        walker = TreeWalker(root)
+        walker = TreeWalker(root, self.links)
         entries: list[ClipEntry] = []
         for speaker, _ in walker.folders("", "speaker", SPEAKER_RE.fullmatch):
             if self.speakers is None or speaker in self.speakers:

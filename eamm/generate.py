@@ -42,6 +42,7 @@ from eamm.face.pose import pose_row
 from eamm.face.template import load_template
 from eamm.folder_lock import output_lock
 from eamm.media import VideoWriter
+from eamm.media.image import read_image
 from eamm.models import (
     AudioKeypointHead,
     AudioToFacialDynamics,
@@ -251,15 +252,7 @@ def align_photo(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(aligned crop at ``size``, its 256-px crop for pose, faces found) of a photo of any
     size; with several faces the largest is taken (``preprocess.on_multiple_faces``)."""
-    try:  # bytes read here: cv2.imread takes the path as UTF-8 and crashed (SIGSEGV) on a name
-        # that is not, and decodes the same pixels from memory (EXIF orientation included)
-        data = np.fromfile(path, np.uint8)
-    except (OSError, ValueError) as err:
-        raise MediaError(path, f"unreadable image ({err.strerror or err})") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise MediaError(path, "unreadable image")
-    frame = av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), format="rgb24")
+    frame = av.VideoFrame.from_ndarray(read_image(path), format="rgb24")
     template = load_template(params.template, 256)
     transform, faces = clip_transform([frame], path, template, params, models, backend)
     crop = warp_to_crop(frame, transform.matrix, 256)

@@ -41,13 +41,20 @@ console = Console()
 
 
 def _require_input(option: str, path: Path | None, stream: str | None = None) -> None:
-    """Fail now, naming ``option``, unless ``path`` exists (and ffprobe finds a ``stream`` in it):
-    before models load, not minutes later."""
+    """Fail now, naming ``option``, unless ``path`` exists (and ffprobe finds a ``stream`` in it,
+    or it decodes as an ``image``): before models load, not minutes later."""
     if path is None:
         return
-    if stream is None:
+    if stream is None or stream == "image":
         if not path.is_file():
             raise EammError(f"{path}: file does not exist ({option})")
+        if stream == "image":  # decoded as generation decodes it (ffprobe passes any .jpg)
+            from eamm.media.image import read_image
+
+            try:
+                read_image(path)
+            except EammError as err:
+                raise EammError(f"{err} ({option})") from None
         return
     from eamm.media import probe
 
@@ -327,7 +334,7 @@ def generate(
     settings = generate_settings(params)
     checkpoints = checkpoints_folder(checkpoints)
     for option, path, stream in (
-        ("--photo", photo, "video"),
+        ("--photo", photo, "image"),
         ("--audio", audio, "audio"),
         ("--emotion-video", emotion_video, "video"),
         ("--pose-video", pose_video, "video"),

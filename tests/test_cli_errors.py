@@ -69,6 +69,21 @@ def test_bad_input_fails_in_about_a_second_without_a_server(tmp_path: Path) -> N
     assert seconds < 5, f"{seconds:.1f} s to report a missing input"
 
 
+def test_a_photo_that_does_not_decode_is_refused_before_the_models(tmp_path: Path) -> None:
+    """ffprobe takes any bytes named .jpg for a JPEG stream; the photo is decoded as generation
+    decodes it before the checkpoints are looked at (here a folder without any)."""
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, np.uint8).tobytes())
+    result, _ = eamm(
+        "generate",
+        *("--photo", photo, "--audio", tmp_path / "speech.wav"),
+        *("--out", tmp_path / "out.mp4", "--checkpoints", tmp_path),
+        cwd=tmp_path,
+    )
+    line = assert_one_line_error(result, "photo.jpg", "unreadable image", "--photo")
+    assert "JPEG, PNG" in line and result.returncode == 2
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result, _ = eamm(
         "--debug",

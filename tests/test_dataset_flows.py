@@ -246,12 +246,14 @@ def test_killed_run_resumes_without_redoing_finished_clips(trees, tmp_path, fixt
 
 
 def test_dvc_reruns_preprocessing_only_when_params_change(trees, tmp_path):
-    work = tmp_path / "project"
+    """Also: a project and a raw folder whose paths hold spaces (the stages' commands quote)."""
+    work = tmp_path / "my project"
     work.mkdir()
     for name in ("eamm", "flows", "tasks", "splits"):
         shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", work)
-    write_params(work / "params.yaml", trees["mead"], trees["lrw"])
+    lrw = shutil.copytree(trees["lrw"], tmp_path / "raw data" / "lrw")
+    write_params(work / "params.yaml", trees["mead"], lrw)
     env = dict(os.environ, EAMM_PROJECT_ROOT=str(work), PREFECT_HOME=str(tmp_path / "prefect"))
 
     def dvc(*args: str) -> str:

@@ -358,7 +358,7 @@ def test_an_empty_photo_is_refused_in_one_line(inputs, tmp_path):
     photo = tmp_path / "empty.png"
     photo.write_bytes(b"")
     out = tmp_path / "new" / "deeper" / "o.mp4"
-    with pytest.raises(EammError, match=r"empty\.png: unreadable image$"):
+    with pytest.raises(EammError, match=r"empty\.png: unreadable image \(empty file\)$"):
         generate(photo, inputs["audio"], None, out, inputs["models"], params=PARAMS)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.png"]
 

@@ -755,6 +755,12 @@ def _generate(
     finally:
         face.close()
     rows = rows[:, :6]
+    given = pose if pose is not None else pose_video
+    if given is not None and len(rows) < t:
+        notes.append(
+            f"{given}: {len(rows)} pose rows for {t} frames, played forwards and backwards to "
+            "fill them (EAMM's extension)"
+        )
     if len(rows) > 1:
         rows = one_euro(rows, *gp.pose_smoothing).astype(np.float32)
     poses = ping_pong(rows, t)

@@ -221,6 +221,9 @@ def test_nan_pose_rows_are_filled_and_counted(inputs, tmp_path):
         *common, tmp_path / "a.mp4", inputs["models"], pose=tmp_path / "pose.npy", params=PARAMS
     )
     assert any("4 of 12 pose rows are NaN" in note for note in result.notes)
+    assert f"pose.npy: 12 pose rows for {result.num_frames} frames, played forwards" in " ".join(
+        result.notes
+    )
     frames = frames_of(result.neutral)
     assert frames.mean(axis=(1, 2, 3)).min() > 5  # NaN poses rendered black frames
     again = generate(

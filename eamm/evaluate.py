@@ -45,6 +45,7 @@ from eamm.judges.scoring import JUDGE_METRICS, Judges, judge_scores
 from eamm.judges.sync import shift_audio
 from eamm.metrics import FACE, MOUTH, clip_landmarks, cpbd_clip, lmd, psnr, ssim
 from eamm.metrics.fid import FidFeatures
+from eamm.stages import checkpoint_path
 
 # stage1: the neutral variant with stage 1's audio network (where stage 2's checkpoint is also
 # there): what stage 2 changed
@@ -517,3 +518,23 @@ def add_set_scores(table: dict, dataset: str, metric: str, values: dict[str, flo
     """A set-level metric of each variant (``SET_METRICS``) into ``aggregate``'s table."""
     for variant, value in values.items():
         table[dataset][variant][metric] = round(value, 4) if np.isfinite(value) else None
+
+
+def generation_notes(checkpoints: str | Path) -> list[str]:
+    """One line per generation stage the checkpoint folder lacks, saying what the scores are
+    then of: without stage 2 the audio network is stage 1's, without stage 3 there is no
+    ``emotion`` variant and its relations are not measured."""
+    root = Path(checkpoints)
+    notes = []
+    stage_two = checkpoint_path(root, "finetune_a2fd")
+    if not stage_two.is_file():
+        notes.append(
+            f"{stage_two} is missing: the generated variants use stage 1's audio network "
+            f"({checkpoint_path(root, 'train_a2fd')})"
+        )
+    stage_three = checkpoint_path(root, "train_emotion")
+    if not stage_three.is_file():
+        notes.append(
+            f"{stage_three} is missing: no `emotion` variant; stage 3's relations are not measured"
+        )
+    return notes

@@ -337,7 +337,9 @@ def markdown(
     models: dict,
     published: dict | None = None,
     judge_figures: Sequence[str] = (),
+    notes: Sequence[str] = (),
 ) -> str:
+    """``notes``: what the scores are of where the checkpoint folder lacks a stage."""
     table = dataset_tables(metrics)
     published = load_published() if published is None else published
     lines = [
@@ -350,6 +352,7 @@ def markdown(
         "",
         f"Checkpoints: {json_text(models)}",
         "",
+        *[line for note in notes for line in (f"**Note**: {note}.", "")],
     ]
     for dataset, variants in table.items():
         shown = scored(table, [dataset])
@@ -499,6 +502,7 @@ def write_report(
     models: dict,
     out_dir: Path,
     checkpoints: Path | None = None,
+    notes: Sequence[str] = (),
 ) -> Path:
     """The report in ``out_dir``: ``metrics.json``, the per-clip ``clip_scores.json`` (strict
     JSON, null for no value), the plots, the judges' figures from ``checkpoints`` when given
@@ -516,7 +520,9 @@ def write_report(
         "metrics.png": metrics_png(metrics),
         "contact_sheet.png": contact_sheet_png(stills),
         **{name: path.read_bytes() for name, path in figures.items()},
-        "evaluation.md": markdown(metrics, protocol, models, judge_figures=list(figures)),
+        "evaluation.md": markdown(
+            metrics, protocol, models, judge_figures=list(figures), notes=notes
+        ),
     }
     encoded = {
         name: data.encode() if isinstance(data, str) else data for name, data in files.items()

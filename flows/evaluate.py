@@ -13,7 +13,7 @@ import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
 from eamm.atomic import remove_leftovers
 from eamm.checkpoint import file_fingerprint
 from eamm.config import GenerateParams, load_section
-from eamm.evaluate import add_set_scores, aggregate
+from eamm.evaluate import add_set_scores, aggregate, generation_notes
 from eamm.evidence import judge_summary, training_summary
 from eamm.folder_lock import folder_lock
 from eamm.judges.scoring import missing_judge_note, missing_judges
@@ -74,12 +74,15 @@ def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> 
         }
     )
     clip_scores = [s.__dict__ for s in scores]
-    write_report(metrics, clip_scores, stills, protocol, models, out, Path(checkpoints))
-    for stage, path in missing.items():
-        print(f"note: {missing_judge_note(stage, path)}", file=sys.stderr)
+    notes = generation_notes(checkpoints)
+    write_report(
+        metrics, clip_scores, stills, protocol, models, out, Path(checkpoints), notes=notes
+    )
+    for note in [*notes, *(missing_judge_note(s, p) for s, p in missing.items())]:
+        print(f"note: {note}", file=sys.stderr)
     create_markdown_artifact(
         key="evaluation",
-        markdown=markdown(metrics, protocol, models),
+        markdown=markdown(metrics, protocol, models, notes=notes),
         description=f"Evaluation under protocol {params.protocol}",
     )
     return metrics

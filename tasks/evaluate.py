@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from prefect import task
 
 from eamm.clips import load_clips
@@ -37,8 +35,6 @@ def evaluate_dataset(
     pool = load_clips(manifest, (params.split,), min_frames=2)
     device = pick_device(generate.device)
     nets = load_models(checkpoints, device, generate, model)
-    for note in nets.notes:  # a stage-1 fallback: what is scored is not the fine-tuned model
-        print(f"note: {dataset}: {note}", file=sys.stderr)
     judges = load_judges(checkpoints, device, protocol.vshift, params.syncnet_weights)
     fid = None
     if params.fid_weights:

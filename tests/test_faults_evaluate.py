@@ -23,7 +23,7 @@ from eamm.errors import EammError
 from eamm.evaluate import METRICS, VARIANTS, ClipScore
 from eamm.judges import EmotionClassifier, SyncExpert
 from eamm.judges.scoring import load_judges
-from eamm.stages import CONFUSION_PNG, OFFSETS_PNG, STAGE_DIRS, checkpoint_path
+from eamm.stages import CONFUSION_PNG, GENERATION_STAGES, OFFSETS_PNG, STAGE_DIRS, checkpoint_path
 from tests.conftest import ROOT
 
 PARAMS = ROOT / "params.yaml"
@@ -39,8 +39,11 @@ JUDGE_STAGES = {  # stage -> (its figure, its held-out metrics.json)
 @pytest.fixture
 def models(tmp_path) -> Path:
     """The judges' stage folders as their training leaves them: checkpoint, held-out numbers
-    and figure (the generation checkpoints are not read: the task is replaced)."""
+    and figure; the generation stages' checkpoints are there but not read (the task is
+    replaced)."""
     root = tmp_path / "models"
+    for stage in GENERATION_STAGES:
+        save_checkpoint({"stage": stage, "step": 2, "models": {}}, checkpoint_path(root, stage))
     for stage, (figure, heldout) in JUDGE_STAGES.items():
         save_checkpoint({"stage": stage, "step": 2, "models": {}}, checkpoint_path(root, stage))
         (root / STAGE_DIRS[stage] / "metrics.json").write_text(json.dumps(heldout))

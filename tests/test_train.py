@@ -479,6 +479,34 @@ def test_evaluation_flow_writes_metrics_and_report(trained, data_root, tmp_path,
     assert "## What this run shows" in report and "## Training" in report
 
 
+def test_evaluation_without_stages_2_and_3_says_what_it_scored(
+    trained, data_root, tmp_path, prefect_api, capfd
+):
+    """A checkpoint folder without stage 2 or 3 is still evaluated; the report and stderr say
+    that the audio network is stage 1's and that there is no ``emotion`` variant."""
+    from flows.evaluate import evaluate_flow
+
+    partial = tmp_path / "models"
+    for name in ("fomm", "a2fd", "emotion_classifier", "sync_expert"):
+        shutil.copytree(trained / name, partial / name)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["evaluate"].update(datasets=["mead"], split="train", max_clips=1, max_frames=8)
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    out = tmp_path / "reports"
+    metrics = evaluate_flow(str(params_path), str(data_root), str(partial), str(out))
+    assert "emotion" not in metrics["mead"] and metrics["mead"]["neutral"]["psnr"] > 0
+    stage_two = partial / "a2fd_finetune" / "checkpoint.pt"
+    stage_three = partial / "emotion" / "checkpoint.pt"
+    report = (out / "evaluation.md").read_text()
+    stderr = capfd.readouterr().err
+    for said in (
+        f"{stage_two} is missing: the generated variants use stage 1's audio network",
+        f"{stage_three} is missing: no `emotion` variant; stage 3's relations are not measured",
+    ):
+        assert f"**Note**: {said}" in report and f"note: {said}" in stderr
+
+
 def run_probe(probe: str, args: list) -> dict[str, dict[str, float]]:
     """``python scripts/demo_probes.py <probe> <args>`` as a user runs it: {row name: values}
     from its lines ``<name>: <json> (<n> clips)``."""

@@ -571,6 +571,21 @@ def summary(
 
 
 INTERRUPTED = "interrupted; what finished is kept (clips, checkpoints): run it again to go on"
+# Prefect's RuntimeError when PREFECT_API_URL names a server that does not answer
+UNREACHABLE_API = "Failed to reach API at "
+
+
+def _named_error(err: Exception, first_line: str) -> str | None:
+    """The one line for an error the pipeline can name although it is not an EammError."""
+    if isinstance(err, EammError):
+        return first_line
+    if isinstance(err, RuntimeError) and first_line.startswith(UNREACHABLE_API):
+        url = first_line.removeprefix(UNREACHABLE_API).strip()
+        return (
+            f"PREFECT_API_URL {url}: no Prefect server answers; start it (`prefect server "
+            "start`, docs/operations.md) or unset PREFECT_API_URL to run with a temporary one"
+        )
+    return None
 
 
 def main() -> None:
@@ -591,8 +606,9 @@ def main() -> None:
         if debug_enabled():
             traceback.print_exc()
         first_line = next(iter(str(err).splitlines()), "")
-        if isinstance(err, EammError):
-            print(f"error: {first_line}", file=sys.stderr)
+        named = _named_error(err, first_line)
+        if named is not None:
+            print(f"error: {named}", file=sys.stderr)
             sys.exit(2)
         hint = "" if debug_enabled() else " (run with --debug for the traceback)"
         print(f"error: {type(err).__name__}: {first_line}{hint}", file=sys.stderr)

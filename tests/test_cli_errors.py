@@ -144,6 +144,29 @@ def test_an_unreachable_dask_scheduler_is_refused_before_anything_is_written(tmp
     assert not (tmp_path / "out").exists()
 
 
+def test_a_prefect_server_that_does_not_answer_is_named(tmp_path: Path) -> None:
+    """``PREFECT_API_URL`` naming a server that is down: one line naming it and what to do
+    (was "RuntimeError: Failed to reach API at ..." with exit 1)."""
+    with socket.socket() as probe:  # a port nothing listens on: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/api"
+        (tmp_path / "raw" / "lipread_mp4").mkdir(parents=True)
+        result = subprocess.run(
+            [
+                *(str(VENV_BIN / "eamm"), "index", "lrw", "--raw", "raw"),
+                *("--out", "index.parquet", "--params", str(ROOT / "params.yaml")),
+            ],
+            cwd=tmp_path,
+            env={**os.environ, "PREFECT_API_URL": url, "EAMM_PROJECT_ROOT": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    line = assert_one_line_error(result, f"PREFECT_API_URL {url}", "prefect server start")
+    assert result.returncode == 2 and "RuntimeError" not in line
+    assert not (tmp_path / "index.parquet").exists()
+
+
 def test_a_dask_address_without_a_port_is_checked_at_dasks_default_port() -> None:
     from eamm.errors import EammError
     from flows.runners import DASK_DEFAULT_PORT, make_task_runner

@@ -375,12 +375,13 @@ def import_eamm(
     audio: Path | None = typer.Option(None, help="EAMM's 1-6000.pth.tar (audio network)"),
     emotion: Path | None = typer.Option(None, help="EAMM's 5-3000.pth.tar (emotion network)"),
     out: Path = typer.Option(Path("models"), help="checkpoint folder (as the training stages)"),
+    replace: bool = typer.Option(False, help="overwrite checkpoints already in --out"),
 ) -> None:
     """Convert EAMM's released checkpoints into ours (dead parameters dropped, strict check)."""
     _require_out("--out", out, folder=True)
     from eamm.train.eamm_import import import_eamm_release
 
-    for stage, path in import_eamm_release(fomm, audio, emotion, out).items():
+    for stage, path in import_eamm_release(fomm, audio, emotion, out, replace).items():
         print(f"{stage}: {path}")
 
 

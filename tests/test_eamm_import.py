@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,21 @@ def test_import_writes_strictly_loadable_checkpoints(release: dict) -> None:
             assert ckpt["emotion_kp_source"] == "eamm-release"
         else:
             assert "emotion_kp" not in ckpt
+
+
+def test_import_never_overwrites_a_checkpoint_unless_asked(release: dict, tmp_path: Path) -> None:
+    """``--out`` defaults to the project's ``models``: a trained checkpoint there stays unless
+    ``--replace`` says otherwise."""
+    trained = tmp_path / "models" / "fomm" / "checkpoint.pt"
+    trained.parent.mkdir(parents=True)
+    trained.write_bytes(b"a trained FOMM")
+    files = release["files"]
+    with pytest.raises(EammError, match=rf"^{re.escape(str(trained))}: a checkpoint is already"):
+        import_eamm_release(files["fomm"], files["audio"], None, tmp_path / "models")
+    assert trained.read_bytes() == b"a trained FOMM"
+    assert not (tmp_path / "models" / "a2fd_finetune").exists()  # nothing of the import written
+    written = import_eamm_release(files["fomm"], None, None, tmp_path / "models", replace=True)
+    assert load_checkpoint(written["fomm"])["step"] == 124
 
 
 def test_import_refuses_bad_files(release: dict, tmp_path: Path) -> None:

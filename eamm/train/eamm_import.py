@@ -234,20 +234,30 @@ def import_eamm_release(
     audio: str | Path | None,
     emotion: str | Path | None,
     out_root: str | Path,
+    replace: bool = False,
 ) -> dict[str, Path]:
     """Convert EAMM's released checkpoints into ``<out_root>/<stage folder>/checkpoint.pt``.
 
     ``fomm`` is ``124_52000.pth.tar``, ``audio`` ``1-6000.pth.tar`` and ``emotion``
     ``5-3000.pth.tar`` (the last two optional). All given files are loaded and validated before
-    anything is written; each checkpoint is written atomically. Returns the written paths keyed by
-    stage folder (``fomm``, ``a2fd_finetune``, ``emotion``).
+    anything is written; each checkpoint is written atomically. A checkpoint already in place
+    (the default ``out_root`` is the project's ``models``, where training writes) is replaced
+    only with ``replace``. Returns the written paths keyed by stage folder (``fomm``,
+    ``a2fd_finetune``, ``emotion``).
     """
     given = {"fomm": fomm, "audio": audio, "emotion": emotion}
     payloads = {
         key: _payload(Path(path), _SOURCES[key]) for key, path in given.items() if path is not None
     }
-    written = {}
-    for key, payload in payloads.items():
-        folder = _SOURCES[key].folder
-        written[folder] = save_checkpoint(payload, Path(out_root) / folder / CHECKPOINT_NAME)
-    return written
+    targets = {key: Path(out_root) / _SOURCES[key].folder / CHECKPOINT_NAME for key in payloads}
+    present = [path for path in targets.values() if path.exists()]
+    if present and not replace:
+        more = f" (and {len(present) - 1} more)" if len(present) > 1 else ""
+        raise EammError(
+            f"{present[0]}: a checkpoint is already there{more}; import into another --out, "
+            "or pass --replace to overwrite it"
+        )
+    return {
+        _SOURCES[key].folder: save_checkpoint(payload, targets[key])
+        for key, payload in payloads.items()
+    }

@@ -173,6 +173,20 @@ def test_mead_filters(mead: Path) -> None:
     }
 
 
+def test_mead_archives_not_extracted_say_how_to_extract(tmp_path: Path) -> None:
+    """MEAD ships video.tar and audio.tar per actor; one left packed is named as such."""
+    touch(tmp_path, "M003/video.tar", "M003/audio.tar", "W009/video/front/sad/level_1/001.mp4")
+    touch(tmp_path, "W009/audio.tar")
+    index = MeadRecipe().index(tmp_path)
+    assert [e.clip_id for e in index.entries] == ["W009/front/sad/level_1/001"]
+    assert pairs(index.problems) == [
+        ("M003", "no video folder"),
+        ("M003/audio.tar", "MEAD's archive, not extracted (tar -xf M003/audio.tar -C M003)"),
+        ("M003/video.tar", "MEAD's archive, not extracted (tar -xf M003/video.tar -C M003)"),
+        ("W009/audio.tar", "MEAD's archive, not extracted (tar -xf W009/audio.tar -C W009)"),
+    ]
+
+
 def test_mead_links_inside_refuses_links_that_leave_the_raw_folder(mead: Path) -> None:
     index = MeadRecipe(links="inside").index(mead)
     assert index.entries == [e for e in MEAD_FRONT if e.utterance != "003" or e.level != 1]

@@ -119,6 +119,8 @@ class MeadRecipe:
                     walker.problem(rel, "unexpected file (expected a folder)")
             elif kind == "dir":
                 walker.problem(rel, f"unknown folder '{name}' (expected video and audio)")
+            elif kind == "file" and name in ("video.tar", "audio.tar"):
+                walker.problem(rel, f"MEAD's archive, not extracted (tar -xf {rel} -C {speaker})")
             elif kind == "file":
                 walker.problem(rel, "unexpected file (expected video and audio folders)")
         if "video" not in kinds:

@@ -312,3 +312,20 @@ def test_a_raw_tree_in_dvcs_symlink_cache_is_preprocessed(trees, tmp_path, dvc_e
     assert validate_manifest(out / "manifest.parquet") == []
     again = run("lrw", out, tree)
     assert (again["processed"], again["reused"]) == (0, 2)
+
+
+def test_shards_the_pipeline_did_not_write_are_left_alone(trees, tmp_path):
+    """Stale shards are those a previous record names; a .tar no record names (a user's own
+    WebDataset shards in the folder given as --out) stays, byte for byte."""
+    out = tmp_path / "lrw"
+    theirs = {out / "shards/train/theirs.tar": b"their shard", out / "shards/x/y.tar": b"more"}
+    for path, data in theirs.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    assert run("lrw", out, trees)["by_status"] == {"failed": 1, "ok": 4}
+    assert (out / "shards/train/ABOUT.tar").is_file()
+    assert all(path.read_bytes() == data for path, data in theirs.items())
+    assert validate_manifest(out / "manifest.parquet") == [  # named, not deleted
+        "shards/train/theirs.tar: shard that no ok row accounts for",
+        "shards/x/y.tar: shard that no ok row accounts for",
+    ]

@@ -78,15 +78,18 @@ def pack_shard(out_root: Path, shard: str, rows: list[dict]) -> list[dict]:
     return packed
 
 
-def remove_stale_outputs(out_root: Path, keep_shards: set[str]) -> int:
-    """Delete shards no ok row uses, leftovers of interrupted runs and the version-1 clip
-    folders; returns the number of shards removed."""
+def remove_stale_outputs(out_root: Path, keep_shards: set[str], recorded: set[str]) -> int:
+    """Delete the shards a previous record names (``recorded``) that no ok row uses now,
+    leftovers of interrupted runs and the version-1 clip folders; returns the number of shards
+    removed. A ``.tar`` no record names is not this pipeline's (a user's own shards under
+    ``<out>/shards``): it stays."""
     out_root = Path(out_root)
     removed = 0
     shards = out_root / SHARDS_DIR
     if shards.is_dir():
         for path in sorted(shards.rglob("*.tar")):
-            if path.relative_to(out_root).as_posix() not in keep_shards:
+            name = path.relative_to(out_root).as_posix()
+            if name in recorded and name not in keep_shards:
                 path.unlink()
                 removed += 1
         for leftover in shards.rglob(".*.partial"):

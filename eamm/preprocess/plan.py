@@ -233,7 +233,7 @@ class PreprocessRun:
             pc.unique(counted["shard"].filter(pc.equal(counted["status"], "ok"))).to_pylist()
         )
         del counted  # counted: not held while the manifest is written (~45 MB at 500k clips)
-        remove_stale_outputs(self.out_root, held)
+        remove_stale_outputs(self.out_root, held, self.previous.recorded_shards)
         write_manifest_parts(
             self.rows.sorted_parts("clip_id"),
             self.out_root / MANIFEST_NAME,

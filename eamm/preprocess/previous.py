@@ -128,6 +128,12 @@ class PreviousRows:
         order = pc.sort_indices(shards).to_numpy()
         self._held_at = positions[order]  # held clips' positions, grouped by shard
         self._held = value_runs(shards.take(order))
+        # every shard any record names, held or not: the shards this pipeline wrote here
+        self.recorded_shards = {
+            name
+            for table in (listed, self._journal)
+            for name in pc.unique(table["shard"].drop_null()).to_pylist()
+        }
         self._group: tuple[int, pa.Table] | None = None  # the row group read last
 
     def __len__(self) -> int:

@@ -175,12 +175,15 @@ class PreprocessParams(Strict):
         return value
 
 
+# follow: symbolic links are followed wherever they point (DVC's symlink cache, a tree of links
+# to shared storage); inside: links that leave the raw folder are listed as problems and skipped
+# (an untrusted download)
+LinkPolicy = Literal["follow", "inside"]
+
+
 class RawTreeParams(Strict):
     raw: str
-    # follow: symbolic links are followed wherever they point (DVC's symlink cache, a tree of
-    # links to shared storage); inside: links that leave the raw folder are listed as problems
-    # and skipped (an untrusted download)
-    links: Literal["follow", "inside"] = "follow"
+    links: LinkPolicy = "follow"
 
 
 class MeadDatasetParams(RawTreeParams):

@@ -13,8 +13,9 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
+from eamm.config import LinkPolicy
 from eamm.errors import EammError
 
 Kind = Literal["dir", "file"]
@@ -101,7 +102,7 @@ def not_mp4(name: str) -> str:
     return "not an .mp4 file"
 
 
-LINKS = ("follow", "inside")
+LINKS: tuple[str, ...] = get_args(LinkPolicy)
 
 
 class TreeWalker:

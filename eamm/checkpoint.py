@@ -15,6 +15,7 @@ import sys
 import zipfile
 import zlib
 from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,14 @@ def file_fingerprint(path: str | Path) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def checkpoint_fingerprints(models_root: str | Path, stages: Iterable[str]) -> dict[str, str]:
+    """{stage folder: ``file_fingerprint`` of its checkpoint} of the ``stages`` that have one."""
+    from eamm.stages import STAGE_DIRS, checkpoint_path
+
+    paths = {STAGE_DIRS[stage]: checkpoint_path(models_root, stage) for stage in stages}
+    return {name: file_fingerprint(path) for name, path in paths.items() if path.is_file()}
 
 
 def seed_all(seed: int) -> None:

@@ -12,7 +12,9 @@ themselves with the no-reference metrics and the judges."""
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -31,6 +33,7 @@ from eamm.config import (
     GenerateParams,
 )
 from eamm.errors import EammError
+from eamm.evaluation_journal import ClipRecord, EvaluationJournal
 from eamm.face.landmarks import FaceModels
 from eamm.generate import (
     EammModels,
@@ -421,12 +424,14 @@ def _score(
     judges: Judges,
     fid: FidFeatures | None,
     protocol: EvaluationProtocol,
-) -> list[ClipScore]:
-    """The ground-truth row and every variant's row of one generated clip."""
+) -> tuple[list[ClipScore], dict[str, np.ndarray]]:
+    """The ground-truth row and every variant's row of one generated clip, and with ``fid``
+    the FID features of the real frames and of every variant."""
     clip, truth, t = g.clip, g.truth, len(g.truth)
     truth_views = scorer.views(truth)
+    features = {}
     if fid is not None:
-        fid.add("ground_truth", truth_views.image[truth_views.valid])
+        features["ground_truth"] = fid.features(truth_views.image[truth_views.valid])
     audio = None
     if judges.syncnet is not None:
         audio = delay_audio(clip.audio()[: t * AUDIO_PER_FRAME], protocol.audio_offset)
@@ -438,7 +443,7 @@ def _score(
     for variant, video in g.videos.items():
         views = scorer.views(video)
         if fid is not None:
-            fid.add(variant, views.image[views.valid])
+            features[variant] = fid.features(views.image[views.valid])
         scores = (
             scorer.score(views, truth_views)
             | {"cpbd": cpbd_clip(video)}
@@ -447,7 +452,7 @@ def _score(
             | judged(video, views.sync)
         )
         rows.append(ClipScore(clip.dataset, clip.clip_id, clip.emotion, variant, scores))
-    return rows
+    return rows, features
 
 
 def evaluate_clips(
@@ -460,10 +465,15 @@ def evaluate_clips(
     judges: Judges | None = None,
     fid: FidFeatures | None = None,
     stage_one: EammModels | None = None,
+    journal: EvaluationJournal | None = None,
+    progress: Callable[[int, int, str, float | None], None] | None = None,
 ) -> tuple[list[ClipScore], dict]:
     """Scores of every clip and variant, and one middle frame per variant for the report;
     ``fid`` gathers the protocol's frames of every variant (FID is over all clips at once);
-    ``stage_one`` (``eamm.generate.stage_one_models``) adds the ``stage1`` variant.
+    ``stage_one`` (``eamm.generate.stage_one_models``) adds the ``stage1`` variant. With a
+    ``journal`` (``eamm.evaluation_journal``) a clip it holds is read back, not scored again,
+    and each clip scored is recorded in it; ``progress`` hears of each finished clip (clips
+    done, of how many, its id, the seconds it took: None where read back).
 
     A clip is scored (landmarks, SSIM, CPBD, judges: mostly single-threaded NumPy and the
     face mesh) in one worker thread while the next clip is generated: the same rows in the
@@ -473,26 +483,70 @@ def evaluate_clips(
     scorer = ProtocolScorer(protocol, sync_crops=judges.syncnet is not None)
     scores: list[ClipScore] = []
     stills: dict = {}
-    pending: list[Future] = []
+    pending: list[tuple[int, str, dict, float, Future]] = []
+    done = 0
+
+    def add(record: ClipRecord, seconds: float | None) -> None:
+        """The record's rows, stills and features, in clip order."""
+        nonlocal done
+        scores.extend(ClipScore(**row) for row in record.scores)
+        row = stills.setdefault(record.group, {})
+        for name, frame in record.stills.items():
+            row.setdefault(name, frame)
+        for variant, features in record.fid.items():
+            fid.add(variant, features)
+        done += 1
+        if progress is not None:
+            progress(done, len(clips), record.clip_id, seconds)
+
+    def collect() -> None:
+        k, group, added, start, future = pending.pop(0)
+        rows, features = future.result()
+        record = ClipRecord(clips[k].clip_id, [_plain(r) for r in rows], group, added, features)
+        if journal is not None:
+            journal.save(k, record)
+        add(record, time.perf_counter() - start)
+
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score") as worker:
             for k, clip in enumerate(clips):
+                record = journal.load(k, clip.clip_id) if journal is not None else None
+                if record is not None:
+                    while pending:  # the clips before it first: rows and features in order
+                        collect()
+                    add(record, None)
+                    continue
+                start = time.perf_counter()
                 g = _generate(k, clip, pool, nets, params, protocol, gp, device, stage_one)
-                t = len(g.truth)
-                row = stills.setdefault(
-                    clip.emotion or clip.dataset,
-                    {"source": g.source[0], "ground_truth": g.truth[t // 2]},
-                )
-                for variant, video in g.videos.items():
-                    row.setdefault(variant, video[t // 2])
-                pending.append(worker.submit(_score, g, scorer, judges, fid, protocol))
+                group, added = _first_stills(stills, g)
+                future = worker.submit(_score, g, scorer, judges, fid, protocol)
+                pending.append((k, group, added, start, future))
                 if len(pending) > 1:  # one clip generated ahead: memory stays two clips
-                    scores += pending.pop(0).result()
-            for future in pending:
-                scores += future.result()
+                    collect()
+            while pending:
+                collect()
     finally:
         scorer.close()
     return scores, stills
+
+
+def _first_stills(stills: dict, g: _Generated) -> tuple[str, dict[str, np.ndarray]]:
+    """The report's row of the clip's group (its emotion, or its dataset) gets the clip's middle
+    frames where it has none yet; returns the group and what this clip gave it."""
+    t = len(g.truth)
+    group = g.clip.emotion or g.clip.dataset
+    row = stills.setdefault(group, {})
+    frames = {"source": g.source[0], "ground_truth": g.truth[t // 2]}
+    frames |= {variant: video[t // 2] for variant, video in g.videos.items()}
+    added = {name: frame for name, frame in frames.items() if name not in row}
+    row.update(added)
+    return group, added
+
+
+def _plain(row: ClipScore) -> dict:
+    """The row's fields with NumPy floats as Python floats: as the journal reads them back."""
+    scores = {m: float(v) if isinstance(v, np.floating) else v for m, v in row.scores.items()}
+    return {**row.__dict__, "scores": scores}
 
 
 def aggregate(scores: list[ClipScore]) -> dict:

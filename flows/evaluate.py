@@ -11,9 +11,10 @@ from prefect.artifacts import create_markdown_artifact
 
 import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
 from eamm.atomic import remove_leftovers
-from eamm.checkpoint import file_fingerprint
+from eamm.checkpoint import checkpoint_fingerprints
 from eamm.config import GenerateParams, load_section
 from eamm.evaluate import add_set_scores, aggregate, generation_notes
+from eamm.evaluation_journal import remove_journal
 from eamm.evidence import judge_summary, training_summary
 from eamm.folder_lock import folder_lock
 from eamm.judges.scoring import missing_judge_note, missing_judges
@@ -24,7 +25,7 @@ from eamm.report import (
     without_missing_judges,
     write_report,
 )
-from eamm.stages import GENERATION_STAGES, JUDGES, STAGE_DIRS, checkpoint_path
+from eamm.stages import GENERATION_STAGES, JUDGES
 from eamm.strict_json import finite
 from eamm.train.recipe import resolve_evaluate
 from tasks.evaluate import evaluate_dataset
@@ -55,15 +56,14 @@ def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> 
     scores, stills, fid = [], {}, {}
     for dataset in params.datasets:
         clip_scores, clip_stills, fid[dataset] = evaluate_dataset(
-            dataset, data_root, checkpoints, params, generate, model
+            dataset, data_root, checkpoints, params, generate, model, str(out)
         )
         scores += clip_scores
         stills.update(clip_stills)
     table = aggregate(scores)
     for dataset, values in fid.items():
         add_set_scores(table, dataset, "fid", values)
-    paths = {stage: checkpoint_path(checkpoints, stage) for stage in (*GENERATION_STAGES, *JUDGES)}
-    models = {STAGE_DIRS[s]: file_fingerprint(p) for s, p in paths.items() if p.is_file()}
+    models = checkpoint_fingerprints(checkpoints, (*GENERATION_STAGES, *JUDGES))
     protocol = run_protocol(params, generate)
     judges = judge_summary(Path(checkpoints), params.resolved().vshift)
     metrics = finite(  # as metrics.json holds it: null, not NaN
@@ -78,6 +78,7 @@ def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> 
     write_report(
         metrics, clip_scores, stills, protocol, models, out, Path(checkpoints), notes=notes
     )
+    remove_journal(out)  # kept until now so that a killed run resumes where it was
     for note in [*notes, *(missing_judge_note(s, p) for s, p in missing.items())]:
         print(f"note: {note}", file=sys.stderr)
     create_markdown_artifact(

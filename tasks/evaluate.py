@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from prefect import task
+from pathlib import Path
 
+from prefect import get_run_logger, task
+
+from eamm.checkpoint import checkpoint_fingerprints, file_fingerprint
 from eamm.clips import load_clips
 from eamm.config import EvaluateParams, GenerateParams
 from eamm.evaluate import ClipScore, evaluate_clips, select_clips
+from eamm.evaluation_journal import EvaluationJournal, ProgressLine, journal_folder
 from eamm.generate import load_models, stage_one_models
 from eamm.judges.scoring import load_judges
 from eamm.metrics.fid import FidFeatures, load_fid_inception
-from eamm.stages import manifest_path
+from eamm.stages import STAGE_DIRS, manifest_path
 from eamm.tensors import pick_device
 
 
@@ -22,8 +26,11 @@ def evaluate_dataset(
     params: EvaluateParams,
     generate: GenerateParams,
     model: dict,
+    out_dir: str,
 ) -> tuple[list[ClipScore], dict, dict[str, float]]:
-    """Per-clip scores, the report's stills, and FID per variant (empty without its weights)."""
+    """Per-clip scores, the report's stills, and FID per variant (empty without its weights).
+    Each clip scored is recorded in ``out_dir``'s journal, and the clips a killed run of the
+    same inputs recorded there are read back (``eamm.evaluation_journal``)."""
     manifest = manifest_path(data_root, dataset)
     protocol = params.resolved()
     if protocol.landmarker == "dlib68":  # one line now if dlib is missing, not after the models
@@ -40,7 +47,32 @@ def evaluate_dataset(
     if params.fid_weights:
         fid = FidFeatures(load_fid_inception(params.fid_weights, device), device)
     stage_one = stage_one_models(checkpoints, nets)
+    weights = (params.fid_weights, params.syncnet_weights)
+    journal = EvaluationJournal(
+        journal_folder(out_dir, dataset),
+        {
+            "dataset": dataset,
+            "clips": [clip.clip_id for clip in clips],
+            "manifest": file_fingerprint(manifest),
+            "evaluate": params.model_dump(mode="json"),
+            "generate": generate.model_dump(mode="json"),
+            "model": model,
+            "checkpoints": checkpoint_fingerprints(checkpoints, STAGE_DIRS),
+            "weights": [file_fingerprint(Path(w)) if w else None for w in weights],
+        },
+    )
+    logger, line = get_run_logger(), ProgressLine(dataset)
     scores, stills = evaluate_clips(
-        clips, pool, nets, params, generate, device, judges, fid, stage_one
+        clips,
+        pool,
+        nets,
+        params,
+        generate,
+        device,
+        judges,
+        fid,
+        stage_one,
+        journal,
+        progress=lambda *done: logger.info(line(*done)),
     )
     return scores, stills, fid.scores() if fid is not None else {}

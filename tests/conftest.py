@@ -108,3 +108,17 @@ def dvc_env(tmp_path: Path) -> dict[str, str]:
         "DVC_SYSTEM_CONFIG_DIR": str(dirs["dvc-system"]),
         "DVC_SITE_CACHE_DIR": str(dirs["dvc-site"]),
     }
+
+
+def kill_group_when(run, ready, timeout: float = 300) -> None:
+    """SIGKILL the process group of ``run`` (started with ``start_new_session``) as soon as
+    ``ready()`` holds or the run has ended, as ``kill -9 -<pgid>`` would: its children too."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not ready() and run.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()

@@ -22,7 +22,7 @@ from eamm.errors import EammError
 from eamm.generate import EmotionSource, animate_stream, generate, load_models
 from eamm.sample.dataset import plan, write_clip, write_portrait
 from eamm.sample.voice import synth_speech
-from tests.conftest import ROOT, VENV_BIN
+from tests.conftest import ROOT, VENV_BIN, kill_group_when
 
 MODEL = yaml.safe_load((ROOT / "params.yaml").read_text())["model"] | {"profile": "tiny"}
 PARAMS = GenerateParams(device="cpu")
@@ -477,7 +477,6 @@ def test_one_generation_per_out_and_a_killed_ones_leftovers_go(inputs, tmp_path)
     """kill -9 in the middle of writing leaves the staged videos and the lock file (nothing
     can remove them); the next run on that --out takes the lock over and removes them. While
     a run holds --out, another stops at once naming it."""
-    import signal
     import sys
     import time
 
@@ -493,12 +492,8 @@ def test_one_generation_per_out_and_a_killed_ones_leftovers_go(inputs, tmp_path)
     # its own process group, killed whole (the encoders too, as `kill -9 -<pgid>` does; an
     # encoder left running would finish its file after this test's next run had looked)
     run = subprocess.Popen([sys.executable, "-c", script, *map(str, args)], start_new_session=True)
+    kill_group_when(run, lambda: bool(list(tmp_path.glob("..talk.mp4.*.partial.mp4"))), 120)
     deadline = time.monotonic() + 120
-    while not list(tmp_path.glob("..talk.mp4.*.partial.mp4")) and run.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait()
     # the rest of the group too: a child caught between fork and exec shares the lock's
     # flock until it is gone (CI once found the lock still held right after wait())
     while living_in_group(run.pid) and time.monotonic() < deadline:

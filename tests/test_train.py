@@ -5,6 +5,7 @@ identical next-step loss; generation and evaluation run from the tiny checkpoint
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -657,6 +658,21 @@ def test_expression_probe_moves_only_the_chosen_keypoints(trained, data_root):
 
 
 # 24 frames against 2048 features: singular covariances (a real run uses thousands of frames)
+def fid_weights(folder: Path) -> Path:
+    """pytorch-fid's network with random weights, saved under the released file's name."""
+    from eamm.metrics.fid import FID_WEIGHTS_NAME, FidInceptionV3
+
+    torch.manual_seed(0)
+    network = FidInceptionV3()
+    randomise_batch_norm(network, seed=1)
+    calibrate_batch_norm(
+        network, torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    )
+    weights = folder / FID_WEIGHTS_NAME
+    torch.save(network.state_dict(), weights)
+    return weights
+
+
 @pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_fid_from_local_weights_scores_every_generated_variant(
@@ -665,17 +681,9 @@ def test_fid_from_local_weights_scores_every_generated_variant(
     """``evaluate.fid_weights`` (here pytorch-fid's network with random weights, saved with the
     released file's keys) adds FID per variant against the real frames; without it there is no
     FID at all (the test above)."""
-    from eamm.metrics.fid import FID_WEIGHTS_NAME, FidInceptionV3
     from flows.evaluate import evaluate_flow
 
-    torch.manual_seed(0)
-    network = FidInceptionV3()
-    randomise_batch_norm(network, seed=1)
-    calibrate_batch_norm(
-        network, torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    )
-    weights = tmp_path / FID_WEIGHTS_NAME
-    torch.save(network.state_dict(), weights)
+    weights = fid_weights(tmp_path)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["evaluate"].update(
         datasets=["mead"], split="train", max_clips=2, max_frames=12, fid_weights=str(weights)
@@ -853,3 +861,103 @@ def test_a_listed_dataset_without_clips_is_an_error(data_root, tmp_path):
         r"from train_fomm\.datasets",
     ):
         run("train_fomm", copy, tmp_path / "models", steps=2)
+
+
+@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_a_killed_evaluation_resumes_at_its_clip_with_the_straight_runs_report(
+    trained, data_root, tmp_path, prefect_api, monkeypatch
+):
+    """``eamm evaluate`` killed (SIGKILL) once its first clip is recorded: the next run reads
+    the recorded clips back instead of generating them again and writes the report an
+    uninterrupted run writes, byte for byte, FID included; the journal goes with the report."""
+    import subprocess
+
+    import eamm.evaluate
+    from eamm.evaluation_journal import journal_folder
+    from flows.evaluate import evaluate_flow
+    from tests.conftest import VENV_BIN, kill_group_when
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["evaluate"].update(
+        datasets=["mead"],
+        split="train",
+        max_clips=2,
+        max_frames=6,
+        fid_weights=str(fid_weights(tmp_path)),
+    )
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    args = (str(params_path), str(data_root), str(trained))
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    evaluate_flow(*args, str(straight))
+    assert not (straight / ".journal").exists()
+    rows = json.loads((straight / "clip_scores.json").read_text())
+    clips = len({row["clip_id"] for row in rows})
+    assert clips >= 2
+
+    journal = journal_folder(resumed, "mead")
+    cli = ["evaluate", "--params", args[0], "--data-root", args[1], "--checkpoints", args[2]]
+    from prefect.settings import PREFECT_API_URL
+
+    run = subprocess.Popen(  # on this session's Prefect server: no temporary one to start
+        [str(VENV_BIN / "eamm"), *cli, "--out", str(resumed)],
+        env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    kill_group_when(run, lambda: bool(list(journal.glob("*.npz"))))
+    recorded = len(list(journal.glob("*.npz")))
+    assert 1 <= recorded < clips and not (resumed / "metrics.json").exists()
+
+    generated = []
+    real_generate = eamm.evaluate._generate
+
+    def counted(k, *args, **kwargs):  # the real one, counted
+        generated.append(k)
+        return real_generate(k, *args, **kwargs)
+
+    monkeypatch.setattr(eamm.evaluate, "_generate", counted)
+    evaluate_flow(*args, str(resumed))
+    assert generated == list(range(recorded, clips))
+    reports = sorted(p.name for p in straight.iterdir() if not p.name.startswith("."))
+    assert "metrics.json" in reports and "contact_sheet.png" in reports
+    for name in reports:
+        assert (resumed / name).read_bytes() == (straight / name).read_bytes(), name
+    assert not (resumed / ".journal").exists()
+
+
+def test_a_damaged_or_foreign_clip_record_is_not_read_back(tmp_path):
+    """A record cut short (a full disk before the rename cannot leave one, a copy can) or one of
+    another clip is scored again; records of the same inputs stay, of other inputs go."""
+    from eamm.evaluation_journal import ClipRecord, EvaluationJournal
+
+    key = {"clips": ["a", "b"]}
+    journal = EvaluationJournal(tmp_path / "mead", key)
+    frame = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    row = {"dataset": "mead", "clip_id": "a", "emotion": "sad", "variant": "neutral"}
+    scores = [row | {"scores": {"psnr": 20.125, "ssim": float("nan")}}]
+    features = {"neutral": np.full((2, 4), 0.1)}
+    journal.save(0, ClipRecord("a", scores, "sad", {"source": frame}, features))
+    journal.save(1, ClipRecord("b", [], "sad"))
+    back = EvaluationJournal(tmp_path / "mead", key).load(0, "a")
+    assert back.scores[0]["scores"]["psnr"] == 20.125 and np.isnan(back.scores[0]["scores"]["ssim"])
+    assert np.array_equal(back.stills["source"], frame) and back.group == "sad"
+    assert np.array_equal(back.fid["neutral"], features["neutral"])
+    assert journal.load(1, "another clip") is None  # the clip list moved under it
+    path = tmp_path / "mead" / "000000.npz"
+    path.write_bytes(path.read_bytes()[:100])
+    assert journal.load(0, "a") is None and not path.exists()
+    assert EvaluationJournal(tmp_path / "mead", {"clips": ["c"]}).load(1, "b") is None
+
+
+def test_the_progress_line_names_the_clip_and_the_time_left():
+    from eamm.evaluation_journal import ProgressLine
+
+    line = ProgressLine("mead")
+    assert line(1, 4, "W009/a", None) == (
+        "evaluate mead: clip 1/4 W009/a: read back, scored by an earlier run"
+    )
+    assert line(2, 4, "W009/b", 30.0) == "evaluate mead: clip 2/4 W009/b: 30.0 s; about 60 s left"

@@ -261,8 +261,12 @@ class FidFeatures:
         self.device = device
         self._features: dict[str, list[np.ndarray]] = {}
 
-    def add(self, variant: str, frames: np.ndarray) -> None:
-        features = pool3_features(self.net, frames, self.device)
+    def features(self, frames: np.ndarray) -> np.ndarray:
+        """(N, 2048) features of ``frames``, for ``add`` (computed apart: the evaluation does it
+        beside generation, and adds them in clip order)."""
+        return pool3_features(self.net, frames, self.device)
+
+    def add(self, variant: str, features: np.ndarray) -> None:
         self._features.setdefault(variant, []).append(features)
 
     def scores(self, real: str = "ground_truth") -> dict[str, float]:

@@ -59,6 +59,8 @@ class EvaluationJournal:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder.mkdir(parents=True)
             write_text(self.folder / KEY_FILE, json.dumps({"digest": self.digest, **key}))
+        for staged in self.folder.glob(".*.partial*"):  # a killed run's record, half written
+            staged.unlink(missing_ok=True)
 
     def _stored_digest(self) -> str | None:
         try:

@@ -908,8 +908,9 @@ def test_a_killed_evaluation_resumes_at_its_clip_with_the_straight_runs_report(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    kill_group_when(run, lambda: bool(list(journal.glob("*.npz"))))
-    recorded = len(list(journal.glob("*.npz")))
+    # a record counts once renamed into place (its staged file is hidden: .000000.npz.*)
+    kill_group_when(run, lambda: bool(list(journal.glob("[0-9]*.npz"))))
+    recorded = len(list(journal.glob("[0-9]*.npz")))
     assert 1 <= recorded < clips and not (resumed / "metrics.json").exists()
 
     generated = []
@@ -950,6 +951,10 @@ def test_a_damaged_or_foreign_clip_record_is_not_read_back(tmp_path):
     path = tmp_path / "mead" / "000000.npz"
     path.write_bytes(path.read_bytes()[:100])
     assert journal.load(0, "a") is None and not path.exists()
+    staged = tmp_path / "mead" / ".000001.npz.x1y2.partial.npz"  # a killed run's, half written
+    staged.write_bytes(b"PK")
+    assert EvaluationJournal(tmp_path / "mead", key).load(1, "b") is not None
+    assert not staged.exists()
     assert EvaluationJournal(tmp_path / "mead", {"clips": ["c"]}).load(1, "b") is None
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 import zipfile
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eamm.atomic import temp_beside, write_text
+from eamm.atomic import replacing, write_text
 
 JOURNAL_DIR = ".journal"
 KEY_FILE = "key.json"
@@ -105,17 +104,9 @@ class EvaluationJournal:
             **{f"still/{name}": a for name, a in record.stills.items()},
             **{f"fid/{name}": a for name, a in record.fid.items()},
         }
-        path = self._path(k)
-        tmp = temp_beside(path, ".partial.npz")
-        try:
-            with tmp.open("wb") as handle:
-                np.savez(handle, **arrays)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        # a handle, not the staged name: np.savez would append .npz to it
+        with replacing(self._path(k)) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
 
 
 class ProgressLine:

@@ -6,8 +6,10 @@ One ``<k>.npz`` per finished clip in ``<out>/.journal/<dataset>/``, each written
 (beside, then renamed): the clip's score rows, the report's stills it added and, with FID, its
 Inception features (16 KB a frame and variant). ``key.json`` holds a digest of everything the
 scores depend on (the clips and their manifest, the evaluate and generate params, every
-checkpoint's and weight file's bytes); a run whose digest differs starts afresh. The flow
-removes the journal once the report is written. A clip scores the same whatever ran before it
+checkpoint's and weight file's bytes, and what rounds the last digits: torch's version, the
+device, the CPU's thread count and instruction set); a run whose digest differs starts afresh,
+so a run resumed elsewhere never mixes two machines' rounding. The flow removes the journal
+once the report is written. A clip scores the same whatever ran before it
 (its seeds are its own, the landmarker's tracking restarts per clip), so a resumed run writes
 the straight run's report, byte for byte."""
 
@@ -16,12 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from eamm.atomic import replacing, write_text
 
@@ -40,6 +42,18 @@ class ClipRecord:
     group: str
     stills: dict[str, np.ndarray] = field(default_factory=dict)
     fid: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def numerics(device: torch.device) -> dict[str, str | int]:
+    """What rounds a score's last digits besides the inputs: torch's version, the device, and
+    on the CPU the thread count and the instruction set torch dispatches to."""
+    found: dict[str, str | int] = {"torch": torch.__version__, "device": str(device)}
+    if device.type == "cpu":
+        found["threads"] = torch.get_num_threads()
+        found["cpu"] = torch.backends.cpu.get_cpu_capability()
+    elif device.type == "cuda":
+        found["gpu"] = torch.cuda.get_device_name(device)
+    return found
 
 
 def journal_folder(out_dir: str | Path, dataset: str) -> Path:
@@ -107,31 +121,6 @@ class EvaluationJournal:
         # a handle, not the staged name: np.savez would append .npz to it
         with replacing(self._path(k)) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
-
-
-class ProgressLine:
-    """One line per finished clip: which, how long it took and about how long the rest will,
-    from the pace of the clips scored so far in this run (clips read back cost nothing)."""
-
-    def __init__(self, dataset: str) -> None:
-        self.dataset = dataset
-        self.start: float | None = None
-        self.scored = 0
-
-    def __call__(self, done: int, total: int, clip_id: str, seconds: float | None) -> str:
-        head = f"evaluate {self.dataset}: clip {done}/{total} {clip_id}"
-        if seconds is None:
-            return f"{head}: read back, scored by an earlier run"
-        now = time.monotonic()
-        if self.start is None:
-            self.start = now - seconds
-        self.scored += 1
-        left = (now - self.start) / self.scored * (total - done)
-        return f"{head}: {seconds:.1f} s; about {_minutes(left)} left"
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def remove_journal(out_dir: str | Path) -> None:

@@ -25,7 +25,7 @@ from eamm.report import (
     without_missing_judges,
     write_report,
 )
-from eamm.stages import GENERATION_STAGES, JUDGES
+from eamm.stages import GENERATION_STAGES, JUDGES, STAGE_DIRS
 from eamm.strict_json import finite
 from eamm.train.recipe import resolve_evaluate
 from tasks.evaluate import evaluate_dataset
@@ -53,17 +53,19 @@ def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> 
     missing = missing_judges(checkpoints)
     generate = load_section(params_path, "generate", GenerateParams)
     model = yaml.safe_load(Path(params_path).read_text()).get("model", {})
+    prints = checkpoint_fingerprints(checkpoints, STAGE_DIRS)
     scores, stills, fid = [], {}, {}
     for dataset in params.datasets:
         clip_scores, clip_stills, fid[dataset] = evaluate_dataset(
-            dataset, data_root, checkpoints, params, generate, model, str(out)
+            dataset, data_root, checkpoints, params, generate, model, prints, str(out)
         )
         scores += clip_scores
         stills.update(clip_stills)
     table = aggregate(scores)
     for dataset, values in fid.items():
         add_set_scores(table, dataset, "fid", values)
-    models = checkpoint_fingerprints(checkpoints, (*GENERATION_STAGES, *JUDGES))
+    shown = (STAGE_DIRS[stage] for stage in (*GENERATION_STAGES, *JUDGES))
+    models = {name: prints[name] for name in shown if name in prints}  # the report's order
     protocol = run_protocol(params, generate)
     judges = judge_summary(Path(checkpoints), params.resolved().vshift)
     metrics = finite(  # as metrics.json holds it: null, not NaN

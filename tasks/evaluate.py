@@ -6,15 +6,16 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
-from eamm.checkpoint import checkpoint_fingerprints, file_fingerprint
+from eamm.checkpoint import file_fingerprint
 from eamm.clips import load_clips
 from eamm.config import EvaluateParams, GenerateParams
 from eamm.evaluate import ClipScore, evaluate_clips, select_clips
-from eamm.evaluation_journal import EvaluationJournal, ProgressLine, journal_folder
+from eamm.evaluation_journal import EvaluationJournal, journal_folder, numerics
 from eamm.generate import load_models, stage_one_models
 from eamm.judges.scoring import load_judges
 from eamm.metrics.fid import FidFeatures, load_fid_inception
-from eamm.stages import STAGE_DIRS, manifest_path
+from eamm.progress import ProgressLine
+from eamm.stages import manifest_path
 from eamm.tensors import pick_device
 
 
@@ -26,11 +27,13 @@ def evaluate_dataset(
     params: EvaluateParams,
     generate: GenerateParams,
     model: dict,
+    checkpoint_prints: dict[str, str],
     out_dir: str,
 ) -> tuple[list[ClipScore], dict, dict[str, float]]:
     """Per-clip scores, the report's stills, and FID per variant (empty without its weights).
-    Each clip scored is recorded in ``out_dir``'s journal, and the clips a killed run of the
-    same inputs recorded there are read back (``eamm.evaluation_journal``)."""
+    ``checkpoint_prints``: every checkpoint's fingerprint, read once by the flow. Each clip
+    scored is recorded in ``out_dir``'s journal, and the clips a killed run of the same inputs
+    recorded there are read back (``eamm.evaluation_journal``)."""
     manifest = manifest_path(data_root, dataset)
     protocol = params.resolved()
     if protocol.landmarker == "dlib68":  # one line now if dlib is missing, not after the models
@@ -57,11 +60,12 @@ def evaluate_dataset(
             "evaluate": params.model_dump(mode="json"),
             "generate": generate.model_dump(mode="json"),
             "model": model,
-            "checkpoints": checkpoint_fingerprints(checkpoints, STAGE_DIRS),
+            "checkpoints": checkpoint_prints,
             "weights": [file_fingerprint(Path(w)) if w else None for w in weights],
+            "numerics": numerics(device),
         },
     )
-    logger, line = get_run_logger(), ProgressLine(dataset)
+    logger, line = get_run_logger(), ProgressLine(f"evaluate {dataset}")
     scores, stills = evaluate_clips(
         clips,
         pool,

@@ -58,7 +58,7 @@ def scored(monkeypatch):
     SyncNet without weights)."""
     level = {"value": 1.0}
 
-    def evaluate_dataset(dataset, data_root, checkpoints, params, generate, model, out_dir):
+    def evaluate_dataset(dataset, data_root, checkpoints, params, generate, model, prints, out):
         emotion = "sad" if dataset == "mead" else None
         rows = []
         for k in range(2):

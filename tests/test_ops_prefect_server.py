@@ -48,7 +48,7 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
     for member in family:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.send_signal(sig)
-    _, alive = psutil.wait_procs(family, timeout=20)
+    _, alive = psutil.wait_procs(family, timeout=5)  # then killed: a test's leftovers
     for member in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()

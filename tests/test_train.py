@@ -959,10 +959,28 @@ def test_a_damaged_or_foreign_clip_record_is_not_read_back(tmp_path):
     assert EvaluationJournal(tmp_path / "mead", {"clips": ["c"]}).load(1, "b") is None
 
 
-def test_the_progress_line_names_the_clip_and_the_time_left():
-    from eamm.evaluation_journal import ProgressLine
+def test_records_made_under_other_numerics_are_not_read_back(tmp_path):
+    """Another thread count (or CPU, or torch) rounds the last digits differently: a run resumed
+    under it scores every clip afresh rather than mixing two roundings in one report."""
+    import torch
 
-    line = ProgressLine("mead")
+    from eamm.evaluation_journal import ClipRecord, EvaluationJournal, numerics
+
+    cpu = torch.device("cpu")
+    EvaluationJournal(tmp_path, {"numerics": numerics(cpu)}).save(0, ClipRecord("a", [], "sad"))
+    assert EvaluationJournal(tmp_path, {"numerics": numerics(cpu)}).load(0, "a") is not None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        assert EvaluationJournal(tmp_path, {"numerics": numerics(cpu)}).load(0, "a") is None
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_progress_line_names_the_clip_and_the_time_left():
+    from eamm.progress import ProgressLine
+
+    line = ProgressLine("evaluate mead")
     assert line(1, 4, "W009/a", None) == (
         "evaluate mead: clip 1/4 W009/a: read back, scored by an earlier run"
     )

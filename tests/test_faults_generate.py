@@ -356,6 +356,19 @@ def test_a_photo_named_in_bytes_that_are_not_utf8_is_read(inputs, tmp_path):
     assert frames_of(out).shape == (30, 64, 64, 3)
 
 
+def test_a_phones_heic_photo_is_animated(inputs, tmp_path):
+    """HEIC, an iPhone's default photo format: OpenCV cannot decode it, libheif does."""
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    photo = tmp_path / "IMG_0042.HEIC"
+    Image.open(inputs["photo"]).convert("RGB").save(photo, format="HEIF", quality=95)
+    out = tmp_path / "o.mp4"
+    generate(photo, inputs["audio"], None, out, inputs["models"], params=PARAMS)
+    assert frames_of(out).shape == (30, 64, 64, 3)
+
+
 def test_an_empty_photo_is_refused_in_one_line(inputs, tmp_path):
     """... and leaves no output folder behind (the lock made it before the photo was read)."""
     photo = tmp_path / "empty.png"

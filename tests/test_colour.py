@@ -55,14 +55,36 @@ def test_yuv_to_rgb_inverts_it_and_matches_swscales_decode():
     assert np.abs(back.astype(int) - frame.to_ndarray(format="rgb24")).max() <= 1
 
 
-@pytest.mark.parametrize(
-    "matrix, kr, kb", [(5, 0.299, 0.114), (1, 0.2126, 0.0722), (2, 0.299, 0.114)]
-)
+MATRICES = [
+    (5, 0.299, 0.114),
+    (1, 0.2126, 0.0722),
+    (2, 0.299, 0.114),
+    (4, 0.30, 0.11),
+    (7, 0.212, 0.087),
+    (9, 0.2627, 0.0593),
+]
+
+
+@pytest.mark.parametrize("matrix, kr, kb", MATRICES)
 @pytest.mark.parametrize("full", [False, True])
 def test_each_matrix_and_range_follows_the_equations(matrix, kr, kb, full):
-    """BT.601 (5, 6), BT.709 (1); unspecified (2) decodes as BT.601, as swscale does."""
+    """BT.601 (5, 6), BT.709 (1), FCC (4), SMPTE 240M (7), BT.2020 non-constant luminance (9);
+    unspecified (2) decodes as BT.601, as swscale does."""
     rng = np.random.default_rng(matrix)
     lo, hi = (0, 256) if full else (16, 236)
     y, u, v = (rng.integers(lo, hi, (64, 64), dtype=np.uint8) for _ in range(3))
     diff = yuv_to_rgb(y, u, v, matrix, full).astype(int) - textbook_rgb(y, u, v, kr, kb, full)
     assert np.abs(diff).max() <= 1 and (diff != 0).mean() < 0.05  # float32 inside cv2
+
+
+@pytest.mark.parametrize("matrix", [m for m, _, _ in MATRICES])
+def test_each_tagged_matrix_decodes_as_swscale_decodes_it(matrix):
+    """A frame tagged BT.2020 (an HDR phone clip's) decoded as BT.601, up to 5 levels off."""
+    rng = np.random.default_rng(matrix)
+    y, u, v = (rng.integers(16, 236, (64, 64), dtype=np.uint8) for _ in range(3))
+    frame = av.VideoFrame(64, 64, "yuv444p")
+    for plane, values in zip(planes(frame), (y, u, v), strict=True):
+        plane[:] = values
+    frame.colorspace = matrix
+    swscale = frame.to_ndarray(format="rgb24").astype(int)
+    assert np.abs(yuv_to_rgb(y, u, v, matrix).astype(int) - swscale).max() <= 1

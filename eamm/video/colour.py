@@ -13,8 +13,17 @@ import functools
 import cv2
 import numpy as np
 
-# (Kr, Kb) per H.273 matrix coefficients; anything else decodes as BT.601, as swscale does.
-COEFFS = {1: (0.2126, 0.0722), 5: (0.299, 0.114), 6: (0.299, 0.114)}
+# (Kr, Kb) per H.273 matrix coefficients: BT.709, FCC, BT.601 (5, 6), SMPTE 240M and BT.2020
+# non-constant luminance (HDR phone video; it decoded as BT.601, up to 5 levels off); anything
+# else decodes as BT.601, as swscale does.
+COEFFS = {
+    1: (0.2126, 0.0722),
+    4: (0.30, 0.11),
+    5: (0.299, 0.114),
+    6: (0.299, 0.114),
+    7: (0.212, 0.087),
+    9: (0.2627, 0.0593),
+}
 BT601 = 5
 
 

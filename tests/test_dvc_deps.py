@@ -1,5 +1,9 @@
 """dvc.yaml's code deps are the import graph's (eamm/pipeline_deps.py); no Prefect, no data."""
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from eamm import pipeline_deps
@@ -18,6 +22,30 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_dvc_yaml_code_deps_match_imports():
     diff = differences(ROOT, ROOT / "dvc.yaml")
     assert not diff, f"dvc.yaml is stale: run `python -m eamm.pipeline_deps --write`: {diff}"
+
+
+def test_dvc_lock_holds_the_current_code_and_params():
+    """No code dep or param of any stage changed since dvc.lock was written: a commit that
+    changes a stage's code without refreshing the lock makes a fresh clone's `make demo` re-run
+    that stage for nothing (eamm/media's hash was stale for one commit). Data, checkpoints and
+    reports may be absent (a clean clone) or another run's; those are not compared."""
+    status = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+        check=True,
+    )
+    outputs = ("data/", "models/", "outputs/", "reports/")
+    stale = {
+        stage: [path for path in change["changed deps"] if not path.startswith(outputs)]
+        for stage, changes in json.loads(status.stdout or "{}").items()
+        for change in changes
+        if isinstance(change, dict) and "changed deps" in change
+    }
+    stale = {stage: paths for stage, paths in stale.items() if paths}
+    assert not stale, f"dvc.lock is stale (run `dvc repro` and commit dvc.lock): {stale}"
 
 
 def test_known_stale_cases_are_covered():

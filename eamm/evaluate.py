@@ -393,7 +393,9 @@ def _generate(
     source_tensor = frames_to_tensor(source, device)
     mfcc_tensor = torch.from_numpy(mfcc).float().to(device)
     pose_tensor = torch.from_numpy(pose).float().to(device)
-    out = animate(nets, source_tensor, mfcc_tensor, pose_tensor, stage3_sources["emotion_kp"], gp)
+    out, audio = animate(
+        nets, source_tensor, mfcc_tensor, pose_tensor, stage3_sources["emotion_kp"], gp
+    )
     # the real frames' keypoints drive the reconstruction and are stage 1's targets
     real_kp = detect_keypoints(nets, frames_to_tensor(truth, device), gp.batch_size)
     reconstruction = render(
@@ -404,12 +406,10 @@ def _generate(
         "reconstruction": tensor_to_frames(reconstruction),
         **{variant: tensor_to_frames(frames) for variant, frames in out.items()},
     }
-    audio = audio_keypoints(nets, source_tensor, mfcc_tensor, pose_tensor, gp)
     motion = motion_error(audio["value"], real_kp["value"])
     if stage_one is not None:
-        frames = animate(stage_one, source_tensor, mfcc_tensor, pose_tensor, None, gp)["neutral"]
-        videos["stage1"] = tensor_to_frames(frames)
-        before = audio_keypoints(stage_one, source_tensor, mfcc_tensor, pose_tensor, gp)
+        frames, before = animate(stage_one, source_tensor, mfcc_tensor, pose_tensor, None, gp)
+        videos["stage1"] = tensor_to_frames(frames["neutral"])
         motion["stage1"] = motion_error(before["value"], real_kp["value"])["neutral"]
     emotion_kp = emotion_keypoint_error(
         nets, audio, real_kp["value"], stage3_sources, gp.batch_size, clip.emotion

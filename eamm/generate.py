@@ -435,16 +435,16 @@ def relative_keypoints(
 
 
 @torch.no_grad()
-def animate_stream(
+def _window_stream(
     models: EammModels,
     source: torch.Tensor,
     windows: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
     gp: GenerateParams,
-) -> Iterator[dict[str, torch.Tensor]]:
-    """``animate`` over consecutive windows of (mfcc, pose, transformed) frames, yielding a
-    batch of frames at a time. The LSTM state, the One Euro filters and relative mode's
-    first-frame keypoints carry over between windows, so the frames are those of one long
-    window while memory holds one window."""
+) -> Iterator[tuple[dict[str, torch.Tensor], Iterator[dict[str, torch.Tensor]]]]:
+    """Per window of (mfcc, pose, transformed) frames: the audio branch's keypoints as it
+    made them (unsmoothed) and the window's rendered batches of frames per variant. The LSTM
+    state, the One Euro filters and relative mode's first-frame keypoints carry over between
+    windows, so the frames are those of one long window while memory holds one window."""
     kp_source = models.kp_detector(source)
     audio_smoothers = {k: _Smoother(gp.audio_kp_smoothing) for k in KP_KEYS}
     emotion_smoothers = {k: _Smoother(gp.emotion_smoothing) for k in KP_KEYS}
@@ -467,8 +467,21 @@ def animate_stream(
         batches = [
             render_batches(models, source, kp_source, kp, gp.batch_size) for kp in variants.values()
         ]
-        for frames in zip(*batches, strict=True):
-            yield dict(zip(variants, frames, strict=True))
+        frames = (dict(zip(variants, b, strict=True)) for b in zip(*batches, strict=True))
+        yield kp_audio, frames
+
+
+@torch.no_grad()
+def animate_stream(
+    models: EammModels,
+    source: torch.Tensor,
+    windows: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
+    gp: GenerateParams,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """``animate`` over consecutive windows of (mfcc, pose, transformed) frames, yielding a
+    batch of frames at a time, as one long window would give them (``_window_stream``)."""
+    for _, frames in _window_stream(models, source, windows, gp):
+        yield from frames
 
 
 @torch.no_grad()
@@ -479,11 +492,13 @@ def animate(
     pose: torch.Tensor,
     transformed: torch.Tensor | None,
     gp: GenerateParams,
-) -> dict[str, torch.Tensor]:
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Neutral and (with ``transformed``) emotion frames (T, 3, H, W) for one source image, all
-    T frames as one window."""
-    batches = list(animate_stream(models, source, [(mfcc, pose, transformed)], gp))
-    return {name: torch.cat([b[name] for b in batches]) for name in batches[0]}
+    T frames as one window, and the audio branch's keypoints (T, K, ...) that drove them,
+    unsmoothed (evaluation scores both, from one pass of the audio network)."""
+    [(kp_audio, frames)] = _window_stream(models, source, [(mfcc, pose, transformed)], gp)
+    batches = list(frames)
+    return {name: torch.cat([b[name] for b in batches]) for name in batches[0]}, kp_audio
 
 
 def render_batches(

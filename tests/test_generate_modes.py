@@ -56,7 +56,7 @@ def _params(**changes) -> GenerateParams:
 
 def test_relative_first_frame_is_the_source_at_its_own_keypoints(models, inputs):
     source, mfcc, pose, _ = inputs
-    out = animate(models, source, mfcc, pose, None, _params(relative=True))
+    out = animate(models, source, mfcc, pose, None, _params(relative=True))[0]
     with torch.no_grad():
         still = render(models, source, models.kp_detector(source), _kp_repeat(models, source), 4)
     assert torch.allclose(out["neutral"][0], still[0], atol=1e-5)
@@ -71,7 +71,7 @@ def _kp_repeat(models, source):
 def test_emotion_displacement_survives_relative_mode(models, inputs):
     source, mfcc, pose, emotion_frames = inputs
     for relative in (False, True):
-        out = animate(models, source, mfcc, pose, emotion_frames, _params(relative=relative))
+        out = animate(models, source, mfcc, pose, emotion_frames, _params(relative=relative))[0]
         assert set(out) == {"neutral", "emotion"}
         assert (out["emotion"] - out["neutral"]).abs().max() > 1e-4, relative
 
@@ -79,8 +79,8 @@ def test_emotion_displacement_survives_relative_mode(models, inputs):
 def test_source_jacobians_are_kept_when_asked(models, inputs):
     source, mfcc, pose, _ = inputs
     keep = _params(relative=True, relative_jacobian=False)
-    kept = animate(models, source, mfcc, pose, None, keep)
-    moved = animate(models, source, mfcc, pose, None, _params(relative=True))
+    kept = animate(models, source, mfcc, pose, None, keep)[0]
+    moved = animate(models, source, mfcc, pose, None, _params(relative=True))[0]
     assert torch.allclose(kept["neutral"][0], moved["neutral"][0], atol=1e-5)  # same at t = 0
     assert not torch.equal(kept["neutral"][1:], moved["neutral"][1:])
 
@@ -100,7 +100,7 @@ def test_windows_give_the_frames_of_one_window(models, inputs, relative):
     from window to window: windows of 4 and 2 frames give the all-at-once frames."""
     source, mfcc, pose, emotion_frames = inputs
     params = _params(relative=relative)
-    whole = animate(models, source, mfcc, pose, emotion_frames, params)
+    whole = animate(models, source, mfcc, pose, emotion_frames, params)[0]
     for size in (4, 2):
         steps = range(0, T, size)
         windows = [

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from eamm.video.colour import yuv_to_rgb
+from eamm.video.hdr import hdr_to_sdr, hdr_transfer
 
 _PLANAR = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"}
 
@@ -31,8 +32,15 @@ def _plane_matrix(crop_to_frame: np.ndarray, sx: float, sy: float) -> np.ndarray
 def warp_to_crop(frame: av.VideoFrame, crop_to_frame: np.ndarray, size: int) -> np.ndarray:
     """(size, size, 3) RGB uint8 crop; ``crop_to_frame`` is the 2x3 map from crop to frame pixels.
 
-    Pixels outside the frame are black, as EAMM's skimage warp gives.
+    Pixels outside the frame are black, as EAMM's skimage warp gives. An HDR frame's crop is
+    tone-mapped to SDR (``eamm.video.hdr``).
     """
+    crop = _warp(frame, crop_to_frame, size)
+    transfer = hdr_transfer(frame)
+    return crop if transfer is None else hdr_to_sdr(crop, transfer)
+
+
+def _warp(frame: av.VideoFrame, crop_to_frame: np.ndarray, size: int) -> np.ndarray:
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     fmt = frame.format.name
     if fmt not in _PLANAR:
@@ -51,6 +59,9 @@ def warp_to_crop(frame: av.VideoFrame, crop_to_frame: np.ndarray, size: int) -> 
 
 
 def resize_rgb(frame: av.VideoFrame, width: int) -> np.ndarray:
-    """A small RGB copy for face detection (scaled and converted in one swscale pass)."""
+    """A small RGB copy for face detection (scaled and converted in one swscale pass; an HDR
+    frame's tone-mapped to SDR)."""
     height = max(2, round(frame.height * width / frame.width))
-    return frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+    small = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+    transfer = hdr_transfer(frame)
+    return small if transfer is None else hdr_to_sdr(small, transfer)

@@ -278,6 +278,8 @@ def write_manifest_parts(parts: Iterable[pa.Table], manifest: Path, run_log: Pat
 
 def read_manifest(path: str | Path) -> pa.Table:
     path = Path(path)
+    if not path.exists():
+        raise EammError(f"{path}: no manifest there (file does not exist)")
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as err:
@@ -297,8 +299,18 @@ def _schema_difference(schema: pa.Schema) -> str:
         for n, t in expected.items()
         if n in found and found[n] != t
     ]
+    nullable = {f.name: f.nullable for f in schema}
+    parts += [
+        f"column {f.name!r} may hold nulls, where the schema requires a value"
+        if nullable[f.name]
+        else f"column {f.name!r} requires a value, where the schema allows nulls"
+        for f in MANIFEST_SCHEMA
+        if f.name in found and found[f.name] == f.type and nullable[f.name] != f.nullable
+    ]
     if not parts and list(found) != list(expected):
         parts.append("columns in another order")
+    if not parts:
+        parts.append("the fields differ in detail (nested types or field metadata)")
     return ", ".join(parts[:3]) + (f" and {len(parts) - 3} more" if len(parts) > 3 else "")
 
 

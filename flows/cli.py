@@ -80,7 +80,8 @@ def _require_dir(option: str, path: Path | None) -> None:
     if path is not None:
         _require_utf8(option, path)
         if not path.is_dir():
-            raise EammError(f"{path}: folder does not exist ({option})")
+            what = "a file, not a folder" if path.exists() else "folder does not exist"
+            raise EammError(f"{path}: {what} ({option})")
 
 
 def _require_out(option: str, path: Path, folder: bool) -> None:
@@ -233,6 +234,8 @@ def index(
         f"{dataset.value}: {report['clips']} clips {report['by_split']}, "
         f"{len(report['problems'])} layout problems -> {out}"
     )
+    if not report["clips"]:
+        console.print(f"note: no {dataset.value} clip found: is the raw folder the right one?")
 
 
 @app.command()

@@ -152,6 +152,7 @@ def _preprocess(
         batch_size or run_params.batch_size.get(dataset, 8),
         raw=raw,
         verify_inputs=run_params.verify_inputs,
+        dataset=dataset,
     )
     window: dict = {}
     common = {"raw_root": str(run.raw_root), "out_root": str(out_root)}

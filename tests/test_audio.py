@@ -218,3 +218,29 @@ def test_write_wav_s16_round_trip(tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["clip.wav"]  # no temp file left
     # Decoding our own WAV gives the same samples back.
     np.testing.assert_allclose(load_audio_16k_mono(out), back, atol=1e-6)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs (root only: mount), unmounted afterwards."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_while_writing_a_wav_is_a_fault_of_the_run(small_disk):
+    """libsndfile reports a full disk as "System error." with no errno, which recorded good
+    clips as failed for good: the WAV's bytes are written by Python, whose error names ENOSPC."""
+    from eamm.preprocess.errors import run_fault
+
+    (small_disk / "filler").write_bytes(b"\0" * (256 * 1024 - 16 * 1024))
+    with pytest.raises(MediaError, match=r"clip\.wav: cannot write WAV \(No space left") as err:
+        write_wav_s16(np.zeros(16000, np.float32), small_disk / "clip.wav")
+    assert run_fault(err.value) == "No space left on device"
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]  # nothing half-written

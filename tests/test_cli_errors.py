@@ -110,6 +110,16 @@ def test_params_in_the_working_folder_override_the_packaged_defaults(tmp_path: P
     assert_one_line_error(result, "params.yaml", "preprocess.crop_size")
 
 
+def test_a_file_given_as_the_raw_folder_is_named_a_file(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    result, _ = eamm(
+        *("index", "mead", "--raw", "afile", "--out", "i.parquet"),
+        *("--params", ROOT / "params.yaml"),
+        cwd=tmp_path,
+    )
+    assert_one_line_error(result, "afile: a file, not a folder (--raw)")
+
+
 def test_missing_params_file_is_one_line(tmp_path: Path) -> None:
     result, _ = eamm(
         "preprocess-clip", "clip.mp4", "--out", "out", "--params", "nope.yaml", cwd=tmp_path

@@ -77,6 +77,7 @@ def mead(tmp_path: Path) -> Path:
     level = root / "M003/video/front/angry/level_1"
     (level / "003.mp4").symlink_to(tmp_path / "outside/linked.mp4")  # followed
     (level / "005.mp4").symlink_to(tmp_path / "outside/missing.mp4")  # broken
+    (level / "006.mp4").symlink_to("006.mp4")  # a loop
     (root / "M005/video/front/happy/level_2/004.mp4").symlink_to("003.mp4")  # inside
     (root / "W011/video/top").symlink_to(tmp_path / "outside_dir", target_is_directory=True)
     return root
@@ -111,6 +112,7 @@ MEAD_FRONT = [
 MEAD_PROBLEMS = [
     ("M003/video/front/angry/level_1/004.MP4", "extension '.MP4' is not '.mp4' (rename it)"),
     ("M003/video/front/angry/level_1/005.mp4", "broken symbolic link"),
+    ("M003/video/front/angry/level_1/006.mp4", "symbolic link loop"),
     ("M003/video/front/angry/level_1/1.mp4", "file name '1.mp4' is not <3 digits>.mp4"),
     ("M003/video/front/angry/level_1/notes.txt", "not an .mp4 file"),
     ("M003/video/front/joyful", "unknown emotion folder 'joyful'"),

@@ -133,6 +133,19 @@ def test_an_added_column_is_named(tmp_path):
         read_rows(tmp_path / "x.parquet")
 
 
+def test_a_column_made_nullable_and_a_missing_file_are_named(tmp_path):
+    """A tool that rewrote the manifest with nullable columns gave an empty reason."""
+    import pyarrow as pa
+
+    table = pq.read_table(write_manifest([], tmp_path / "m.parquet"))
+    loose = pa.schema([f.with_nullable(True) for f in table.schema], table.schema.metadata)
+    pq.write_table(table.cast(loose), tmp_path / "loose.parquet")
+    with pytest.raises(EammError, match=r"column 'clip_id' may hold nulls, where the schema"):
+        read_rows(tmp_path / "loose.parquet")
+    with pytest.raises(EammError, match=r"gone\.parquet: no manifest there \(file does not"):
+        read_rows(tmp_path / "gone.parquet")
+
+
 def test_summary_counts(tmp_path):
     rows = [
         ok_row("train/A/A_00001"),

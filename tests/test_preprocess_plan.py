@@ -6,6 +6,7 @@ Real clips (the sample generator's LRW clip under six ids in three shards), real
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from eamm.config import PreprocessParams
 from eamm.datasets.base import ClipEntry, DatasetIndex
 from eamm.datasets.index_io import write_index
+from eamm.errors import EammError
 from eamm.face.landmarks import FaceModels, MediapipeLandmarks
 from eamm.manifest import MANIFEST_NAME, read_manifest, read_rows, validate_manifest
 from eamm.preprocess.batch import process_batch
@@ -52,14 +54,14 @@ def raw_tree(root: Path, clip: Path, ids: list[str]) -> Path:
     return raw
 
 
-def index_of(raw: Path, ids: list[str], path: Path) -> Path:
+def index_of(raw: Path, ids: list[str], path: Path, changes: dict[str, dict] | None = None) -> Path:
+    """An LRW index of ``ids`` under ``raw``; ``changes``: fields to set per clip id."""
     entries = []
     for clip_id in sorted(ids):
         split, word, name = clip_id.split("/")
         video = f"lipread_mp4/{word}/{split}/{name}.mp4"
-        entries.append(
-            ClipEntry(clip_id, "lrw", split, None, None, None, None, word, name, video, None)
-        )
+        entry = ClipEntry(clip_id, "lrw", split, None, None, None, None, word, name, video, None)
+        entries.append(dataclasses.replace(entry, **(changes or {}).get(clip_id, {})))
     write_index(DatasetIndex("lrw", str(raw), entries, []), path)
     return path
 
@@ -118,6 +120,59 @@ def test_shards_pack_as_they_complete_and_a_rerun_redoes_nothing(tmp_path, sampl
     assert {p for p in out.rglob("*.tar") if p.read_bytes() != tars.get(p)} == {
         out / shard_of(IDS[0])
     }
+
+
+def test_a_rerun_takes_the_indexs_labels_and_redoes_a_clip_whose_sources_changed(
+    tmp_path, sample_lrw_clip, models
+):
+    """A new split file moves a speaker to the test split: the kept clips carry the new split
+    (training reads it from the manifest), nothing is redone. An audio file named for a clip
+    where there was none changes its outputs: that clip is redone."""
+    raw = raw_tree(tmp_path, sample_lrw_clip, IDS[:2])
+    out = tmp_path / "processed"
+    run_serially(
+        PreprocessRun(out, index_of(raw, IDS[:2], tmp_path / "a.parquet"), PARAMS, 2), *models
+    )
+    tars = {p: p.read_bytes() for p in out.rglob("*.tar")}
+
+    moved = index_of(raw, IDS[:2], tmp_path / "b.parquet", {IDS[0]: {"split": "test"}})
+    summary = run_serially(PreprocessRun(out, moved, PARAMS, batch_size=2), *models)
+    assert (summary["processed"], summary["reused"], summary["shards_written"]) == (0, 2, 0)
+    splits = {r["clip_id"]: r["split"] for r in read_rows(out / MANIFEST_NAME)}
+    assert splits == {IDS[0]: "test", IDS[1]: "train"}
+    assert {p: p.read_bytes() for p in out.rglob("*.tar")} == tars
+
+    audio = raw / "lipread_mp4" / "ABOUT" / "train" / "ABOUT_00001.m4a"
+    shutil.copyfile(raw / "lipread_mp4" / "ABOUT" / "train" / "ABOUT_00001.mp4", audio)
+    named = {IDS[0]: {"split": "test", "audio": audio.relative_to(raw).as_posix()}}
+    summary = run_serially(
+        PreprocessRun(out, index_of(raw, IDS[:2], tmp_path / "c.parquet", named), PARAMS, 2),
+        *models,
+    )
+    assert (summary["processed"], summary["reused"]) == (1, 1)
+    rows = {r["clip_id"]: r for r in read_rows(out / MANIFEST_NAME)}
+    assert rows[IDS[0]]["audio_path"] == named[IDS[0]]["audio"]
+    assert rows[IDS[0]]["audio_source"] == "file" and rows[IDS[0]]["split"] == "test"
+
+
+def test_an_index_that_would_wipe_the_dataset_is_refused(tmp_path, sample_lrw_clip, models):
+    """Another dataset's index, an index with no clip (an empty or wrong raw folder), an index
+    whose raw folder is gone (an unmounted disk): one line each, the processed clips kept."""
+    raw = raw_tree(tmp_path, sample_lrw_clip, IDS[:1])
+    index = index_of(raw, IDS[:1], tmp_path / "index.parquet")
+    out = tmp_path / "processed"
+    run_serially(PreprocessRun(out, index, PARAMS, batch_size=1), *models)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    with pytest.raises(EammError, match=r"index\.parquet: an index of lrw, not mead$"):
+        PreprocessRun(out, index, PARAMS, batch_size=1, dataset="mead")
+    empty = index_of(raw, [], tmp_path / "empty.parquet")
+    with pytest.raises(EammError, match=r"empty\.parquet: no clip indexed under .*raw"):
+        PreprocessRun(out, empty, PARAMS, batch_size=1, dataset="lrw")
+    raw.rename(tmp_path / "unmounted")
+    with pytest.raises(EammError, match=r"raw: the raw folder of .* does not exist"):
+        PreprocessRun(out, index, PARAMS, batch_size=1, dataset="lrw")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_batches_may_span_shards(tmp_path, sample_lrw_clip, models):

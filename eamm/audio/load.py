@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -137,13 +138,14 @@ def write_wav_s16(samples: np.ndarray, path: str | Path, sample_rate: int = AUDI
     audio = np.asarray(samples, dtype=np.float32)
     if audio.ndim != 1:
         raise ValueError(f"write_wav_s16 expects 1-D mono audio, got shape {audio.shape}")
+    encoded = io.BytesIO()  # libsndfile's write errors carry no errno ("System error."): a
+    # full disk looked like a fault of the clip; Python's own write raises OSError(ENOSPC)
+    sf.write(encoded, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
     tmp = temp_beside(path, ".partial.wav")
     try:
-        sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        tmp.write_bytes(encoded.getbuffer())
         os.replace(tmp, path)
-    except Exception as err:
+    except OSError as err:
         tmp.unlink(missing_ok=True)
-        if isinstance(err, (OSError, sf.LibsndfileError)):
-            raise MediaError(path, f"cannot write WAV ({err})") from err
-        raise
+        raise MediaError(path, f"cannot write WAV ({err.strerror or err})") from err
     return path

@@ -7,6 +7,7 @@ Recipes never guess at a broken layout; they list it so a person can decide.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -202,8 +203,9 @@ class TreeWalker:
             return None
         try:
             mode = os.stat(path).st_mode
-        except OSError:
-            self.problem(rel, "broken symbolic link")
+        except OSError as err:
+            loop = err.errno == errno.ELOOP
+            self.problem(rel, "symbolic link loop" if loop else "broken symbolic link")
             return None
         return self._mode_kind(mode, rel)
 

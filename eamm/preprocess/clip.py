@@ -186,8 +186,8 @@ def _load_audio(video: Path, audio: Path | None) -> tuple[np.ndarray, str]:
     try:
         return load_audio_16k_mono(video, stream_from_video=True), "video"
     except NoAudioError:
-        where = f"{video} or {audio}" if audio is not None else str(video)
-        raise NoAudioError(video, f"no audio stream in {where}") from None
+        where = f" (nor in {audio})" if audio is not None else ""
+        raise NoAudioError(video, f"no audio stream{where}") from None
 
 
 class OutputFolderError(EammError):

@@ -139,6 +139,20 @@ def keep(prev: dict, out_root: Path, content: bool) -> dict | None:
     return available(prev, out_root, content) if prev["status"] == "ok" else None
 
 
+def same_sources(prev: dict, entry: ClipEntry) -> bool:
+    """Whether the previous record was made from the files the index names now: an audio file
+    that appeared, went or was renamed changes the outputs even where the sizes and times add
+    up the same."""
+    return (prev.get("video_path"), prev.get("audio_path")) == (entry.video, entry.audio)
+
+
+def relabelled(kept: dict, entry: ClipEntry, size: int, mtime_ns: int) -> dict:
+    """A kept record with the index's labels of today (split, speaker, emotion, word: a new
+    split file moves a speaker between splits without changing any output) and the sources'
+    size and time."""
+    return {**kept, **entry_row(entry), "source_bytes": size, "source_mtime_ns": mtime_ns}
+
+
 def changed_since(row: dict, out_root: Path, since_ns: int) -> bool:
     """Whether the row's shard was written after ``since_ns`` (the manifest's mtime): the
     pipeline writes shards before the manifest, so a later shard was changed by something else."""
@@ -165,7 +179,7 @@ def reusable(
     the members of shards changed since ``since_ns``; ``"content"`` hashes the sources and
     every reused member.
     """
-    if prev is None or prev.get("param_fingerprint") != param_fp:
+    if prev is None or prev.get("param_fingerprint") != param_fp or not same_sources(prev, entry):
         return None
     size, mtime_ns = source_stat(raw_root, entry)
     content = verify_inputs == "content"
@@ -175,7 +189,7 @@ def reusable(
     elif (prev.get("source_bytes"), prev.get("source_mtime_ns")) != (size, mtime_ns):
         return None
     kept = keep(prev, out_root, content or changed_since(prev, out_root, since_ns))
-    return None if kept is None else {**kept, "source_bytes": size, "source_mtime_ns": mtime_ns}
+    return None if kept is None else relabelled(kept, entry, size, mtime_ns)
 
 
 def process_entry(
@@ -215,10 +229,11 @@ def process_entry(
         prev is not None
         and prev.get("source_fingerprint") == fingerprint
         and prev.get("param_fingerprint") == param_fp
+        and same_sources(prev, entry)
     ):
         kept = keep(prev, out_root, content=True)
         if kept is not None:
-            return {**kept, "source_bytes": size, "source_mtime_ns": mtime_ns}, True
+            return relabelled(kept, entry, size, mtime_ns), True
     common = dict(
         **entry_row(entry),
         source_bytes=size,

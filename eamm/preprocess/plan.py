@@ -98,6 +98,27 @@ def shard_groups(index: pa.Table) -> Iterator[tuple[str, pa.Table]]:
         yield name, index.take(rows[begin:end])
 
 
+def check_index(
+    index_path: str | Path, clips: int, meta: dict, raw_root: Path, dataset: str | None
+) -> None:
+    """Refuse, before anything in the output folder changes, an index that would make the run
+    replace a processed dataset with the wrong thing: another dataset's, one with no clip (an
+    empty or wrong raw folder: every shard would go), or one whose raw folder is not there (a
+    moved or unmounted disk: every clip would be recorded failed)."""
+    if dataset is not None and meta["dataset"] != dataset:
+        raise EammError(f"{index_path}: an index of {meta['dataset']}, not {dataset}")
+    if clips == 0:
+        raise EammError(
+            f"{index_path}: no clip indexed under {meta['root']} (layout problems, if any, in "
+            "the index report): nothing to preprocess, and the processed clips are left as they are"
+        )
+    if not raw_root.is_dir():
+        raise EammError(
+            f"{raw_root}: the raw folder of {index_path} does not exist (moved or unmounted?); "
+            "pass --raw where it is now"
+        )
+
+
 class PreprocessRun:
     """What one run keeps, reuses, processes and packs in ``out_root``; ``work`` plans lazily,
     ``done``/``packed`` take results back, ``finish`` writes the manifest and run log."""
@@ -110,12 +131,14 @@ class PreprocessRun:
         batch_size: int,
         raw: str | None = None,
         verify_inputs: str = "mtime",
+        dataset: str | None = None,
     ) -> None:
         self.start = time.perf_counter()
         self.out_root = Path(out_root)
         self.index, meta = read_index_table(index_path)
         self.dataset = meta["dataset"]
         self.raw_root = Path(raw or meta["root"])
+        check_index(index_path, self.index.num_rows, meta, self.raw_root, dataset)
         self.params = params
         self.param_fp = param_fingerprint(params)
         self.batch_size = batch_size

@@ -135,7 +135,7 @@ def _held(path: Path, busy: str) -> Iterator[dict | None]:
     made = _make_folders(path.parent)
     try:
         fd = _open_locked(path, busy)
-    except PermissionError as err:
+    except OSError as err:  # no permission, a read-only file system, /proc
         _remove_empty(made)
         raise EammError(f"{path.parent}: output folder not writable ({err.strerror})") from err
     except BaseException:

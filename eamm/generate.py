@@ -12,11 +12,12 @@ length of the speech.
 from __future__ import annotations
 
 import copy
+import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
-from itertools import chain, islice
+from itertools import islice
 from pathlib import Path
 
 import av
@@ -39,6 +40,7 @@ from eamm.config import AUDIO_RATE, VIDEO_FPS, GenerateParams, PreprocessParams
 from eamm.errors import EammError, MediaError
 from eamm.face.landmarks import FaceModels, LandmarkBackend, make_backend
 from eamm.face.pose import pose_row
+from eamm.face.similarity import Similarity
 from eamm.face.template import load_template
 from eamm.folder_lock import output_lock
 from eamm.media import VideoWriter
@@ -51,6 +53,7 @@ from eamm.models import (
     OcclusionAwareGenerator,
 )
 from eamm.preprocess.clip import clip_transform
+from eamm.preprocess.errors import NoFaceError
 from eamm.smoothing import OneEuro, one_euro
 from eamm.stages import checkpoint_path
 from eamm.tensors import pick_device
@@ -274,13 +277,35 @@ def aligned_frames(
     container, stream = open_video(path)
     info = stream_info(stream)
     container.close()
-    frames = islice(resample_fps(decode_frames(path), VIDEO_FPS, info.fps), max_frames)
-    head = list(islice(frames, params.detect_frames))
-    template = load_template(params.template, 256)
-    transform, _ = clip_transform(head, path, template, params, models, backend)
-    for frame in chain(head, frames):
+
+    def frames() -> Iterator[av.VideoFrame]:
+        return islice(resample_fps(decode_frames(path), VIDEO_FPS, info.fps), max_frames)
+
+    transform = video_transform(frames(), path, params, models, backend)
+    for frame in frames():
         crop = warp_to_crop(frame, transform.matrix, 256)
         yield crop if size == 256 else resize_crop(crop, size)
+
+
+def video_transform(
+    frames: Iterator[av.VideoFrame],
+    path: Path,
+    params: PreprocessParams,
+    models: FaceModels,
+    backend: LandmarkBackend,
+) -> Similarity:
+    """The alignment of the first ``detect_frames`` frames that show a face: an emotion or pose
+    video may open without one (an intro, a cut; it was refused). Frames are read, not kept,
+    until then (the caller decodes again: a long faceless opening of a 1080p video held would
+    be gigabytes); the frames before are crops without a face, left out or interpolated."""
+    template = load_template(params.template, 256)
+    seen = 0
+    while head := list(islice(frames, params.detect_frames)):
+        try:
+            return clip_transform(head, path, template, params, models, backend)[0]
+        except NoFaceError:
+            seen += len(head)
+    raise NoFaceError(path, f"no face in any of its {seen} frames" if seen else "no frames")
 
 
 def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
@@ -609,21 +634,38 @@ def load_pose(path: Path) -> tuple[np.ndarray, int]:
         raise EammError(f"{path}: pose rows must have shape (n, 6) or (n, 7), got {loaded.shape}")
     if not np.issubdtype(loaded.dtype, np.floating):
         raise EammError(f"{path}: pose rows must be floating point, got {loaded.dtype}")
-    rows = loaded[:, :6].astype(np.float32)
+    rows = loaded[:, :6].astype(np.float64)  # checked before float32 (1e300 would overflow)
     valid = np.isfinite(rows).all(axis=1)
     missing = int((~valid).sum())
     if missing == len(rows):
         raise EammError(
             f"{path}: all {missing} pose rows are NaN or infinite (no face in any frame)"
         )
-    finite = rows[valid]
-    if (np.abs(finite[:, :3]) > 180).any() or (finite[:, 3] <= 0).any():
+    if not pose_in_range(rows[valid]):
         # rows from another tool or unit: a garbage head, not an error, would come out
+        (a_lo, a_hi), (s_lo, s_hi), (t_lo, t_hi) = POSE_RANGES
         raise EammError(
             f"{path}: pose rows out of range (columns yaw, pitch, roll in degrees within "
-            "+-180, then a positive scale, tx, ty as preprocessing writes them)"
+            f"{a_lo:g}..{a_hi:g}, scale {s_lo:g}..{s_hi:g}, tx and ty {t_lo:g}..{t_hi:g}, as "
+            "preprocessing writes them: scale ~5e-4, tx and ty in pixels of a 120 face box)"
         )
-    return interpolate_missing_rows(rows), missing
+    return interpolate_missing_rows(rows.astype(np.float32)), missing
+
+
+# What a pose row can hold (``eamm.face.pose.pose_row``): angles in degrees; the scale of an
+# eye distance of 0.2 to 1800 px in the 256 crop; tx, ty within two face boxes (120 px) of it.
+POSE_RANGES = ((-180.0, 180.0), (1e-6, 1e-2), (-240.0, 360.0))
+
+
+def pose_in_range(rows: np.ndarray) -> bool:
+    """Whether finite pose rows (n, 6) lie in ``POSE_RANGES``."""
+    (a_lo, a_hi), (s_lo, s_hi), (t_lo, t_hi) = POSE_RANGES
+    angles, scale, shift = rows[:, :3], rows[:, 3], rows[:, 4:6]
+    return bool(
+        ((angles >= a_lo) & (angles <= a_hi)).all()
+        and ((scale >= s_lo) & (scale <= s_hi)).all()
+        and ((shift >= t_lo) & (shift <= t_hi)).all()
+    )
 
 
 @dataclass
@@ -681,12 +723,26 @@ def generate(
             f"{out}: the videos are MP4 (H.264 + AAC); name the output "
             f"{', '.join(VIDEO_SUFFIXES)}, not '{out.suffix or 'no extension'}'"
         )
+    inputs = {"--photo": photo, "--audio": audio, "--emotion-video": emotion_video}
+    refuse_overwriting_inputs(out, {**inputs, "--pose": pose, "--pose-video": pose_video})
     # one run per --out: a second stops at once; staged videos beside it are a killed run's
     with output_lock(out, "generation"):
         remove_leftovers(output_paths(out, emotion=True).values())
         return _generate(
             photo, audio, emotion_video, out, checkpoints, pose, pose_video, gp, pp, fallback_model
         )
+
+
+def refuse_overwriting_inputs(out: Path, inputs: dict[str, str | Path | None]) -> None:
+    """One line, before any work, where a video this run writes is one of its inputs (``--out
+    x.mp4 --emotion-video x.mp4`` replaced the emotion video with the result)."""
+    writes = {os.path.realpath(p): p for p in output_paths(out, emotion=True).values()}
+    for option, path in inputs.items():
+        if path is not None and os.path.realpath(path) in writes:
+            written = writes[os.path.realpath(path)]
+            raise EammError(
+                f"{path}: {option} is a video this run writes ({written}); name another --out"
+            )
 
 
 def output_paths(out: Path, emotion: bool) -> dict[str, Path]:
@@ -717,7 +773,8 @@ def _generate(
         rows, missing = load_pose(Path(pose))
         if missing:
             notes.append(
-                f"{pose}: {missing} of {len(rows)} pose rows are NaN (frames without a face), "
+                f"{pose}: {missing} of {len(rows)} pose rows are NaN or infinite (frames "
+                "without a face), "
                 "interpolated between the valid rows around them (held at the ends)"
             )
     device = pick_device(gp.device)
@@ -776,6 +833,7 @@ def _generate(
             f"{given}: {len(rows)} pose rows for {t} frames, played forwards and backwards to "
             "fill them (EAMM's extension)"
         )
+    rows = rows[:t]  # the One Euro filter is causal: smoothing the rows played is enough
     if len(rows) > 1:
         rows = one_euro(rows, *gp.pose_smoothing).astype(np.float32)
     poses = ping_pong(rows, t)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import traceback
 from enum import Enum
@@ -45,6 +46,8 @@ def _require_input(option: str, path: Path | None, stream: str | None = None) ->
     or it decodes as an ``image``): before models load, not minutes later."""
     if path is None:
         return
+    if path.is_dir():
+        raise EammError(f"{path}: a folder, not a file ({option})")
     if stream is None or stream == "image":
         if not path.is_file():
             raise EammError(f"{path}: file does not exist ({option})")
@@ -592,11 +595,19 @@ def _named_error(err: Exception, first_line: str) -> str | None:
     return None
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry: every error is one line on stderr; ``--debug`` adds the traceback.
 
     Exit 2 for an error the pipeline names (bad input, params, media), 1 for anything else.
+    SIGTERM (``kill``, ``timeout``, ``docker stop``) stops a command as Ctrl-C does: encoders
+    stopped, partial outputs and temporary files removed (it killed Python alone, and
+    generation's ffmpeg went on encoding into a partial file).
     """
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
     except KeyboardInterrupt:

@@ -120,6 +120,19 @@ def test_a_file_given_as_the_raw_folder_is_named_a_file(tmp_path: Path) -> None:
     assert_one_line_error(result, "afile: a file, not a folder (--raw)")
 
 
+def test_a_folder_given_as_the_photo_and_an_empty_audio_file_are_named(tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "photo.png").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "grey.png")
+    (tmp_path / "speech.wav").write_bytes(b"")
+    common = ("generate", "--out", "o.mp4", "--checkpoints", tmp_path)
+    result, _ = eamm(*common, "--photo", "photo.png", "--audio", "speech.wav", cwd=tmp_path)
+    assert_one_line_error(result, "photo.png: a folder, not a file (--photo)")
+    result, _ = eamm(*common, "--photo", "grey.png", "--audio", "speech.wav", cwd=tmp_path)
+    assert_one_line_error(result, "speech.wav: unreadable media (empty file) (--audio)")
+
+
 def test_missing_params_file_is_one_line(tmp_path: Path) -> None:
     result, _ = eamm(
         "preprocess-clip", "clip.mp4", "--out", "out", "--params", "nope.yaml", cwd=tmp_path

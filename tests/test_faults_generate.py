@@ -148,7 +148,7 @@ def test_a_long_emotion_or_pose_video_is_read_only_as_far_as_the_speech(inputs, 
         face.close()
     common = (inputs["photo"], inputs["audio"])  # 1.2 s: 30 frames, the clip has 29
     videos = [
-        generate(*common, video, tmp_path / f"{name}.mp4", inputs["models"], pose_video=video)
+        generate(*common, video, tmp_path / f"{name}_talk.mp4", inputs["models"], pose_video=video)
         for name, video in (("short", inputs["emotion_video"]), ("long", long))
     ]
     for name in ("emotion", "neutral"):
@@ -247,6 +247,9 @@ def test_an_output_that_is_not_mp4_is_refused_before_generating(inputs, tmp_path
         (np.full((5, 7), np.inf, np.float32), "all 5 pose rows are NaN or infinite"),
         (np.full((5, 7), 1e30, np.float32), "pose rows out of range"),
         (np.zeros((5, 7), np.float32), "pose rows out of range"),  # scale 0
+        (np.tile([0, 0, 0, 5e-4, 1e30, 70, 0], (5, 1)), "pose rows out of range"),  # tx
+        (np.tile([0, 0, 0, 1e-30, 60, 70, 0], (5, 1)), "pose rows out of range"),  # scale
+        (np.tile([0, 0, 0, 5e-4, 1e300, 70, 0], (5, 1)), "pose rows out of range"),  # float64
         (np.zeros((5, 5), np.float32), r"shape \(n, 6\) or \(n, 7\), got \(5, 5\)"),
         (np.zeros((1, 5, 7), np.float32), r"got \(1, 5, 7\)"),
         (np.zeros(7, np.float32), r"got \(7,\)"),
@@ -613,3 +616,98 @@ def test_checkpoints_of_two_training_runs_are_refused(inputs, tmp_path):
     save_checkpoint({**payload, "upstream": {"train_fomm": "0" * 32}}, finetune)
     with pytest.raises(EammError, match=rf"^{finetune}: trained from another train_fomm "):
         generate(*common, tmp_path / "p.mp4", models, params=PARAMS)
+
+
+@pytest.mark.parametrize(
+    ("option", "name"),
+    [("--audio", "x.mp4"), ("--emotion-video", "x.mp4"), ("--photo", "x_neutral.mp4")],
+)
+def test_an_output_that_is_an_input_is_refused(inputs, tmp_path, option, name):
+    """``--out x.mp4 --emotion-video x.mp4`` replaced the emotion video with the result (and
+    ``x_neutral.mp4``, ``x_compare.mp4`` are written too)."""
+    import shutil
+
+    clash = tmp_path / name
+    shutil.copyfile(inputs["photo" if option == "--photo" else "emotion_video"], clash)
+    before = clash.read_bytes()
+    given = {"--photo": inputs["photo"], "--audio": inputs["audio"], "--emotion-video": None}
+    given[option] = clash
+    with pytest.raises(EammError, match=rf"{name}: {option} is a video this run writes"):
+        generate(*given.values(), tmp_path / "x.mp4", inputs["models"], params=PARAMS)
+    assert clash.read_bytes() == before and sorted(tmp_path.iterdir()) == [clash]
+
+
+def test_a_video_whose_face_comes_late_is_aligned_where_it_shows(inputs, tmp_path, face_models):
+    """An emotion or pose video opening without a face (an intro, a cut) was refused: "no face
+    in the first 8 frames". The frames before the face are left out / interpolated."""
+    from eamm.generate import emotion_frames, pose_video_rows
+
+    video = black_gap(inputs["emotion_video"], tmp_path / "late.mp4", 0.0, 0.5)
+    black = int((frames_of(video).mean(axis=(1, 2, 3)) < 1).sum())
+    assert black > 8  # more than the alignment's first window
+    frames, missing = emotion_frames(video, 64, 30, *face_models)
+    assert missing == black and len(frames) == 29 - black
+    clean, _ = pose_video_rows(inputs["emotion_video"], 30, *face_models)
+    rows, missing = pose_video_rows(video, 30, *face_models)
+    assert missing == black and np.allclose(rows[:black], rows[black])  # held at the start
+    assert np.abs(rows[black:, :3] - clean[black:, :3]).max() < 2.0
+    blank = black_gap(inputs["emotion_video"], tmp_path / "blank.mp4", 0.0, 5.0)
+    with pytest.raises(EammError, match=r"blank\.mp4: no face in any of its 29 frames$"):
+        emotion_frames(blank, 64, 30, *face_models)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A read-only tmpfs (root only: mount): EROFS, which permissions do not explain."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_read_only_out_folder_is_one_line(inputs, read_only_folder):
+    """It ended in 'unexpected error: OSError: [Errno 30]' naming the lock file, exit 1."""
+    out = read_only_folder / "o.mp4"
+    with pytest.raises(EammError, match=r"ro: output folder not writable \(Read-only file"):
+        generate(inputs["photo"], inputs["audio"], None, out, inputs["models"], params=PARAMS)
+
+
+def test_sigterm_stops_generation_as_ctrl_c_does(inputs, tmp_path):
+    """``kill``, ``timeout`` and ``docker stop`` send SIGTERM: it killed Python alone, its ffmpeg
+    went on encoding into a partial file, and the temporary WAV stayed in /tmp."""
+    import signal
+    import time
+
+    speech = write_wav_s16(synth_speech(60.0, 16000, seed=3).samples, tmp_path / "long.wav")
+    out = tmp_path / "out" / "talk.mp4"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir()
+    args = ["--photo", str(inputs["photo"]), "--audio", str(speech), "--out", str(out)]
+    run = subprocess.Popen(
+        [str(VENV_BIN / "eamm"), "generate", *args, "--checkpoints", str(inputs["models"])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 120
+    while run.poll() is None and time.monotonic() < deadline:
+        partial = [p for p in out.parent.glob(".talk.mp4.*") if p.stat().st_size > 0]
+        if partial:
+            break
+        time.sleep(0.1)
+    assert partial, run.communicate()
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err[-2000:]
+    assert err.splitlines()[-1].startswith("error: interrupted") and "Traceback" not in err
+    assert not out.parent.exists() and list((tmp_path / "tmp").iterdir()) == []
+    encoders = subprocess.run(["pgrep", "-f", str(out.parent)], capture_output=True, text=True)
+    assert encoders.stdout == ""  # no ffmpeg left encoding

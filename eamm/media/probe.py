@@ -144,6 +144,8 @@ def probe(path: str | Path, count_frames: bool = False) -> MediaInfo:
     path = Path(path)
     if not path.is_file():
         raise MediaError(path, "file does not exist")
+    if path.stat().st_size == 0:
+        raise MediaError(path, "unreadable media (empty file)")
     cmd = [require_tool("ffprobe"), "-v", "error", "-print_format", "json"]
     cmd += ["-show_format", "-show_streams"]
     if count_frames:
@@ -151,6 +153,7 @@ def probe(path: str | Path, count_frames: bool = False) -> MediaInfo:
     proc = subprocess.run([*cmd, str(path)], capture_output=True, text=True)
     if proc.returncode != 0:
         reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "ffprobe failed"
+        reason = reason.removeprefix(f"{path}: ")  # ffprobe names the file too
         raise MediaError(path, f"unreadable media ({reason})")
     data = json.loads(proc.stdout or "{}")
     fmt = data.get("format", {})

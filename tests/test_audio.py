@@ -23,6 +23,7 @@ from eamm.audio import (
     write_wav_s16,
 )
 from eamm.errors import MediaError
+from tests.conftest import mounted_tmpfs
 
 LOG_EPS = float(np.log(np.finfo(float).eps))  # c0 of an all-zero frame, -36.04
 
@@ -222,16 +223,8 @@ def test_write_wav_s16_round_trip(tmp_path):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 256 KiB tmpfs (root only: mount), unmounted afterwards."""
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True
-    )
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+    with mounted_tmpfs(tmp_path / "disk", "size=256k") as folder:
+        yield folder
 
 
 def test_a_full_disk_while_writing_a_wav_is_a_fault_of_the_run(small_disk):

@@ -22,7 +22,7 @@ from eamm.errors import EammError
 from eamm.generate import EmotionSource, animate_stream, generate, load_models
 from eamm.sample.dataset import plan, write_clip, write_portrait
 from eamm.sample.voice import synth_speech
-from tests.conftest import ROOT, VENV_BIN, kill_group_when
+from tests.conftest import ROOT, VENV_BIN, kill_group_when, mounted_tmpfs
 
 MODEL = yaml.safe_load((ROOT / "params.yaml").read_text())["model"] | {"profile": "tiny"}
 PARAMS = GenerateParams(device="cpu")
@@ -658,16 +658,9 @@ def test_a_video_whose_face_comes_late_is_aligned_where_it_shows(inputs, tmp_pat
 
 @pytest.fixture
 def read_only_folder(tmp_path):
-    """A read-only tmpfs (root only: mount): EROFS, which permissions do not explain."""
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True
-    )
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+    """EROFS, which permissions do not explain."""
+    with mounted_tmpfs(tmp_path / "ro", "ro,size=64k") as folder:
+        yield folder
 
 
 def test_a_read_only_out_folder_is_one_line(inputs, read_only_folder):

@@ -40,6 +40,7 @@ from eamm.config import AUDIO_RATE, VIDEO_FPS, GenerateParams, PreprocessParams
 from eamm.errors import EammError, MediaError
 from eamm.face.landmarks import FaceModels, LandmarkBackend, make_backend
 from eamm.face.pose import pose_row
+from eamm.face.search import face_region, find_small_face
 from eamm.face.similarity import Similarity
 from eamm.face.template import load_template
 from eamm.folder_lock import output_lock
@@ -254,10 +255,21 @@ def align_photo(
     path: Path, size: int, params: PreprocessParams, models: FaceModels, backend: LandmarkBackend
 ) -> tuple[np.ndarray, np.ndarray]:
     """(aligned crop at ``size``, its 256-px crop for pose, faces found) of a photo of any
-    size; with several faces the largest is taken (``preprocess.on_multiple_faces``)."""
-    frame = av.VideoFrame.from_ndarray(read_image(path), format="rgb24")
+    size; with several faces the largest is taken (``preprocess.on_multiple_faces``). A face
+    too small to be seen in the whole photo is searched for in tiles of it
+    (``eamm.face.search``)."""
+    image = read_image(path)
     template = load_template(params.template, 256)
-    transform, faces = clip_transform([frame], path, template, params, models, backend)
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+    try:
+        transform, faces = clip_transform([frame], path, template, params, models, backend)
+    except NoFaceError:
+        box = find_small_face(image, params.detect_width, models)
+        if box is None:
+            raise
+        region = np.ascontiguousarray(face_region(image, box))
+        frame = av.VideoFrame.from_ndarray(region, format="rgb24")
+        transform, faces = clip_transform([frame], path, template, params, models, backend)
     crop = warp_to_crop(frame, transform.matrix, 256)
     return resize_crop(crop, size), crop, faces
 

@@ -704,3 +704,27 @@ def test_sigterm_stops_generation_as_ctrl_c_does(inputs, tmp_path):
     assert not out.parent.exists() and list((tmp_path / "tmp").iterdir()) == []
     encoders = subprocess.run(["pgrep", "-f", str(out.parent)], capture_output=True, text=True)
     assert encoders.stdout == ""  # no ffmpeg left encoding
+
+
+@pytest.mark.parametrize(("width", "height", "face"), [(4000, 3000, 400), (8000, 600, 300)])
+def test_a_small_face_in_a_large_photo_is_found(tmp_path, face_models, width, height, face):
+    """A person in a 12-megapixel photo, a panorama: "no face in the image", the detector
+    seeing the photo shrunk to 640 px. Found in tiles, aligned as the portrait alone is."""
+    import cv2
+
+    from eamm.generate import align_photo
+    from eamm.sample.photos import photo
+
+    portrait = photo("hopper")
+    alone = tmp_path / "alone.png"
+    cv2.imwrite(str(alone), cv2.cvtColor(portrait, cv2.COLOR_RGB2BGR))
+    canvas = np.full((height, width, 3), 90, np.uint8)
+    small = cv2.resize(portrait, (face, face * portrait.shape[0] // portrait.shape[1]))
+    y, x = (height - small.shape[0]) // 3, (width - face) * 2 // 3
+    canvas[y : y + small.shape[0], x : x + face] = small
+    crowd = tmp_path / "crowd.png"
+    cv2.imwrite(str(crowd), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    expected, _, _ = align_photo(alone, 64, *face_models)
+    found, _, faces = align_photo(crowd, 64, *face_models)
+    mse = np.mean((found.astype(float) - expected) ** 2)
+    assert faces == 1 and 10 * np.log10(255**2 / mse) > 22  # within a pixel or two

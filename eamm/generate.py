@@ -748,13 +748,15 @@ def generate(
 def refuse_overwriting_inputs(out: Path, inputs: dict[str, str | Path | None]) -> None:
     """One line, before any work, where a video this run writes is one of its inputs (``--out
     x.mp4 --emotion-video x.mp4`` replaced the emotion video with the result)."""
-    writes = {os.path.realpath(p): p for p in output_paths(out, emotion=True).values()}
+    writes = output_paths(out, emotion=True).values()
     for option, path in inputs.items():
-        if path is not None and os.path.realpath(path) in writes:
-            written = writes[os.path.realpath(path)]
-            raise EammError(
-                f"{path}: {option} is a video this run writes ({written}); name another --out"
-            )
+        for written in writes if path is not None else ():
+            same = os.path.realpath(path) == os.path.realpath(written)
+            linked = written.exists() and Path(path).exists() and os.path.samefile(path, written)
+            if same or linked:  # a symbolic or a hard link
+                raise EammError(
+                    f"{path}: {option} is a video this run writes ({written}); name another --out"
+                )
 
 
 def output_paths(out: Path, emotion: bool) -> dict[str, Path]:

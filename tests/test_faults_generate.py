@@ -728,3 +728,16 @@ def test_a_small_face_in_a_large_photo_is_found(tmp_path, face_models, width, he
     found, _, faces = align_photo(crowd, 64, *face_models)
     mse = np.mean((found.astype(float) - expected) ** 2)
     assert faces == 1 and 10 * np.log10(255**2 / mse) > 22  # within a pixel or two
+
+
+def test_an_input_hard_linked_to_an_output_is_refused(inputs, tmp_path):
+    os.link(inputs["emotion_video"], tmp_path / "talk.mp4")
+    with pytest.raises(EammError, match=r"--emotion-video is a video this run writes"):
+        generate(
+            inputs["photo"],
+            inputs["audio"],
+            inputs["emotion_video"],
+            tmp_path / "talk.mp4",
+            inputs["models"],
+            params=PARAMS,
+        )

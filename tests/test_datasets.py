@@ -54,6 +54,8 @@ def mead(tmp_path: Path) -> Path:
         "M005/video/front/happy/level_3/010.mp4",  # no .m4a: audio None
         "M005/video/down/sad/level_1/001.mp4",
         "M005/audio/happy/level_2/003.m4a",
+        "M005/audio/happy/level_2/004.WAV",  # a converted copy: used
+        "M005/audio/happy/level_2/004.txt",
         "W011/video/front/sad/level_2/005.mp4",
         "W011/audio/sad/level_2/005.m4a",
         "W011/audio/fear/level_1/009.m4a",  # audio without video: fine
@@ -83,7 +85,7 @@ def mead(tmp_path: Path) -> Path:
     return root
 
 
-def mead_entry(speaker, view, emotion, level, utt, split, audio=True) -> ClipEntry:
+def mead_entry(speaker, view, emotion, level, utt, split, audio: bool | str = True) -> ClipEntry:
     return ClipEntry(
         clip_id=f"{speaker}/{view}/{emotion}/level_{level}/{utt}",
         dataset="mead",
@@ -95,7 +97,9 @@ def mead_entry(speaker, view, emotion, level, utt, split, audio=True) -> ClipEnt
         word=None,
         utterance=utt,
         video=f"{speaker}/video/{view}/{emotion}/level_{level}/{utt}.mp4",
-        audio=f"{speaker}/audio/{emotion}/level_{level}/{utt}.m4a" if audio else None,
+        audio=f"{speaker}/audio/{emotion}/level_{level}/{utt}{'.m4a' if audio is True else audio}"
+        if audio
+        else None,
     )
 
 
@@ -105,7 +109,7 @@ MEAD_FRONT = [
     mead_entry("M003", "front", "angry", 1, "003", "test", audio=False),
     mead_entry("M003", "front", "neutral", 1, "001", "test"),
     mead_entry("M005", "front", "happy", 2, "003", "train"),
-    mead_entry("M005", "front", "happy", 2, "004", "train", audio=False),
+    mead_entry("M005", "front", "happy", 2, "004", "train", audio=".WAV"),
     mead_entry("M005", "front", "happy", 3, "010", "train", audio=False),
     mead_entry("W011", "front", "sad", 2, "005", "train"),
 ]

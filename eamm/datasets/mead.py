@@ -1,8 +1,9 @@
 """MEAD recipe: index ``<speaker>/video/<view>/<emotion>/level_<n>/<utt>.mp4`` clips.
 
 Audio lives per clip (not per view) in ``<speaker>/audio/<emotion>/level_<n>/<utt>.m4a``; some
-MEAD videos have no audio track, so the separate file is used when it exists. The audio tree is
-only read to find those files: its own oddities are not reported.
+MEAD videos have no audio track, so the separate file is used when it exists (or, where a user
+converted the audio, ``<utt>`` in another format ffmpeg reads: ``AUDIO_SUFFIXES``; the .m4a
+first). The audio tree is only read to find those files: its own oddities are not reported.
 """
 
 from __future__ import annotations
@@ -183,8 +184,14 @@ def _videos(walker: TreeWalker, level_rel: str) -> Iterable[tuple[str, str]]:
             yield name[:-4], rel
 
 
+# MEAD's own audio first, then formats a converted copy may be in (a .wav went unnoticed: the
+# clip took the video's own audio, or failed "no audio stream")
+AUDIO_SUFFIXES = (".m4a", ".wav", ".flac", ".mp3", ".aac", ".ogg", ".opus")
+
+
 class _AudioFinder:
-    """Finds ``<speaker>/audio/<emotion>/level_<n>/<utt>.m4a``, listing each folder once."""
+    """Finds ``<speaker>/audio/<emotion>/level_<n>/<utt>.m4a`` (or another ``AUDIO_SUFFIXES``
+    file), listing each folder once."""
 
     def __init__(self, walker: TreeWalker, speaker: str, enabled: bool) -> None:
         self.walker = walker
@@ -205,5 +212,9 @@ class _AudioFinder:
         if level_name not in self._listing(emotion_rel, "dir"):
             return None
         level_rel = join(emotion_rel, level_name)
-        name = f"{utt}.m4a"
-        return join(level_rel, name) if name in self._listing(level_rel, "file") else None
+        files = self._listing(level_rel, "file")
+        for suffix in AUDIO_SUFFIXES:
+            for name in (f"{utt}{suffix}", f"{utt}{suffix.upper()}"):
+                if name in files:
+                    return join(level_rel, name)
+        return None

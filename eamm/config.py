@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -85,10 +85,26 @@ class SampleDataParams(Strict):
     portrait: str = "astronaut_wide"  # identity of the demo portrait (a held-out one)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader refusing a key given twice in one mapping (``steps: 6`` and, lines
+    later, ``steps: 7``: the last one won, without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_params(path: Path) -> dict:
     """A params file's sections; anything that is not a YAML mapping is one line naming it."""
     try:
-        data = yaml.safe_load(path.read_bytes().decode()) or {}
+        data = yaml.load(path.read_bytes().decode(), Loader=_UniqueKeyLoader) or {}
     except UnicodeDecodeError:
         raise EammError(f"{path}: cannot read params (not UTF-8 text)") from None
     except yaml.YAMLError as err:  # one line: PyYAML's own message spans four
@@ -238,6 +254,9 @@ class TrainerParams(Strict):
     processes: int | None = Field(None, ge=1)
 
 
+Beta = Annotated[float, Field(ge=0, lt=1)]  # an Adam moment's decay
+
+
 class StageParams(Strict):
     """One training stage's length, batch, optimiser schedule and loss weights.
 
@@ -251,15 +270,15 @@ class StageParams(Strict):
     num_epochs: int | None = Field(None, ge=1)
     num_repeats: int = Field(1, ge=1)
     batch_size: int = Field(ge=1)
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
+    lr: float = Field(2e-4, gt=0)
+    betas: tuple[Beta, Beta] = (0.5, 0.999)
     milestones: list[int] = []  # steps at which the learning rate is multiplied by gamma
     epoch_milestones: list[int] = []  # the same in epochs (with num_epochs)
-    gamma: float = 0.1
-    checkpoint_every: int = 500
-    log_every: int = 10
-    sample_every: int = 500
-    clip_len: int = 16
+    gamma: float = Field(0.1, gt=0)
+    checkpoint_every: int = Field(500, ge=1)
+    log_every: int = Field(10, ge=1)
+    sample_every: int = Field(500, ge=1)
+    clip_len: int = Field(16, ge=1)
     datasets: list[Literal["mead", "lrw"]] = ["lrw"]
     splits: list[Literal["train", "val", "test"]] = ["train"]
     # Per stage, as in EAMM's and FOMM's configs; `perceptual` = one weight per VGG19 layer

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from eamm.atomic import replacing, write_text
+from eamm.errors import EammError
 
 JOURNAL_DIR = ".journal"
 KEY_FILE = "key.json"
@@ -119,8 +120,11 @@ class EvaluationJournal:
             **{f"fid/{name}": a for name, a in record.fid.items()},
         }
         # a handle, not the staged name: np.savez would append .npz to it
-        with replacing(self._path(k)) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+        try:
+            with replacing(self._path(k)) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+        except OSError as err:  # a full disk: the file named, the records before it kept
+            raise EammError(f"{self._path(k)}: cannot record the clip ({err.strerror})") from err
 
 
 def remove_journal(out_dir: str | Path) -> None:

@@ -107,6 +107,8 @@ def _check_params(path: Path, *sections: str) -> None:
     """Validate the params sections a flow reads now, not after it has started Prefect's server."""
     from eamm import config
 
+    if path.is_dir():
+        raise EammError(f"{path}: a folder, not a params file (--params)")
     if not path.is_file():  # the pipeline's commands read the project's params, not defaults
         where = "" if path.is_absolute() else f" in {Path.cwd()}"
         raise EammError(
@@ -586,6 +588,11 @@ def _named_error(err: Exception, first_line: str) -> str | None:
     """The one line for an error the pipeline can name although it is not an EammError."""
     if isinstance(err, EammError):
         return first_line
+    from eamm.manifest import RUN_FAULT_ERRNOS  # here: pyarrow would slow every start
+
+    if isinstance(err, OSError) and err.errno in RUN_FAULT_ERRNOS:  # the disk's, not ours
+        where = f"{err.filename}: " if err.filename else ""
+        return f"{where}{err.strerror}; what finished is kept: fix it and run it again"
     if isinstance(err, RuntimeError) and first_line.startswith(UNREACHABLE_API):
         url = first_line.removeprefix(UNREACHABLE_API).strip()
         return (

@@ -8,10 +8,28 @@ Prefect), so the ``eamm`` CLI, ``python -m flows...`` and a worker's flow-run pr
 from __future__ import annotations
 
 import os
+import subprocess
+from types import ModuleType
 
 from eamm.runtime import prefect_api_configured
 from eamm.watchdog import spawn
 from tasks.console import quiet_failure_tracebacks
+
+
+class _OwnSession:
+    """The ``subprocess`` module as Prefect's server module sees it, whose ``Popen`` starts the
+    server in a session of its own: a terminal's Ctrl-C (or ``kill -INT -PGID``) goes to the
+    whole foreground process group, and killed the server with the run, which then hung
+    reporting to it instead of stopping in one line. The run stops it (atexit, watchdog)."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._module, name)
+
+    def Popen(self, *args: object, **kwargs: object) -> subprocess.Popen:
+        return self._module.Popen(*args, **kwargs, start_new_session=True)
 
 
 def tie_temporary_server() -> None:
@@ -24,8 +42,11 @@ def tie_temporary_server() -> None:
     """
     if prefect_api_configured():
         return
+    import prefect.server.api.server as server_module
     from prefect.server.api.server import SubprocessASGIServer
 
+    if not isinstance(server_module.subprocess, _OwnSession):
+        server_module.subprocess = _OwnSession(server_module.subprocess)
     start = SubprocessASGIServer._run_uvicorn_command
     if getattr(start, "watched", False):
         return

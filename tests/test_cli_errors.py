@@ -133,6 +133,12 @@ def test_a_folder_given_as_the_photo_and_an_empty_audio_file_are_named(tmp_path:
     assert_one_line_error(result, "speech.wav: unreadable media (empty file) (--audio)")
 
 
+def test_a_folder_named_as_the_params_file_is_named_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").mkdir()
+    result, _ = eamm("train", "train_fomm", cwd=tmp_path)
+    assert_one_line_error(result, "params.yaml: a folder, not a params file (--params)")
+
+
 def test_missing_params_file_is_one_line(tmp_path: Path) -> None:
     result, _ = eamm(
         "preprocess-clip", "clip.mp4", "--out", "out", "--params", "nope.yaml", cwd=tmp_path

@@ -87,3 +87,33 @@ def test_model_and_judges_sections_are_typed(tmp_path, stage, edit, key):
     with pytest.raises(EammError, match=key.replace(".", r"\.")) as err:
         resolve_stage(path, stage)
     assert str(err.value).startswith(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("lr", -1e-3),
+        ("lr", 0),
+        ("betas", [0.5, 1.5]),
+        ("gamma", 0),
+        ("checkpoint_every", 0),
+        ("log_every", 0),
+        ("clip_len", 0),
+    ],
+)
+def test_a_training_value_that_cannot_work_is_refused_before_the_run(tmp_path, field, value):
+    """A negative learning rate failed inside the flow ("ValueError: Invalid learning rate",
+    exit 1), ``checkpoint_every: 0`` with ZeroDivisionError after the first step."""
+    from eamm.train.recipe import resolve_stage
+
+    path = _params_with(tmp_path, lambda d: d["train_fomm"].update({field: value}))
+    with pytest.raises(EammError, match=rf"bad value for train_fomm\.{field}"):
+        resolve_stage(path, "train_fomm")
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    """The last of two ``steps:`` won without a word."""
+    path = tmp_path / "params.yaml"
+    path.write_text("sample_data:\n  seed: 0\n  seed: 1\n")
+    with pytest.raises(EammError, match=r"key 'seed' given twice at line 3"):
+        load_section(path, "sample_data", SampleDataParams)

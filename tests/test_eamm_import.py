@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,14 @@ def test_import_refuses_bad_files(release: dict, tmp_path: Path) -> None:
     torch.save({"generator": NotATensor()}, pickled)
     with pytest.raises(EammError, match=r"pickled\.pth\.tar.*weights_only=True.*NotATensor"):
         import_eamm_release(release["files"]["fomm"], None, pickled, tmp_path / "out")
+    torch.save({"generator": NotATensor()}, pickled, pickle_protocol=4)
+    with (
+        warnings.catch_warnings(record=True) as warned,
+        pytest.raises(EammError, match=r"pickled\.pth\.tar: cannot load safely"),
+    ):
+        warnings.simplefilter("always")
+        import_eamm_release(release["files"]["fomm"], None, pickled, tmp_path / "out")
+    assert warned == []  # torch's protocol warning printed before the one line
 
     with pytest.raises(EammError, match=r"absent\.pth\.tar: EAMM checkpoint does not exist"):
         import_eamm_release(tmp_path / "absent.pth.tar", None, None, tmp_path / "out")

@@ -215,3 +215,19 @@ def test_a_judge_checkpoint_of_the_other_judge_is_named_in_one_line(tmp_path):
     with pytest.raises(EammError) as err:
         load_judges(tmp_path / "sizes", torch.device("cpu"), 15, None)
     assert str(err.value).startswith(f"{place}: emotion classifier checkpoint does not match")
+
+
+def test_a_full_disk_while_recording_a_clip_is_one_line_naming_the_file(tmp_path):
+    """It was "error: OSError: [Errno 28] No space left on device", exit 1, naming nothing."""
+    from eamm.evaluation_journal import ClipRecord, EvaluationJournal
+    from flows.cli import _named_error
+    from tests.conftest import mounted_tmpfs
+
+    with mounted_tmpfs(tmp_path / "disk", "size=64k") as disk:
+        journal = EvaluationJournal(disk / "journal", {"run": 1})
+        big = {"grid": np.random.default_rng(0).integers(0, 255, (300, 300), np.uint8)}
+        with pytest.raises(EammError, match=r"000000\.npz: cannot record the clip \(No space"):
+            journal.save(0, ClipRecord("a/b", [], "mead", big))
+        assert sorted(p.name for p in (disk / "journal").iterdir()) == ["key.json"]
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "reports/metrics.png")
+    assert _named_error(full, str(full)).startswith("reports/metrics.png: No space left on device")

@@ -309,6 +309,7 @@ def start_run(root: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        start_new_session=True,  # its own process group, as a terminal's foreground job
     )
 
 
@@ -345,7 +346,9 @@ def test_ctrl_c_is_one_line_and_the_next_run_goes_on(sample_lrw_clip, tmp_path):
         if any(p.stat().st_size for p in journal.glob("*.jsonl")):
             break
         time.sleep(0.1)
-    first.send_signal(signal.SIGINT)
+    # a terminal's Ctrl-C goes to the whole foreground group: it killed the temporary Prefect
+    # server too, and the run hung reporting to it
+    os.killpg(first.pid, signal.SIGINT)
     _, err = first.communicate(timeout=120)
     assert first.returncode == 130, err[-2000:]
     assert [line for line in err.splitlines() if line.startswith("error:")] == [

@@ -45,6 +45,7 @@ non-tensor objects is refused, never loaded with ``weights_only=False``.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +133,9 @@ def _load_source(path: Path) -> dict:
     if not path.is_file():
         raise EammError(f"{path}: EAMM checkpoint does not exist")
     try:
-        source = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a pickle's protocol before refusing
+            warnings.simplefilter("ignore")
+            source = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # non-tensor pickles and corrupt files alike
         raise EammError(
             f"{path}: cannot load safely with weights_only=True ({_load_reason(err)})"

@@ -164,13 +164,19 @@ def save_checkpoint(payload: dict, path: str | Path) -> Path:
     return path
 
 
+def require_torch_file(path: Path) -> None:
+    """Refuse, without loading it, a file that cannot be a checkpoint (a zeroed or truncated
+    file, another format): cheap enough to check before a run starts."""
+    if not zipfile.is_zipfile(path):  # torch.save's format; torch's own message would suggest
+        # weights_only=False, the unsafe load, for what is a damaged or foreign file
+        raise EammError(f"{path}: not a checkpoint (truncated, damaged or not a torch.save file)")
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise EammError(f"{path}: checkpoint does not exist")
-    if not zipfile.is_zipfile(path):  # torch.save's format; torch's own message would suggest
-        # weights_only=False, the unsafe load, for what is a damaged or foreign file
-        raise EammError(f"{path}: not a checkpoint (truncated, damaged or not a torch.save file)")
+    require_torch_file(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # damaged members and non-tensor pickles alike

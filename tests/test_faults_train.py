@@ -279,3 +279,14 @@ def test_missing_upstream_checkpoint_names_the_stage_to_train_first(data_root, t
     message = str(err.value)
     assert str(tmp_path / "models" / STAGE_DIRS["train_fomm"] / CHECKPOINT) in message
     assert "no checkpoint of train_fomm" in message and "eamm train train_fomm" in message
+
+
+def test_a_zeroed_upstream_checkpoint_is_refused_before_the_run(tmp_path):
+    """Found only inside the flow, after Prefect's server and the data (about 9 s)."""
+    from eamm.train.build import upstream_checkpoints
+
+    fomm = tmp_path / STAGE_DIRS["train_fomm"] / CHECKPOINT
+    fomm.parent.mkdir()
+    fomm.write_bytes(bytes(4096))
+    with pytest.raises(EammError, match=r"checkpoint.pt: not a checkpoint \(truncated, damaged"):
+        upstream_checkpoints("train_a2fd", tmp_path)

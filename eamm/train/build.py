@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from eamm.checkpoint import check_lineage, file_fingerprint, load_checkpoint
+from eamm.checkpoint import check_lineage, file_fingerprint, load_checkpoint, require_torch_file
 from eamm.clips import Clip, load_clips
 from eamm.config import StageParams, TrainerParams
 from eamm.errors import EammError
@@ -323,6 +323,7 @@ def upstream_checkpoints(name: str, models_root: Path) -> dict[str, Path]:
                 f"{path}: no checkpoint of {upstream_stage}, which {name} starts from: train it "
                 f"first (eamm train {upstream_stage} --models-root {models_root})"
             )
+        require_torch_file(path)  # a zeroed one was found only inside the flow
     return checkpoints
 
 

@@ -299,11 +299,12 @@ def train(
     from eamm.train.run import check_stage, stage_dir
 
     check_stage(stage)
-    resolve_stage(params, stage)  # the stage's section and model, before Prefect starts
+    resolved = resolve_stage(params, stage)  # the stage's section and model, before Prefect
     _require_out("--models-root", models_root, folder=True)
-    from eamm.train.build import upstream_checkpoints
+    from eamm.train.build import stage_vgg, upstream_checkpoints
 
     upstream_checkpoints(stage, models_root)  # the checkpoints it starts from, likewise
+    stage_vgg(stage, resolved.model, resolved.params)  # and the VGG19 a real run needs
     from eamm.folder_lock import ensure_free
 
     ensure_free(stage_dir(models_root, stage), f"training of {stage}")  # before Prefect starts

@@ -313,6 +313,18 @@ def test_a_missing_upstream_checkpoint_stops_before_the_server_starts(tmp_path: 
     assert TEMPORARY_SERVER not in result.stderr and seconds < 10
 
 
+def test_eamm_recipe_without_vgg_weights_stops_before_the_server_starts(tmp_path: Path) -> None:
+    """``recipe: eamm`` with a VGG19 path that is not there (offline, the same path as a failed
+    download): refused before Prefect's server starts, not inside the flow (issue 13, item 5)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["recipe"] = "eamm"
+    params["model"]["perceptual"]["vgg_weights"] = str(tmp_path / "vgg19.pth")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result, seconds = eamm("train", "train_fomm", "--models-root", MODELS, cwd=tmp_path)
+    assert_one_line_error(result, "vgg19.pth", "model.perceptual.vgg_weights does not exist")
+    assert TEMPORARY_SERVER not in result.stderr and seconds < 10
+
+
 @pytest.mark.parametrize(
     ("setting", "missing"),
     [

@@ -103,13 +103,18 @@ def test_steps_below_the_checkpoint_start_afresh(fomm_runs, data_root, tmp_path,
     (tmp_path / "fomm").mkdir()
     shutil.copy(fomm_runs["straight"], tmp_path / "fomm" / CHECKPOINT)
     capsys.readouterr()
+    (tmp_path / "fomm" / "metrics.json").write_text("{}")  # the earlier run's
     path = train("train_fomm", data_root, tmp_path, 2)
     out = capsys.readouterr().out
     assert (
-        f"{path}: checkpoint is at step 4, past train_fomm.steps 2; starting train_fomm afresh"
+        f"{path}: checkpoint is at step 4, past train_fomm.steps 2; starting train_fomm afresh "
+        f"(the earlier run's checkpoint, metrics and plots moved to {tmp_path / 'fomm/previous'})"
         in out
     )
     assert path.read_bytes() == fomm_runs["fresh2"].read_bytes()
+    previous = tmp_path / "fomm" / "previous"  # kept, not overwritten
+    assert (previous / CHECKPOINT).read_bytes() == fomm_runs["straight"].read_bytes()
+    assert (previous / "metrics.json").read_text() == "{}"
 
 
 def test_a_batch_larger_than_the_training_samples_is_refused(data_root, tmp_path):  # noqa: F811

@@ -327,6 +327,16 @@ def upstream_checkpoints(name: str, models_root: Path) -> dict[str, Path]:
     return checkpoints
 
 
+def stage_vgg(name: str, model: dict, params: StageParams) -> tuple[Path | None, str]:
+    """The stage's perceptual VGG19 (``perceptual_vgg``; ``(None, "")`` for a stage without a
+    perceptual loss): called by ``eamm train`` before Prefect starts and again by the build."""
+    if not training_stage(name).perceptual:
+        return None, ""
+    if not any(perceptual_weights(name, params.loss_weights)):
+        return None, "none (perceptual weights 0)"
+    return perceptual_vgg(model)
+
+
 def build_stage(
     name: str,
     model: dict,
@@ -340,13 +350,7 @@ def build_stage(
     factory (judge sizes from the ``judges`` params section, for the active model profile)."""
     spec = training_stage(name)
     # Before any data is read: without ImageNet VGG19 weights a non-demo profile stops here.
-    vgg_path, vgg_source = None, ""
-    if spec.perceptual:
-        vgg_path, vgg_source = (
-            perceptual_vgg(model)
-            if any(perceptual_weights(name, params.loss_weights))
-            else (None, "none (perceptual weights 0)")
-        )
+    vgg_path, vgg_source = stage_vgg(name, model, params)
     judge_sizes = _judge_sizes(spec, model, judges)
     torch.manual_seed(trainer.seed)  # the same initial weights on every run of the stage
     paths = manifest_paths(data_root, params.datasets)

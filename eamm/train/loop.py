@@ -225,6 +225,25 @@ def _why_not_resume(
     return ""
 
 
+PREVIOUS_RUN = "previous"  # where a fresh start moves the run it replaces
+RUN_FILES = (CHECKPOINT_NAME, "metrics.json", "loss.png", "samples.png")
+
+
+def _set_aside(out: Path) -> str:
+    """Move an earlier run's files into ``out/previous/`` (replacing an older one there) and
+    drop its dvclive logs, before a fresh start writes any of its own: killed at any point,
+    the folder then never shows the old checkpoint beside the new run's plots, and the old
+    model is kept, not overwritten at the first checkpoint. Says where it went."""
+    previous = out / PREVIOUS_RUN
+    shutil.rmtree(previous, ignore_errors=True)
+    previous.mkdir()
+    for name in RUN_FILES:
+        if (out / name).is_file():
+            os.replace(out / name, previous / name)
+    shutil.rmtree(out / "dvclive", ignore_errors=True)
+    return f"the earlier run's checkpoint, metrics and plots moved to {previous}"
+
+
 def train_stage(
     stage: Stage,
     params: StageParams,
@@ -269,10 +288,10 @@ def train_stage(
     state = load_checkpoint(path, device) if resume and path.is_file() else None
     why = _why_not_resume(state, stage, params, settings, manifest_fingerprint)
     if why:
-        print(f"{path}: {why}; starting {stage.name} afresh")
         state = None
-        history = []
-        shutil.rmtree(out / "dvclive", ignore_errors=True)
+    if state is None and rank == 0 and path.is_file():  # afresh over an earlier run
+        kept = _set_aside(out)
+        print(f"{path}: {why or 'resume off'}; starting {stage.name} afresh ({kept})")
     if state is not None:
         for name, module in stage.trainable.items():
             unwrap(module).load_state_dict(state["models"][name])

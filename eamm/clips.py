@@ -4,6 +4,7 @@ sample needs."""
 from __future__ import annotations
 
 import io
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import soundfile as sf
 
 from eamm.config import MEAD_EMOTIONS
 from eamm.errors import EammError
-from eamm.manifest import OUTPUT_FILES, members, read_rows
+from eamm.manifest import OUTPUT_FILES, members, read_rows, recorded_members_problem
 from eamm.shards import Member, digest_of, load_npy, npy_memmap
 
 # Shard members (shard, offset) whose bytes matched their manifest hash in this process: each is
@@ -120,6 +121,12 @@ class Clip:
 def load_clips(manifest: str | Path, splits: tuple[str, ...], min_frames: int = 1) -> list[Clip]:
     """Ok clips of the given splits with at least ``min_frames`` frames, sorted by id."""
     manifest = Path(manifest)
+    rows = [
+        r
+        for r in read_rows(manifest)
+        if r["status"] == "ok" and r["split"] in splits and (r["n_frames"] or 0) >= min_frames
+    ]
+    _check_rows(manifest, rows)
     clips = [
         Clip(
             clip_id=r["clip_id"],
@@ -132,11 +139,25 @@ def load_clips(manifest: str | Path, splits: tuple[str, ...], min_frames: int = 
             if r.get("member_hashes")
             else None,
         )
-        for r in read_rows(manifest)
-        if r["status"] == "ok" and r["split"] in splits and (r["n_frames"] or 0) >= min_frames
+        for r in rows
     ]
     _check_shards(manifest, clips)
     return sorted(clips, key=lambda c: c.clip_id)
+
+
+def _check_rows(manifest: Path, rows: list[dict]) -> None:
+    """One line for rows that would be read twice or from the wrong place: a clip listed
+    twice (scored or trained on twice), member lists of unequal lengths, a shard outside the
+    manifest's folder (``eamm manifest validate`` lists every such row)."""
+    twice = sorted(k for k, n in Counter(r["clip_id"] for r in rows).items() if n > 1)
+    problems = [f"{twice[0]}: listed more than once"] if twice else []
+    problems += [f"{r['clip_id']}: {p}" for r in rows if (p := recorded_members_problem(r))]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise EammError(
+            f"{manifest}: {problems[0]}{more}; `eamm manifest validate {manifest.parent}` lists "
+            "them: preprocess again, or restore the manifest"
+        )
 
 
 def _check_shards(manifest: Path, clips: list[Clip]) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -40,6 +41,9 @@ AUDIO_RATE = 16000
 AUDIO_PER_FRAME = AUDIO_RATE // VIDEO_FPS  # 640 samples
 MEAD_EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 LRW_SPLITS = ("train", "val", "test")
+
+
+Seed = Annotated[int, Field(ge=0)]  # numpy's and torch's generators take no negative seed
 
 
 class Strict(BaseModel):
@@ -79,7 +83,7 @@ class SampleLrw(Strict):
 
 
 class SampleDataParams(Strict):
-    seed: int = 0
+    seed: Seed = 0
     mead: SampleMead
     lrw: SampleLrw
     portrait: str = "astronaut_wide"  # identity of the demo portrait (a held-out one)
@@ -243,7 +247,7 @@ class TrainerParams(Strict):
     # 1.1-1.25x faster on AVX2 cores (benchmarks/train_step.py); float rounding differs.
     channels_last_cpu: bool = False
     compile: bool = False  # torch.compile the trainable modules
-    seed: int = 0
+    seed: Seed = 0
     num_workers: int = 2  # DataLoader worker processes
     # Decoded clips kept in memory per process (MB): a small dataset is decoded once.
     frame_cache_mb: int = Field(0, ge=0)
@@ -255,6 +259,20 @@ class TrainerParams(Strict):
 
 
 Beta = Annotated[float, Field(ge=0, lt=1)]  # an Adam moment's decay
+
+
+def _each_once(values: list) -> list:
+    """A dataset named twice would be read (trained on, scored) twice."""
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} listed more than once")
+    return values
+
+
+Datasets = Annotated[list[Literal["mead", "lrw"]], Field(min_length=1), AfterValidator(_each_once)]
+Splits = Annotated[
+    list[Literal["train", "val", "test"]], Field(min_length=1), AfterValidator(_each_once)
+]
 
 
 class StageParams(Strict):
@@ -279,8 +297,8 @@ class StageParams(Strict):
     log_every: int = Field(10, ge=1)
     sample_every: int = Field(500, ge=1)
     clip_len: int = Field(16, ge=1)
-    datasets: list[Literal["mead", "lrw"]] = ["lrw"]
-    splits: list[Literal["train", "val", "test"]] = ["train"]
+    datasets: Datasets = ["lrw"]
+    splits: Splits = ["train"]
     # Per stage, as in EAMM's and FOMM's configs; `perceptual` = one weight per VGG19 layer
     # (FOMM: [10]*5; EAMM's fine-tune: [0.1]*5).
     loss_weights: dict[str, float | list[float]] = {}
@@ -378,7 +396,7 @@ class GenerateParams(Strict):
     # With ``relative``: move the jacobians by their change since the first frame (FOMM,
     # EAMM) or keep the source's (ours: an undertrained audio branch's jacobians tilt the face).
     relative_jacobian: bool = True
-    seed: int = 0  # emotion-video augmentation
+    seed: Seed = 0  # emotion-video augmentation
     batch_size: int = Field(16, ge=1)  # frames rendered per generator call
     device: str = "auto"
     crf: int = Field(18, ge=0, le=51)
@@ -439,9 +457,9 @@ class EvaluateParams(EvaluationCaps):
     """The evaluation: a named protocol (``protocol``, defined under ``protocols``) run over
     the test clips of ``datasets`` (docs/evaluation.md)."""
 
-    datasets: list[Literal["mead", "lrw"]] = ["mead", "lrw"]
+    datasets: Datasets = ["mead", "lrw"]
     split: Literal["train", "val", "test"] = "test"
-    seed: int = 0
+    seed: Seed = 0
     # Local SyncNet v2 weights (syncnet_v2.model); null = only our own sync expert's score.
     syncnet_weights: str | None = None
     # Local FID Inception weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth); null =

@@ -82,19 +82,37 @@ class ClipScore:
     scores: dict[str, float]
 
 
+MIN_FRAMES = 2  # a clip's frames are scored against its first: one frame has no motion
+
+
+def short_clips_note(manifest: Path, split: str) -> str:
+    """The ok clips of ``split`` too short to score (``preprocess.min_frames`` 1 keeps them),
+    said, not silently left out ("" when none, or no manifest: the scoring names that)."""
+    if not manifest.is_file():
+        return ""
+    short = [c.clip_id for c in load_clips(manifest, (split,)) if c.num_frames < MIN_FRAMES]
+    if not short:
+        return ""
+    return (
+        f"{len(short)} ok '{split}' clip(s) of {manifest} have fewer than {MIN_FRAMES} frames and "
+        f"are not scored ({', '.join(short[:3])}{', ...' if len(short) > 3 else ''})"
+    )
+
+
 def select_clips(manifest: Path, params: EvaluateParams) -> list[Clip]:
     """The protocol's clips: ok clips of the split (of its MEAD speakers, if it names them),
     a seeded sample of ``max_clips``. No such clip stops the run, naming the manifest."""
     protocol = params.resolved()
-    clips = load_clips(manifest, (params.split,), min_frames=2)
+    clips = load_clips(manifest, (params.split,), min_frames=MIN_FRAMES)
     speakers = protocol.mead_speakers
     if speakers is not None:
         clips = [c for c in clips if c.dataset != "mead" or c.speaker in speakers]
     if not clips:
         who = f" of speakers {', '.join(speakers)}" if speakers is not None else ""
+        short = short_clips_note(manifest, params.split)
         raise EammError(
             f"{manifest}: no ok clips in split '{params.split}'{who} "
-            f"(evaluate.split, protocol '{params.protocol}')"
+            f"(evaluate.split, protocol '{params.protocol}')" + (f"; {short}" if short else "")
         )
     if protocol.max_clips is not None and len(clips) > protocol.max_clips:
         rng = np.random.default_rng(params.seed)

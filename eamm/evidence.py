@@ -15,6 +15,7 @@ import numpy as np
 
 from eamm.checkpoint import load_checkpoint
 from eamm.config import MEAD_EMOTIONS
+from eamm.errors import EammError
 from eamm.stages import STAGE_DIRS, checkpoint_path
 
 # Far above chance: the sync expert's held-out offset accuracy is at least this many times
@@ -31,8 +32,17 @@ STAGE2_DATASET = "lrw"
 
 
 def _metrics(folder: Path) -> dict:
+    """A stage's metrics.json ({} where there is none); a damaged one is named."""
     path = folder / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise EammError(f"{path}: not JSON ({err}); train the stage again or restore it") from None
+    if not isinstance(values, dict):
+        raise EammError(f"{path}: a JSON {type(values).__name__}, not the stage's metrics")
+    return values
 
 
 def judge_summary(checkpoints: Path, vshift: int) -> dict:
@@ -82,26 +92,56 @@ class Relation:
     claim: str
     holds: bool
     detail: str
+    # False where the run did not produce what the claim compares (a variant without its
+    # stage's checkpoint, a judge without its own, a speaker without a neutral clip): the
+    # claim is neither shown to hold nor to fail.
+    measured: bool = True
+
+    @property
+    def verdict(self) -> str:
+        return "not measured" if not self.measured else "yes" if self.holds else "**no**"
+
+
+def count_line(checks: list[Relation]) -> str:
+    """How many relations hold ("17/24 hold"), those the run did not measure said apart."""
+    measured = [r for r in checks if r.measured]
+    unmeasured = len(checks) - len(measured)
+    return f"{sum(r.holds for r in measured)}/{len(measured)} hold" + (
+        f" ({unmeasured} not measured)" if unmeasured else ""
+    )
 
 
 def _value(metrics: dict, dataset: str, variant: str, metric: str) -> float | None:
     return metrics.get(dataset, {}).get(variant, {}).get(metric)
 
 
+def _has(metrics: dict, dataset: str, *variants: str) -> bool:
+    """Whether the run scored every one of ``variants`` on ``dataset``."""
+    return all(v in metrics.get(dataset, {}) for v in variants)
+
+
+def _judged(judges: dict, name: str) -> bool:
+    """Whether the judge ran (a judge without its checkpoint is ``missing_checkpoint``)."""
+    return "missing_checkpoint" not in judges.get(name, {})
+
+
 def _greater(a: float | None, b: float | None, margin: float = 0.0) -> bool:
     return a is not None and b is not None and a > b + margin
 
 
-def _compared(claim: str, value: float | None, baseline: float | None, higher: bool) -> Relation:
+def _compared(
+    claim: str, value: float | None, baseline: float | None, higher: bool, measured: bool = True
+) -> Relation:
     """``value`` better than ``baseline`` (``higher`` or lower is better); both in the detail."""
     holds = _greater(value, baseline) if higher else _greater(baseline, value)
-    return Relation(claim, holds, f"{value} vs {baseline}")
+    return Relation(claim, holds and measured, f"{value} vs {baseline}", measured)
 
 
 def relations(metrics: dict) -> list[Relation]:
     """The relations a working pipeline shows on the held-out test clips (issue #13)."""
     out: list[Relation] = []
     datasets = [d for d in ("mead", "lrw") if d in metrics]
+    judges = metrics.get("judges", {})
     for d in datasets:
         static = metrics.get(d, {}).get("static_source", {})
         for metric in ("psnr", "ssim"):
@@ -129,6 +169,7 @@ def relations(metrics: dict) -> list[Relation]:
                     _value(metrics, d, "neutral", "psnr"),
                     _value(metrics, d, "stage1", "psnr"),
                     higher=True,
+                    measured=_has(metrics, d, "stage1"),
                 )
             )
         out.append(
@@ -141,6 +182,7 @@ def relations(metrics: dict) -> list[Relation]:
             )
         )
         for variant in ("neutral", "emotion"):
+            ran = _has(metrics, d, variant)
             out.append(
                 _compared(
                     f"{d}: {variant} M-LMD below the static source "
@@ -148,6 +190,7 @@ def relations(metrics: dict) -> list[Relation]:
                     _value(metrics, d, variant, "m_lmd"),
                     static.get("m_lmd"),
                     higher=False,
+                    measured=ran,
                 )
             )
             out.append(
@@ -157,6 +200,7 @@ def relations(metrics: dict) -> list[Relation]:
                     _value(metrics, d, variant, "m_lmd_shape"),
                     static.get("m_lmd_shape"),
                     higher=False,
+                    measured=ran,
                 )
             )
             face = _value(metrics, d, variant, "f_lmd")
@@ -165,9 +209,9 @@ def relations(metrics: dict) -> list[Relation]:
                     f"{d}: {variant} F-LMD reported (landmarks found on generated faces)",
                     face is not None,
                     f"{face}",
+                    ran,
                 )
             )
-    judges = metrics.get("judges", {})
     sync = judges.get("sync_expert", {})
     accuracy, chance = sync.get("heldout_offset_accuracy"), sync.get("chance")
     out.append(
@@ -175,14 +219,17 @@ def relations(metrics: dict) -> list[Relation]:
             f"sync judge: held-out offset accuracy >= {SYNC_OVER_CHANCE:g}x chance",
             accuracy is not None and chance is not None and accuracy >= SYNC_OVER_CHANCE * chance,
             f"{accuracy} vs chance {chance}",
+            _judged(judges, "sync_expert"),
         )
     )
+    classifier = _judged(judges, "emotion_classifier")
     emotion = judges.get("emotion_classifier", {}).get("heldout_accuracy")
     out.append(
         Relation(
             f"emotion judge: held-out accuracy >= {EMOTION_JUDGE_MIN}",
             emotion is not None and emotion >= EMOTION_JUDGE_MIN,
             f"{emotion}",
+            classifier,
         )
     )
     if "mead" in metrics:
@@ -192,8 +239,10 @@ def relations(metrics: dict) -> list[Relation]:
                 f"emotion judge: accuracy on the ground-truth test clips >= {EMOTION_JUDGE_MIN}",
                 truth is not None and truth >= EMOTION_JUDGE_MIN,
                 f"{truth}",
+                classifier,
             )
         )
+        stage3 = _has(metrics, "mead", "emotion")
         moved = _value(metrics, "mead", "emotion", "emotion_kp")
         out.append(
             _compared(
@@ -202,6 +251,7 @@ def relations(metrics: dict) -> list[Relation]:
                 moved,
                 _value(metrics, "mead", "neutral", "emotion_kp"),
                 higher=False,
+                measured=stage3,
             )
         )
         named = _value(metrics, "mead", "emotion", "stage3_emotion_acc")
@@ -212,15 +262,18 @@ def relations(metrics: dict) -> list[Relation]:
                 f"sources at >= {STAGE3_OVER_CHANCE:g}x chance ({chance:g})",
                 named is not None and named >= STAGE3_OVER_CHANCE * chance,
                 f"{named}",
+                stage3,
             )
         )
+        from_neutral = _value(metrics, "mead", "emotion", "emotion_kp_from_neutral")
         out.append(
-            _compared(
+            _compared(  # none where no test speaker has a neutral clip to read it from
                 "mead: stage 3's displacement fits better read from the clip's emotion source "
                 "than from the speaker's neutral clip (stage 3 reads the expression)",
                 moved,
-                _value(metrics, "mead", "emotion", "emotion_kp_from_neutral"),
+                from_neutral,
                 higher=False,
+                measured=stage3 and from_neutral is not None,
             )
         )
         emo = _value(metrics, "mead", "emotion", "emotion_acc")
@@ -230,6 +283,7 @@ def relations(metrics: dict) -> list[Relation]:
                 f"mead: emotion variant's emotion accuracy >= neutral variant's + {EMOTION_MARGIN}",
                 emo is not None and neutral is not None and emo >= neutral + EMOTION_MARGIN,
                 f"{emo} vs {neutral}",
+                stage3 and classifier,
             )
         )
-    return out
+    return [r if r.measured else Relation(r.claim, False, r.detail, False) for r in out]

@@ -26,7 +26,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
@@ -34,10 +34,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from eamm.atomic import replacing
-from eamm.config import VIDEO_FPS
+from eamm.config import LRW_SPLITS, VIDEO_FPS
 from eamm.errors import EammError
 from eamm.shards import SHARDS_DIR, Member, npy_shape, unmatched
-from eamm.stages import MANIFEST_NAME  # noqa: F401  (re-exported: the pipeline declares it)
+from eamm.stages import DATASETS, MANIFEST_NAME  # noqa: F401  (re-exported: the pipeline declares it)
 
 OUTPUT_FILES = ("frames.mp4", "audio.wav", "mfcc.npy", "landmarks.npy", "pose.npy")
 STATUSES = ("ok", "failed", "skipped")
@@ -360,8 +360,15 @@ _COUNTED = ("dataset", "split", "speaker", "emotion", "word", "status", "error_c
 SUMMARY_COLUMNS = ("clip_id", *_COUNTED, "n_frames")  # what ``summarize`` reads of a table
 
 
+NO_VALUE = "(none)"
+
+
 def _counts(array: pa.Array) -> dict[str, int]:
-    return dict(sorted((v["values"], v["counts"]) for v in pc.value_counts(array).to_pylist()))
+    """Count per value, sorted; a null (a failed row without a code) counts as "(none)"."""
+    counts = pc.value_counts(array).to_pylist()
+    return dict(
+        sorted((NO_VALUE if v["values"] is None else v["values"], v["counts"]) for v in counts)
+    )
 
 
 def summarize(rows: Iterable[Row] | pa.Table) -> dict:
@@ -417,6 +424,23 @@ def npy_shapes(n_frames: int) -> dict[str, tuple[int, ...]]:
     }
 
 
+MEMBER_LISTS = ("output_files", "member_offsets", "member_sizes", "member_hashes")
+
+
+def recorded_members_problem(row: dict) -> str:
+    """What is wrong with how an ok row records its shard members ("" when sound): member
+    lists of unequal lengths, or a shard outside ``shards/`` beside the manifest (an absolute
+    path or ``..`` would read another folder's clips)."""
+    lengths = {k: len(row.get(k) or []) for k in MEMBER_LISTS if k in row}
+    if any(n != len(OUTPUT_FILES) for k, n in lengths.items() if k != "member_hashes" or n):
+        listed = ", ".join(f"{k} {n}" for k, n in lengths.items())
+        return f"member lists of other lengths than its {len(OUTPUT_FILES)} outputs ({listed})"
+    shard = PurePosixPath(row["shard"])
+    if shard.is_absolute() or ".." in shard.parts or shard.parts[0] != SHARDS_DIR:
+        return f"shard {row['shard']} is not under {SHARDS_DIR}/ beside the manifest"
+    return ""
+
+
 def check_members(row: dict, root: Path, content: bool = True) -> list[str]:
     """Problems with an ok row's outputs, one line per damaged member (empty when sound).
 
@@ -427,6 +451,8 @@ def check_members(row: dict, root: Path, content: bool = True) -> list[str]:
     clip_id = row["clip_id"]
     if not row.get("shard") or sorted(row.get("output_files") or []) != sorted(OUTPUT_FILES):
         return [f"{clip_id}: outputs incomplete (no shard members recorded)"]
+    if problem := recorded_members_problem(row):
+        return [f"{clip_id}: {problem}"]
     if not (root / row["shard"]).is_file():
         return [f"{clip_id}: shard {row['shard']} is missing"]
     bad = unmatched(root / row["shard"], byte_ranges(row), clip_id)
@@ -470,11 +496,19 @@ def validate_manifest(path: str | Path, content: bool = True) -> list[str]:
     ids = [r["clip_id"] for r in rows]
     for dup in sorted(k for k, v in Counter(ids).items() if v > 1):
         problems.append(f"{dup}: listed more than once")
+    datasets = Counter(r["dataset"] for r in rows)
+    if len(datasets) > 1:  # one dataset per manifest: the report files a clip under its row's
+        counts = ", ".join(f"{n} {d!r}" for d, n in sorted(datasets.items(), key=str))
+        problems.append(f"rows of more than one dataset ({counts})")
     used: set[str] = set()
     for row in rows:
         if row["status"] not in STATUSES:
             problems.append(f"{row['clip_id']}: unknown status {row['status']!r}")
             continue
+        if row["dataset"] not in DATASETS:
+            problems.append(f"{row['clip_id']}: unknown dataset {row['dataset']!r}")
+        if row["split"] not in LRW_SPLITS:  # a clip of another split is in none of them
+            problems.append(f"{row['clip_id']}: unknown split {row['split']!r}")
         if row["status"] == "ok":
             used.add(row["shard"])
             problems += check_members(row, root, content)

@@ -327,7 +327,7 @@ def _protocol_moves(rows: list[dict]) -> list[str]:
 def _relation_lines(metrics: dict) -> list[str]:
     lines = ["## What this run shows", "", "| relation | holds | values |", "|---|---|---|"]
     for r in relations(metrics):
-        lines.append(f"| {r.claim} | {'yes' if r.holds else '**no**'} | {r.detail} |")
+        lines.append(f"| {r.claim} | {r.verdict} | {r.detail} |")
     return [*lines, ""]
 
 

@@ -103,6 +103,28 @@ def _require_out(option: str, path: Path, folder: bool) -> None:
             return
 
 
+def _require_report_folder(out: Path) -> None:
+    """Fail now where the report cannot be written or would replace a training stage's files:
+    a folder holding a checkpoint (its metrics.json is the stage's), a folder where a report
+    file goes, a file where the evaluation's journal goes."""
+    from eamm.evaluation_journal import JOURNAL_DIR
+    from eamm.report import REPORT_FILES
+    from eamm.stages import CHECKPOINT_NAME
+
+    if (out / CHECKPOINT_NAME).exists():
+        raise EammError(
+            f"{out}: holds a training stage's {CHECKPOINT_NAME}; the report's metrics.json would "
+            "replace the stage's (--out: give a folder of its own)"
+        )
+    for name in REPORT_FILES:
+        if (out / name).is_dir():
+            raise EammError(f"{out / name}: a folder where the report writes a file (--out)")
+    journal = out / JOURNAL_DIR
+    for path in (journal, *(journal / d for d in DATASETS)):
+        if path.exists() and not path.is_dir():
+            raise EammError(f"{path}: a file where the evaluation keeps its journal folder")
+
+
 def _check_params(path: Path, *sections: str) -> None:
     """Validate the params sections a flow reads now, not after it has started Prefect's server."""
     from eamm import config
@@ -404,6 +426,7 @@ def evaluate(
     """Score generated test clips under the pinned protocol; writes metrics.json and a report."""
     _check_params(params, "evaluate", "generate")
     _require_out("--out", out, folder=True)
+    _require_report_folder(out)
     from eamm.folder_lock import ensure_free
 
     ensure_free(out, "evaluation")  # a second evaluation into this folder stops now
@@ -420,7 +443,9 @@ def evaluate(
     _require_input("--checkpoints", checkpoint_path(checkpoints, "train_fomm"))
     if not checkpoint_path(checkpoints, "finetune_a2fd").is_file():  # else stage 1's audio
         _require_input("--checkpoints", checkpoint_path(checkpoints, "train_a2fd"))
-    from eamm.evidence import relations
+    from eamm.evidence import count_line, judge_summary, relations
+
+    judge_summary(checkpoints, settings.resolved().vshift)  # a damaged judge metrics.json: now
     from eamm.report import dataset_tables
     from flows.evaluate import evaluate_flow
 
@@ -429,10 +454,10 @@ def evaluate(
         for variant, row in variants.items():
             print(f"{dataset} {variant}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
     checks = relations(metrics)
-    failed = [r.claim for r in checks if not r.holds]
-    print(f"relations: {len(checks) - len(failed)}/{len(checks)} hold")
-    for claim in failed:
-        print(f"  not: {claim}")
+    print(f"relations: {count_line(checks)}")
+    for check in checks:
+        if check.measured and not check.holds:
+            print(f"  not: {check.claim}")
     print(f"report: {out / 'evaluation.md'}")
 
 
@@ -499,18 +524,25 @@ def summary(
     table.add_column("summary", overflow="fold")
     sample = root / "sample" / "summary.json"
     if sample.is_file():
-        info = json.loads(sample.read_text())
-        parts = [
-            f"{d}: {n} clips, {info['frames'][d]} frames, {info['seconds'][d]} s"
-            for d, n in info["clips"].items()
-        ]
-        table.add_row("sample raw dataset", info["root"], "; ".join(parts))
+
+        def sample_row(info: dict) -> tuple[str, ...]:
+            parts = [
+                f"{d}: {n} clips, {info['frames'][d]} frames, {info['seconds'][d]} s"
+                for d, n in info["clips"].items()
+            ]
+            return "sample raw dataset", str(info["root"]), "; ".join(parts)
+
+        _summary_row(table, sample, sample_row)
     from eamm.manifest import read_rows, summarize
 
     for dataset in DATASETS:
         manifest = manifest_path(root, dataset)
         if manifest.is_file():
-            info = summarize(read_rows(manifest))
+            try:
+                info = summarize(read_rows(manifest))
+            except EammError as err:  # one damaged manifest leaves the rest of the table
+                print(f"note: {err}; left out of the summary", file=sys.stderr)
+                continue
             status = ", ".join(f"{n} {k}" for k, n in info["by_status"].items())
             splits = ", ".join(f"{k} {n}" for k, n in info["by_split"].items())
             table.add_row(
@@ -524,28 +556,32 @@ def summary(
         checkpoint = checkpoint_path(project / "models", name)
         metrics = checkpoint.with_name("metrics.json")
         if metrics.is_file():
-            info = json.loads(metrics.read_text())
-            heldout = ", ".join(
-                f"{k.removeprefix('heldout/')} {v:.3g}"
-                for k, v in info.items()
-                if k.startswith("heldout/") and isinstance(v, float)
-            )
-            files = {
-                "train_emotion_classifier": "loss.png, confusion.png",
-                "train_sync_expert": "loss.png, offsets.png",
-            }.get(name, "loss.png, samples.png")
-            table.add_row(
-                f"checkpoint {stage}",
-                shown(checkpoint),
-                f"step {info.get('step')}, loss {info.get('loss/total', 0):.4g}; "
-                + (f"held out: {heldout}; " if heldout else "")
-                + files
-                + (
-                    ""
-                    if checkpoint.is_file()
-                    else "; no checkpoint file: dvc pull, or dvc repro to train it"
-                ),
-            )
+
+            def stage_row(info: dict, name=name, stage=stage, checkpoint=checkpoint):
+                heldout = ", ".join(
+                    f"{k.removeprefix('heldout/')} {v:.3g}"
+                    for k, v in info.items()
+                    if k.startswith("heldout/") and isinstance(v, float)
+                )
+                files = {
+                    "train_emotion_classifier": "loss.png, confusion.png",
+                    "train_sync_expert": "loss.png, offsets.png",
+                }.get(name, "loss.png, samples.png")
+                return (
+                    f"checkpoint {stage}",
+                    shown(checkpoint),
+                    f"step {_shown_number(info.get('step'), 'd')}, "
+                    f"loss {_shown_number(info.get('loss/total'), '.4g')}; "
+                    + (f"held out: {heldout}; " if heldout else "")
+                    + files
+                    + (
+                        ""
+                        if checkpoint.is_file()
+                        else "; no checkpoint file: dvc pull, or dvc repro to train it"
+                    ),
+                )
+
+            _summary_row(table, metrics, stage_row)
     demo = project / "outputs" / "demo"
     if (demo / "emotion.mp4").is_file():
         table.add_row(
@@ -555,21 +591,24 @@ def summary(
         )
     metrics_file = project / "reports" / "metrics.json"
     if metrics_file.is_file():
-        from eamm.evidence import relations
+        from eamm.evidence import count_line, relations
         from eamm.report import dataset_tables
 
-        table_data = json.loads(metrics_file.read_text())
-        parts = [
-            f"{d} {v}: PSNR {row['psnr']}, SSIM {row['ssim']}"
-            for d, variants in dataset_tables(table_data).items()
-            for v, row in variants.items()
-            if v in ("reconstruction", "emotion")
-        ]
-        checks = relations(table_data)
-        parts.append(f"{sum(r.holds for r in checks)}/{len(checks)} relations hold")
-        table.add_row(
-            "evaluation report", shown(metrics_file.with_name("evaluation.md")), "; ".join(parts)
-        )
+        def report_row(table_data: dict) -> tuple[str, ...]:
+            parts = [
+                f"{d} {v}: PSNR {row['psnr']}, SSIM {row['ssim']}"
+                for d, variants in dataset_tables(table_data).items()
+                for v, row in variants.items()
+                if v in ("reconstruction", "emotion")
+            ]
+            parts.append(f"relations: {count_line(relations(table_data))}")
+            return (
+                "evaluation report",
+                shown(metrics_file.with_name("evaluation.md")),
+                "; ".join(parts),
+            )
+
+        _summary_row(table, metrics_file, report_row)
     if not table.row_count:
         if not (project / "dvc.yaml").is_file():
             raise EammError(
@@ -578,6 +617,30 @@ def summary(
             )
         raise EammError(f"{root}: no pipeline outputs yet; run `make demo` (dvc repro)")
     console.print(table)
+
+
+def _shown_number(value: object, spec: str) -> str:
+    """A summary's number, or "-" where the file has none (not 0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "-"
+    return format(value, spec) if spec != "d" or isinstance(value, int) else str(value)
+
+
+def _summary_row(table: Table, path: Path, row) -> None:
+    """Add ``row(info)`` for the JSON object in ``path``; a damaged file, or one without what
+    the row shows, is a note naming it, and the rest of the table is still printed."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(info, dict):
+            raise TypeError(f"a JSON {type(info).__name__}, not an object")
+        table.add_row(*row(info))
+    except KeyError as err:
+        print(f"note: {path}: no {err} in it; left out of the summary", file=sys.stderr)
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if isinstance(err, json.JSONDecodeError):
+            reason = f"not JSON: {reason}"
+        print(f"note: {path}: cannot be read ({reason}); left out of the summary", file=sys.stderr)
 
 
 INTERRUPTED = "interrupted; what finished is kept (clips, checkpoints): run it again to go on"

@@ -13,7 +13,7 @@ import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
 from eamm.atomic import remove_leftovers
 from eamm.checkpoint import checkpoint_fingerprints
 from eamm.config import GenerateParams, load_section
-from eamm.evaluate import add_set_scores, aggregate, generation_notes
+from eamm.evaluate import add_set_scores, aggregate, generation_notes, short_clips_note
 from eamm.evaluation_journal import remove_journal
 from eamm.evidence import judge_summary, training_summary
 from eamm.folder_lock import folder_lock
@@ -25,7 +25,7 @@ from eamm.report import (
     without_missing_judges,
     write_report,
 )
-from eamm.stages import GENERATION_STAGES, JUDGES, STAGE_DIRS
+from eamm.stages import GENERATION_STAGES, JUDGES, STAGE_DIRS, manifest_path
 from eamm.strict_json import finite
 from eamm.train.recipe import resolve_evaluate
 from tasks.evaluate import evaluate_dataset
@@ -54,6 +54,7 @@ def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> 
     generate = load_section(params_path, "generate", GenerateParams)
     model = yaml.safe_load(Path(params_path).read_text()).get("model", {})
     prints = checkpoint_fingerprints(checkpoints, STAGE_DIRS)
+    judges = judge_summary(Path(checkpoints), params.resolved().vshift)  # damaged: named now
     scores, stills, fid = [], {}, {}
     for dataset in params.datasets:
         clip_scores, clip_stills, fid[dataset] = evaluate_dataset(
@@ -67,7 +68,6 @@ def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> 
     shown = (STAGE_DIRS[stage] for stage in (*GENERATION_STAGES, *JUDGES))
     models = {name: prints[name] for name in shown if name in prints}  # the report's order
     protocol = run_protocol(params, generate)
-    judges = judge_summary(Path(checkpoints), params.resolved().vshift)
     metrics = finite(  # as metrics.json holds it: null, not NaN
         {
             **table,
@@ -77,6 +77,11 @@ def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> 
     )
     clip_scores = [s.__dict__ for s in scores]
     notes = generation_notes(checkpoints)
+    notes += [
+        note
+        for dataset in params.datasets
+        if (note := short_clips_note(manifest_path(data_root, dataset), params.split))
+    ]
     write_report(
         metrics, clip_scores, stills, protocol, models, out, Path(checkpoints), notes=notes
     )

@@ -9,7 +9,7 @@ from prefect import get_run_logger, task
 from eamm.checkpoint import file_fingerprint
 from eamm.clips import load_clips
 from eamm.config import EvaluateParams, GenerateParams
-from eamm.evaluate import ClipScore, evaluate_clips, select_clips
+from eamm.evaluate import MIN_FRAMES, ClipScore, evaluate_clips, select_clips
 from eamm.evaluation_journal import EvaluationJournal, journal_folder, numerics
 from eamm.generate import load_models, stage_one_models
 from eamm.judges.scoring import load_judges
@@ -42,7 +42,7 @@ def evaluate_dataset(
         import_dlib()
         predictor_path()
     clips = select_clips(manifest, params)  # no clip to score: stop before the models load
-    pool = load_clips(manifest, (params.split,), min_frames=2)
+    pool = load_clips(manifest, (params.split,), min_frames=MIN_FRAMES)
     device = pick_device(generate.device)
     nets = load_models(checkpoints, device, generate, model)
     judges = load_judges(checkpoints, device, protocol.vshift, params.syncnet_weights)

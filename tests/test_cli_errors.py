@@ -209,6 +209,36 @@ def test_a_dask_address_without_a_port_is_checked_at_dasks_default_port() -> Non
         make_task_runner("tcp://127.0.0.1", 1)
 
 
+def test_evaluate_refuses_a_checkpoint_folder_as_out_and_damaged_judge_metrics(
+    tmp_path: Path,
+) -> None:
+    """``--out models/fomm`` replaced the stage's training metrics.json with the report's
+    (exit 0); a damaged judge metrics.json ended the run after every clip was scored with a
+    JSONDecodeError naming no file. Both now stop before Prefect's server starts."""
+    stage = tmp_path / "fomm"
+    stage.mkdir()
+    (stage / "checkpoint.pt").write_bytes(b"x")
+    (stage / "metrics.json").write_text('{"step": 600}')
+    result, _ = eamm("evaluate", "--out", stage, cwd=ROOT)
+    assert_one_line_error(result, str(stage), "holds a training stage's checkpoint.pt")
+    assert (stage / "metrics.json").read_text() == '{"step": 600}'
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("fomm", "a2fd", "a2fd_finetune", "emotion", "sync_expert"):
+        (models / name).symlink_to(MODELS / name)
+    judge = models / "emotion_classifier"
+    judge.mkdir()
+    (judge / "checkpoint.pt").symlink_to(MODELS / "emotion_classifier" / "checkpoint.pt")
+    (judge / "metrics.json").write_text('{"heldout/accuracy": 0.9')
+    out = tmp_path / "reports"
+    result, seconds = eamm("evaluate", "--checkpoints", models, "--out", out, cwd=ROOT)
+    assert_one_line_error(result, str(judge / "metrics.json"), "not JSON")
+    assert TEMPORARY_SERVER not in result.stderr and seconds < 10
+    (out / "metrics.json").mkdir(parents=True)  # where the report writes a file
+    result, _ = eamm("evaluate", "--out", out, cwd=ROOT)
+    assert_one_line_error(result, str(out / "metrics.json"), "a folder where the report writes")
+
+
 def test_summary_outside_a_project_says_so(tmp_path: Path) -> None:
     result, _ = eamm("summary", cwd=tmp_path)
     assert_one_line_error(result, str(tmp_path), "not in an eamm project")
@@ -219,6 +249,26 @@ def test_summary_from_a_folder_inside_the_project_shows_its_outputs() -> None:
     result, _ = eamm("summary", cwd=ROOT / "docs")
     assert result.returncode == 0, result.stderr
     assert "evaluation report" in result.stdout
+
+
+def test_summary_names_damaged_files_and_prints_the_rest(tmp_path: Path) -> None:
+    """One damaged JSON file ended `eamm summary` with a JSONDecodeError naming no file (exit
+    1, no table); a metrics.json without a loss showed "loss 0"."""
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    for stage, text in (("fomm", '{"step": 5}'), ("a2fd", "[1, 2]"), ("emotion", '{"step": 5,')):
+        (tmp_path / "models" / stage).mkdir(parents=True)
+        (tmp_path / "models" / stage / "metrics.json").write_text(text)
+    (tmp_path / "data" / "sample").mkdir(parents=True)
+    (tmp_path / "data" / "sample" / "summary.json").write_text("{}")
+    result, _ = eamm("summary", cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "step 5, loss -;" in " ".join(result.stdout.split())
+    notes = result.stderr.splitlines()
+    assert f"note: {tmp_path}/data/sample/summary.json: no 'clips' in it; left out of the " in (
+        "\n".join(notes)
+    )
+    assert any("a2fd/metrics.json: cannot be read (a JSON list, not an object)" in n for n in notes)
+    assert any("emotion/metrics.json: cannot be read (not JSON: " in n for n in notes)
 
 
 @pytest.mark.fixtures

@@ -10,7 +10,7 @@ import json
 import pytest
 import yaml
 
-from eamm.evidence import relations
+from eamm.evidence import count_line, relations
 from tests.conftest import ROOT
 
 METRICS = ROOT / "reports" / "metrics.json"
@@ -78,3 +78,26 @@ def test_demo_baselines_are_real_rows(metrics):
     # steps of batch 2; at 0.1 its loss stayed at stage 1's level)
     for stage in ("fomm", "a2fd", "a2fd_finetune", "emotion"):
         assert training[stage]["loss_last"] < training[stage]["loss_first"], stage
+
+
+def test_what_a_run_did_not_produce_is_not_measured_not_failed(metrics):
+    """Without stage 3 (no `emotion` rows), a judge without its checkpoint or no speaker with
+    a neutral clip, their relations were listed as failing ("15/28 hold", nine `not:` lines)."""
+    trimmed = json.loads(json.dumps(metrics))
+    for dataset in ("mead", "lrw"):
+        del trimmed[dataset]["emotion"]
+    trimmed["judges"]["sync_expert"] = {"missing_checkpoint": "models/sync_expert/checkpoint.pt"}
+    checks = relations(trimmed)
+    unmeasured = {r.claim for r in checks if not r.measured}
+    assert len(unmeasured) == 11 and all(
+        r.verdict == "not measured" for r in checks if not r.measured
+    )
+    assert all(
+        ("emotion" in c and "judge" not in c) or c.startswith("sync judge") for c in unmeasured
+    )
+    assert count_line(checks) == "17/17 hold (11 not measured)"
+    assert count_line(relations(metrics)) == "27/28 hold"
+    no_neutral = json.loads(json.dumps(metrics))
+    no_neutral["mead"]["emotion"]["emotion_kp_from_neutral"] = None
+    (check,) = [r for r in relations(no_neutral) if "than from the speaker's neutral" in r.claim]
+    assert not check.measured and not check.holds

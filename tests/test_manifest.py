@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from eamm.clips import load_clips
 from eamm.errors import EammError
 from eamm.manifest import (
     MANIFEST_SCHEMA,
@@ -112,6 +113,47 @@ def test_validate_finds_missing_extra_and_inconsistent_outputs(tmp_path):
     )
 
 
+def test_validate_names_rows_that_would_read_the_wrong_bytes(tmp_path):
+    """Hand-edited rows: member lists of unequal lengths were a bare ValueError from zip();
+    a shard outside the folder, an unknown split or a second dataset were "valid" (the clip
+    then dropped out of every split, or the report filed it under the other dataset)."""
+    rows = []
+    for name in "ABCDEF":
+        clip_id = f"train/{name}/{name}_00001"
+        rows.append({**ok_row(clip_id), **make_outputs(tmp_path, clip_id)})
+    rows[0]["member_offsets"] = rows[0]["member_offsets"][:4]
+    rows[1]["shard"] = str(tmp_path / rows[1]["shard"])  # absolute: another folder's shards
+    rows[2]["shard"] = "../elsewhere/" + rows[2]["shard"]
+    rows[3]["split"] = "tst"
+    rows[4]["dataset"] = "mead"
+    path = write_manifest(rows, tmp_path / "manifest.parquet")
+    problems = validate_manifest(path)
+    assert (
+        "train/A/A_00001: member lists of other lengths than its 5 outputs (output_files 5, "
+        "member_offsets 4, member_sizes 5, member_hashes 0)"
+    ) in problems
+    assert (
+        f"train/B/B_00001: shard {rows[1]['shard']} is not under shards/ beside the "
+        in " ".join(problems)
+    )
+    assert any(p.startswith("train/C/C_00001: shard ../elsewhere/") for p in problems)
+    assert "train/D/D_00001: unknown split 'tst'" in problems
+    assert "rows of more than one dataset (5 'lrw', 1 'mead')" in problems
+    assert not any(p.startswith("train/F/F_00001") for p in problems)
+    with pytest.raises(EammError) as err:  # training and evaluation read the rows the same way
+        load_clips(path, ("train",))
+    assert str(err.value).startswith(f"{path}: train/A/A_00001: member lists of other lengths")
+    assert "(and 2 more); `eamm manifest validate" in str(err.value)
+
+
+def test_a_clip_listed_twice_is_not_read_twice(tmp_path):
+    """``eamm evaluate`` scored a duplicated clip twice ("clips 2" for one clip)."""
+    row = {**ok_row("test/A/A_00001"), "split": "test", **make_outputs(tmp_path, "test/A/A_00001")}
+    path = write_manifest([row, dict(row)], tmp_path / "manifest.parquet")
+    with pytest.raises(EammError, match=r"test/A/A_00001: listed more than once; `eamm manifest"):
+        load_clips(path, ("test",))
+
+
 def test_read_rejects_other_parquet(tmp_path):
     import pyarrow as pa
 
@@ -159,6 +201,9 @@ def test_summary_counts(tmp_path):
     info = summarize(rows)
     assert info["by_status"] == {"failed": 1, "ok": 1}
     assert info["by_group"] == {"A": 1} and info["failure_reasons"] == {"no_face": 1}
+    # a failed row without a code (validate names it) was a TypeError sorting None
+    uncoded = {**rows[1], "clip_id": "train/A/A_00003", "error_code": None}
+    assert summarize([*rows, uncoded])["failure_reasons"] == {"(none)": 1, "no_face": 1}
 
 
 def test_manifest_holds_content_and_the_run_log_the_timings(tmp_path):
@@ -414,3 +459,24 @@ def test_reading_a_spilled_store_never_holds_the_whole_file(tmp_path):
     assert size > 25 * 2**20
     assert keys_peak < size / 4  # was the whole file
     assert parts_peak < size / 2
+
+
+def test_test_clips_too_short_to_score_are_said_not_dropped(tmp_path):
+    """``preprocess.min_frames: 1`` keeps 1-frame clips; the evaluation left them out without
+    a word, and with only such clips said there was no ok clip in the split."""
+    from eamm.config import EvaluateParams
+    from eamm.evaluate import select_clips, short_clips_note
+
+    rows = [
+        {**ok_row(c, n), "split": "test", **make_outputs(tmp_path, c, n)}
+        for c, n in (("test/A/A_00001", 1), ("test/B/B_00001", 3))
+    ]
+    path = write_manifest(rows, tmp_path / "manifest.parquet")
+    assert [c.clip_id for c in select_clips(path, EvaluateParams())] == ["test/B/B_00001"]
+    assert short_clips_note(path, "test") == (
+        f"1 ok 'test' clip(s) of {path} have fewer than 2 frames and are not scored "
+        "(test/A/A_00001)"
+    )
+    only = write_manifest(rows[:1], tmp_path / "only.parquet")
+    with pytest.raises(EammError, match=r"no ok clips in split 'test' .*; 1 ok 'test' clip\(s\)"):
+        select_clips(only, EvaluateParams())

@@ -71,6 +71,13 @@ def check_replaceable(
         )
 
 
+def real_folder(out: Path) -> Path:
+    """Where an output folder given through a symbolic link really is: the folder is staged
+    and swapped there, and the link stays (swapping the link itself failed with "Is a
+    directory" and left an empty ``.<name>.*.old`` folder each time)."""
+    return out.resolve() if out.is_symlink() else out
+
+
 def replace_folder(staged: Path, out: Path) -> None:
     """Swap a finished folder into place; an older ``out`` is removed only afterwards, so a
     kill at any moment leaves the old folder or the new one at ``out``."""

@@ -189,6 +189,36 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def require_stage(state: dict, path: Path, stage: str) -> None:
+    """Refuse a checkpoint another stage wrote, put where ``stage``'s belongs (a copied or
+    swapped file): it trained silently, or failed later with a lineage message naming the
+    wrong stage. Checkpoints that record no stage are not checked."""
+    recorded = state.get("stage")
+    if isinstance(recorded, str) and recorded != stage:
+        raise EammError(f"{path}: a {recorded} checkpoint, where {stage}'s belongs")
+
+
+def unfinished(state: dict, path: Path, stage: str) -> str:
+    """A note for a checkpoint whose training stopped before its ``steps`` (a killed or
+    interrupted run): usable, and said ("" when finished or not recorded)."""
+    step = state.get("step")
+    steps = ((state.get("params") or {}).get(stage) or {}).get("steps")
+    if isinstance(step, int) and isinstance(steps, int) and step < steps:
+        return f"{path}: {stage} stopped at step {step} of {steps} (its training did not finish)"
+    return ""
+
+
+def peek_checkpoint(path: Path) -> dict:
+    """A checkpoint's record without reading its tensors (memory-mapped): for notes about a
+    file the run loads elsewhere."""
+    require_torch_file(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:
+        raise EammError(f"{path}: cannot load checkpoint safely ({_load_error(err)})") from None
+    return state if isinstance(state, dict) else {}
+
+
 def _load_error(err: Exception) -> str:
     """torch.load's reason in one line, without its advice to load unsafely."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]

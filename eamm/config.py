@@ -310,7 +310,7 @@ class StageParams(Strict):
     # same speaker (ours; FOMM: 0, both frames from one clip). eamm.train.datasets.FommPairs
     neutral_source: float = Field(0.0, ge=0, le=1)
     rotation: float = 30.0
-    num_emotion_kp: int = 4
+    num_emotion_kp: int = Field(4, ge=1)  # at most the profile's keypoints (the build checks)
     classify: bool = True
     # Stage 3's keypoint loss over the emotion keypoints: summed as EAMM does, or averaged.
     kp_reduction: Literal["sum", "mean"] = "sum"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from eamm.errors import EammError
 from eamm.media.tools import tool_version
+from eamm.runtime import require_writable_prefect_home
 
 OPENCV_DISTRIBUTIONS = (
     "opencv-python",
@@ -129,6 +130,11 @@ def check_prefect() -> Check:
     ok = track == "1" and analytics.lower() == "false"
     if not ok:
         detail += ": telemetry must be off (DO_NOT_TRACK=1, PREFECT_SERVER_ANALYTICS_ENABLED=false)"
+    if not os.environ.get("PREFECT_API_URL"):  # the temporary server's database goes there
+        try:
+            require_writable_prefect_home()
+        except EammError as err:
+            ok, detail = False, f"{detail}: {err}"
     return Check("prefect", ok, detail)
 
 

@@ -24,3 +24,8 @@ class MediaError(EammError):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+
+class EncoderError(MediaError):
+    """The ffmpeg encoder failed or died while writing our own frames or samples: a fault of
+    the tool (a broken install, killed), not of a clip's media."""

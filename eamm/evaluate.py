@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from eamm.augment import emotion_augment
+from eamm.checkpoint import peek_checkpoint, unfinished
 from eamm.clips import Clip, fill_missing_rows, load_clips
 from eamm.config import (
     AUDIO_PER_FRAME,
@@ -48,7 +49,7 @@ from eamm.judges.scoring import JUDGE_METRICS, Judges, judge_scores
 from eamm.judges.sync import shift_audio
 from eamm.metrics import FACE, MOUTH, clip_landmarks, cpbd_clip, lmd, psnr, ssim
 from eamm.metrics.fid import FidFeatures
-from eamm.stages import checkpoint_path
+from eamm.stages import GENERATION_STAGES, JUDGES, checkpoint_path
 
 # stage1: the neutral variant with stage 1's audio network (where stage 2's checkpoint is also
 # there): what stage 2 changed
@@ -609,4 +610,8 @@ def generation_notes(checkpoints: str | Path) -> list[str]:
         notes.append(
             f"{stage_three} is missing: no `emotion` variant; stage 3's relations are not measured"
         )
+    for stage in (*GENERATION_STAGES, *JUDGES):  # a killed training's checkpoint: said
+        path = checkpoint_path(root, stage)
+        if path.is_file() and (note := unfinished(peek_checkpoint(path), path, stage)):
+            notes.append(note)
     return notes

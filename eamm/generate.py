@@ -34,7 +34,7 @@ from eamm.audio import (
     write_wav_s16,
 )
 from eamm.augment import mouth_noise, random_flip, random_perspective, random_rotation
-from eamm.checkpoint import check_lineage, load_checkpoint
+from eamm.checkpoint import check_lineage, load_checkpoint, require_stage, unfinished
 from eamm.clips import interpolate_missing_rows
 from eamm.config import AUDIO_RATE, VIDEO_FPS, GenerateParams, PreprocessParams
 from eamm.errors import EammError, MediaError
@@ -126,17 +126,25 @@ def load_models(
     notes: list[str] = []
     fomm_path = checkpoint_path(root, "train_fomm")
     fomm = load_checkpoint(fomm_path, "cpu")
-    audio_path = checkpoint_path(root, "finetune_a2fd")
+    audio_path, audio_stage = checkpoint_path(root, "finetune_a2fd"), "finetune_a2fd"
     if not audio_path.is_file():
         stage_one = checkpoint_path(root, "train_a2fd")
         if not stage_one.is_file():
             raise EammError(f"{audio_path}: checkpoint does not exist (nor stage 1's {stage_one})")
         notes.append(f"{audio_path} missing: the audio network of stage 1 ({stage_one})")
-        audio_path = stage_one
+        audio_path, audio_stage = stage_one, "train_a2fd"
     audio = load_checkpoint(audio_path, "cpu")
     emotion_path = checkpoint_path(root, "train_emotion")
     emotion = load_checkpoint(emotion_path, "cpu") if emotion_path.is_file() else None
     loaded = [(fomm_path, fomm), (audio_path, audio)]
+    for path, state, stage in (
+        (fomm_path, fomm, "train_fomm"),
+        (audio_path, audio, audio_stage),
+        (emotion_path, emotion, "train_emotion"),
+    ):
+        if state is not None:
+            require_stage(state, path, stage)
+            notes.extend(n for n in (unfinished(state, path, stage),) if n)
     stages = ("train_fomm", "train_a2fd", "finetune_a2fd")
     check_lineage(
         loaded if emotion is None else [*loaded, (emotion_path, emotion)],
@@ -737,6 +745,7 @@ def generate(
         )
     inputs = {"--photo": photo, "--audio": audio, "--emotion-video": emotion_video}
     refuse_overwriting_inputs(out, {**inputs, "--pose": pose, "--pose-video": pose_video})
+    require_short_names(out)
     # one run per --out: a second stops at once; staged videos beside it are a killed run's
     with output_lock(out, "generation"):
         remove_leftovers(output_paths(out, emotion=True).values())
@@ -757,6 +766,28 @@ def refuse_overwriting_inputs(out: Path, inputs: dict[str, str | Path | None]) -
                 raise EammError(
                     f"{path}: {option} is a video this run writes ({written}); name another --out"
                 )
+
+
+# What staging adds to an output's name: ``.<name>.`` + mkstemp's 8 characters + the suffix
+STAGED_NAME_EXTRA = len("..") + 8 + len(".partial.mp4")
+
+
+def require_short_names(out: Path) -> None:
+    """One line now where a name this run writes (``<out>_compare.mp4`` or its staged copy)
+    is longer than the file system takes: a 250-byte ``--out`` failed after the generation with
+    "OSError: [Errno 36] File name too long"."""
+    folder = next((p for p in out.parents if p.is_dir()), Path("."))
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    longest = max(output_paths(out, emotion=True).values(), key=lambda p: len(os.fsencode(p.name)))
+    if len(os.fsencode(longest.name)) + STAGED_NAME_EXTRA > limit:
+        raise EammError(
+            f"{out}: too long a name (--out): {longest.name} and its staged copy need "
+            f"{len(os.fsencode(longest.name)) + STAGED_NAME_EXTRA} bytes, the file system takes "
+            f"{limit}"
+        )
 
 
 def output_paths(out: Path, emotion: bool) -> dict[str, Path]:

@@ -346,6 +346,18 @@ def read_rows(path: str | Path) -> list[dict]:
     return read_manifest(path).to_pylist()
 
 
+def require_dataset(path: str | Path, dataset: str) -> None:
+    """Refuse a manifest of another dataset where ``dataset``'s belongs (copied or linked in
+    its place): MEAD's stages trained on LRW rows without a word (every label "neutral", the
+    emotion judge at accuracy 1.0) and the report filed them under LRW."""
+    others = sorted({d for d in read_manifest(path).column("dataset").to_pylist() if d != dataset})
+    if others:
+        raise EammError(
+            f"{path}: rows of dataset {', '.join(map(repr, others))} in the {dataset} manifest: "
+            f"preprocess {dataset} into its own folder (eamm preprocess {dataset})"
+        )
+
+
 def content_fingerprint(path: str | Path) -> str:
     """Hash of the rows: what training learns from, whatever the file's Parquet encoding
     (a version-3 manifest with its timing columns hashes as its version-4 rewrite)."""

@@ -12,7 +12,9 @@ defaults the package carries (the pydantic models in ``eamm.config``); checkpoin
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -59,6 +61,30 @@ def configure_environment(root: Path | None = None) -> dict[str, str]:
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     return {key: os.environ[key] for key in defaults}
+
+
+def require_writable_prefect_home() -> None:
+    """Refuse a ``PREFECT_HOME`` that cannot be written (a read-only clone, a file, another
+    user's folder): the temporary Prefect server keeps its database there, and Prefect restarts
+    a server that fails to open it without end (a traceback every few seconds, forever)."""
+    if os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL"):  # the database lives elsewhere
+        return
+    home = Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
+    try:
+        if home.exists() and not home.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder")
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=home):
+            pass
+        database = home / "prefect.db"
+        if database.exists() and not os.access(database, os.W_OK):
+            raise PermissionError(errno.EACCES, f"{database.name} is read-only")
+    except OSError as err:
+        raise EammError(
+            f"{home}: Prefect's home folder cannot be written ({err.strerror or err}); set "
+            "PREFECT_HOME to a writable folder (the temporary Prefect server keeps its "
+            "database there)"
+        ) from None
 
 
 def debug_enabled() -> bool:

@@ -34,6 +34,8 @@ class TrainingStage:
     upstream: tuple[str, ...] = ()  # stage names whose checkpoints it loads
     perceptual: bool = False  # its loss has the VGG19 perceptual term
     judge: bool = False  # an evaluation judge (ours): no recipe sets it
+    # The ``loss_weights`` keys its loss reads (another key, a typo, would weigh nothing)
+    loss_keys: tuple[str, ...] = ()
 
     def build(self, inputs: Any) -> Any:
         """The stage's networks, dataset and loss from its factory (imported on use, so
@@ -43,29 +45,48 @@ class TrainingStage:
 
 
 _BUILD = "eamm.train.build"
+_RENDERED = ("perceptual", "pixel")  # the renderer's image terms (eamm.models.perceptual)
+_AUDIO = ("audio", "heatmap")
 TRAINING_STAGES = (
-    TrainingStage("train_fomm", "fomm", f"{_BUILD}:build_fomm", perceptual=True),
-    TrainingStage("train_a2fd", "a2fd", f"{_BUILD}:build_a2fd", upstream=("train_fomm",)),
+    TrainingStage(
+        "train_fomm",
+        "fomm",
+        f"{_BUILD}:build_fomm",
+        perceptual=True,
+        loss_keys=(*_RENDERED, "equivariance_value", "equivariance_jacobian", "landmarks", "mouth"),
+    ),
+    TrainingStage(
+        "train_a2fd", "a2fd", f"{_BUILD}:build_a2fd", upstream=("train_fomm",), loss_keys=_AUDIO
+    ),
     TrainingStage(
         "finetune_a2fd",
         "a2fd_finetune",
         f"{_BUILD}:build_a2fd",
         upstream=("train_fomm", "train_a2fd"),
         perceptual=True,
+        loss_keys=(*_AUDIO, *_RENDERED),
     ),
     TrainingStage(
         "train_emotion",
         "emotion",
         f"{_BUILD}:build_emotion",
         upstream=("train_fomm", "finetune_a2fd"),
+        loss_keys=("emo", "classify"),
     ),
     TrainingStage(
         "train_emotion_classifier",
         "emotion_classifier",
         f"{_BUILD}:build_emotion_classifier",
         judge=True,
+        loss_keys=("classify",),
     ),
-    TrainingStage("train_sync_expert", "sync_expert", f"{_BUILD}:build_sync_expert", judge=True),
+    TrainingStage(
+        "train_sync_expert",
+        "sync_expert",
+        f"{_BUILD}:build_sync_expert",
+        judge=True,
+        loss_keys=("sync",),
+    ),
 )
 STAGES_BY_NAME = {s.name: s for s in TRAINING_STAGES}
 # The EAMM stages (a recipe may set them) and the evaluation judges, in training order.

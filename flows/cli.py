@@ -323,13 +323,14 @@ def train(
     check_stage(stage)
     resolved = resolve_stage(params, stage)  # the stage's section and model, before Prefect
     _require_out("--models-root", models_root, folder=True)
-    from eamm.train.build import stage_vgg, upstream_checkpoints
+    from eamm.train.build import manifest_paths, stage_vgg, upstream_checkpoints
 
     upstream_checkpoints(stage, models_root)  # the checkpoints it starts from, likewise
     stage_vgg(stage, resolved.model, resolved.params)  # and the VGG19 a real run needs
     from eamm.folder_lock import ensure_free
 
     ensure_free(stage_dir(models_root, stage), f"training of {stage}")  # before Prefect starts
+    manifest_paths(data_root, resolved.params.datasets)  # and its manifests, of its datasets
     from flows.train import train_flow
 
     metrics = train_flow(
@@ -446,6 +447,10 @@ def evaluate(
     from eamm.evidence import count_line, judge_summary, relations
 
     judge_summary(checkpoints, settings.resolved().vshift)  # a damaged judge metrics.json: now
+    from eamm.manifest import require_dataset
+
+    for dataset in settings.datasets:  # another dataset's manifest in its place
+        require_dataset(manifest_path(data_root, dataset), dataset)
     from eamm.report import dataset_tables
     from flows.evaluate import evaluate_flow
 
@@ -511,6 +516,9 @@ def summary(
     """Print where the pipeline's outputs are, with a short summary of each: those of the
     project (the folder holding dvc.yaml) the working folder is in, from any folder below it."""
     project = project_root()
+    if root is not None and not root.is_dir():  # a mistyped --root printed the other rows only
+        what = "a file, not a folder" if root.exists() else "folder does not exist"
+        raise EammError(f"{root}: {what} (--root)")
     root = root or project / "data"
 
     here = Path.cwd().resolve()
@@ -663,7 +671,28 @@ def _named_error(err: Exception, first_line: str) -> str | None:
             f"PREFECT_API_URL {url}: no Prefect server answers; start it (`prefect server "
             "start`, docs/operations.md) or unset PREFECT_API_URL to run with a temporary one"
         )
+    if _lost_server(err):
+        return (
+            f"PREFECT_API_URL {os.environ.get('PREFECT_API_URL', '')}: the Prefect server "
+            f"stopped answering during the run ({first_line}); what finished is kept: start "
+            "it again and re-run"
+        )
+    if getattr(getattr(err, "response", None), "status_code", None) == 401:
+        return (
+            f"PREFECT_API_URL {os.environ.get('PREFECT_API_URL', '')}: the server refuses this "
+            "client (401 Unauthorized): set PREFECT_API_AUTH_STRING (a self-hosted server's "
+            "user:password) or PREFECT_API_KEY (Prefect Cloud)"
+        )
     return None
+
+
+def _lost_server(err: Exception) -> bool:
+    """Whether ``err`` is the Prefect server going away mid-run (connection refused, reset)."""
+    if "httpx" not in sys.modules:
+        return False
+    import httpx
+
+    return isinstance(err, httpx.TransportError)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -695,6 +724,10 @@ def main() -> None:
         named = _named_error(err, first_line)
         if named is not None:
             print(f"error: {named}", file=sys.stderr)
+            if _lost_server(err):  # Prefect's exit hooks would retry the dead server for minutes
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(2)
             sys.exit(2)
         hint = "" if debug_enabled() else " (run with --debug for the traceback)"
         print(f"error: {type(err).__name__}: {first_line}{hint}", file=sys.stderr)

@@ -11,7 +11,8 @@ import os
 import subprocess
 from types import ModuleType
 
-from eamm.runtime import prefect_api_configured
+from eamm.errors import EammError
+from eamm.runtime import prefect_api_configured, require_writable_prefect_home
 from eamm.watchdog import spawn
 from tasks.console import quiet_failure_tracebacks
 
@@ -32,6 +33,27 @@ class _OwnSession:
         return self._module.Popen(*args, **kwargs, start_new_session=True)
 
 
+API_PROBE_SECONDS = 10.0
+
+
+def require_answering_api() -> None:
+    """Where ``PREFECT_API_URL`` names a server, check it answers at all (any HTTP status: a
+    Cloud URL wants a key) before a flow starts: one that accepts connections and never
+    replies held a command for 7 minutes of Prefect's retries before the one line."""
+    import httpx
+
+    url = os.environ["PREFECT_API_URL"].rstrip("/")
+    try:
+        httpx.get(f"{url}/health", timeout=API_PROBE_SECONDS)
+    except httpx.HTTPError as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise EammError(
+            f"PREFECT_API_URL {url}: no Prefect server answers ({reason}); start it (`prefect "
+            "server start`, docs/operations.md) or unset PREFECT_API_URL to run with a "
+            "temporary one"
+        ) from None
+
+
 def tie_temporary_server() -> None:
     """Give each temporary Prefect server Prefect starts a watchdog (``eamm.watchdog``).
 
@@ -41,7 +63,9 @@ def tie_temporary_server() -> None:
     starting a temporary server of its own. Nothing to do when ``PREFECT_API_URL`` names a server.
     """
     if prefect_api_configured():
+        require_answering_api()
         return
+    require_writable_prefect_home()
     import prefect.server.api.server as server_module
     from prefect.server.api.server import SubprocessASGIServer
 

@@ -30,6 +30,7 @@ from rich.progress import (
 
 from eamm.atomic import write_text
 from eamm.config import PreprocessParams, PreprocessRunParams, load_section
+from eamm.errors import EammError
 from eamm.folder_lock import ensure_free, folder_lock
 from eamm.preprocess.errors import RunFaults
 from eamm.preprocess.plan import Batch, PackJob, PreprocessRun
@@ -212,6 +213,8 @@ def run_preprocess(
     """Pick the task runner (CLI flags win over params) and run the flow; a folder another
     run holds is refused before Prefect starts. ``runner_option`` names where ``runner``
     came from (the CLI's ``--runner``, a deployment's parameter) in errors."""
+    if workers is not None and workers < 1:  # a deployment's parameter (the CLI checks its own)
+        raise EammError(f"workers {workers}: give 1 or more (or none: one per CPU core)")
     ensure_free(out)
     run = load_section(params_path, "preprocess_run", PreprocessRunParams)
     workers = workers or run.workers or default_workers()

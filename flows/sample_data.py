@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
-from eamm.atomic import remove_leftovers, replace_folder, write_text
+from eamm.atomic import real_folder, remove_leftovers, replace_folder, write_text
 from eamm.config import SampleDataParams, load_section
 from eamm.folder_lock import output_lock
 from eamm.sample.dataset import check_replaceable_root, plan, write_portrait
@@ -51,7 +51,7 @@ def sample_data_flow(
     whole, so a folder holding anything else is refused; one run per ``out`` at a time."""
     params = load_section(params_path, "sample_data", SampleDataParams)
     clips = plan(params)
-    out_dir = Path(out)
+    out_dir = real_folder(Path(out))
     check_replaceable_root(out_dir)
     with output_lock(out_dir, "sample-data run"):
         remove_leftovers([out_dir])  # a killed run's staging folder

@@ -13,6 +13,7 @@ from eamm.evaluate import MIN_FRAMES, ClipScore, evaluate_clips, select_clips
 from eamm.evaluation_journal import EvaluationJournal, journal_folder, numerics
 from eamm.generate import load_models, stage_one_models
 from eamm.judges.scoring import load_judges
+from eamm.manifest import require_dataset
 from eamm.metrics.fid import FidFeatures, load_fid_inception
 from eamm.progress import ProgressLine
 from eamm.stages import manifest_path
@@ -41,6 +42,7 @@ def evaluate_dataset(
 
         import_dlib()
         predictor_path()
+    require_dataset(manifest, dataset)  # another dataset's rows: not scored as this one's
     clips = select_clips(manifest, params)  # no clip to score: stop before the models load
     pool = load_clips(manifest, (params.split,), min_frames=MIN_FRAMES)
     device = pick_device(generate.device)

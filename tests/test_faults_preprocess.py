@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import eamm.preprocess.clip as clip_module
-from eamm.errors import EammError, MediaError
+from eamm.errors import EammError, EncoderError, MediaError, MissingToolError
 from eamm.folder_lock import FolderLockedError, folder_lock
 from eamm.manifest import members, read_rows, validate_manifest, write_manifest
 from eamm.preprocess.errors import run_fault
@@ -105,6 +105,11 @@ def test_run_faults_are_told_apart_from_bad_clips():
     assert run_fault(MemoryError()) == "out of memory (MemoryError)"
     assert run_fault(MediaError("x.mp4", "unreadable video")) is None
     assert run_fault(FileNotFoundError(errno.ENOENT, "gone")) is None
+    # the machine's ffmpeg, not the clip: recorded `failed`, such clips stayed failed for good
+    missing = MissingToolError("ffmpeg", "install it")
+    assert run_fault(missing) == "ffmpeg not found on PATH: install it"
+    died = EncoderError("x/frames.mp4", "ffmpeg exited while frames were being written")
+    assert run_fault(died) == "ffmpeg exited while frames were being written"
 
 
 def test_a_raw_clip_gone_unreadable_after_indexing_fails_alone(sample_lrw_clip, tmp_path):

@@ -295,3 +295,16 @@ def test_a_zeroed_upstream_checkpoint_is_refused_before_the_run(tmp_path):
     fomm.write_bytes(bytes(4096))
     with pytest.raises(EammError, match=r"checkpoint.pt: not a checkpoint \(truncated, damaged"):
         upstream_checkpoints("train_a2fd", tmp_path)
+
+
+def test_an_emotion_judge_of_one_emotion_is_refused(data_root):  # noqa: F811
+    """A MEAD manifest of one emotion trained the judge to loss 0 and held-out accuracy 1.0,
+    and the report counted "emotion judge >= 0.8" as holding."""
+    from eamm.clips import load_clips
+    from eamm.train.build import build_for_timing
+
+    manifest = data_root / "mead" / "processed" / "manifest.parquet"
+    sad = [c for c in load_clips(manifest, ("train",)) if c.emotion == "sad"]
+    params = stage_params("train_emotion_classifier", 2).model_copy(update={"batch_size": 1})
+    with pytest.raises(EammError, match=r"its 1 training clip\(s\) hold one emotion \(sad\)"):
+        build_for_timing("train_emotion_classifier", MODEL, params, TRAINER, sad, JUDGE_SIZES)

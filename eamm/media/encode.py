@@ -17,8 +17,8 @@ import av
 import numpy as np
 
 from eamm.atomic import temp_beside
-from eamm.errors import MediaError
-from eamm.media.tools import require_tool
+from eamm.errors import EncoderError, MediaError
+from eamm.media.tools import file_argument, require_tool
 from eamm.video.colour import rgb_to_yuv444
 
 # Flags that make the muxers and encoders emit the same bytes on every run.
@@ -45,7 +45,7 @@ def _finish(proc: subprocess.Popen, tmp: Path, out: Path, data: bytes | None = N
     if proc.returncode != 0 or errors:
         tmp.unlink(missing_ok=True)
         tail = (errors or lines)[-1:]
-        raise MediaError(out, f"ffmpeg failed: {' '.join(tail) or proc.returncode}")
+        raise EncoderError(out, f"ffmpeg failed: {' '.join(tail) or proc.returncode}")
     os.replace(tmp, out)
 
 
@@ -120,7 +120,7 @@ class VideoWriter(_FrameWriter):
         cmd += ["-f", "rawvideo", "-pix_fmt", raw_fmt, "-s", f"{width}x{height}"]
         cmd += ["-r", str(fps), "-i", "pipe:0"]
         if audio_path is not None:
-            cmd += ["-i", str(audio_path)]
+            cmd += ["-i", file_argument(audio_path)]
         cmd += ["-map", "0:v:0"]
         cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", pix_fmt]
         cmd += ["-threads", str(threads), "-x264-params", f"threads={threads}"]
@@ -130,7 +130,7 @@ class VideoWriter(_FrameWriter):
                 cmd += ["-ar", str(audio_rate)]
             if audio_channels:
                 cmd += ["-ac", str(audio_channels)]
-        cmd += [*BITEXACT, "-movflags", "+faststart", str(self._tmp)]
+        cmd += [*BITEXACT, "-movflags", "+faststart", file_argument(self._tmp)]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         self.frames_written = 0
 
@@ -145,7 +145,7 @@ class VideoWriter(_FrameWriter):
                 self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
         except BrokenPipeError:
             self.abort()
-            raise MediaError(self.path, "ffmpeg exited while frames were being written") from None
+            raise EncoderError(self.path, "ffmpeg exited while frames were being written") from None
         self.frames_written += 1
 
     def close(self) -> Path:
@@ -345,7 +345,7 @@ def encode_audio(
         cmd += ["-b:a", bitrate]
     if out_rate:
         cmd += ["-ar", str(out_rate)]
-    cmd += [*BITEXACT, str(tmp)]
+    cmd += [*BITEXACT, file_argument(tmp)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     _finish(proc, tmp, path, np.clip(audio, -1.0, 1.0).tobytes())
     return path

@@ -9,7 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from eamm.errors import MediaError
-from eamm.media.tools import require_tool
+from eamm.media.tools import file_argument, require_tool
 
 
 def square_pixel_size(width: int, height: int, sar: Fraction | None) -> tuple[int, int]:
@@ -150,10 +150,11 @@ def probe(path: str | Path, count_frames: bool = False) -> MediaInfo:
     cmd += ["-show_format", "-show_streams"]
     if count_frames:
         cmd += ["-count_frames"]
-    proc = subprocess.run([*cmd, str(path)], capture_output=True, text=True)
+    argument = file_argument(path)
+    proc = subprocess.run([*cmd, argument], capture_output=True, text=True)
     if proc.returncode != 0:
         reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "ffprobe failed"
-        reason = reason.removeprefix(f"{path}: ")  # ffprobe names the file too
+        reason = reason.removeprefix(f"{argument}: ")  # ffprobe names the file too
         raise MediaError(path, f"unreadable media ({reason})")
     data = json.loads(proc.stdout or "{}")
     fmt = data.get("format", {})

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from functools import cache
+from pathlib import Path
 
-from eamm.errors import MissingToolError
+from eamm.errors import EammError, MissingToolError
 
 INSTALL_HINT = (
     "install it with `sudo apt-get install ffmpeg` (Debian/Ubuntu) or `brew install ffmpeg`"
@@ -21,10 +23,26 @@ def require_tool(name: str) -> str:
     return path
 
 
+def file_argument(path: str | Path) -> str:
+    """``path`` as ffmpeg/ffprobe read it as a file: a relative name starting with ``-`` was
+    taken for an option ("Missing argument for option 'a.m4a'"), one holding ``:`` for a
+    protocol."""
+    return "file:" + os.path.abspath(path)
+
+
 @cache
 def _version_line(path: str) -> str:
-    out = subprocess.run([path, "-version"], capture_output=True, text=True, check=True).stdout
-    return out.splitlines()[0] if out else ""
+    """The first line of ``path -version``; an install that does not run is named (a broken
+    ffmpeg crashed ``eamm doctor`` with a CalledProcessError, a hanging one hung it)."""
+    try:
+        done = subprocess.run([path, "-version"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        raise EammError(f"{path}: `-version` did not answer in 30 s (a broken install?)") from None
+    except OSError as err:
+        raise EammError(f"{path}: does not run ({err.strerror or err})") from None
+    if done.returncode != 0:
+        raise EammError(f"{path}: `-version` exited {done.returncode} (a broken install?)")
+    return done.stdout.splitlines()[0] if done.stdout else ""
 
 
 def tool_version(name: str) -> str:

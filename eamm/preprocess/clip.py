@@ -24,7 +24,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from eamm.atomic import check_replaceable, replace_folder
+from eamm.atomic import check_replaceable, real_folder, replace_folder
 from eamm.audio import (
     NoAudioError,
     end_pad_for_frames,
@@ -236,7 +236,7 @@ def preprocess_clip(
     """
     start = time.perf_counter()
     params = params or PreprocessParams()
-    video, out = Path(video), Path(out_dir)
+    video, out = Path(video), real_folder(Path(out_dir))
     _check_replaceable(out)
     audio = Path(audio) if audio is not None else None
     template = load_template(params.template, params.crop_size)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from eamm.errors import EammError, MediaError
+from eamm.errors import EammError, EncoderError, MediaError, MissingToolError
 from eamm.manifest import RUN_FAULT_ERRNOS, run_fault_reason
 
 
@@ -46,6 +46,10 @@ def run_fault(err: BaseException) -> str | None:
     while cause is not None and cause not in seen:
         if isinstance(cause, MemoryError):
             return "out of memory (MemoryError)"
+        if isinstance(cause, MissingToolError):  # the machine's ffmpeg, not the clip's media
+            return str(cause)
+        if isinstance(cause, EncoderError):
+            return cause.reason
         if isinstance(cause, OSError) and cause.errno in RUN_FAULT_ERRNOS:
             return os.strerror(cause.errno)
         seen.append(cause)

@@ -4,13 +4,21 @@ checkpoints, manifests and the stage's loss function."""
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from eamm.checkpoint import check_lineage, file_fingerprint, load_checkpoint, require_torch_file
+from eamm.checkpoint import (
+    check_lineage,
+    file_fingerprint,
+    load_checkpoint,
+    require_stage,
+    require_torch_file,
+    unfinished,
+)
 from eamm.clips import Clip, load_clips
 from eamm.config import StageParams, TrainerParams
 from eamm.errors import EammError
@@ -23,7 +31,7 @@ from eamm.judges.training import (
     validate_classifier,
     validate_sync,
 )
-from eamm.manifest import content_fingerprint
+from eamm.manifest import content_fingerprint, require_dataset
 from eamm.models.build import build_emotion_net, build_networks, profile
 from eamm.models.perceptual import find_vgg19_weights
 from eamm.stages import (
@@ -89,7 +97,14 @@ class StageInputs:
         if self.given_clips is not None:
             return self.clips(min_frames)
         splits = tuple(self.params.holdout_splits)
-        return [c for p in self.manifests for c in load_clips(p, splits, min_frames)]
+        clips = [c for p in self.manifests for c in load_clips(p, splits, min_frames)]
+        if not clips:  # its held-out numbers are then not measured: said, not a silent 0 clips
+            print(
+                f"note: {self.spec.name}: no held-out clips in splits {', '.join(splits)} of "
+                f"{', '.join(map(str, self.manifests))}: its held-out accuracy is not measured",
+                file=sys.stderr,
+            )
+        return clips
 
     @property
     def recorded(self) -> dict:
@@ -148,8 +163,15 @@ def build_emotion_classifier(inputs: StageInputs) -> Stage:
         sizes["emotion_classifier"] = {**classifier, "input_size": size}
     net = EmotionClassifier(**sizes["emotion_classifier"])
     holdout = inputs.holdout(1)
+    clips = inputs.clips(1)
+    emotions = sorted({c.emotion or "none" for c in clips})
+    if len(emotions) < 2:  # it learned the one class: held-out accuracy 1.0, a judge of nothing
+        raise EammError(
+            f"train_emotion_classifier: its {len(clips)} training clip(s) hold one emotion "
+            f"({emotions[0]}): nothing to tell apart; preprocess clips of other emotions"
+        )
     dataset = EmotionFrames(
-        inputs.clips(1),
+        clips,
         size,
         params.clip_len,
         params.jitter,
@@ -181,6 +203,8 @@ def manifest_paths(data_root: Path, datasets: list[str]) -> list[Path]:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise EammError(f"{', '.join(missing)}: manifest missing; run the preprocess stages first")
+    for dataset, path in zip(datasets, paths, strict=True):
+        require_dataset(path, dataset)
     return paths
 
 
@@ -360,6 +384,10 @@ def build_stage(
     upstream = {u: file_fingerprint(path) for u, path in checkpoints.items()}
     fingerprint = _combined(paths, list(upstream.values()))
     loaded = {u: load_checkpoint(path) for u, path in checkpoints.items()}
+    for u, state in loaded.items():
+        require_stage(state, checkpoints[u], u)
+        if note := unfinished(state, checkpoints[u], u):
+            print(f"note: {note}; {name} starts from it", file=sys.stderr)
     # an upstream trained from another run's checkpoint than the one beside it: refused
     check_lineage(
         [(checkpoints[u], state) for u, state in loaded.items()], checkpoints, known=upstream
@@ -555,4 +583,9 @@ def choose_emotion_keypoints(
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=0)
     for module in (teacher, audio_net, head):
         module.eval()
+    if params.num_emotion_kp > teacher.kp.out_channels:  # [:count] would take all, silently
+        raise EammError(
+            f"params: train_emotion.num_emotion_kp {params.num_emotion_kp} is more than the "
+            f"{teacher.kp.out_channels} keypoints of the model profile"
+        )
     return select_emotion_keypoints(teacher, audio_net, head, loader, params.num_emotion_kp)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from eamm.atomic import replacing, write_text
+from eamm.atomic import remove_leftovers, replacing, write_text
 from eamm.checkpoint import (
     load_checkpoint,
     rng_state,
@@ -30,7 +30,7 @@ from eamm.checkpoint import (
     unwrap,
 )
 from eamm.config import StageParams, TrainerParams
-from eamm.stages import CHECKPOINT_NAME
+from eamm.stages import CHECKPOINT_NAME, CONFUSION_PNG, OFFSETS_PNG
 from eamm.strict_json import json_text
 from eamm.tensors import pick_device
 from eamm.train.datasets import SeededClips, StepBatchSampler
@@ -226,7 +226,9 @@ def _why_not_resume(
 
 
 PREVIOUS_RUN = "previous"  # where a fresh start moves the run it replaces
-RUN_FILES = (CHECKPOINT_NAME, "metrics.json", "loss.png", "samples.png")
+# A run's files: its checkpoint, then what is drawn from it at the end (metrics.json holds the
+# final step and the judges' held-out numbers, which the evaluation reports).
+RUN_FILES = (CHECKPOINT_NAME, "metrics.json", "loss.png", "samples.png", CONFUSION_PNG, OFFSETS_PNG)
 
 
 def _set_aside(out: Path) -> str:
@@ -289,6 +291,8 @@ def train_stage(
     why = _why_not_resume(state, stage, params, settings, manifest_fingerprint)
     if why:
         state = None
+    if rank == 0:
+        remove_leftovers(out / name for name in RUN_FILES)  # a killed writer's staged files
     if state is None and rank == 0 and path.is_file():  # afresh over an earlier run
         kept = _set_aside(out)
         print(f"{path}: {why or 'resume off'}; starting {stage.name} afresh ({kept})")
@@ -301,6 +305,9 @@ def train_stage(
             sched.load_state_dict(state["schedulers"][name])
         set_rng_state(state["rng"])
         start = int(state["step"])
+        if start < params.steps and rank == 0:  # what an earlier end drew goes, as DVC does
+            for name in RUN_FILES[1:]:
+                (out / name).unlink(missing_ok=True)
         # checkpoints written before 2026-12-02 also kept each step's wall-clock throughput
         history = [
             {k: v for k, v in r.items() if k != "samples_per_s"} for r in state.get("history", [])

@@ -26,7 +26,7 @@ from eamm.config import (
     validate_section,
 )
 from eamm.errors import EammError
-from eamm.stages import EAMM_STAGES
+from eamm.stages import EAMM_STAGES, STAGES_BY_NAME
 
 # Keys that give a stage's length: a recipe that sets one group replaces the other.
 STEP_KEYS = ("steps", "milestones")
@@ -110,10 +110,27 @@ def resolve_stage(params_path: str | Path, stage: str) -> ResolvedStage:
     validate_section(model, "model", ModelParams, path)
     if judge:
         validate_section(data.get("judges"), "judges", JudgesParams, path)
-        return ResolvedStage(None, model, validate_section(section, stage, StageParams, path))
+        return ResolvedStage(
+            None, model, _checked(validate_section(section, stage, StageParams, path), stage, path)
+        )
     if stage in recipe.stages:
         section = overlay(section, recipe.stages[stage])
-    return ResolvedStage(name, model, validate_section(section, stage, StageParams, path))
+    return ResolvedStage(
+        name, model, _checked(validate_section(section, stage, StageParams, path), stage, path)
+    )
+
+
+def _checked(params: StageParams, stage: str, path: Path) -> StageParams:
+    """Refuse a ``loss_weights`` key the stage's loss does not read (a typo weighed nothing,
+    exit 0) and a ``num_emotion_kp`` outside the keypoints there are."""
+    known = STAGES_BY_NAME[stage].loss_keys
+    unknown = [k for k in params.loss_weights if k not in known]
+    if unknown:
+        raise EammError(
+            f"{path}: {stage}.loss_weights.{unknown[0]}: not a term of {stage}'s loss "
+            f"(its terms: {', '.join(known)})"
+        )
+    return params
 
 
 def in_steps(params: StageParams, num_clips: int) -> StageParams:

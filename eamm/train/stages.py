@@ -141,13 +141,13 @@ def fomm_losses(
             transformed = kp_detector(tps.transform_frame(driving, generator.align_corners))
             warped = tps.warp_coordinates(transformed["value"])
             losses["equivariance_value"] = (
-                weights["equivariance_value"] * (kp_driving["value"] - warped).abs().mean()
+                weights.get("equivariance_value", 0) * (kp_driving["value"] - warped).abs().mean()
             )
             jac = torch.matmul(tps.jacobian(transformed["value"]), transformed["jacobian"])
             value = torch.matmul(torch.inverse(kp_driving["jacobian"].float()), jac.float())
             eye = torch.eye(2, device=value.device).view(1, 1, 2, 2)
             losses["equivariance_jacobian"] = (
-                weights["equivariance_jacobian"] * (eye - value).abs().mean()
+                weights.get("equivariance_jacobian", 0) * (eye - value).abs().mean()
             )
         return losses, _grid(source, driving, out["prediction"])
 

@@ -1,0 +1,99 @@
+"""What a training stage's folder and its checkpoints say (a hunt's findings): the files an
+earlier end drew go when a run trains on, a killed writer's staged checkpoint goes, and an
+unfinished, misplaced or mislabelled input is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from eamm.checkpoint import load_checkpoint, require_stage, unfinished
+from eamm.config import StageParams
+from eamm.errors import EammError
+from eamm.manifest import require_dataset, write_manifest
+from eamm.train.recipe import resolve_stage
+from tests.conftest import ROOT
+from tests.test_manifest import ok_row
+from tests.test_recipe import toy_stage, train_toy
+
+
+def failing_at(net: torch.nn.Module, bad_step: int):
+    stage = toy_stage(net)
+    inner = stage.loss_fn
+
+    def loss_fn(batch: dict, step: int):
+        if step == bad_step:
+            raise RuntimeError("killed")
+        return inner(batch, step)
+
+    stage.loss_fn = loss_fn
+    return stage
+
+
+def test_a_run_that_trains_on_drops_what_the_earlier_end_drew(tmp_path: Path) -> None:
+    """metrics.json (its step, a judge's held-out numbers) and the judges' figures described
+    the earlier end while a longer run was under way: a run killed then left a 24-step judge
+    beside the 1000-step run's accuracy, which the evaluation reported. A killed checkpoint
+    write's staged file (a full checkpoint's size) was never removed."""
+    out = tmp_path / "toy"
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    train_toy(toy_stage(net), StageParams(steps=2, batch_size=2, checkpoint_every=1), out)
+    assert (out / "metrics.json").is_file()
+    (out / "confusion.png").write_bytes(b"the earlier end's")
+    (out / ".checkpoint.pt.k3x9.partial").write_bytes(b"x" * 64)
+    longer = StageParams(steps=4, batch_size=2, checkpoint_every=1)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_toy(failing_at(net, 3), longer, out)
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "dvclive"]
+    state = load_checkpoint(out / "checkpoint.pt")
+    note = unfinished(state, out / "checkpoint.pt", "toy")
+    assert (
+        note == f"{out / 'checkpoint.pt'}: toy stopped at step 3 of 4 (its training did not finish)"
+    )
+    train_toy(toy_stage(net), longer, out)
+    assert unfinished(load_checkpoint(out / "checkpoint.pt"), out, "toy") == ""
+    assert (out / "metrics.json").is_file()
+
+
+def test_a_checkpoint_of_another_stage_is_named() -> None:
+    """A stage 1 checkpoint copied over stage 2's trained stage 3 from it without a word, and
+    generation rendered it as stage 2's; a swap of FOMM's gave a lineage message naming the
+    wrong stage."""
+    path = Path("models/a2fd_finetune/checkpoint.pt")
+    with pytest.raises(EammError) as err:
+        require_stage({"stage": "train_a2fd"}, path, "finetune_a2fd")
+    assert str(err.value) == f"{path}: a train_a2fd checkpoint, where finetune_a2fd's belongs"
+    require_stage({"stage": "finetune_a2fd"}, path, "finetune_a2fd")
+    require_stage({}, path, "finetune_a2fd")  # older files record no stage
+
+
+def test_a_manifest_of_another_dataset_is_refused(tmp_path: Path) -> None:
+    """LRW's manifest in MEAD's place trained the emotion judge on one label ("neutral") to
+    held-out accuracy 1.0, and the evaluation filed its clips under LRW."""
+    path = write_manifest([ok_row("train/A/A_00001")], tmp_path / "manifest.parquet")
+    require_dataset(path, "lrw")
+    with pytest.raises(EammError, match=r"rows of dataset 'lrw' in the mead manifest: preprocess"):
+        require_dataset(path, "mead")
+
+
+@pytest.mark.parametrize(
+    ("stage", "key", "value", "reason"),
+    [
+        ("train_fomm", "loss_weights", {"landmark": 10}, "train_fomm.loss_weights.landmark: not a"),
+        ("train_emotion", "num_emotion_kp", 0, "greater than or equal to 1"),
+    ],
+)
+def test_a_loss_weight_typo_and_no_emotion_keypoints_are_refused(
+    tmp_path: Path, stage: str, key: str, value, reason: str
+) -> None:
+    """A misspelt loss weight weighed nothing (exit 0); num_emotion_kp 0 was a RuntimeError
+    from a convolution, -1 trained with 9 keypoints."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params[stage][key] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(EammError, match=reason):
+        resolve_stage(tmp_path / "params.yaml", stage)

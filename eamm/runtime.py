@@ -121,10 +121,13 @@ def checkpoints_folder(given: Path | None) -> Path:
         if not given.is_dir():
             raise EammError(f"{given}: checkpoint folder not found (--checkpoints)")
         return given
-    found = find_in_project("models")
-    if found is None or not found.is_dir():
+    folders = [f / "models" for f in dict.fromkeys((Path.cwd(), project_root()))]
+    folders = [f for f in folders if f.is_dir()]
+    if not folders:
         raise EammError(f"{Path.cwd() / 'models'}: no checkpoint folder; pass --checkpoints DIR")
-    return found
+    # the one holding FOMM's checkpoint: run from the repository's eamm/, ./models is the
+    # Python package of the networks, not checkpoints
+    return next((f for f in folders if (f / "fomm" / "checkpoint.pt").is_file()), folders[0])
 
 
 def load_settings(path: Path | None, section: str, model: type[Section]) -> Section:

@@ -281,6 +281,8 @@ def preprocess(
     _require_dir("--raw", raw)
     _require_out("--out", out, folder=True)
     _require_input("--index", index_path)
+    if summary_path is not None:  # a bad one failed after every clip was processed
+        _require_out("--summary", summary_path, folder=False)
     from eamm.folder_lock import ensure_free
 
     ensure_free(out)  # a second run on this folder stops now, not after Prefect has loaded
@@ -434,6 +436,11 @@ def evaluate(
     from eamm.train.recipe import resolve_evaluate
 
     settings = resolve_evaluate(params)
+    if settings.resolved().landmarker == "dlib68":  # `eat` without dlib: one line, no server
+        from eamm.metrics.dlib68 import import_dlib, predictor_path
+
+        import_dlib()
+        predictor_path()
     for setting in ("syncnet_weights", "fid_weights"):
         weights = getattr(settings, setting)
         _require_input(f"evaluate.{setting}", Path(weights) if weights else None)

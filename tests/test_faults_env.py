@@ -149,3 +149,33 @@ def test_a_deployments_workers_below_one_is_refused() -> None:
 def test_summary_names_a_root_that_is_not_there(tmp_path: Path) -> None:
     result, _ = run_eamm("summary", "--root", tmp_path / "nope", env={})
     assert one_error(result) == f"error: {tmp_path / 'nope'}: folder does not exist (--root)"
+
+
+def test_a_bad_summary_path_stops_before_preprocessing(tmp_path: Path) -> None:
+    """`eamm preprocess --summary <below a file>` processed every clip, then failed with a
+    FileExistsError naming no option."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("keep\n")
+    result, seconds = run_eamm(
+        "preprocess", "lrw", "--raw", tmp_path, "--out", tmp_path / "out",
+        "--summary", blocker / "s.json", env={},
+    )  # fmt: skip
+    assert "(--summary)" in one_error(result) and seconds < 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_generation_from_the_package_folder_finds_the_projects_checkpoints(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Run from the repository's eamm/, `./models` is the networks' Python package: it was
+    taken for the checkpoint folder ("eamm/models/fomm/checkpoint.pt: does not exist")."""
+    from eamm.runtime import checkpoints_folder
+
+    project = tmp_path / "project"
+    (project / "models" / "fomm").mkdir(parents=True)
+    (project / "models" / "fomm" / "checkpoint.pt").write_bytes(b"x")
+    (project / "dvc.yaml").write_text("stages: {}\n")
+    (project / "eamm" / "models").mkdir(parents=True)  # a package, no checkpoints
+    monkeypatch.delenv("EAMM_PROJECT_ROOT", raising=False)
+    monkeypatch.chdir(project / "eamm")
+    assert checkpoints_folder(None) == project / "models"

@@ -429,7 +429,6 @@ def evaluate(
     """Score generated test clips under the pinned protocol; writes metrics.json and a report."""
     _check_params(params, "evaluate", "generate")
     _require_out("--out", out, folder=True)
-    _require_report_folder(out)
     from eamm.folder_lock import ensure_free
 
     ensure_free(out, "evaluation")  # a second evaluation into this folder stops now
@@ -451,6 +450,7 @@ def evaluate(
     _require_input("--checkpoints", checkpoint_path(checkpoints, "train_fomm"))
     if not checkpoint_path(checkpoints, "finetune_a2fd").is_file():  # else stage 1's audio
         _require_input("--checkpoints", checkpoint_path(checkpoints, "train_a2fd"))
+    _require_report_folder(out)  # (imports torch: after the quick checks)
     from eamm.evidence import count_line, judge_summary, relations
 
     judge_summary(checkpoints, settings.resolved().vshift)  # a damaged judge metrics.json: now

@@ -215,27 +215,28 @@ def test_evaluate_refuses_a_checkpoint_folder_as_out_and_damaged_judge_metrics(
     """``--out models/fomm`` replaced the stage's training metrics.json with the report's
     (exit 0); a damaged judge metrics.json ended the run after every clip was scored with a
     JSONDecodeError naming no file. Both now stop before Prefect's server starts."""
-    stage = tmp_path / "fomm"
-    stage.mkdir()
-    (stage / "checkpoint.pt").write_bytes(b"x")
+    models, data = tmp_path / "models", tmp_path / "data"
+    for name in ("fomm", "a2fd_finetune", "emotion_classifier"):  # present: checked for files
+        (models / name).mkdir(parents=True)
+        (models / name / "checkpoint.pt").write_bytes(b"x")
+    for dataset in ("mead", "lrw"):
+        (data / dataset / "processed").mkdir(parents=True)
+        (data / dataset / "processed" / "manifest.parquet").touch()
+    stage = models / "fomm"
     (stage / "metrics.json").write_text('{"step": 600}')
-    result, _ = eamm("evaluate", "--out", stage, cwd=ROOT)
+    args = ("evaluate", "--params", ROOT / "params.yaml", "--data-root", data)
+    result, _ = eamm(*args, "--checkpoints", models, "--out", stage, cwd=tmp_path)
     assert_one_line_error(result, str(stage), "holds a training stage's checkpoint.pt")
     assert (stage / "metrics.json").read_text() == '{"step": 600}'
-    models = tmp_path / "models"
-    models.mkdir()
-    for name in ("fomm", "a2fd", "a2fd_finetune", "emotion", "sync_expert"):
-        (models / name).symlink_to(MODELS / name)
-    judge = models / "emotion_classifier"
-    judge.mkdir()
-    (judge / "checkpoint.pt").symlink_to(MODELS / "emotion_classifier" / "checkpoint.pt")
-    (judge / "metrics.json").write_text('{"heldout/accuracy": 0.9')
+    judge = models / "emotion_classifier" / "metrics.json"
+    judge.write_text('{"heldout/accuracy": 0.9')
     out = tmp_path / "reports"
-    result, seconds = eamm("evaluate", "--checkpoints", models, "--out", out, cwd=ROOT)
-    assert_one_line_error(result, str(judge / "metrics.json"), "not JSON")
-    assert TEMPORARY_SERVER not in result.stderr and seconds < 10
+    result, seconds = eamm(*args, "--checkpoints", models, "--out", out, cwd=tmp_path)
+    assert_one_line_error(result, str(judge), "not JSON")
+    assert TEMPORARY_SERVER not in result.stderr and seconds < 15
+    judge.unlink()
     (out / "metrics.json").mkdir(parents=True)  # where the report writes a file
-    result, _ = eamm("evaluate", "--out", out, cwd=ROOT)
+    result, _ = eamm(*args, "--checkpoints", models, "--out", out, cwd=tmp_path)
     assert_one_line_error(result, str(out / "metrics.json"), "a folder where the report writes")
 
 

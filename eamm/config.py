@@ -142,6 +142,8 @@ def validate_section(value, section: str, model: type[BaseModel], source: str | 
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in (section, *first["loc"]))
+        if first["type"] == "extra_forbidden":  # a typo: not a value, a key the section lacks
+            raise EammError(f"{source}: unknown key {where} (a typo?)") from None
         raise EammError(f"{source}: bad value for {where}: {first['msg']}") from None
 
 

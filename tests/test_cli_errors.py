@@ -343,7 +343,7 @@ def test_a_zero_batch_for_one_dataset_is_refused_before_the_server_starts(tmp_pa
 @pytest.mark.parametrize(
     ("key", "value", "reason"),
     [
-        ("stepz", 5, "Extra inputs are not permitted"),
+        ("stepz", 5, "unknown key train_fomm.stepz (a typo?)"),
         ("lr", "fast", "valid number"),
     ],
 )

@@ -118,6 +118,18 @@ def test_outputs_kept_out_of_the_dvc_cache_are_in_git():
         if isinstance(options, dict) and options.get("cache") is False
     ]
     assert len(uncached) > 10
+    kept = [
+        path
+        for stage in DVC.values()
+        for key in ("outs", "metrics", "plots")
+        for entry in stage.get(key, [])
+        if isinstance(entry, dict)
+        for path, options in entry.items()
+        if isinstance(options, dict) and options.get("cache") is False and options.get("persist")
+    ]
+    # persist: a stage that fails before writing (a params typo) left them deleted by DVC,
+    # and nothing but git brought them back
+    assert kept == uncached
     for path in uncached:
         tracked = subprocess.run(
             ["git", "ls-files", "--", path], cwd=ROOT, capture_output=True, text=True, check=True

@@ -122,6 +122,38 @@ def select_clips(manifest: Path, params: EvaluateParams) -> list[Clip]:
     return clips
 
 
+def cap_cuts(manifest: Path, params: EvaluateParams) -> bool:
+    """Whether the run's caps leave out a clip or frame the protocol scores on this dataset
+    (a cap above the split's size cuts nothing: the report called such a run capped)."""
+    if not params.capped or not manifest.is_file():
+        return False
+    uncapped = params.model_copy(update={"max_clips": None, "max_frames": None})
+    clips = select_clips(manifest, params)
+    limit, protocol = params.resolved().max_frames, uncapped.resolved().max_frames
+    frames_cut = limit != protocol and any(c.num_frames > limit for c in clips)
+    return frames_cut or len(clips) < len(select_clips(manifest, uncapped))
+
+
+def own_source_note(manifest: Path, params: EvaluateParams) -> str:
+    """The scored clips whose speaker has no neutral clip, so that their own first frame (an
+    easier source, already showing the emotion) stands in for the neutral one ("" when none)."""
+    if params.resolved().source_frame != "neutral" or not manifest.is_file():
+        return ""
+    pool = load_clips(manifest, (params.split,), min_frames=MIN_FRAMES)
+    own = [
+        c.clip_id
+        for c in select_clips(manifest, params)
+        if c.emotion not in (None, "neutral") and identity_source(c, pool, "neutral") is c
+    ]
+    if not own:
+        return ""
+    return (
+        f"{len(own)} scored clip(s) of {manifest} are of speakers without a neutral clip: their "
+        f"own first frame is the source, an easier one ({', '.join(own[:3])}"
+        f"{', ...' if len(own) > 3 else ''})"
+    )
+
+
 def emotion_source(clip: Clip, pool: list[Clip]) -> Clip:
     """Another clip of the same speaker and emotion when there is one, else the clip itself."""
     others = [

@@ -208,9 +208,11 @@ def without_missing_judges(judges: dict, missing: Mapping[str, Path]) -> dict:
     return out
 
 
-def run_protocol(params: EvaluateParams, generate: GenerateParams) -> dict:
+def run_protocol(params: EvaluateParams, generate: GenerateParams, cut: bool | None = None) -> dict:
     """Everything the run followed: the resolved protocol (its name, every setting, the caps
-    that cut it, the audio features no setting changes) and the evaluate and generate params."""
+    that cut it, the audio features no setting changes) and the evaluate and generate params.
+    ``cut``: whether the caps left out a clip or frame (``eamm.evaluate.cap_cuts``; None: a
+    cap counts as cutting)."""
     resolved = params.resolved()
     evaluate = params.model_dump(exclude={"protocols", "protocol"})
     evaluate["protocols_defined"] = sorted(params.protocols)
@@ -218,7 +220,7 @@ def run_protocol(params: EvaluateParams, generate: GenerateParams) -> dict:
         "protocol": {
             "name": params.protocol,
             **resolved.model_dump(),
-            "capped": params.capped,
+            "capped": params.capped if cut is None else cut,
             "audio_features": AUDIO_FEATURES,
         },
         "evaluate": evaluate,

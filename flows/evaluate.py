@@ -13,7 +13,14 @@ import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
 from eamm.atomic import remove_leftovers
 from eamm.checkpoint import checkpoint_fingerprints
 from eamm.config import GenerateParams, load_section
-from eamm.evaluate import add_set_scores, aggregate, generation_notes, short_clips_note
+from eamm.evaluate import (
+    add_set_scores,
+    aggregate,
+    cap_cuts,
+    generation_notes,
+    own_source_note,
+    short_clips_note,
+)
 from eamm.evaluation_journal import remove_journal
 from eamm.evidence import judge_summary, training_summary
 from eamm.folder_lock import folder_lock
@@ -67,7 +74,8 @@ def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> 
         add_set_scores(table, dataset, "fid", values)
     shown = (STAGE_DIRS[stage] for stage in (*GENERATION_STAGES, *JUDGES))
     models = {name: prints[name] for name in shown if name in prints}  # the report's order
-    protocol = run_protocol(params, generate)
+    manifests = [manifest_path(data_root, dataset) for dataset in params.datasets]
+    protocol = run_protocol(params, generate, any(cap_cuts(m, params) for m in manifests))
     metrics = finite(  # as metrics.json holds it: null, not NaN
         {
             **table,
@@ -79,8 +87,9 @@ def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> 
     notes = generation_notes(checkpoints)
     notes += [
         note
-        for dataset in params.datasets
-        if (note := short_clips_note(manifest_path(data_root, dataset), params.split))
+        for manifest in manifests
+        for note in (short_clips_note(manifest, params.split), own_source_note(manifest, params))
+        if note
     ]
     write_report(
         metrics, clip_scores, stills, protocol, models, out, Path(checkpoints), notes=notes

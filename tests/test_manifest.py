@@ -480,3 +480,27 @@ def test_test_clips_too_short_to_score_are_said_not_dropped(tmp_path):
     only = write_manifest(rows[:1], tmp_path / "only.parquet")
     with pytest.raises(EammError, match=r"no ok clips in split 'test' .*; 1 ok 'test' clip\(s\)"):
         select_clips(only, EvaluateParams())
+
+
+def test_the_report_says_capped_only_where_a_cap_cut_and_names_own_sources(tmp_path):
+    """`max_clips` 1000 over a 2-clip split was reported "Capped for a quick check ... fewer
+    clips"; a speaker without a neutral clip took its own first frame (an easier source,
+    already showing the emotion) without a word."""
+    from eamm.config import EvaluateParams
+    from eamm.evaluate import cap_cuts, own_source_note
+
+    rows = []
+    for clip_id, emotion in (
+        ("M1/front/happy/level_1/001", "happy"),
+        ("M1/front/sad/level_1/001", "sad"),
+    ):
+        row = {**ok_row(clip_id), "dataset": "mead", "split": "test", "word": None}
+        row |= {"speaker": "M1", "emotion": emotion, **make_outputs(tmp_path, clip_id)}
+        rows.append(row)
+    path = write_manifest(rows, tmp_path / "manifest.parquet")
+    assert not cap_cuts(path, EvaluateParams(max_clips=1000))
+    assert cap_cuts(path, EvaluateParams(max_clips=1))
+    assert not cap_cuts(path, EvaluateParams())  # no cap at all
+    note = own_source_note(path, EvaluateParams())
+    assert note.startswith(f"2 scored clip(s) of {path} are of speakers without a neutral clip")
+    assert own_source_note(path, EvaluateParams(protocols={"ours": {"source_frame": "own"}})) == ""

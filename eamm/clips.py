@@ -4,7 +4,6 @@ sample needs."""
 from __future__ import annotations
 
 import io
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,13 @@ import soundfile as sf
 
 from eamm.config import MEAD_EMOTIONS
 from eamm.errors import EammError
-from eamm.manifest import OUTPUT_FILES, members, read_rows, recorded_members_problem
+from eamm.manifest import (
+    OUTPUT_FILES,
+    listed_twice,
+    members,
+    read_rows,
+    recorded_members_problem,
+)
 from eamm.shards import Member, digest_of, load_npy, npy_memmap
 
 # Shard members (shard, offset) whose bytes matched their manifest hash in this process: each is
@@ -149,8 +154,7 @@ def _check_rows(manifest: Path, rows: list[dict]) -> None:
     """One line for rows that would be read twice or from the wrong place: a clip listed
     twice (scored or trained on twice), member lists of unequal lengths, a shard outside the
     manifest's folder (``eamm manifest validate`` lists every such row)."""
-    twice = sorted(k for k, n in Counter(r["clip_id"] for r in rows).items() if n > 1)
-    problems = [f"{twice[0]}: listed more than once"] if twice else []
+    problems = listed_twice(rows)
     problems += [f"{r['clip_id']}: {p}" for r in rows if (p := recorded_members_problem(r))]
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

@@ -134,7 +134,7 @@ def _compared(
 ) -> Relation:
     """``value`` better than ``baseline`` (``higher`` or lower is better); both in the detail."""
     holds = _greater(value, baseline) if higher else _greater(baseline, value)
-    return Relation(claim, holds and measured, f"{value} vs {baseline}", measured)
+    return Relation(claim, holds, f"{value} vs {baseline}", measured)
 
 
 def relations(metrics: dict) -> list[Relation]:

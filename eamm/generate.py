@@ -144,7 +144,8 @@ def load_models(
     ):
         if state is not None:
             require_stage(state, path, stage)
-            notes.extend(n for n in (unfinished(state, path, stage),) if n)
+            if note := unfinished(state, path, stage):
+                notes.append(note)
     stages = ("train_fomm", "train_a2fd", "finetune_a2fd")
     check_lineage(
         loaded if emotion is None else [*loaded, (emotion_path, emotion)],

@@ -436,6 +436,12 @@ def npy_shapes(n_frames: int) -> dict[str, tuple[int, ...]]:
     }
 
 
+def listed_twice(rows: Iterable[dict]) -> list[str]:
+    """One line per clip id the rows list more than once (it would be read twice)."""
+    counts = Counter(r["clip_id"] for r in rows)
+    return [f"{clip}: listed more than once" for clip in sorted(counts) if counts[clip] > 1]
+
+
 MEMBER_LISTS = ("output_files", "member_offsets", "member_sizes", "member_hashes")
 
 
@@ -505,9 +511,7 @@ def validate_manifest(path: str | Path, content: bool = True) -> list[str]:
     rows = read_rows(path)
     root = path.parent
     problems: list[str] = []
-    ids = [r["clip_id"] for r in rows]
-    for dup in sorted(k for k, v in Counter(ids).items() if v > 1):
-        problems.append(f"{dup}: listed more than once")
+    problems += listed_twice(rows)
     datasets = Counter(r["dataset"] for r in rows)
     if len(datasets) > 1:  # one dataset per manifest: the report files a clip under its row's
         counts = ", ".join(f"{n} {d!r}" for d, n in sorted(datasets.items(), key=str))

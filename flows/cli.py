@@ -436,10 +436,9 @@ def evaluate(
 
     settings = resolve_evaluate(params)
     if settings.resolved().landmarker == "dlib68":  # `eat` without dlib: one line, no server
-        from eamm.metrics.dlib68 import import_dlib, predictor_path
+        from eamm.metrics.dlib68 import require_dlib
 
-        import_dlib()
-        predictor_path()
+        require_dlib()
     for setting in ("syncnet_weights", "fid_weights"):
         weights = getattr(settings, setting)
         _require_input(f"evaluate.{setting}", Path(weights) if weights else None)
@@ -523,9 +522,7 @@ def summary(
     """Print where the pipeline's outputs are, with a short summary of each: those of the
     project (the folder holding dvc.yaml) the working folder is in, from any folder below it."""
     project = project_root()
-    if root is not None and not root.is_dir():  # a mistyped --root printed the other rows only
-        what = "a file, not a folder" if root.exists() else "folder does not exist"
-        raise EammError(f"{root}: {what} (--root)")
+    _require_dir("--root", root)  # a mistyped --root printed the other rows only
     root = root or project / "data"
 
     here = Path.cwd().resolve()

@@ -38,10 +38,9 @@ def evaluate_dataset(
     manifest = manifest_path(data_root, dataset)
     protocol = params.resolved()
     if protocol.landmarker == "dlib68":  # one line now if dlib is missing, not after the models
-        from eamm.metrics.dlib68 import import_dlib, predictor_path
+        from eamm.metrics.dlib68 import require_dlib
 
-        import_dlib()
-        predictor_path()
+        require_dlib()
     require_dataset(manifest, dataset)  # another dataset's rows: not scored as this one's
     clips = select_clips(manifest, params)  # no clip to score: stop before the models load
     pool = load_clips(manifest, (params.split,), min_frames=MIN_FRAMES)

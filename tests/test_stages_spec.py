@@ -108,25 +108,18 @@ def test_outputs_kept_out_of_the_dvc_cache_are_in_git():
 
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    uncached = [
-        path
+    uncached_options = {
+        path: options
         for stage in DVC.values()
         for key in ("outs", "metrics", "plots")
         for entry in stage.get(key, [])
         if isinstance(entry, dict)
         for path, options in entry.items()
         if isinstance(options, dict) and options.get("cache") is False
-    ]
+    }
+    uncached = list(uncached_options)
     assert len(uncached) > 10
-    kept = [
-        path
-        for stage in DVC.values()
-        for key in ("outs", "metrics", "plots")
-        for entry in stage.get(key, [])
-        if isinstance(entry, dict)
-        for path, options in entry.items()
-        if isinstance(options, dict) and options.get("cache") is False and options.get("persist")
-    ]
+    kept = [path for path, options in uncached_options.items() if options.get("persist")]
     # persist: a stage that fails before writing (a params typo) left them deleted by DVC,
     # and nothing but git brought them back
     assert kept == uncached

@@ -59,6 +59,13 @@ def predictor_path() -> Path:
     return path
 
 
+def require_dlib() -> None:
+    """dlib and its predictor, or one line saying what to install: checked before any model
+    loads (by ``eamm evaluate`` before Prefect starts, and by the evaluation task)."""
+    import_dlib()
+    predictor_path()
+
+
 def import_dlib():
     """dlib, or one line saying how to install it."""
     try:

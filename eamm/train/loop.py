@@ -226,9 +226,10 @@ def _why_not_resume(
 
 
 PREVIOUS_RUN = "previous"  # where a fresh start moves the run it replaces
-# A run's files: its checkpoint, then what is drawn from it at the end (metrics.json holds the
-# final step and the judges' held-out numbers, which the evaluation reports).
-RUN_FILES = (CHECKPOINT_NAME, "metrics.json", "loss.png", "samples.png", CONFUSION_PNG, OFFSETS_PNG)
+# What a run draws from its checkpoint at the end (metrics.json holds the final step and the
+# judges' held-out numbers, which the evaluation reports), and all of a run's files.
+DRAWN_FILES = ("metrics.json", "loss.png", "samples.png", CONFUSION_PNG, OFFSETS_PNG)
+RUN_FILES = (CHECKPOINT_NAME, *DRAWN_FILES)
 
 
 def _set_aside(out: Path) -> str:
@@ -293,9 +294,9 @@ def train_stage(
         state = None
     if rank == 0:
         remove_leftovers(out / name for name in RUN_FILES)  # a killed writer's staged files
-    if state is None and rank == 0 and path.is_file():  # afresh over an earlier run
-        kept = _set_aside(out)
-        print(f"{path}: {why or 'resume off'}; starting {stage.name} afresh ({kept})")
+        if state is None and path.is_file():  # afresh over an earlier run
+            kept = _set_aside(out)
+            print(f"{path}: {why or 'resume off'}; starting {stage.name} afresh ({kept})")
     if state is not None:
         for name, module in stage.trainable.items():
             unwrap(module).load_state_dict(state["models"][name])
@@ -306,7 +307,7 @@ def train_stage(
         set_rng_state(state["rng"])
         start = int(state["step"])
         if start < params.steps and rank == 0:  # what an earlier end drew goes, as DVC does
-            for name in RUN_FILES[1:]:
+            for name in DRAWN_FILES:
                 (out / name).unlink(missing_ok=True)
         # checkpoints written before 2026-12-02 also kept each step's wall-clock throughput
         history = [

@@ -122,7 +122,7 @@ def resolve_stage(params_path: str | Path, stage: str) -> ResolvedStage:
 
 def _checked(params: StageParams, stage: str, path: Path) -> StageParams:
     """Refuse a ``loss_weights`` key the stage's loss does not read (a typo weighed nothing,
-    exit 0) and a ``num_emotion_kp`` outside the keypoints there are."""
+    exit 0)."""
     known = STAGES_BY_NAME[stage].loss_keys
     unknown = [k for k in params.loss_weights if k not in known]
     if unknown:

@@ -7,6 +7,8 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 PYTEST_ARGS ?=
+# One pytest worker per core, at most 4 (each test worker has its own Prefect database).
+PYTEST_WORKERS ?= -n auto --maxprocesses 4 --dist worksteal
 
 .PHONY: venv demo test lint format install-fan bench clean
 
@@ -21,7 +23,7 @@ demo: venv
 test: venv
 	ruff check .
 	ruff format --check .
-	python -m pytest $(PYTEST_ARGS)
+	python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: venv
 	ruff check .

@@ -19,6 +19,10 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("PREFECT_HOME", str(ROOT / ".prefect"))
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one Prefect database per test worker (SQLite)
+    os.environ["PREFECT_HOME"] = str(
+        Path(os.environ["PREFECT_HOME"]) / "test-workers" / os.environ["PYTEST_XDIST_WORKER"]
+    )
 if str(VENV_BIN) not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 

@@ -3,13 +3,14 @@
 A stage's command is ``eamm <command> ...``; its function in ``flows/cli.py`` imports what it runs
 (``from flows.train import train_flow``, lazily). Starting from those imports, the module-level
 imports of ``flows/cli.py`` (and its package, ``flows``) and those of the cli helpers the command
-calls, this follows every ``import``/``from ... import`` in the project packages (``eamm``,
-``tasks``, ``flows``) with ``ast``, function bodies included: a lazy import may run, and depending
-on too much only reruns a stage, while depending on too little leaves its outputs stale. Each
-imported module brings the ``__init__.py`` of every package above it, and the package data files it
-reads (``PACKAGE_DATA``). ``flows/cli.py`` itself is left out: it only parses arguments, and every
-stage would rerun on any change to any command. A folder every file of which is needed is listed as
-the folder.
+calls (in ``flows/cli.py`` and in ``flows/preflight.py``, its argument checks), this follows every
+``import``/``from ... import`` in the project packages (``eamm``, ``tasks``, ``flows``) with
+``ast``, function bodies included: a lazy import may run, and depending on too much only reruns a
+stage, while depending on too little leaves its outputs stale. Each imported module brings the
+``__init__.py`` of every package above it, and the package data files it reads
+(``PACKAGE_DATA``). ``flows/cli.py`` and ``flows/preflight.py`` themselves are left out: they only
+parse and check arguments, and every stage would rerun on any change to any command. A folder
+every file of which is needed is listed as the folder.
 
     python -m eamm.pipeline_deps --check   # exit 1, listing per stage the missing and extra deps
     python -m eamm.pipeline_deps --write   # rewrite the code deps in dvc.yaml (nothing else)
@@ -28,6 +29,8 @@ from ruamel.yaml import YAML
 
 PACKAGES = ("eamm", "tasks", "flows")
 CLI = "flows/cli.py"
+# Modules of the commands' helpers, followed per function as flows/cli.py is (not whole).
+CLI_FILES = (CLI, "flows/preflight.py")
 
 # Non-Python files a module opens (through ``Path(__file__)``), added with that module. A new data
 # file under eamm/ must be listed here: tests/test_dvc_deps.py fails on one that is not.
@@ -126,8 +129,15 @@ def cli_commands(root: Path) -> dict[tuple[str, ...], list[str]]:
     """Each ``eamm`` command (its words, e.g. ``("manifest", "summary")``) and the modules it
     imports: its own, its cli helpers' (transitively), ``flows/cli.py``'s module-level ones and its
     package (running the CLI imports ``flows/__init__.py``)."""
-    tree = ast.parse((root / CLI).read_text(), filename=CLI)
-    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    trees = {path: ast.parse((root / path).read_text(), filename=path) for path in CLI_FILES}
+    tree = trees[CLI]
+    helpers = {_module_name(path) for path in CLI_FILES}
+    functions = {  # name -> (function, its file)
+        n.name: (n, path)
+        for path, module in trees.items()
+        for n in module.body
+        if isinstance(n, ast.FunctionDef)
+    }
     prefixes: dict[str, tuple[str, ...]] = {"app": ()}  # app.add_typer(sub, name="manifest")
     for node in ast.walk(tree):
         if (
@@ -144,26 +154,28 @@ def cli_commands(root: Path) -> dict[tuple[str, ...], list[str]]:
         _package_of(CLI),
         *(
             module
-            for node in tree.body
+            for path, module_tree in trees.items()
+            for node in module_tree.body
             if isinstance(node, ast.Import | ast.ImportFrom)
-            for module in imported_modules(node, CLI)
+            for module in imported_modules(node, path)
+            if module not in helpers and module.rpartition(".")[0] not in helpers
         ),
     ]
     commands: dict[tuple[str, ...], list[str]] = {}
-    for function in functions.values():
+    for function, _ in functions.values():
         for decorator in function.decorator_list:
             found = _command_name(decorator)
             if found is None or found[0] not in prefixes:
                 continue
             var, name = found
             words = (*prefixes[var], name or function.name.replace("_", "-"))
-            modules, todo, done = list(top), [function], set()
+            modules, todo, done = list(top), [(function, CLI)], set()
             while todo:
-                current = todo.pop()
+                current, path = todo.pop()
                 if current.name in done:
                     continue
                 done.add(current.name)
-                modules.extend(imported_modules(current, CLI))
+                modules.extend(imported_modules(current, path))
                 todo.extend(
                     functions[n.func.id]
                     for n in ast.walk(current)
@@ -227,7 +239,7 @@ def stage_code_deps(root: Path, dvc_yaml: dict) -> dict[str, list[str]]:
         if not matches:
             raise ValueError(f"stage {name}: no eamm command matches {_stage_cmd(stage)!r}")
         modules = commands[max(matches, key=len)]
-        files = import_closure(root, modules) - {CLI}
+        files = import_closure(root, modules) - set(CLI_FILES)
         result[name] = collapse(root, files)
     return result
 

@@ -28,9 +28,14 @@ from eamm.runtime import (
     load_settings,
     params_file,
     prefect_api_configured,
-    project_root,
 )
-from eamm.stages import DATASETS, manifest_path
+from flows.preflight import (
+    check_evaluation,
+    check_params,
+    require_dir,
+    require_input,
+    require_out,
+)
 
 app = typer.Typer(
     help="Reproducible EAMM: preprocessing, training, generation and evaluation.",
@@ -39,115 +44,6 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
-
-
-def _require_input(option: str, path: Path | None, stream: str | None = None) -> None:
-    """Fail now, naming ``option``, unless ``path`` exists (and ffprobe finds a ``stream`` in it,
-    or it decodes as an ``image``): before models load, not minutes later."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise EammError(f"{path}: a folder, not a file ({option})")
-    if stream is None or stream == "image":
-        if not path.is_file():
-            raise EammError(f"{path}: file does not exist ({option})")
-        if stream == "image":  # decoded as generation decodes it (ffprobe passes any .jpg)
-            from eamm.media.image import read_image
-
-            try:
-                read_image(path)
-            except EammError as err:
-                raise EammError(f"{err} ({option})") from None
-        return
-    from eamm.media import probe
-
-    try:
-        info = probe(path)
-    except EammError as err:
-        raise EammError(f"{err} ({option})") from None
-    if getattr(info, stream) is None:
-        raise EammError(f"{path}: no {stream} stream ({option})")
-
-
-def _require_utf8(option: str, path: Path) -> None:
-    """Paths go into Parquet, JSON and reports as UTF-8: a name in other bytes (a Latin-1
-    disk) is refused now, not as a UnicodeEncodeError after the run's work."""
-    try:
-        str(path).encode()
-    except UnicodeEncodeError:
-        shown = str(path).encode(errors="surrogateescape").decode(errors="backslashreplace")
-        raise EammError(f"{shown}: the path is not UTF-8; rename it ({option})") from None
-
-
-def _require_dir(option: str, path: Path | None) -> None:
-    if path is not None:
-        _require_utf8(option, path)
-        if not path.is_dir():
-            what = "a file, not a folder" if path.exists() else "folder does not exist"
-            raise EammError(f"{path}: {what} ({option})")
-
-
-def _require_out(option: str, path: Path, folder: bool) -> None:
-    """Fail now where ``path`` cannot be written as asked: a file in place of the folder to
-    write (or a folder in place of the file), or a file where one of its parents should be;
-    never replace a user's file with an output folder."""
-    _require_utf8(option, path)
-    want = "folder" if folder else "file"
-    if path.exists() and path.is_dir() != folder:
-        found = "a folder" if path.is_dir() else "a file"
-        raise EammError(f"{path}: is {found}, not the {want} to write ({option})")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise EammError(f"{path}: {parent} is a file, not a folder ({option})")
-            return
-
-
-def _require_report_folder(out: Path) -> None:
-    """Fail now where the report cannot be written or would replace a training stage's files:
-    a folder holding a checkpoint (its metrics.json is the stage's), a folder where a report
-    file goes, a file where the evaluation's journal goes."""
-    from eamm.evaluation_journal import JOURNAL_DIR
-    from eamm.report import REPORT_FILES
-    from eamm.stages import CHECKPOINT_NAME
-
-    if (out / CHECKPOINT_NAME).exists():
-        raise EammError(
-            f"{out}: holds a training stage's {CHECKPOINT_NAME}; the report's metrics.json would "
-            "replace the stage's (--out: give a folder of its own)"
-        )
-    for name in REPORT_FILES:
-        if (out / name).is_dir():
-            raise EammError(f"{out / name}: a folder where the report writes a file (--out)")
-    journal = out / JOURNAL_DIR
-    for path in (journal, *(journal / d for d in DATASETS)):
-        if path.exists() and not path.is_dir():
-            raise EammError(f"{path}: a file where the evaluation keeps its journal folder")
-
-
-def _check_params(path: Path, *sections: str) -> None:
-    """Validate the params sections a flow reads now, not after it has started Prefect's server."""
-    from eamm import config
-
-    if path.is_dir():
-        raise EammError(f"{path}: a folder, not a params file (--params)")
-    if not path.is_file():  # the pipeline's commands read the project's params, not defaults
-        where = "" if path.is_absolute() else f" in {Path.cwd()}"
-        raise EammError(
-            f"{path}: params file not found{where} (--params); run it in the project folder "
-            "or pass --params FILE"
-        )
-    models = {
-        "sample_data": config.SampleDataParams,
-        "datasets": config.DatasetsParams,
-        "preprocess": config.PreprocessParams,
-        "preprocess_run": config.PreprocessRunParams,
-        "trainer": config.TrainerParams,
-        "generate": config.GenerateParams,
-        "evaluate": config.EvaluateParams,
-    }
-    for section in sections:
-        config.load_section(path, section, models[section])
 
 
 @app.callback()
@@ -187,8 +83,8 @@ def sample_data(
     portrait: Path | None = typer.Option(None, help="also write a portrait photo (PNG) here"),
 ) -> None:
     """Generate the bundled sample dataset (a Prefect flow; the DVC stage `sample_data`)."""
-    _check_params(params, "sample_data")
-    _require_out("--out", out, folder=True)
+    check_params(params, "sample_data")
+    require_out("--out", out, folder=True)
     from eamm.sample.dataset import check_replaceable_root
 
     try:  # before Prefect starts: a user's folder named by mistake is never replaced
@@ -198,9 +94,9 @@ def sample_data(
     from eamm.folder_lock import ensure_output_free
 
     ensure_output_free(out, "sample-data run")  # a second run on this folder stops now
-    _require_out("--summary", summary, folder=False)
+    require_out("--summary", summary, folder=False)
     if portrait is not None:
-        _require_out("--portrait", portrait, folder=False)
+        require_out("--portrait", portrait, folder=False)
     from flows.sample_data import sample_data_flow
 
     result = sample_data_flow(
@@ -226,7 +122,7 @@ def preprocess_clip_cmd(
     from eamm.preprocess import preprocess_clip
 
     settings = load_settings(params_file(params), "preprocess", PreprocessParams)
-    _require_out("--out", out, folder=True)
+    require_out("--out", out, folder=True)
     result = preprocess_clip(video, out, audio=audio, params=settings)
     print(result.summary())
 
@@ -244,9 +140,9 @@ def index(
     params: Path = typer.Option(Path("params.yaml"), help="params file (section datasets)"),
 ) -> None:
     """Index a raw MEAD/LRW folder; layout problems are listed in the report, never guessed at."""
-    _check_params(params, "datasets")
-    _require_dir("--raw", raw)
-    _require_out("--out", out, folder=False)
+    check_params(params, "datasets")
+    require_dir("--raw", raw)
+    require_out("--out", out, folder=False)
     if dataset is Dataset.mead:  # the split file, before Prefect starts
         from eamm.config import DatasetsParams, load_section
         from eamm.datasets.mead import load_test_speakers
@@ -277,12 +173,12 @@ def preprocess(
     summary_path: Path | None = typer.Option(None, "--summary", help="summary JSON (metrics)"),
 ) -> None:
     """Preprocess every clip of a dataset with Prefect and write <out>/manifest.parquet."""
-    _check_params(params, "datasets", "preprocess", "preprocess_run")
-    _require_dir("--raw", raw)
-    _require_out("--out", out, folder=True)
-    _require_input("--index", index_path)
+    check_params(params, "datasets", "preprocess", "preprocess_run")
+    require_dir("--raw", raw)
+    require_out("--out", out, folder=True)
+    require_input("--index", index_path)
     if summary_path is not None:  # a bad one failed after every clip was processed
-        _require_out("--summary", summary_path, folder=False)
+        require_out("--summary", summary_path, folder=False)
     from eamm.folder_lock import ensure_free
 
     ensure_free(out)  # a second run on this folder stops now, not after Prefect has loaded
@@ -318,13 +214,13 @@ def train(
     resume: bool = typer.Option(True, help="continue from the stage's last checkpoint"),
 ) -> None:
     """Run one training stage (a Prefect flow; the DVC stage of the same name)."""
-    _check_params(params, "trainer")
+    check_params(params, "trainer")
     from eamm.train.recipe import resolve_stage
     from eamm.train.run import check_stage, stage_dir
 
     check_stage(stage)
     resolved = resolve_stage(params, stage)  # the stage's section and model, before Prefect
-    _require_out("--models-root", models_root, folder=True)
+    require_out("--models-root", models_root, folder=True)
     from eamm.train.build import manifest_paths, stage_vgg, upstream_checkpoints
 
     upstream_checkpoints(stage, models_root)  # the checkpoints it starts from, likewise
@@ -374,8 +270,8 @@ def generate(
         ("--pose-video", pose_video, "video"),
         ("--pose", pose, None),
     ):
-        _require_input(option, path, stream)
-    _require_out("--out", out, folder=False)
+        require_input(option, path, stream)
+    require_out("--out", out, folder=False)
     if prefect_api_configured():  # a server to report to: the same work as a flow run there
         from flows.generate import generate_flow
 
@@ -412,7 +308,7 @@ def import_eamm(
     replace: bool = typer.Option(False, help="overwrite checkpoints already in --out"),
 ) -> None:
     """Convert EAMM's released checkpoints into ours (dead parameters dropped, strict check)."""
-    _require_out("--out", out, folder=True)
+    require_out("--out", out, folder=True)
     from eamm.train.eamm_import import import_eamm_release
 
     for stage, path in import_eamm_release(fomm, audio, emotion, out, replace).items():
@@ -427,36 +323,8 @@ def evaluate(
     out: Path = typer.Option(Path("reports"), help="report folder"),
 ) -> None:
     """Score generated test clips under the pinned protocol; writes metrics.json and a report."""
-    _check_params(params, "evaluate", "generate")
-    _require_out("--out", out, folder=True)
-    from eamm.folder_lock import ensure_free
-
-    ensure_free(out, "evaluation")  # a second evaluation into this folder stops now
-    from eamm.train.recipe import resolve_evaluate
-
-    settings = resolve_evaluate(params)
-    if settings.resolved().landmarker == "dlib68":  # `eat` without dlib: one line, no server
-        from eamm.metrics.dlib68 import require_dlib
-
-        require_dlib()
-    for setting in ("syncnet_weights", "fid_weights"):
-        weights = getattr(settings, setting)
-        _require_input(f"evaluate.{setting}", Path(weights) if weights else None)
-    for dataset in settings.datasets:
-        _require_input("evaluate.datasets", manifest_path(data_root, dataset))
-    from eamm.stages import checkpoint_path
-
-    _require_input("--checkpoints", checkpoint_path(checkpoints, "train_fomm"))
-    if not checkpoint_path(checkpoints, "finetune_a2fd").is_file():  # else stage 1's audio
-        _require_input("--checkpoints", checkpoint_path(checkpoints, "train_a2fd"))
-    _require_report_folder(out)  # (imports torch: after the quick checks)
-    from eamm.evidence import count_line, judge_summary, relations
-
-    judge_summary(checkpoints, settings.resolved().vshift)  # a damaged judge metrics.json: now
-    from eamm.manifest import require_dataset
-
-    for dataset in settings.datasets:  # another dataset's manifest in its place
-        require_dataset(manifest_path(data_root, dataset), dataset)
+    check_evaluation(params, data_root, checkpoints, out)
+    from eamm.evidence import count_line, relations
     from eamm.report import dataset_tables
     from flows.evaluate import evaluate_flow
 
@@ -521,138 +389,9 @@ def summary(
 ) -> None:
     """Print where the pipeline's outputs are, with a short summary of each: those of the
     project (the folder holding dvc.yaml) the working folder is in, from any folder below it."""
-    project = project_root()
-    _require_dir("--root", root)  # a mistyped --root printed the other rows only
-    root = root or project / "data"
+    from flows.outputs_summary import outputs_table
 
-    here = Path.cwd().resolve()
-
-    def shown(path: Path) -> str:  # relative to the working folder where it is below it
-        return str(path.relative_to(here) if path.is_relative_to(here) else path)
-
-    table = Table(title="eamm outputs")
-    table.add_column("output")
-    table.add_column("where")
-    table.add_column("summary", overflow="fold")
-    sample = root / "sample" / "summary.json"
-    if sample.is_file():
-
-        def sample_row(info: dict) -> tuple[str, ...]:
-            parts = [
-                f"{d}: {n} clips, {info['frames'][d]} frames, {info['seconds'][d]} s"
-                for d, n in info["clips"].items()
-            ]
-            return "sample raw dataset", str(info["root"]), "; ".join(parts)
-
-        _summary_row(table, sample, sample_row)
-    from eamm.manifest import read_rows, summarize
-
-    for dataset in DATASETS:
-        manifest = manifest_path(root, dataset)
-        if manifest.is_file():
-            try:
-                info = summarize(read_rows(manifest))
-            except EammError as err:  # one damaged manifest leaves the rest of the table
-                print(f"note: {err}; left out of the summary", file=sys.stderr)
-                continue
-            status = ", ".join(f"{n} {k}" for k, n in info["by_status"].items())
-            splits = ", ".join(f"{k} {n}" for k, n in info["by_split"].items())
-            table.add_row(
-                f"processed {dataset.upper()} + manifest",
-                shown(manifest.parent),
-                f"{status}; ok by split: {splits}; {info['frames']} frames at 25 fps",
-            )
-    from eamm.stages import STAGE_DIRS, checkpoint_path
-
-    for name, stage in STAGE_DIRS.items():
-        checkpoint = checkpoint_path(project / "models", name)
-        metrics = checkpoint.with_name("metrics.json")
-        if metrics.is_file():
-
-            def stage_row(info: dict, name=name, stage=stage, checkpoint=checkpoint):
-                heldout = ", ".join(
-                    f"{k.removeprefix('heldout/')} {v:.3g}"
-                    for k, v in info.items()
-                    if k.startswith("heldout/") and isinstance(v, float)
-                )
-                files = {
-                    "train_emotion_classifier": "loss.png, confusion.png",
-                    "train_sync_expert": "loss.png, offsets.png",
-                }.get(name, "loss.png, samples.png")
-                return (
-                    f"checkpoint {stage}",
-                    shown(checkpoint),
-                    f"step {_shown_number(info.get('step'), 'd')}, "
-                    f"loss {_shown_number(info.get('loss/total'), '.4g')}; "
-                    + (f"held out: {heldout}; " if heldout else "")
-                    + files
-                    + (
-                        ""
-                        if checkpoint.is_file()
-                        else "; no checkpoint file: dvc pull, or dvc repro to train it"
-                    ),
-                )
-
-            _summary_row(table, metrics, stage_row)
-    demo = project / "outputs" / "demo"
-    if (demo / "emotion.mp4").is_file():
-        table.add_row(
-            "generated videos",
-            shown(demo),
-            "emotion.mp4, emotion_neutral.mp4, emotion_compare.mp4 (25 fps, audio)",
-        )
-    metrics_file = project / "reports" / "metrics.json"
-    if metrics_file.is_file():
-        from eamm.evidence import count_line, relations
-        from eamm.report import dataset_tables
-
-        def report_row(table_data: dict) -> tuple[str, ...]:
-            parts = [
-                f"{d} {v}: PSNR {row['psnr']}, SSIM {row['ssim']}"
-                for d, variants in dataset_tables(table_data).items()
-                for v, row in variants.items()
-                if v in ("reconstruction", "emotion")
-            ]
-            parts.append(f"relations: {count_line(relations(table_data))}")
-            return (
-                "evaluation report",
-                shown(metrics_file.with_name("evaluation.md")),
-                "; ".join(parts),
-            )
-
-        _summary_row(table, metrics_file, report_row)
-    if not table.row_count:
-        if not (project / "dvc.yaml").is_file():
-            raise EammError(
-                f"{Path.cwd()}: not in an eamm project (no dvc.yaml here or above); run it in "
-                "the project folder or below it"
-            )
-        raise EammError(f"{root}: no pipeline outputs yet; run `make demo` (dvc repro)")
-    console.print(table)
-
-
-def _shown_number(value: object, spec: str) -> str:
-    """A summary's number, or "-" where the file has none (not 0)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return "-"
-    return format(value, spec) if spec != "d" or isinstance(value, int) else str(value)
-
-
-def _summary_row(table: Table, path: Path, row) -> None:
-    """Add ``row(info)`` for the JSON object in ``path``; a damaged file, or one without what
-    the row shows, is a note naming it, and the rest of the table is still printed."""
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(info, dict):
-            raise TypeError(f"a JSON {type(info).__name__}, not an object")
-        table.add_row(*row(info))
-    except KeyError as err:
-        print(f"note: {path}: no {err} in it; left out of the summary", file=sys.stderr)
-    except (OSError, ValueError, TypeError, AttributeError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if isinstance(err, json.JSONDecodeError):
-            reason = f"not JSON: {reason}"
-        print(f"note: {path}: cannot be read ({reason}); left out of the summary", file=sys.stderr)
+    console.print(outputs_table(root))
 
 
 INTERRUPTED = "interrupted; what finished is kept (clips, checkpoints): run it again to go on"

@@ -128,3 +128,34 @@ def test_rewrite_touches_only_code_deps():
         "    outs:\n"
         "      - out\n"
     )
+
+
+def test_preflight_helpers_count_for_the_commands_that_call_them(tmp_path):
+    """flows/preflight.py is followed per function, as flows/cli.py is: a check's lazy import is
+    a dep of the commands calling it only, and neither file is a stage's dep itself."""
+    _write(
+        tmp_path,
+        {
+            "flows/__init__.py": "",
+            "flows/cli.py": (
+                "from flows.preflight import check_a, check_b\n"
+                "@app.command()\ndef one():\n    check_a()\n    from eamm import run_one\n"
+                "@app.command()\ndef two():\n    check_b()\n"
+            ),
+            "flows/preflight.py": (
+                "from eamm import base\n"
+                "def check_a():\n    from eamm import for_a\n"
+                "def check_b():\n    from eamm import for_b\n"
+            ),
+            "eamm/__init__.py": "",
+            **{f"eamm/{name}.py": "" for name in ("base", "run_one", "for_a", "for_b")},
+        },
+    )
+    commands = pipeline_deps.cli_commands(tmp_path)
+    deps = {
+        words: import_closure(tmp_path, modules) - set(pipeline_deps.CLI_FILES)
+        for words, modules in commands.items()
+    }
+    common = {"flows/__init__.py", "eamm/__init__.py", "eamm/base.py"}
+    assert deps[("one",)] == common | {"eamm/run_one.py", "eamm/for_a.py"}
+    assert deps[("two",)] == common | {"eamm/for_b.py"}

@@ -601,7 +601,9 @@ def _plain(row: ClipScore) -> dict:
 
 
 def aggregate(scores: list[ClipScore]) -> dict:
-    """{dataset: {variant: {metric: mean over clips (NaN-aware), 'clips': n}}}."""
+    """{dataset: {variant: {metric: mean over clips (NaN-aware), 'clips': n}}}; where a metric
+    has a value for some clips only (no face found in the others), ``<metric>_clips`` counts
+    them, so a mean over 3 of 20 clips is not read as one over 20."""
     groups: dict = defaultdict(lambda: defaultdict(list))
     for s in scores:
         groups[s.dataset][s.variant].append(s.scores)
@@ -614,6 +616,8 @@ def aggregate(scores: list[ClipScore]) -> dict:
                 column = np.array([r[metric] for r in rows], dtype=np.float64)
                 finite = column[np.isfinite(column)]
                 values[metric] = round(float(finite.mean()), 4) if len(finite) else None
+                if 0 < len(finite) < len(rows):
+                    values[f"{metric}_clips"] = len(finite)
             values["clips"] = len(rows)
             table[dataset][variant] = values
     return table

@@ -96,6 +96,13 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+def _cell(row: dict, metric: str) -> str:
+    """A mean, with how many of the row's clips it is over where some clips had no value."""
+    counted = row.get(f"{metric}_clips")
+    value = _fmt(row.get(metric))
+    return value if counted is None else f"{value} ({counted} of {row['clips']} clips)"
+
+
 def dataset_tables(metrics: dict) -> dict:
     """The per-dataset score tables of metrics.json (without the judges and training parts)."""
     return {d: metrics[d] for d in DATASETS if d in metrics}
@@ -367,7 +374,7 @@ def markdown(
         for variant in VARIANTS:
             if variant in variants:
                 row = variants[variant]
-                cells = " | ".join(_fmt(row.get(m)) for m in shown)
+                cells = " | ".join(_cell(row, m) for m in shown)
                 lines.append(f"| {variant} | {row['clips']} | {cells} |")
         lines.append("")
         if dataset == "mead":

@@ -370,3 +370,29 @@ def test_report_prints_the_protocol_and_the_published_rows():
     ours = markdown(metrics, run_protocol(_params(), GenerateParams()), {})
     assert "Protocol **`ours`**" in ours and "Capped" not in ours
     assert "under protocol `ours`: no published row is" in ours
+
+
+def test_a_metric_found_in_some_clips_only_says_over_how_many():
+    """A mean over the clips where a face was found is labelled with their count (it read as
+    a mean over the whole row's clips); a metric every clip has keeps the plain cell."""
+    from eamm.config import GenerateParams
+    from eamm.evaluate import METRICS, ClipScore, aggregate
+    from eamm.report import markdown, run_protocol
+
+    nan = float("nan")
+    scores = [
+        ClipScore(
+            "mead",
+            f"W009/{i}",
+            "happy",
+            "neutral",
+            dict.fromkeys(METRICS) | {"psnr": 20.0 + i, "f_lmd": f_lmd},
+        )
+        for i, f_lmd in enumerate([2.0, nan, 4.0, nan])
+    ]
+    table = aggregate(scores)
+    row = table["mead"]["neutral"]
+    assert row["clips"] == 4 and row["f_lmd"] == 3.0 and row["f_lmd_clips"] == 2
+    assert row["psnr"] == 21.5 and "psnr_clips" not in row
+    text = markdown(table, run_protocol(_params(), GenerateParams()), {})
+    assert "| neutral | 4 | 21.5 | 3 (2 of 4 clips) |" in text

@@ -51,12 +51,21 @@ def wait_for(predicate, timeout: float, what: str):
     pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
+def cmdline(process: psutil.Process) -> list[str]:
+    """The process's command line; [] for one that has just exited (a child not yet reaped by
+    its parent is a zombie, whose command line cannot be read)."""
+    try:
+        return process.cmdline()
+    except psutil.NoSuchProcess:  # ZombieProcess included
+        return []
+
+
 def servers_of(pid: int) -> list[psutil.Process]:
     try:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [p for p in children if SERVER in " ".join(p.cmdline())]
+    return [p for p in children if SERVER in " ".join(cmdline(p))]
 
 
 @pytest.mark.slow
@@ -74,9 +83,7 @@ def test_killed_flow_run_takes_its_temporary_server_with_it(tmp_path: Path) -> N
         wait_for(lambda: marker.exists() or run.poll() is not None, 180, "the flow to start")
         assert run.poll() is None, run.stderr.read().decode()[-2000:]
         (server,) = servers_of(run.pid)
-        watchdogs = [
-            p for p in psutil.Process(run.pid).children() if "eamm.watchdog" in p.cmdline()
-        ]
+        watchdogs = [p for p in psutil.Process(run.pid).children() if "eamm.watchdog" in cmdline(p)]
         assert len(watchdogs) == 1
         run.send_signal(signal.SIGKILL)
         run.wait()
@@ -108,13 +115,13 @@ def test_killed_with_prefect_server_script_takes_its_server_with_it() -> None:
             return psutil.Process(script.pid).children() if script.poll() is None else []
 
         def command_running() -> bool:
-            sleeping = any(p.cmdline()[:1] == ["sleep"] for p in children())
+            sleeping = any(cmdline(p)[:1] == ["sleep"] for p in children())
             return sleeping or script.poll() is not None
 
         wait_for(command_running, 180, "the server to answer and the command to start")
         assert script.poll() is None, script.stderr.read().decode()[-2000:]
         started = children()
-        (server,) = [p for p in started if "server" in p.cmdline()[2:4]]
+        (server,) = [p for p in started if "server" in cmdline(p)[2:4]]
         script.send_signal(signal.SIGKILL)
         script.wait()
         _, alive = psutil.wait_procs([server], timeout=10)

@@ -32,9 +32,9 @@ from eamm.runtime import (
 from flows.preflight import (
     check_evaluation,
     check_params,
-    require_dir,
     require_input,
     require_out,
+    require_raw,
 )
 
 app = typer.Typer(
@@ -141,7 +141,7 @@ def index(
 ) -> None:
     """Index a raw MEAD/LRW folder; layout problems are listed in the report, never guessed at."""
     check_params(params, "datasets")
-    require_dir("--raw", raw)
+    require_raw(dataset.value, raw)
     require_out("--out", out, folder=False)
     if dataset is Dataset.mead:  # the split file, before Prefect starts
         from eamm.config import DatasetsParams, load_section
@@ -174,7 +174,7 @@ def preprocess(
 ) -> None:
     """Preprocess every clip of a dataset with Prefect and write <out>/manifest.parquet."""
     check_params(params, "datasets", "preprocess", "preprocess_run")
-    require_dir("--raw", raw)
+    require_raw(dataset.value, raw)
     require_out("--out", out, folder=True)
     require_input("--index", index_path)
     if summary_path is not None:  # a bad one failed after every clip was processed

@@ -4,6 +4,7 @@ minutes into a run."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from eamm.errors import EammError
@@ -54,6 +55,25 @@ def require_dir(option: str, path: Path | None) -> None:
         if not path.is_dir():
             what = "a file, not a folder" if path.exists() else "folder does not exist"
             raise EammError(f"{path}: {what} ({option})")
+
+
+def require_raw(dataset: str, raw: Path | None) -> None:
+    """A raw folder that cannot hold the dataset is refused now (the flow found it after
+    Prefect's server had started, 15 s later): an empty folder, an LRW one without its
+    ``lipread_mp4`` folder. Stops at the folder's first entry: cheap on a full download."""
+    require_dir("--raw", raw)
+    if raw is None:
+        return
+    with os.scandir(raw) as entries:
+        if next(entries, None) is None:
+            raise EammError(f"{raw}: an empty folder, no {dataset.upper()} clips in it (--raw)")
+    if dataset == "lrw":
+        from eamm.datasets.lrw import require_layout
+
+        try:
+            require_layout(raw)
+        except EammError as err:
+            raise EammError(f"{err} (--raw)") from None
 
 
 def require_out(option: str, path: Path, folder: bool) -> None:

@@ -120,6 +120,23 @@ def test_a_file_given_as_the_raw_folder_is_named_a_file(tmp_path: Path) -> None:
     assert_one_line_error(result, "afile: a file, not a folder (--raw)")
 
 
+def test_a_raw_folder_that_cannot_hold_the_dataset_is_refused_before_prefect(
+    tmp_path: Path,
+) -> None:
+    """An empty --raw, or an LRW one without lipread_mp4: one line at once (it was found
+    inside the flow, after Prefect's server had started, with Prefect's task line first)."""
+    (tmp_path / "raw").mkdir()
+    common = ("--raw", "raw", "--params", ROOT / "params.yaml")
+    for command in (("preprocess", "mead", "--out", "p"), ("index", "lrw", "--out", "i.parquet")):
+        result, seconds = eamm(*command, *common, cwd=tmp_path)
+        assert_one_line_error(result, "raw: an empty folder, no ")
+        assert seconds < 5 and "Prefect" not in result.stderr
+    (tmp_path / "raw" / "ABOUT").mkdir()
+    result, seconds = eamm("preprocess", "lrw", "--out", "p", *common, cwd=tmp_path)
+    assert_one_line_error(result, "no lipread_mp4 folder in the LRW raw folder (--raw)")
+    assert seconds < 5 and not (tmp_path / "p").exists()
+
+
 def test_a_folder_given_as_the_photo_and_an_empty_audio_file_are_named(tmp_path: Path) -> None:
     from PIL import Image
 

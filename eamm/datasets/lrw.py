@@ -68,7 +68,8 @@ class LrwRecipe:
                     entries.extend(self._word(walker, rel, word))
         return walker.finish(self.name, entries)
 
-    def _base(self, walker: TreeWalker, root: Path) -> str | None:
+    @staticmethod
+    def _base(walker: TreeWalker, root: Path) -> str | None:
         """Root-relative ``lipread_mp4`` folder ("" when the root is it), None if refused."""
         if (walker.root / LRW_FOLDER).is_symlink() or (walker.root / LRW_FOLDER).exists():
             kind = walker.kind_of(LRW_FOLDER)
@@ -124,3 +125,9 @@ def _clips(walker: TreeWalker, split_rel: str, word: str) -> Iterable[tuple[str,
             walker.problem(rel, f"file name '{name}' does not match its word folder '{word}'")
         elif ext == "mp4":
             yield match[2], rel
+
+
+def require_layout(root: str | Path) -> None:
+    """The top of an LRW raw folder (a ``lipread_mp4`` folder in it, or the folder itself),
+    checked without walking the tree: before a run starts Prefect, not in its index task."""
+    LrwRecipe._base(TreeWalker(root), Path(root))

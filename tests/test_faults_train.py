@@ -48,10 +48,12 @@ def train(
     steps: int,
     kill_at: int | None = None,
     trainer=TRAINER,
+    recorded_model: dict = MODEL,
     **overrides,
 ) -> Path:
     """``tests/test_train.py``'s ``run``; with ``kill_at`` the run dies when that step starts
-    (0-based), checkpoints written before it kept."""
+    (0-based), checkpoints written before it kept. ``recorded_model``: the ``model`` section
+    the run records (the networks are ``MODEL``'s)."""
     params = stage_params(name, steps, **overrides)
     stage, fingerprint = build_stage(name, MODEL, params, trainer, data, models, JUDGE_SIZES)
     if kill_at is not None:
@@ -63,7 +65,7 @@ def train(
             return loss_fn(batch, step)
 
         stage.loss_fn = dying
-    settings = {"model": MODEL, name: params.model_dump(), "trainer": trainer.model_dump()}
+    settings = {"model": recorded_model, name: params.model_dump(), "trainer": trainer.model_dump()}
     out = models / STAGE_DIRS[name]
     train_stage(stage, params, trainer, out, fingerprint, settings)
     return out / CHECKPOINT
@@ -115,6 +117,34 @@ def test_steps_below_the_checkpoint_start_afresh(fomm_runs, data_root, tmp_path,
     previous = tmp_path / "fomm" / "previous"  # kept, not overwritten
     assert (previous / CHECKPOINT).read_bytes() == fomm_runs["straight"].read_bytes()
     assert (previous / "metrics.json").read_text() == "{}"
+
+
+def test_an_edit_to_a_profile_the_run_does_not_use_resumes_it(
+    fomm_runs,
+    data_root,  # noqa: F811
+    tmp_path,
+    capsys,
+):
+    """A run of the ``tiny`` profile resumes after an edit to another profile (it started
+    afresh: under ``dvc repro`` an edit to the demo's profile set every reference run aside);
+    an edit to its own profile still starts it afresh."""
+    other = {"block_expansion": 64}
+    for edited, afresh in (
+        ({**MODEL, "profiles": {**MODEL["profiles"], "reference": other}}, False),
+        ({**MODEL, "profiles": {MODEL["profile"]: other}}, True),
+    ):
+        folder = tmp_path / str(afresh)
+        (folder / "fomm").mkdir(parents=True)
+        shutil.copy(fomm_runs["fresh2"], folder / "fomm" / CHECKPOINT)
+        capsys.readouterr()
+        path = train("train_fomm", data_root, folder, 4, recorded_model=edited)
+        assert ("trained with other settings" in capsys.readouterr().out) is afresh
+        assert (folder / "fomm" / "previous").exists() is afresh
+        if not afresh:  # steps 3 and 4 trained on from the 2-step run: the straight run's
+            straight = load_checkpoint(fomm_runs["straight"])["models"]
+            for name, weights in load_checkpoint(path)["models"].items():
+                for key, value in weights.items():
+                    assert torch.equal(value, straight[name][key]), (name, key)
 
 
 def test_a_batch_larger_than_the_training_samples_is_refused(data_root, tmp_path):  # noqa: F811

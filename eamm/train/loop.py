@@ -54,6 +54,22 @@ def _resume_key(settings: dict) -> dict:
     return settings
 
 
+def _in_use(settings: dict) -> dict:
+    """Recorded settings with the size profiles the run did not use left out (of ``model`` and
+    ``judges``): an edit to the demo's ``tiny`` profile started every ``reference`` run afresh
+    (moved to ``previous/``), though nothing it trains with had changed."""
+    model = settings.get("model") if isinstance(settings, dict) else None
+    if not isinstance(model, dict) or not isinstance(model.get("profiles"), dict):
+        return settings
+    name = model.get("profile")
+    kept = dict(settings)
+    kept["model"] = {**model, "profiles": {name: model["profiles"].get(name)}}
+    judges = settings.get("judges")
+    if isinstance(judges, dict) and isinstance(judges.get("profiles"), dict):
+        kept["judges"] = {**judges, "profiles": {name: judges["profiles"].get(name)}}
+    return kept
+
+
 @dataclass
 class Stage:
     name: str
@@ -211,7 +227,7 @@ def _why_not_resume(
     step = state.get("step")
     if isinstance(step, int) and step > params.steps:
         return f"checkpoint is at step {step}, past {stage.name}.steps {params.steps}"
-    if _resume_key(state.get("params", {})) != _resume_key(settings):
+    if _resume_key(_in_use(state.get("params", {}))) != _resume_key(_in_use(settings)):
         return "trained with other settings or data"
     recorded = state.get("upstream")
     if isinstance(recorded, dict) and recorded != stage.upstream:

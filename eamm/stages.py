@@ -36,6 +36,9 @@ class TrainingStage:
     judge: bool = False  # an evaluation judge (ours): no recipe sets it
     # The ``loss_weights`` keys its loss reads (another key, a typo, would weigh nothing)
     loss_keys: tuple[str, ...] = ()
+    # The stage-specific settings (``STAGE_SETTINGS``) its data and loss read: another one set
+    # in its section would be recorded as if it applied and change nothing
+    settings: tuple[str, ...] = ()
 
     def build(self, inputs: Any) -> Any:
         """The stage's networks, dataset and loss from its factory (imported on use, so
@@ -54,9 +57,15 @@ TRAINING_STAGES = (
         f"{_BUILD}:build_fomm",
         perceptual=True,
         loss_keys=(*_RENDERED, "equivariance_value", "equivariance_jacobian", "landmarks", "mouth"),
+        settings=("jitter", "hflip", "time_flip", "neutral_source"),
     ),
     TrainingStage(
-        "train_a2fd", "a2fd", f"{_BUILD}:build_a2fd", upstream=("train_fomm",), loss_keys=_AUDIO
+        "train_a2fd",
+        "a2fd",
+        f"{_BUILD}:build_a2fd",
+        upstream=("train_fomm",),
+        loss_keys=_AUDIO,
+        settings=("clip_len", "jitter"),
     ),
     TrainingStage(
         "finetune_a2fd",
@@ -65,6 +74,7 @@ TRAINING_STAGES = (
         upstream=("train_fomm", "train_a2fd"),
         perceptual=True,
         loss_keys=(*_AUDIO, *_RENDERED),
+        settings=("clip_len", "jitter", "resume_optimizer"),
     ),
     TrainingStage(
         "train_emotion",
@@ -72,6 +82,7 @@ TRAINING_STAGES = (
         f"{_BUILD}:build_emotion",
         upstream=("train_fomm", "finetune_a2fd"),
         loss_keys=("emo", "classify"),
+        settings=("clip_len", "rotation", "num_emotion_kp", "classify", "kp_reduction"),
     ),
     TrainingStage(
         "train_emotion_classifier",
@@ -79,6 +90,7 @@ TRAINING_STAGES = (
         f"{_BUILD}:build_emotion_classifier",
         judge=True,
         loss_keys=("classify",),
+        settings=("clip_len", "jitter", "stretch", "blur", "holdout_splits"),
     ),
     TrainingStage(
         "train_sync_expert",
@@ -86,9 +98,13 @@ TRAINING_STAGES = (
         f"{_BUILD}:build_sync_expert",
         judge=True,
         loss_keys=("sync",),
+        settings=("holdout_splits", "min_offset", "vshift"),
     ),
 )
 STAGES_BY_NAME = {s.name: s for s in TRAINING_STAGES}
+# The stage-section keys only some stages read (every stage reads the rest: length, batch,
+# optimiser, schedule, logging, datasets, splits, loss_weights)
+STAGE_SETTINGS = frozenset(k for s in TRAINING_STAGES for k in s.settings)
 # The EAMM stages (a recipe may set them) and the evaluation judges, in training order.
 EAMM_STAGES = tuple(s.name for s in TRAINING_STAGES if not s.judge)
 JUDGES = tuple(s.name for s in TRAINING_STAGES if s.judge)

@@ -30,7 +30,7 @@ from eamm.models.perceptual import (
     find_vgg19_weights,
     imagenet_vgg19_cache,
 )
-from eamm.stages import EAMM_STAGES
+from eamm.stages import EAMM_STAGES, STAGES_BY_NAME
 from eamm.train.build import perceptual_vgg
 from eamm.train.datasets import FommPairs
 from eamm.train.loop import Stage, train_stage
@@ -631,3 +631,20 @@ def test_frame_cache_gives_the_same_items_and_respects_its_budget(striped_clip):
     tight.cache_frames(8 * 32 * 32 * 3 - 1)  # one byte short of the clip: decode per item
     tight[(0, 0)]
     assert not tight._cache
+
+
+def test_a_setting_another_stage_reads_is_refused_naming_who_reads_it(tmp_path):
+    """`hflip` in stage 1's section trained the same weights as without it and was recorded in
+    the checkpoint as if applied; now one line names the key and the stage that reads it."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train_a2fd"]["hflip"] = True
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(EammError) as err:
+        resolve_stage(path, "train_a2fd")
+    assert str(err.value) == (
+        f"{path}: train_a2fd.hflip: train_a2fd does not read it (read by train_fomm); "
+        "remove it from the section"
+    )
+    for stage in STAGES_BY_NAME:  # the project's own params set none where it is unread
+        resolve_stage(ROOT / "params.yaml", stage)

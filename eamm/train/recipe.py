@@ -26,7 +26,7 @@ from eamm.config import (
     validate_section,
 )
 from eamm.errors import EammError
-from eamm.stages import EAMM_STAGES, STAGES_BY_NAME
+from eamm.stages import EAMM_STAGES, STAGE_SETTINGS, STAGES_BY_NAME, TRAINING_STAGES
 
 # Keys that give a stage's length: a recipe that sets one group replaces the other.
 STEP_KEYS = ("steps", "milestones")
@@ -122,13 +122,22 @@ def resolve_stage(params_path: str | Path, stage: str) -> ResolvedStage:
 
 def _checked(params: StageParams, stage: str, path: Path) -> StageParams:
     """Refuse a ``loss_weights`` key the stage's loss does not read (a typo weighed nothing,
-    exit 0)."""
-    known = STAGES_BY_NAME[stage].loss_keys
+    exit 0), and a setting another stage reads (``hflip`` in stage 1's section was recorded in
+    its checkpoint as if applied, and changed nothing)."""
+    spec = STAGES_BY_NAME[stage]
+    known = spec.loss_keys
     unknown = [k for k in params.loss_weights if k not in known]
     if unknown:
         raise EammError(
             f"{path}: {stage}.loss_weights.{unknown[0]}: not a term of {stage}'s loss "
             f"(its terms: {', '.join(known)})"
+        )
+    unread = sorted((params.model_fields_set & STAGE_SETTINGS) - set(spec.settings))
+    if unread:
+        readers = [s.name for s in TRAINING_STAGES if unread[0] in s.settings]
+        raise EammError(
+            f"{path}: {stage}.{unread[0]}: {stage} does not read it (read by "
+            f"{', '.join(readers)}); remove it from the section"
         )
     return params
 

@@ -215,9 +215,16 @@ def without_missing_judges(judges: dict, missing: Mapping[str, Path]) -> dict:
     return out
 
 
+# `generate` settings only `eamm generate` reads: the evaluation drives with each clip's own pose
+# rows as stored (no One Euro on them), seeds the emotion source's augmentation with
+# `evaluate.seed` and scores frames before any encoding; the report leaves them out.
+GENERATION_ONLY = frozenset({"pose_smoothing", "seed", "crf"})
+
+
 def run_protocol(params: EvaluateParams, generate: GenerateParams, cut: bool | None = None) -> dict:
     """Everything the run followed: the resolved protocol (its name, every setting, the caps
-    that cut it, the audio features no setting changes) and the evaluate and generate params.
+    that cut it, the audio features no setting changes) and the evaluate and generate params
+    (those the evaluation reads: not ``GENERATION_ONLY``).
     ``cut``: whether the caps left out a clip or frame (``eamm.evaluate.cap_cuts``; None: a
     cap counts as cutting)."""
     resolved = params.resolved()
@@ -231,7 +238,7 @@ def run_protocol(params: EvaluateParams, generate: GenerateParams, cut: bool | N
             "audio_features": AUDIO_FEATURES,
         },
         "evaluate": evaluate,
-        "generate": generate.model_dump(),
+        "generate": generate.model_dump(exclude=set(GENERATION_ONLY)),
     }
 
 

@@ -396,3 +396,15 @@ def test_a_metric_found_in_some_clips_only_says_over_how_many():
     assert row["psnr"] == 21.5 and "psnr_clips" not in row
     text = markdown(table, run_protocol(_params(), GenerateParams()), {})
     assert "| neutral | 4 | 21.5 | 3 (2 of 4 clips) |" in text
+
+
+def test_the_report_lists_the_generate_settings_the_evaluation_reads():
+    """pose_smoothing, seed and crf are `eamm generate`'s alone (the evaluation drives with
+    the clips' own pose rows, seeds with evaluate.seed, scores unencoded frames): the report
+    listed them among the settings it ran with."""
+    from eamm.config import GenerateParams
+    from eamm.report import run_protocol
+
+    listed = run_protocol(_params(), GenerateParams())["generate"]
+    assert not {"pose_smoothing", "seed", "crf"} & set(listed)
+    assert {"audio_weight", "audio_kp_smoothing", "emotion_smoothing", "relative"} <= set(listed)

@@ -3,7 +3,8 @@
 photo + speech + emotion video (+ head pose) -> ``<out>.mp4`` (emotion), ``<out>_neutral.mp4``
 and ``<out>_compare.mp4`` (aligned emotion video | neutral | emotion), 25 fps, audio muxed.
 Without an emotion video or emotion checkpoint, ``<out>.mp4`` is the neutral video (and a note
-says so). Differences from EAMM's demo: the photo is RGB (EAMM fed BGR), the emotion-video
+says so; an earlier run's ``_neutral`` and ``_compare`` videos beside it are removed, named in
+another). Differences from EAMM's demo: the photo is RGB (EAMM fed BGR), the emotion-video
 augmentation is seeded (same inputs, same video), the output is always 25 fps, and frames
 stream through the networks and encoders a window at a time, so memory does not grow with the
 length of the speech.
@@ -99,6 +100,13 @@ def _sizes(state: dict, fallback_model: dict | None) -> dict:
     return profiles[name]
 
 
+def _own_sizes(state: dict, fomm_sizes: dict, fallback_model: dict | None) -> dict:
+    """The size profile ``state`` records, or train_fomm's where it records none."""
+    if not state.get("params", {}).get("model"):
+        return fomm_sizes
+    return _sizes(state, fallback_model)
+
+
 def _load_state(net: torch.nn.Module, name: str, state: dict, where: Path) -> None:
     """``net`` from the checkpoint ``state``'s weights of ``name``, or one line naming ``where``."""
     try:
@@ -120,7 +128,7 @@ def load_models(
     ``params`` says (its generator source and speed fields): the one loader generation and
     evaluation share, so a setting cannot apply in one and not the other."""
     gp = params or GenerateParams()
-    from eamm.models.build import build_emotion_net, build_networks
+    from eamm.models.build import build_audio_networks, build_emotion_net, build_networks
 
     root = Path(checkpoints)
     notes: list[str] = []
@@ -151,14 +159,22 @@ def load_models(
         loaded if emotion is None else [*loaded, (emotion_path, emotion)],
         {stage: checkpoint_path(root, stage) for stage in stages},
     )
+    # each network as the checkpoint holding its weights trained it: settings that are not
+    # weights (the keypoint heads' temperature, the audio network's pose normalisation) were
+    # taken from train_fomm's record, so a stage trained under another profile edit ran with
+    # train_fomm's settings
     sizes = _sizes(fomm, fallback_model)
-    nets = build_networks(sizes)
-    sources = {"kp_detector": fomm, "audio_feature": audio, "kp_detector_a": audio}
-    sources["generator"] = (
+    generator_state = (
         audio if gp.generator_from == "finetune" and "generator" in audio["models"] else fomm
     )
+    audio_sizes = _own_sizes(audio, sizes, fallback_model)
+    nets = {**build_networks(sizes), **build_audio_networks(audio_sizes)}
+    if generator_state is audio:
+        nets["generator"] = build_networks(audio_sizes)["generator"]
+    sources = {"kp_detector": fomm, "audio_feature": audio, "kp_detector_a": audio}
+    sources["generator"] = generator_state
     for name, state in sources.items():
-        _load_state(nets[name], name, state, root)
+        _load_state(nets[name], name, state, audio_path if state is audio else fomm_path)
     emotion_net, emotion_kp = None, []
     if emotion is not None:
         if "emotion_kp" not in emotion:
@@ -170,7 +186,7 @@ def load_models(
                 f"{len(emotion_kp)} emotion keypoints of {emotion_path} "
                 "(train_emotion.num_emotion_kp): give one per keypoint"
             )
-        emotion_net = build_emotion_net(sizes, len(emotion_kp))
+        emotion_net = build_emotion_net(_own_sizes(emotion, sizes, fallback_model), len(emotion_kp))
         try:
             emotion_net.load_state_dict(emotion["models"]["emo_detector"])
         except (KeyError, RuntimeError) as err:
@@ -389,8 +405,10 @@ def emotion_frames(
 
 
 def load_speech(path: Path) -> tuple[np.ndarray, int]:
-    """(16 kHz mono samples padded to whole frames, number of frames)."""
-    samples = load_audio_16k_mono(path)
+    """(16 kHz mono samples padded to whole frames, number of frames). A standalone file is cut
+    to its declared duration: an M4A's AAC end padding made the video a frame longer than
+    the same speech as WAV (``load_audio_16k_mono``'s ``trim_to_duration``)."""
+    samples = load_audio_16k_mono(path, trim_to_duration=True)
     if len(samples) == 0 or float(np.sqrt(np.mean(samples**2))) < 1e-4:
         raise SilentAudioError(path, "audio is silent")
     frames = max(1, round(len(samples) / AUDIO_RATE * VIDEO_FPS))
@@ -802,6 +820,24 @@ def output_paths(out: Path, emotion: bool) -> dict[str, Path]:
     }
 
 
+def remove_stale_siblings(out: Path) -> list[str]:
+    """Remove an earlier emotion run's ``<out>_neutral`` and ``<out>_compare`` videos once this
+    run's neutral ``out`` is in place: this run writes neither, and theirs, of other speech and
+    length, passed for its own. One note naming what went, or none."""
+    written = output_paths(out, emotion=False).values()
+    stale = [
+        path
+        for path in output_paths(out, emotion=True).values()
+        if path not in written and (path.is_file() or path.is_symlink())
+    ]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    if not stale:
+        return []
+    names = " and ".join(str(path) for path in stale)
+    return [f"{out}: removed {names} of an earlier run (this run writes no emotion video)"]
+
+
 def _generate(
     photo: Path,
     audio: Path,
@@ -902,7 +938,8 @@ def _generate(
 
     paths = output_paths(out, emotion is not None)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # the videos replace the old ones together: a failure while writing one leaves all old ones
+    # the videos replace the old ones together: a failure while writing one leaves all old ones;
+    # without an emotion video, an earlier run's other two go once the new ``out`` is in place
     with replacing_all(paths) as staged, tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         wav = write_wav_s16(samples, Path(tmp) / "speech.wav")
         writers = _writers(stack, staged, size, wav, gp.crf)
@@ -920,6 +957,8 @@ def _generate(
                 for frame in videos[name]:
                     writer.write(frame)
             done += n
+    if emotion is None:
+        notes.extend(remove_stale_siblings(out))
     return GenerationResult(
         emotion=paths.get("emotion"),
         neutral=paths["neutral"],

@@ -294,7 +294,8 @@ def generate(
     for name in ("emotion", "neutral", "compare"):
         if getattr(result, name) is not None:
             print(f"{name}: {getattr(result, name)}")
-    print(f"{result.num_frames} frames at 25 fps; emotion keypoints {result.emotion_kp}")
+    with_emotion = f"; emotion keypoints {result.emotion_kp}" if result.emotion is not None else ""
+    print(f"{result.num_frames} frames at 25 fps{with_emotion}")
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
 

@@ -47,7 +47,9 @@ def _channel_mean(frame: av.AudioFrame) -> np.ndarray:
     return samples.mean(axis=1, dtype=np.float32)
 
 
-def load_audio_16k_mono(path: str | Path, stream_from_video: bool = False) -> np.ndarray:
+def load_audio_16k_mono(
+    path: str | Path, stream_from_video: bool = False, trim_to_duration: bool = False
+) -> np.ndarray:
     """First audio stream of ``path`` as 16 kHz mono float32 in [-1, 1].
 
     Channels are resampled to 16 kHz with their own layout and then averaged, like
@@ -58,6 +60,13 @@ def load_audio_16k_mono(path: str | Path, stream_from_video: bool = False) -> np
     sample 0 coincides with the first video frame (audio starting later is zero-padded, earlier
     is cut), and trimmed to the stream's declared duration, which drops the AAC encoder
     padding that a plain decode keeps (LRW's 1.16 s clips decode to 19456 samples, not 18560).
+
+    With ``trim_to_duration`` a standalone audio file is trimmed the same way, to its stream's
+    declared duration, where the decode runs past it by no more than two codec frames: the
+    AAC encoder's end padding (a 1.366 s M4A decodes to 1.408 s, 35 video frames, not 34).
+    A longer overrun means the duration is an estimate from the bit rate (an MP3 without a
+    Xing header, raw ADTS AAC), which may fall inside the speech, and the audio is kept whole.
+    Off by default: preprocessing keeps the plain decode, as EAMM's loader does.
 
     Raises ``UnreadableAudioError`` ("unreadable media (...)") for empty, missing or
     undecodable files and ``NoAudioError`` when there is no audio stream.
@@ -79,6 +88,9 @@ def load_audio_16k_mono(path: str | Path, stream_from_video: bool = False) -> np
             audio_start = _seconds(stream.start_time, stream.time_base)
             video_start = _seconds(video.start_time, video.time_base) if video else None
             duration = _seconds(stream.duration, stream.time_base)
+            # the most the encoder pads at the end (two codec frames), in 16 kHz samples
+            padding = 2 * (stream.codec_context.frame_size or 1024) * AUDIO_RATE
+            max_padding = -(-padding // (stream.rate or AUDIO_RATE))
             # layout=None keeps the source channels; we average them below (see docstring).
             resampler = av.AudioResampler(format="flt", layout=None, rate=AUDIO_RATE)
             for frame in container.decode(stream):
@@ -108,6 +120,10 @@ def load_audio_16k_mono(path: str | Path, stream_from_video: bool = False) -> np
         if duration is not None and duration > 0:
             # The declared end, on the video's timeline, is offset + duration.
             audio = audio[: max(0, offset + round(duration * AUDIO_RATE))]
+    elif trim_to_duration and duration is not None and duration > 0:
+        declared = round(duration * AUDIO_RATE)
+        if 0 < len(audio) - declared <= max_padding:
+            audio = audio[:declared]
     # Float decoders (MP3, AAC) can overshoot full scale slightly.
     return np.clip(audio, -1.0, 1.0)
 

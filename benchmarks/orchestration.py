@@ -263,7 +263,7 @@ def run_n(raw: str, out: str, prefect_home: str, workers: int, params_path: str)
     from eamm.config import PreprocessRunParams, load_section
     from eamm.manifest import MANIFEST_NAME, RUN_LOG_NAME, read_run_log
     from flows.index import index_flow
-    from flows.preprocess import run_preprocess
+    from flows.preprocess import DEFAULT_BATCH_SIZE, run_preprocess
 
     home, out_root = Path(prefect_home), Path(out)
     imported = time.perf_counter()
@@ -294,7 +294,7 @@ def run_n(raw: str, out: str, prefect_home: str, workers: int, params_path: str)
     measured = read_run_log(out_root / RUN_LOG_NAME)
     clips = len(rows)
     run = load_section(params_path, "preprocess_run", PreprocessRunParams)
-    batch = run.batch_size.get("lrw", 8)
+    batch = run.batch_size.get("lrw", DEFAULT_BATCH_SIZE)
     return {
         "clips": clips,
         "ok": sum(r["status"] == "ok" for r in rows),

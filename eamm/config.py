@@ -238,6 +238,17 @@ class PreprocessRunParams(Strict):
     # across rewrites (docs/operations.md has the cost per GB).
     verify_inputs: Literal["mtime", "content"] = "mtime"
 
+    @field_validator("batch_size")
+    @classmethod
+    def _known_datasets(cls, value: dict[str, int]) -> dict[str, int]:
+        """A misspelt dataset (``lwr: 16``) left lrw at the flow's default without a word."""
+        from eamm.stages import DATASETS  # lazy: nothing of the stages is needed elsewhere here
+
+        for name in value:
+            if name not in DATASETS:
+                raise ValueError(f"unknown dataset {name!r} (known: {', '.join(DATASETS)})")
+        return value
+
 
 class TrainerParams(Strict):
     """Machinery shared by the training stages (none of it changes what is learned)."""

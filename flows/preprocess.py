@@ -38,6 +38,10 @@ from flows.index import index_flow
 from flows.runners import default_workers, make_task_runner
 from tasks.preprocess import pack_shard_task, preprocess_batch
 
+# Clips per task for a dataset that preprocess_run.batch_size leaves out (its keys are checked:
+# a misspelt one is refused at load, PreprocessRunParams)
+DEFAULT_BATCH_SIZE = 8
+
 
 def _progress() -> Progress:
     return Progress(
@@ -150,7 +154,7 @@ def _preprocess(
         out_root,
         index_path,
         params,
-        batch_size or run_params.batch_size.get(dataset, 8),
+        batch_size or run_params.batch_size.get(dataset, DEFAULT_BATCH_SIZE),
         raw=raw,
         verify_inputs=run_params.verify_inputs,
         dataset=dataset,

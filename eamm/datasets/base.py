@@ -227,6 +227,48 @@ class TreeWalker:
         )
 
 
+class Requested:
+    """One selection list of a params section (``datasets.lrw.words``) and the folder names a
+    walk met at its level: :meth:`report` lists each selected value met nowhere as a layout
+    problem, so a typo or a speaker never downloaded is said rather than indexed as fewer clips.
+
+    Only a narrowing selection is checked: ``None``, or a list naming every value there is
+    (``every``), selects whatever is there. Nothing is said with no ``source`` (a recipe built
+    in code, not from params) or when no folder of that level was listed (its parent is missing,
+    refused or deselected: a problem of its own, if any).
+    """
+
+    def __init__(
+        self,
+        source: str | None,
+        option: str,
+        values: tuple[str, ...] | None,
+        every: tuple[str, ...] | None = None,
+    ) -> None:
+        narrows = values is not None and (every is None or set(values) != set(every))
+        self.key = f"{source}.{option}"
+        self.values = values if source is not None and narrows else ()
+        self.seen: set[str] | None = None
+
+    def met(self, folders: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+        """The (name, path) pairs of :meth:`TreeWalker.folders`, passed on, their names noted."""
+        if self.seen is None:
+            self.seen = set()
+        for name, path in folders:
+            self.seen.add(name)
+            yield name, path
+
+    def report(self, walker: TreeWalker, path_of: Callable[[str], str], where: str) -> None:
+        """A problem at ``path_of(value)`` for each selected value no listed folder was named."""
+        if self.seen is None:
+            return
+        for value in self.values:
+            if value not in self.seen:
+                walker.problem(
+                    path_of(value), f"'{value}' requested in {self.key}, not found under {where}"
+                )
+
+
 def check_choices(
     option: str,
     values: Iterable[str] | None,

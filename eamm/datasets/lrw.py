@@ -16,6 +16,7 @@ from eamm.datasets.base import (
     LINKS,
     ClipEntry,
     DatasetIndex,
+    Requested,
     TreeWalker,
     check_choices,
     entry_with_split,
@@ -40,10 +41,14 @@ class LrwRecipe:
         words: Iterable[str] | None = None,
         splits: Iterable[str] = SPLITS,
         links: str = "follow",
+        requested_in: str | None = None,
     ) -> None:
+        """``requested_in`` names the params section the selections came from
+        (``datasets.lrw``): a selected word or split found nowhere is then a layout problem."""
         self.links = check_choices("lrw links", links, LINKS)[0]
         self.words = check_choices("lrw words", words, pattern=WORD_RE)
         self.splits = check_choices("lrw splits", splits, SPLITS) or SPLITS
+        self.requested_in = requested_in
 
     @classmethod
     def from_params(cls, section: LrwDatasetParams) -> LrwRecipe:
@@ -51,6 +56,7 @@ class LrwRecipe:
             words=tuple(section.words) if section.words else None,
             splits=section.splits,
             links=section.links,
+            requested_in=f"datasets.{cls.name}",
         )
 
     def split_of(self, entry: ClipEntry) -> str:
@@ -61,11 +67,17 @@ class LrwRecipe:
         walker = TreeWalker(root, self.links)
         base = self._base(walker, root)
         entries: list[ClipEntry] = []
+        words = Requested(self.requested_in, "words", self.words)
+        splits = Requested(self.requested_in, "splits", self.splits, SPLITS)
         if base is not None:
-            words = walker.folders(base, "word", WORD_RE.fullmatch, hint=" (LRW words are A-Z)")
-            for word, rel in words:
+            found = walker.folders(base, "word", WORD_RE.fullmatch, hint=" (LRW words are A-Z)")
+            for word, rel in words.met(found):
                 if self.words is None or word in self.words:
-                    entries.extend(self._word(walker, rel, word))
+                    entries.extend(self._word(walker, rel, word, splits))
+            words.report(walker, lambda w: join(base, w), base or "the raw folder")
+            splits.report(
+                walker, lambda s: join(base, f"*/{s}"), f"any {join(base, '<WORD>')} folder"
+            )
         return walker.finish(self.name, entries)
 
     @staticmethod
@@ -80,11 +92,12 @@ class LrwRecipe:
             return ""
         raise EammError(f"{root}: no {LRW_FOLDER} folder in the LRW raw folder")
 
-    def _word(self, walker: TreeWalker, word_rel: str, word: str) -> list[ClipEntry]:
+    def _word(
+        self, walker: TreeWalker, word_rel: str, word: str, splits: Requested
+    ) -> list[ClipEntry]:
         entries: list[ClipEntry] = []
-        for split, split_rel in walker.folders(
-            word_rel, "split", SPLITS.__contains__, "train/val/test"
-        ):
+        found = walker.folders(word_rel, "split", SPLITS.__contains__, "train/val/test")
+        for split, split_rel in splits.met(found):
             if split in self.splits:
                 for number, path in _clips(walker, split_rel, word):
                     entries.append(

@@ -20,6 +20,7 @@ from eamm.datasets.base import (
     ClipEntry,
     DatasetIndex,
     Kind,
+    Requested,
     TreeWalker,
     check_choices,
     entry_with_split,
@@ -78,7 +79,11 @@ class MeadRecipe:
         emotions: Iterable[str] | None = None,
         test_speakers: Iterable[str] = DEFAULT_TEST_SPEAKERS,
         links: str = "follow",
+        requested_in: str | None = None,
     ) -> None:
+        """``requested_in`` names the params section the selections came from
+        (``datasets.mead``): a selected speaker, view or emotion found nowhere is then a
+        layout problem."""
         self.links = check_choices("mead links", links, LINKS)[0]
         self.views = check_choices("mead views", views, VIEWS)
         self.speakers = check_choices("mead speakers", speakers, pattern=SPEAKER_RE)
@@ -86,6 +91,7 @@ class MeadRecipe:
         self.test_speakers = frozenset(
             check_choices("mead test_speakers", test_speakers, pattern=SPEAKER_RE) or ()
         )
+        self.requested_in = requested_in
 
     @classmethod
     def from_params(cls, section: MeadDatasetParams) -> MeadRecipe:
@@ -96,6 +102,7 @@ class MeadRecipe:
             emotions=tuple(section.emotions) if section.emotions else None,
             test_speakers=load_test_speakers(section.split_file),
             links=section.links,
+            requested_in=f"datasets.{cls.name}",
         )
 
     def split_of(self, entry: ClipEntry) -> str:
@@ -105,12 +112,20 @@ class MeadRecipe:
     def index(self, root: Path) -> DatasetIndex:
         walker = TreeWalker(root, self.links)
         entries: list[ClipEntry] = []
-        for speaker, _ in walker.folders("", "speaker", SPEAKER_RE.fullmatch):
+        speakers = Requested(self.requested_in, "speakers", self.speakers)
+        views = Requested(self.requested_in, "views", self.views, VIEWS)
+        emotions = Requested(self.requested_in, "emotions", self.emotions, EMOTIONS)
+        for speaker, _ in speakers.met(walker.folders("", "speaker", SPEAKER_RE.fullmatch)):
             if self.speakers is None or speaker in self.speakers:
-                entries.extend(self._speaker(walker, speaker))
+                entries.extend(self._speaker(walker, speaker, views, emotions))
+        speakers.report(walker, str, "the raw folder")
+        views.report(walker, lambda v: f"*/video/{v}", "any <speaker>/video folder")
+        emotions.report(walker, lambda e: f"*/video/*/{e}", "any <speaker>/video/<view> folder")
         return walker.finish(self.name, entries)
 
-    def _speaker(self, walker: TreeWalker, speaker: str) -> list[ClipEntry]:
+    def _speaker(
+        self, walker: TreeWalker, speaker: str, views: Requested, emotions: Requested
+    ) -> list[ClipEntry]:
         kinds: dict[str, str | None] = {}
         for name, kind in walker.scan(speaker):
             rel = join(speaker, name)
@@ -131,9 +146,9 @@ class MeadRecipe:
         audio = _AudioFinder(walker, speaker, enabled=kinds.get("audio") == "dir")
         entries: list[ClipEntry] = []
         video = join(speaker, "video")
-        for view, rel in walker.folders(video, "view", VIEWS.__contains__):
+        for view, rel in views.met(walker.folders(video, "view", VIEWS.__contains__)):
             if self.views is None or view in self.views:
-                for emotion, level, utt, path in self._clips(walker, rel):
+                for emotion, level, utt, path in self._clips(walker, rel, emotions):
                     entries.append(
                         entry_with_split(
                             self,
@@ -151,9 +166,12 @@ class MeadRecipe:
                     )
         return entries
 
-    def _clips(self, walker: TreeWalker, view_rel: str) -> Iterable[tuple[str, int, str, str]]:
+    def _clips(
+        self, walker: TreeWalker, view_rel: str, emotions: Requested
+    ) -> Iterable[tuple[str, int, str, str]]:
         """(emotion, level, utterance, video path) of the valid clips of one view folder."""
-        for emotion, emotion_rel in walker.folders(view_rel, "emotion", EMOTIONS.__contains__):
+        found = walker.folders(view_rel, "emotion", EMOTIONS.__contains__)
+        for emotion, emotion_rel in emotions.met(found):
             if self.emotions is not None and emotion not in self.emotions:
                 continue
             levels = walker.folders(emotion_rel, "level", LEVELS.__contains__, "level_<n>")

@@ -32,6 +32,7 @@ from eamm.runtime import (
 from flows.preflight import (
     check_evaluation,
     check_params,
+    require_dir,
     require_input,
     require_out,
     require_raw,
@@ -141,15 +142,16 @@ def index(
 ) -> None:
     """Index a raw MEAD/LRW folder; layout problems are listed in the report, never guessed at."""
     check_params(params, "datasets")
-    require_raw(dataset.value, raw)
+    require_dir("--raw", raw)
     require_out("--out", out, folder=False)
     if dataset is Dataset.mead:  # the split file, before Prefect starts
         from eamm.config import DatasetsParams, load_section
         from eamm.datasets.mead import load_test_speakers
 
         load_test_speakers(load_section(params, "datasets", DatasetsParams).mead.split_file)
-    from flows.index import index_flow
+    from flows.index import index_flow  # (Prefect's home and server checked here)
 
+    require_raw(dataset.value, raw)  # after the checks above: its content, not its name
     report = index_flow(
         dataset.value, str(out), raw=str(raw) if raw else None, params_path=str(params)
     )
@@ -174,7 +176,7 @@ def preprocess(
 ) -> None:
     """Preprocess every clip of a dataset with Prefect and write <out>/manifest.parquet."""
     check_params(params, "datasets", "preprocess", "preprocess_run")
-    require_raw(dataset.value, raw)
+    require_dir("--raw", raw)
     require_out("--out", out, folder=True)
     require_input("--index", index_path)
     if summary_path is not None:  # a bad one failed after every clip was processed
@@ -182,8 +184,9 @@ def preprocess(
     from eamm.folder_lock import ensure_free
 
     ensure_free(out)  # a second run on this folder stops now, not after Prefect has loaded
-    from flows.preprocess import run_preprocess
+    from flows.preprocess import run_preprocess  # (Prefect's home and server checked here)
 
+    require_raw(dataset.value, raw)
     result = run_preprocess(
         dataset.value,
         str(out),

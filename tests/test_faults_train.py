@@ -165,12 +165,12 @@ def test_a_batch_larger_than_the_training_samples_is_refused(data_root, tmp_path
     assert len(stage.dataset) == 1
 
 
-def _other_fomm(path: Path, block_expansion: int) -> Path:
-    """A FOMM checkpoint of other sizes (keypoint detector width), as another params file
-    would have trained it."""
+def _other_fomm(path: Path, **kp_detector: object) -> Path:
+    """A FOMM checkpoint of other keypoint-detector settings (a width, a temperature), as
+    another params file would have trained it."""
     model = {**MODEL, "profiles": {k: dict(v) for k, v in MODEL["profiles"].items()}}
     sizes = model["profiles"][MODEL["profile"]]
-    sizes["kp_detector"] = {**sizes["kp_detector"], "block_expansion": block_expansion}
+    sizes["kp_detector"] = {**sizes["kp_detector"], **kp_detector}
     nets = build_networks(profile(model))
     payload = {
         "stage": "train_fomm",
@@ -184,7 +184,7 @@ def _other_fomm(path: Path, block_expansion: int) -> Path:
 def test_an_upstream_checkpoint_of_other_sizes_is_named(data_root, tmp_path):  # noqa: F811
     """Was: ``RuntimeError: Error(s) in loading state_dict`` and 6 KB of size mismatches."""
     width = profile(MODEL)["kp_detector"]["block_expansion"]
-    path = _other_fomm(tmp_path / "fomm" / CHECKPOINT, 2 * width)
+    path = _other_fomm(tmp_path / "fomm" / CHECKPOINT, block_expansion=2 * width)
     params = stage_params("train_a2fd", 2)
     with pytest.raises(EammError) as err:
         build_stage("train_a2fd", MODEL, params, TRAINER, data_root, tmp_path)
@@ -195,6 +195,22 @@ def test_an_upstream_checkpoint_of_other_sizes_is_named(data_root, tmp_path):  #
         f"checkpoint, {width} in the params" in message
     )
     assert "\n" not in message and len(message) < 400
+
+
+def test_an_upstream_trained_with_another_temperature_is_named(data_root, tmp_path):  # noqa: F811
+    """The keypoint detector's temperature is a setting, not a weight: a FOMM trained with
+    another one loaded, and stage 1's teacher ran at the params' temperature, without a word."""
+    ours = profile(MODEL)["kp_detector"]["temperature"]
+    path = _other_fomm(tmp_path / "fomm" / CHECKPOINT, temperature=2 * ours)
+    params = stage_params("train_a2fd", 2)
+    with pytest.raises(EammError) as err:
+        build_stage("train_a2fd", MODEL, params, TRAINER, data_root, tmp_path)
+    assert str(err.value) == (
+        f"{path}: its kp_detector was trained with other settings than these params build "
+        f"(model.profiles.{MODEL['profile']}.kp_detector.temperature: {2 * ours} in that "
+        f"checkpoint, {ours} in the params): train train_fomm again with these params, or use "
+        "the params it was trained with"
+    )
 
 
 def test_a_torch_file_holding_a_list_is_not_a_checkpoint(data_root, tmp_path):  # noqa: F811

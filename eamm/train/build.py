@@ -288,6 +288,12 @@ def _load(nets: dict, inputs: StageInputs, upstream: str, names: tuple[str, ...]
                 f"({_size_difference(checkpoint, inputs.model, name, err)}): train {upstream} "
                 "again with these params, or use the params it was trained with"
             ) from None
+        if changed := _setting_difference(checkpoint, inputs.model, name):
+            raise EammError(  # a temperature is not a weight: it loaded, and ran as it was not
+                f"{where}: its {name} was trained with other settings than these params build "
+                f"({changed}): train {upstream} again with these params, or use the params it "
+                "was trained with"
+            )
 
 
 def _flat(value, prefix: str = "") -> dict[str, object]:
@@ -305,6 +311,36 @@ NETWORK_SECTIONS = {
     "audio_feature": ("audio",),
     "kp_detector_a": ("common", "audio_head"),
 }
+
+
+def _own_differences(theirs: dict, model: dict, name: str) -> list[tuple[str, object, object]]:
+    """(key, recorded, given) for each size-profile key ``name`` is built from that differs."""
+    old, new = _flat(profile(theirs)), _flat(profile(model))
+    return [
+        (k, old.get(k), new.get(k))
+        for k in dict.fromkeys([*old, *new])
+        if old.get(k) != new.get(k) and k.split(".")[0] in NETWORK_SECTIONS.get(name, ())
+    ]
+
+
+def _setting_difference(checkpoint: dict, model: dict | None, name: str) -> str:
+    """The settings of ``name`` (its size-profile sections) the checkpoint recorded otherwise
+    than ``model`` gives, where both name their profile's values ("" if none or unknown: an
+    imported EAMM checkpoint records no profile)."""
+    recorded = checkpoint.get("params")
+    theirs = recorded.get("model") if isinstance(recorded, dict) else None
+    if not isinstance(theirs, dict) or model is None:
+        return ""
+    if theirs.get("profile") != model.get("profile"):  # then the sizes differ too: named above
+        return ""
+    try:
+        changed = _own_differences(theirs, model, name)
+    except (EammError, KeyError, TypeError, AttributeError):
+        return ""
+    return "; ".join(
+        f"model.profiles.{model['profile']}.{k}: {old} in that checkpoint, {new} in the params"
+        for k, old, new in changed[:3]
+    )
 
 
 def _size_difference(checkpoint: dict, model: dict | None, name: str, err: Exception) -> str:

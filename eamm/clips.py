@@ -243,14 +243,15 @@ def window_start(num_frames: int, clip_len: int, rng: np.random.Generator) -> in
     """First driving frame minus one, as EAMM draws it (reference 3.5).
 
     LRW-length clips (29 frames): r uniform in 3..7; otherwise r = 0 when the clip barely
-    fits, else uniform in [3, T - clip_len - 5]; always clamped so r + clip_len < T.
+    fits (EAMM: 16 < windows < 24), else uniform in [3, T - clip_len - 5]. EAMM counts T + 1
+    MFCC windows, so its upper bound is one frame later (T - 20 at 16 frames); ours is kept
+    (the demo's windows were drawn with it).
     """
-    high = num_frames - clip_len - 1
-    if high < 0:
+    if num_frames - clip_len - 1 < 0:
         raise ValueError(f"clip of {num_frames} frames is shorter than {clip_len + 1}")
     if num_frames == 29 and clip_len == 16:
         return int(rng.integers(3, 8))
     lo, hi = 3, num_frames - clip_len - 5
-    if hi < lo:
-        return int(rng.integers(0, high + 1))
+    if hi < lo:  # it drew r anywhere in the clip, unlike EAMM
+        return 0
     return int(rng.integers(lo, hi + 1))

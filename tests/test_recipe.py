@@ -577,6 +577,36 @@ def test_fomm_pairs_mouth_mask_follows_the_driving_frame(mouthed_clip):
     assert small[0].amax(dim=1).nonzero().ravel().tolist() == list(range(9, 14))
 
 
+def test_fomm_pairs_mouth_mask_of_a_time_flipped_neutral_source_is_its_own(mouthed_clip, tmp_path):
+    """With ``neutral_source`` the source frame is a neutral clip's; a time flip makes it the
+    driving frame, whose mask was the expressive clip's mouth box (IoU 0.3-0.8 in the
+    sample's MEAD pairs, a quarter of them)."""
+    folder = tmp_path / "neutral"
+    folder.mkdir()
+    with VideoWriter(folder / "frames.mp4", 32, 32, 25, crf=0) as writer:
+        for _ in range(8):
+            writer.write(np.full((32, 32, 3), 120, np.uint8))
+    landmarks = np.full((8, 68, 2), 10.0, np.float32)
+    landmarks[:, 48:68, 0] = np.linspace(10, 12, 20)
+    landmarks[:, 48:68, 1] = np.linspace(4, 8, 20)  # the neutral mouth: rows 3..9
+    np.save(folder / "landmarks.npy", landmarks)
+    neutral = Clip.from_folder(folder, 8, "M030", "neutral", "mead")
+    happy = Clip.from_folder(Path(mouthed_clip.files["frames.mp4"]).parent, 8, "M030", "happy")
+    pairs = FommPairs(
+        [happy, neutral], 32, hflip=False, time_flip=True, jitter=0.0, mouth=True, neutral_source=1
+    )
+    flipped = 0
+    for seed in range(20):
+        item = pairs[(0, seed)]
+        rows = item["mouth"][0].amax(dim=1).nonzero().ravel().tolist()
+        if item["driving"].std() < 0.01:  # the plain neutral frame, time-flipped into place
+            assert rows == list(range(3, 10)), seed
+            flipped += 1
+        elif rows:  # the happy clip's own frame (none in its faceless last frame)
+            assert rows == list(range(19, 26)), seed
+    assert 4 <= flipped <= 16
+
+
 def test_fomm_pairs_landmark_targets_follow_both_frames(mouthed_clip):
     plain = FommPairs([mouthed_clip], 32, jitter=0.1)
     marked = FommPairs([mouthed_clip], 32, jitter=0.1, landmarks=True)
@@ -648,3 +678,15 @@ def test_a_setting_another_stage_reads_is_refused_naming_who_reads_it(tmp_path):
     )
     for stage in STAGES_BY_NAME:  # the project's own params set none where it is unread
         resolve_stage(ROOT / "params.yaml", stage)
+
+
+def test_a_window_of_a_clip_that_barely_fits_starts_at_its_first_frame():
+    """EAMM's r = 0 for clips of 16 < windows < 24 (reference 3.5); r was drawn anywhere."""
+    from eamm.clips import window_start
+
+    def starts(frames: int) -> set[int]:
+        return {window_start(frames, 16, np.random.default_rng(seed)) for seed in range(200)}
+
+    assert starts(18) == starts(22) == {0}
+    assert starts(29) == set(range(3, 8))  # LRW
+    assert starts(40) == set(range(3, 20))

@@ -167,9 +167,12 @@ class FommPairs(SeededClips):
             self._mouths[clip.clip_id] = boxes
         return boxes
 
-    def _mouth_masks(self, clip: Clip, picks: list[int]) -> np.ndarray:
-        masks = np.zeros((len(picks), self.size, self.size, 1), np.uint8)
-        for mask, (x0, y0, x1, y1) in zip(masks, self._mouth_boxes(clip)[picks], strict=True):
+    def _mouth_masks(self, shown: list[tuple[Clip, int]]) -> np.ndarray:
+        """One mask per (clip, frame): each frame's own mouth box (a neutral source frame's
+        from its own clip, so a time flip that makes it the driving frame keeps its mask)."""
+        masks = np.zeros((len(shown), self.size, self.size, 1), np.uint8)
+        boxes = [self._mouth_boxes(clip)[index] for clip, index in shown]
+        for mask, (x0, y0, x1, y1) in zip(masks, boxes, strict=True):
             if np.isfinite(x0):
                 lo_x, lo_y = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
                 mask[lo_y : int(np.ceil(y1)) + 1, lo_x : int(np.ceil(x1)) + 1] = 255
@@ -186,7 +189,7 @@ class FommPairs(SeededClips):
             shown[0] = (source, int(rng.integers(source.num_frames)))
             frames = np.stack([self._frames(source, [shown[0][1]])[0], frames[1]])
         if self.mouth:  # a fourth channel, so the flips move it with the frames
-            frames = np.concatenate([frames, self._mouth_masks(clip, picks)], axis=-1)
+            frames = np.concatenate([frames, self._mouth_masks(shown)], axis=-1)
         points = (
             np.stack([self._keypoint_targets(c)[i] for c, i in shown]) if self.landmarks else None
         )

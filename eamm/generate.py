@@ -168,9 +168,11 @@ def load_models(
         audio if gp.generator_from == "finetune" and "generator" in audio["models"] else fomm
     )
     audio_sizes = _own_sizes(audio, sizes, fallback_model)
-    nets = {**build_networks(sizes), **build_audio_networks(audio_sizes)}
-    if generator_state is audio:
-        nets["generator"] = build_networks(audio_sizes)["generator"]
+    nets = build_networks(sizes)
+    if audio_sizes != sizes:  # else the networks just built are the audio checkpoint's
+        nets.update(build_audio_networks(audio_sizes))
+        if generator_state is audio:
+            nets["generator"] = build_networks(audio_sizes)["generator"]
     sources = {"kp_detector": fomm, "audio_feature": audio, "kp_detector_a": audio}
     sources["generator"] = generator_state
     for name, state in sources.items():

@@ -4,6 +4,7 @@ silent fallback to the neutral video."""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 
@@ -55,6 +56,22 @@ def pose_rows(n: int) -> np.ndarray:
     base = np.array([0.05, -0.02, 0.01, 0.0007, 0.03, -0.02, 0.0], np.float32)
     amplitude = np.array([0.01, 0.01, 0.01, 0.0001, 0.01, 0.01, 0.01], np.float32)
     return base + amplitude * np.sin(t / 3 + np.arange(7))  # the scale column stays positive
+
+
+def full_disk_closing(monkeypatch, prefix: str) -> None:
+    """The disk fills as a video whose file name starts with ``prefix`` closes (its staged
+    file): that writer aborts, ENOSPC; every other video is written."""
+    from eamm.media import VideoWriter
+
+    close = VideoWriter.close
+
+    def full_disk(self):
+        if self.path.name.startswith(prefix):
+            self.abort()
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        return close(self)
+
+    monkeypatch.setattr(VideoWriter, "close", full_disk)
 
 
 def test_the_shared_loader_applies_the_speed_fields(inputs):
@@ -295,24 +312,13 @@ def test_without_an_emotion_source_out_is_the_neutral_video(inputs, tmp_path, mi
 def test_the_three_videos_are_replaced_together_or_not_at_all(inputs, tmp_path, monkeypatch):
     """A disk filling up as the last encoder closes (injected ENOSPC: it closes after the other
     two) leaves the previous run's three videos, not two new ones beside an old one."""
-    import errno
     import hashlib
-
-    from eamm.media import VideoWriter
 
     args = (inputs["photo"], inputs["audio"], inputs["emotion_video"], tmp_path / "talk.mp4")
     first = generate(*args, inputs["models"], params=PARAMS)
     outputs = [first.emotion, first.neutral, first.compare]
     before = [hashlib.md5(p.read_bytes()).hexdigest() for p in outputs]
-    close = VideoWriter.close
-
-    def full_disk_at_the_emotion_video(self):
-        if self.path.name.startswith(".talk.mp4."):
-            self.abort()
-            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
-        return close(self)
-
-    monkeypatch.setattr(VideoWriter, "close", full_disk_at_the_emotion_video)
+    full_disk_closing(monkeypatch, ".talk.mp4.")  # the emotion video's staged file
     with pytest.raises(OSError, match="No space left"):
         generate(*args, inputs["models"], params=PARAMS.model_copy(update={"crf": 30}))
     assert [hashlib.md5(p.read_bytes()).hexdigest() for p in outputs] == before

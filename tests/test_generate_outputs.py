@@ -4,8 +4,6 @@ M4A gives as many frames as the same speech as WAV (the AAC end padding is cut).
 
 from __future__ import annotations
 
-import errno
-
 import av
 import numpy as np
 import pytest
@@ -16,11 +14,11 @@ from benchmarks.generate_memory import write_random_checkpoints
 from eamm.audio import load_audio_16k_mono, write_wav_s16
 from eamm.config import GenerateParams
 from eamm.generate import generate, load_speech
-from eamm.media import VideoWriter
 from eamm.media.encode import encode_audio_inprocess
 from eamm.sample.dataset import write_portrait
 from eamm.sample.voice import synth_speech
 from tests.conftest import ROOT
+from tests.test_faults_generate import full_disk_closing
 
 MODEL = yaml.safe_load((ROOT / "params.yaml").read_text())["model"] | {"profile": "tiny"}
 PARAMS = GenerateParams(device="cpu")
@@ -62,15 +60,7 @@ def test_a_neutral_run_removes_an_earlier_runs_emotion_videos(inputs, tmp_path):
 def test_a_neutral_run_that_fails_leaves_the_earlier_runs_videos(inputs, tmp_path, monkeypatch):
     """A full disk as the new video closes: the earlier run's three videos stay, all of them."""
     earlier_run(tmp_path)
-    close = VideoWriter.close
-
-    def full_disk(self):
-        if self.path.name.startswith(".talk.mp4."):
-            self.abort()
-            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
-        return close(self)
-
-    monkeypatch.setattr(VideoWriter, "close", full_disk)
+    full_disk_closing(monkeypatch, ".talk.mp4.")
     with pytest.raises(OSError, match="No space left"):
         generate(
             inputs["photo"], inputs["audio"], None, tmp_path / "talk.mp4", inputs["models"],

@@ -23,15 +23,9 @@ from eamm.errors import EammError
 from eamm.stages import DATASETS
 from tests.conftest import ROOT
 from tests.test_cli_errors import TEMPORARY_SERVER, assert_one_line_error, eamm
+from tests.test_datasets import touch
 
 SPLIT_FILE = str(ROOT / "splits" / "mead_v1.yaml")
-
-
-def touch(root: Path, *rels: str) -> None:
-    for rel in rels:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"x")
 
 
 @pytest.fixture

@@ -313,62 +313,66 @@ NETWORK_SECTIONS = {
 }
 
 
-def _own_differences(theirs: dict, model: dict, name: str) -> list[tuple[str, object, object]]:
-    """(key, recorded, given) for each size-profile key ``name`` is built from that differs."""
-    old, new = _flat(profile(theirs)), _flat(profile(model))
-    return [
-        (k, old.get(k), new.get(k))
-        for k in dict.fromkeys([*old, *new])
-        if old.get(k) != new.get(k) and k.split(".")[0] in NETWORK_SECTIONS.get(name, ())
-    ]
+# (size-profile key, the checkpoint's value, the params' value)
+Difference = tuple[str, object, object]
+
+
+def _recorded_model(checkpoint: dict) -> dict | None:
+    """The ``model`` section a checkpoint records, if it records one."""
+    recorded = checkpoint.get("params")
+    theirs = recorded.get("model") if isinstance(recorded, dict) else None
+    return theirs if isinstance(theirs, dict) else None
+
+
+def _profile_differences(theirs: dict, model: dict) -> list[Difference]:
+    """(key, recorded, given) for each size-profile key that differs ([] where either profile
+    cannot be read: an imported EAMM checkpoint records none)."""
+    try:
+        old, new = _flat(profile(theirs)), _flat(profile(model))
+    except (EammError, KeyError, TypeError, AttributeError):
+        return []
+    keys = dict.fromkeys([*old, *new])
+    return [(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)]
+
+
+def _own(name: str, differences: list[Difference]) -> list[Difference]:
+    """The differences in the profile sections network ``name`` is built from."""
+    return [d for d in differences if d[0].split(".")[0] in NETWORK_SECTIONS.get(name, ())]
+
+
+def _shown(model: dict, differences: list[Difference]) -> str:
+    shown = "; ".join(
+        f"model.profiles.{model['profile']}.{k}: {old} in that checkpoint, {new} in the params"
+        for k, old, new in differences[:3]
+    )
+    return shown + (f"; {len(differences) - 3} more" if len(differences) > 3 else "")
 
 
 def _setting_difference(checkpoint: dict, model: dict | None, name: str) -> str:
     """The settings of ``name`` (its size-profile sections) the checkpoint recorded otherwise
-    than ``model`` gives, where both name their profile's values ("" if none or unknown: an
-    imported EAMM checkpoint records no profile)."""
-    recorded = checkpoint.get("params")
-    theirs = recorded.get("model") if isinstance(recorded, dict) else None
-    if not isinstance(theirs, dict) or model is None:
+    than ``model`` gives ("" if none, or where they cannot be compared)."""
+    theirs = _recorded_model(checkpoint)
+    if theirs is None or model is None:
         return ""
     if theirs.get("profile") != model.get("profile"):  # then the sizes differ too: named above
         return ""
-    try:
-        changed = _own_differences(theirs, model, name)
-    except (EammError, KeyError, TypeError, AttributeError):
-        return ""
-    return "; ".join(
-        f"model.profiles.{model['profile']}.{k}: {old} in that checkpoint, {new} in the params"
-        for k, old, new in changed[:3]
-    )
+    return _shown(model, _own(name, _profile_differences(theirs, model)))
 
 
 def _size_difference(checkpoint: dict, model: dict | None, name: str, err: Exception) -> str:
     """What differs between the model section the checkpoint was trained with and ``model``:
     the profile, or the sizes ``name`` is built from (else any size), else torch's first
     mismatch."""
-    recorded = checkpoint.get("params")
-    theirs = recorded.get("model") if isinstance(recorded, dict) else None
-    if isinstance(theirs, dict) and model is not None:
+    theirs = _recorded_model(checkpoint)
+    if theirs is not None and model is not None:
         if theirs.get("profile") != model.get("profile"):
             return (
                 f"model.profile: '{theirs.get('profile')}' in that checkpoint, "
                 f"'{model.get('profile')}' in the params"
             )
-        try:
-            old, new = _flat(profile(theirs)), _flat(profile(model))
-        except (EammError, KeyError, TypeError):
-            old, new = {}, {}
-        keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
-        own = [k for k in keys if k.split(".")[0] in NETWORK_SECTIONS.get(name, ())]
-        keys = own or keys
-        if keys:
-            shown = "; ".join(
-                f"model.profiles.{model['profile']}.{k}: {old.get(k)} in that checkpoint, "
-                f"{new.get(k)} in the params"
-                for k in keys[:3]
-            )
-            return shown + (f"; {len(keys) - 3} more" if len(keys) > 3 else "")
+        differences = _profile_differences(theirs, model)
+        if keys := _own(name, differences) or differences:
+            return _shown(model, keys)
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return lines[1] if len(lines) > 1 else (lines[0] if lines else type(err).__name__)
 

@@ -147,6 +147,37 @@ def test_an_edit_to_a_profile_the_run_does_not_use_resumes_it(
                     assert torch.equal(value, straight[name][key]), (name, key)
 
 
+def test_trainer_settings_that_do_not_act_on_this_device_resume(
+    fomm_runs,
+    data_root,  # noqa: F811
+    tmp_path,
+    capsys,
+):
+    """On a CPU, ``bf16`` (autocast on GPUs only), the GPU's ``channels_last``, ``device: cpu``
+    for ``auto`` and ``processes: 1`` for null train the same weights: the run resumes (each
+    set it aside and started afresh). The CPU's own ``channels_last_cpu`` still restarts it."""
+    for update, afresh in (
+        (
+            {
+                "bf16": not TRAINER.bf16,
+                "channels_last": not TRAINER.channels_last,
+                "device": "cpu",
+                "processes": 1,
+            },
+            False,
+        ),
+        ({"channels_last_cpu": not TRAINER.channels_last_cpu}, True),
+    ):
+        folder = tmp_path / str(afresh)
+        (folder / "fomm").mkdir(parents=True)
+        shutil.copy(fomm_runs["fresh2"], folder / "fomm" / CHECKPOINT)
+        capsys.readouterr()
+        path = train("train_fomm", data_root, folder, 4, trainer=TRAINER.model_copy(update=update))
+        assert ("trained with other settings" in capsys.readouterr().out) is afresh
+        if not afresh:
+            assert [h["step"] for h in load_checkpoint(path)["history"]] == [1, 2, 3, 4]
+
+
 def test_a_batch_larger_than_the_training_samples_is_refused(data_root, tmp_path):  # noqa: F811
     """Samples are drawn with replacement: 5000 of them from ~128 clips was accepted and the
     process grew until the OOM killer took it, without a word. A batch above the clip count

@@ -70,6 +70,23 @@ def _in_use(settings: dict) -> dict:
     return kept
 
 
+def _as_run(settings: dict, device: torch.device, world: int) -> dict:
+    """Recorded settings with the trainer's keys as they act on ``device`` with ``world``
+    processes: ``bf16`` off where autocast does not apply, the one channels-last key read,
+    ``device: auto`` and ``processes: null`` resolved. Toggling ``bf16`` on a CPU (or
+    ``processes`` null to 1) restarted a run that trains the same weights."""
+    trainer = settings.get("trainer") if isinstance(settings, dict) else None
+    if not isinstance(trainer, dict):
+        return settings
+    acting = {k: v for k, v in trainer.items() if k not in ("channels_last", "channels_last_cpu")}
+    acting["bf16"] = bool(trainer.get("bf16")) and _bf16_applies(device)
+    nhwc_key = "channels_last_cpu" if device.type == "cpu" else "channels_last"
+    acting["nhwc"] = trainer.get(nhwc_key)
+    acting["device"] = device.type
+    acting["processes"] = world
+    return {**settings, "trainer": acting}
+
+
 @dataclass
 class Stage:
     name: str
@@ -138,8 +155,12 @@ def _continue_optimizer(optimizer: torch.optim.Optimizer, saved: dict) -> None:
         group.update(hyper)
 
 
+def _bf16_applies(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
 def autocast_context(device: torch.device, bf16: bool):
-    if bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
+    if bf16 and _bf16_applies(device):
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
 
@@ -217,6 +238,8 @@ def _why_not_resume(
     params: StageParams,
     settings: dict,
     manifest_fingerprint: str,
+    device: torch.device,
+    world: int,
 ) -> str:
     """Why ``state`` (the stage's checkpoint) must not be resumed, or "" when it may: a run past
     this run's ``steps`` (its model is not this run's), other settings, other upstream
@@ -227,7 +250,10 @@ def _why_not_resume(
     step = state.get("step")
     if isinstance(step, int) and step > params.steps:
         return f"checkpoint is at step {step}, past {stage.name}.steps {params.steps}"
-    if _resume_key(_in_use(state.get("params", {}))) != _resume_key(_in_use(settings)):
+    recorded, given = (
+        _resume_key(_in_use(_as_run(s, device, world))) for s in (state.get("params", {}), settings)
+    )
+    if recorded != given:
         return "trained with other settings or data"
     recorded = state.get("upstream")
     if isinstance(recorded, dict) and recorded != stage.upstream:
@@ -305,7 +331,7 @@ def train_stage(
     history: list[dict] = []
     path = out / CHECKPOINT_NAME
     state = load_checkpoint(path, device) if resume and path.is_file() else None
-    why = _why_not_resume(state, stage, params, settings, manifest_fingerprint)
+    why = _why_not_resume(state, stage, params, settings, manifest_fingerprint, device, world)
     if why:
         state = None
     if rank == 0:

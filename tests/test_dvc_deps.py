@@ -159,3 +159,19 @@ def test_preflight_helpers_count_for_the_commands_that_call_them(tmp_path):
     common = {"flows/__init__.py", "eamm/__init__.py", "eamm/base.py"}
     assert deps[("one",)] == common | {"eamm/run_one.py", "eamm/for_a.py"}
     assert deps[("two",)] == common | {"eamm/for_b.py"}
+
+
+def test_evaluate_tracks_the_generate_settings_it_reads():
+    """The evaluate stage lists each ``generate`` key the evaluation reads, not the group: an
+    edit to ``crf``, ``seed`` or ``pose_smoothing`` (``eamm generate``'s alone) re-ran the whole
+    evaluation. Every ``GenerateParams`` field is in params.yaml, so DVC sees each edit."""
+    import yaml
+
+    from eamm.config import GenerateParams
+    from eamm.report import GENERATION_ONLY
+
+    read = {f"generate.{k}" for k in GenerateParams.model_fields if k not in GENERATION_ONLY}
+    evaluate = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]["params"]
+    assert {p for p in evaluate if p.startswith("generate")} == read
+    written = yaml.safe_load((ROOT / "params.yaml").read_text())["generate"]
+    assert set(written) == set(GenerateParams.model_fields)

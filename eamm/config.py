@@ -429,10 +429,17 @@ class EvaluationProtocol(Strict):
     # Which clips and frames
     mead_speakers: list[str] | None = None  # MEAD speakers scored; null = all of the split
     max_clips: int | None = Field(None, ge=1)  # per dataset, a seeded sample; null = all
-    max_frames: int | None = Field(100, ge=1)  # per clip, from its start; null = whole clip
+    # per clip, from its start; null = whole clip. At least 2: the frames are scored against
+    # the first (one frame has no motion and only the source's own pixels)
+    max_frames: int | None = Field(100, ge=2)
     # The identity image: the first frame of the speaker's first neutral test clip (``neutral``:
     # the source carries no emotion of its own) or of the clip itself (``own``).
     source_frame: Literal["neutral", "own"] = "neutral"
+    # Whether PSNR, SSIM and LMD take a clip's first frame where it is the identity image
+    # (LRW clips, neutral MEAD clips, ``own``): every variant reproduces it nearly exactly and
+    # ``static_source`` exactly (100 dB). EAT's scripts and FOMM's reconstruction score
+    # every frame (true); false leaves it out.
+    score_source_frame: bool = True
     # Frames PSNR/SSIM compare: the aligned crops at the model's resolution (``aligned``), or
     # each frame aligned on its dlib-68 points into a 128-pixel crop (``dlib128``, EAT's).
     image_crop: Literal["aligned", "dlib128"] = "aligned"
@@ -463,7 +470,7 @@ class EvaluationCaps(Strict):
     report says so); null = the protocol's own."""
 
     max_clips: int | None = Field(None, ge=1)
-    max_frames: int | None = Field(None, ge=1)
+    max_frames: int | None = Field(None, ge=2)
 
 
 class EvaluateParams(EvaluationCaps):

@@ -167,9 +167,10 @@ def emotion_source(clip: Clip, pool: list[Clip]) -> Clip:
 def identity_source(clip: Clip, pool: list[Clip], source_frame: str) -> Clip:
     """The clip whose first frame is the identity image. ``neutral``: the first neutral clip
     (by id) of the same speaker, so the source carries no emotion and the ``neutral`` and
-    ``emotion`` variants differ only by the emotion source; ``own``: the clip itself. Clips
-    without an emotion label (LRW), or speakers without a neutral clip, use their own."""
-    if source_frame == "own" or clip.emotion is None or clip.emotion == "neutral":
+    ``emotion`` variants differ only by the emotion source (a neutral clip too: its own frame
+    only where it is that first one); ``own``: the clip itself. Clips without an emotion label
+    (LRW), or speakers without a neutral clip, use their own."""
+    if source_frame == "own" or clip.emotion is None:
         return clip
     neutral = [c for c in pool if c.speaker == clip.speaker and c.emotion == "neutral"]
     return neutral[0] if neutral else clip
@@ -209,6 +210,14 @@ class Views:
     valid: np.ndarray
     landmarks: np.ndarray
     sync: np.ndarray | None = None
+
+
+def without_first_frame(truth: Views) -> Views:
+    """``truth`` with its first frame left out of PSNR, SSIM and LMD (``score_source_frame``
+    false, where that frame is the identity image the variants start from)."""
+    valid, landmarks = truth.valid.copy(), truth.landmarks.copy()
+    valid[0], landmarks[0] = False, np.nan
+    return replace(truth, valid=valid, landmarks=landmarks)
 
 
 class ProtocolScorer:
@@ -293,12 +302,15 @@ def judged_with(
     audio_16k: np.ndarray | None,
     emotion: str | None,
 ) -> dict[str, float]:
-    """The judges' scores, SyncNet's on ``sync_frames`` where the protocol has its own crop."""
+    """The judges' scores, SyncNet's on ``sync_frames`` where the protocol has its own crop
+    (none where no face was found: no SyncNet score)."""
     if sync_frames is None or judges.syncnet is None:
         return judge_scores(judges, frames, mfcc=mfcc, audio_16k=audio_16k, emotion=emotion)
     scores = judge_scores(
         replace(judges, syncnet=None), frames, mfcc=mfcc, audio_16k=audio_16k, emotion=emotion
     )
+    if not len(sync_frames):
+        return scores | {"syncnet_conf": float("nan"), "syncnet_dist": float("nan")}
     sync = judge_scores(
         replace(judges, classifier=None, expert=None),
         sync_frames,
@@ -409,6 +421,7 @@ class _Generated:
     videos: dict[str, np.ndarray]
     motion: dict[str, float]
     emotion_kp: dict[str, dict[str, float]]
+    own_source: bool  # the identity image is the clip's own first frame
 
 
 @torch.no_grad()
@@ -465,7 +478,7 @@ def _generate(
     emotion_kp = emotion_keypoint_error(
         nets, audio, real_kp["value"], stage3_sources, gp.batch_size, clip.emotion
     )
-    return _Generated(clip, source, truth, mfcc, videos, motion, emotion_kp)
+    return _Generated(clip, source, truth, mfcc, videos, motion, emotion_kp, identity is clip)
 
 
 @torch.no_grad()  # grad mode is per thread: scoring runs in its own
@@ -491,12 +504,15 @@ def _score(
     gt_scores = dict.fromkeys(METRICS, float("nan"))
     gt_scores.update(cpbd=cpbd_clip(truth), **judged(truth, truth_views.sync))
     rows = [ClipScore(clip.dataset, clip.clip_id, clip.emotion, "ground_truth", gt_scores)]
+    compared = truth_views
+    if g.own_source and not protocol.score_source_frame:
+        compared = without_first_frame(truth_views)
     for variant, video in g.videos.items():
         views = scorer.views(video)
         if fid is not None:
             features[variant] = fid.features(views.image[views.valid])
         scores = (
-            scorer.score(views, truth_views)
+            scorer.score(views, compared)
             | {"cpbd": cpbd_clip(video)}
             | {"kp_motion": g.motion.get(variant, float("nan"))}
             | {m: g.emotion_kp.get(variant, {}).get(m, float("nan")) for m in STAGE3_METRICS}

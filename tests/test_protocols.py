@@ -287,7 +287,7 @@ def test_eat_scorer_crops_and_measures_a_fixture_clip(fixtures_dir):
     offset = np.abs(truth.landmarks[:, ALIGN_POINTS] - crop_template()[ALIGN_POINTS]).mean()
     assert offset < 4.0
     same = scorer.score(truth, truth)
-    assert same["psnr"] == float("inf") and same["ssim"] == pytest.approx(1.0)
+    assert same["psnr"] == pytest.approx(100.0) and same["ssim"] == pytest.approx(1.0)
     assert same["m_lmd"] == 0.0 and same["f_lmd"] == 0.0 and same["m_lmd_shape"] == 0.0
     # each frame is aligned on its own points: a 2-pixel shift is almost undone
     scores = scorer.score(moved, truth)
@@ -408,3 +408,75 @@ def test_the_report_lists_the_generate_settings_the_evaluation_reads():
     listed = run_protocol(_params(), GenerateParams())["generate"]
     assert not {"pose_smoothing", "seed", "crf"} & set(listed)
     assert {"audio_weight", "audio_kp_smoothing", "emotion_smoothing", "relative"} <= set(listed)
+
+
+# --- what a number is taken over (a hunt of the metrics against their references) -------------
+
+
+def test_a_neutral_clip_takes_the_speakers_first_neutral_clip_as_source():
+    """As docs/evaluation.md says: a neutral clip's source is the speaker's first neutral clip
+    (it took its own first frame, which every variant then reproduces)."""
+    from eamm.clips import Clip
+    from eamm.evaluate import identity_source
+
+    def clip(clip_id: str, emotion: str) -> Clip:
+        return Clip(clip_id, {}, 10, "M003", emotion, "mead")
+
+    pool = [clip("M003/angry/001", "angry"), clip("M003/neutral/001", "neutral")]
+    pool.append(clip("M003/neutral/002", "neutral"))
+    for scored in pool:
+        assert identity_source(scored, pool, "neutral") is pool[1]
+        assert identity_source(scored, pool, "own") is scored
+
+
+def test_score_source_frame_false_leaves_the_identity_frame_out():
+    """``static_source`` repeats a clip's own first frame where it is the identity image: that
+    frame scored 100 dB and 0 px in every clip's mean. With ``score_source_frame: false`` PSNR,
+    SSIM and LMD leave it out; true (both protocols, as EAT's scripts) keeps it."""
+    from eamm.evaluate import ProtocolScorer, Views, without_first_frame
+    from eamm.metrics import psnr
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    still = np.repeat(truth[:1], 4, axis=0)
+    points = rng.uniform(0, 32, (4, 68, 2))
+    moved = points + np.array([0.0, 3.0])
+    moved[0] = points[0]
+    views = [Views(f, np.ones(4, bool), p) for f, p in ((still, moved), (truth, points))]
+    scorer = ProtocolScorer.__new__(ProtocolScorer)  # score() reads only the protocol
+    scorer.protocol = EvaluationProtocol()
+    kept = scorer.score(views[0], views[1])
+    left_out = scorer.score(views[0], without_first_frame(views[1]))
+    assert kept["psnr"] == pytest.approx(psnr(still, truth))
+    assert left_out["psnr"] == pytest.approx(psnr(still[1:], truth[1:]))
+    assert kept["psnr"] > left_out["psnr"] + 15  # the 100 dB frame
+    assert kept["m_lmd"] == pytest.approx(2.25) and left_out["m_lmd"] == pytest.approx(3.0)
+    assert (
+        _params().resolved().score_source_frame
+        and _params(protocol="eat").resolved().score_source_frame
+    )
+
+
+def test_a_clip_without_a_face_has_no_syncnet_score():
+    """Under ``eat``, a clip where dlib finds no face had black PC-AVS crops, which SyncNet
+    scored as a clip (conf 0.18, the same for noise); now it has none, like its PSNR."""
+    import torch
+
+    from eamm.evaluate import judged_with
+    from eamm.judges.scoring import Judges
+    from eamm.metrics.dlib68 import pcavs_crops
+
+    crops = pcavs_crops(np.zeros((6, 256, 256, 3), np.uint8), np.full((6, 68, 2), np.nan))
+    assert crops.shape == (0, 224, 224, 3)
+    judges = Judges(syncnet=torch.nn.Identity())
+    frames = np.zeros((6, 64, 64, 3), np.uint8)
+    scores = judged_with(judges, frames, crops, np.zeros((6, 28, 12)), np.zeros(3840), None)
+    assert np.isnan(scores["syncnet_conf"]) and np.isnan(scores["syncnet_dist"])
+
+
+def test_a_frame_cap_below_two_is_refused(tmp_path):
+    """One frame is the source's own pixels: every variant scored 48-100 dB and the sync
+    columns were empty, with exit 0."""
+    for section in ({"max_frames": 1}, {"protocols": {"ours": {"max_frames": 1}}}):
+        with pytest.raises(EammError, match="max_frames"):
+            load_section(_write_params(tmp_path, **section), "evaluate", EvaluateParams)

@@ -147,11 +147,12 @@ def pcavs_crops(frames: np.ndarray, points: np.ndarray, size: int = PCAVS_SIZE) 
     """PC-AVS's 224 crops (EAT's SyncNet input): one similarity for the clip from its mean eye
     and mouth centres, shifted per frame so the mouth centre stays at (112, 120), the shift
     smoothed over time (keeping 0.2 of the previous frame's). A frame without points keeps the
-    previous shift; a clip without any face comes back as black frames."""
+    previous shift; a clip without any face has no crops (an empty array: SyncNet does not
+    score it; black frames were scored as a clip)."""
     valid = np.isfinite(points).all(axis=(1, 2))
-    crops = np.zeros((len(frames), size, size, 3), np.uint8)
     if not valid.any():
-        return crops
+        return np.zeros((0, size, size, 3), np.uint8)
+    crops = np.zeros((len(frames), size, size, 3), np.uint8)
     targets = PCAVS_TARGETS * (size / PCAVS_SIZE)
     centres = {i: _eyes_mouth(points[i]) for i in np.flatnonzero(valid)}
     m = estimate_similarity(np.mean(list(centres.values()), axis=0), targets).matrix

@@ -52,13 +52,12 @@ def psnr(pred: np.ndarray, target: np.ndarray, data_range: float = 255.0) -> flo
 
     Identical frames have infinite PSNR. So that one identical frame cannot make a whole clip
     infinite, each frame's MSE is floored at ``1e-10 * data_range**2``, i.e. a frame's PSNR is
-    capped at 100 dB, and the clip value is the mean of the capped per-frame values. The result
-    is ``float("inf")`` only when every frame is identical (every MSE exactly 0).
+    capped at 100 dB, and the clip value is the mean of the capped per-frame values: 100 dB
+    for identical clips (``inf`` there was left out of the mean over clips, as a clip without
+    a face is).
     """
     p, t = _as_clips(pred, target, data_range)
     mse = ((p - t) ** 2).reshape(len(p), -1).mean(axis=1)
-    if np.all(mse == 0):
-        return float("inf")
     floored = np.maximum(mse, MSE_FLOOR * data_range**2)
     return float(np.mean(10.0 * np.log10(data_range**2 / floored)))
 

@@ -118,6 +118,11 @@ def params_file(given: Path | None) -> Path | None:
 def checkpoints_folder(given: Path | None) -> Path:
     """``--checkpoints``, else ``models/`` in the working folder or the project."""
     if given is not None:
+        if given.is_file():
+            raise EammError(
+                f"{given}: a file; --checkpoints takes the folder holding the stage folders "
+                "(fomm/, a2fd/, ...)"
+            )
         if not given.is_dir():
             raise EammError(f"{given}: checkpoint folder not found (--checkpoints)")
         return given

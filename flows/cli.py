@@ -266,6 +266,12 @@ def generate(
     params = params_file(params)
     settings = generate_settings(params)
     checkpoints = checkpoints_folder(checkpoints)
+    if params is None:  # the project's params.yaml (the demo's relative mode, ...) not found
+        print(
+            "note: no params.yaml here or in the project: generation's built-in settings "
+            "(eamm/config.py GenerateParams; pass --params to use a project's)",
+            file=sys.stderr,
+        )
     for option, path, stream in (
         ("--photo", photo, "image"),
         ("--audio", audio, "audio"),

@@ -164,6 +164,17 @@ def test_missing_params_file_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(result, "nope.yaml", "--params")
 
 
+def test_a_checkpoint_file_given_as_the_checkpoint_folder_says_so(tmp_path: Path) -> None:
+    """It said "checkpoint folder not found" of a file that exists."""
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    result, _ = eamm(
+        *("generate", "--photo", "p.png", "--audio", "a.wav", "--out", "o.mp4"),
+        *("--checkpoints", "checkpoint.pt"),
+        cwd=tmp_path,
+    )
+    assert_one_line_error(result, "checkpoint.pt: a file", "--checkpoints", "fomm/")
+
+
 def test_a_pipeline_command_outside_the_project_names_the_missing_params(tmp_path: Path) -> None:
     """The dataset commands read the project's params (datasets, splits): outside it, one line
     saying where it looked and what to do (was "cannot read params ([Errno 2] ...)")."""

@@ -178,6 +178,26 @@ def test_trainer_settings_that_do_not_act_on_this_device_resume(
             assert [h["step"] for h in load_checkpoint(path)["history"]] == [1, 2, 3, 4]
 
 
+def test_a_moved_vgg_file_resumes_and_a_changed_setting_is_named(
+    data_root,  # noqa: F811
+    tmp_path,
+    capsys,
+):
+    """The VGG19 file's place is not a setting: a run resumes after it moved (a long GPU run
+    started afresh on the same weights). A setting that did change is named in the line."""
+
+    def placed(folder: str) -> dict:
+        return {**MODEL, "perceptual": {**MODEL["perceptual"], "vgg_weights": f"/{folder}/v.pth"}}
+
+    train("train_fomm", data_root, tmp_path, 2, recorded_model=placed("a"))
+    capsys.readouterr()
+    path = train("train_fomm", data_root, tmp_path, 4, recorded_model=placed("b"))
+    assert "afresh" not in capsys.readouterr().out
+    assert [h["step"] for h in load_checkpoint(path)["history"]] == [1, 2, 3, 4]
+    train("train_fomm", data_root, tmp_path, 4, recorded_model=placed("b"), lr=5e-4)
+    assert "trained with other settings (train_fomm.lr: " in capsys.readouterr().out
+
+
 def test_a_batch_larger_than_the_training_samples_is_refused(data_root, tmp_path):  # noqa: F811
     """Samples are drawn with replacement: 5000 of them from ~128 clips was accepted and the
     process grew until the OOM killer took it, without a word. A batch above the clip count

@@ -347,3 +347,30 @@ def test_previous_rows_read_the_manifest_a_row_group_at_a_time(tmp_path, monkeyp
         assert previous.held(shard) == ok, shard
     assert previous.held("shards/M009/front.tar") == {added["clip_id"]}
     assert previous.held("shards/none.tar") == set()
+
+
+def test_the_param_fingerprint_keys_files_on_content_not_place(tmp_path):
+    """A template or FAN weights folder moved elsewhere keeps the fingerprint (moving one redid
+    every clip, then restarted every training stage on the same bytes); FAN's folder counts
+    only for the ``fan`` backend; other content changes it; the default is the old value."""
+    from eamm.face.template import DEFAULT_TEMPLATE
+    from eamm.preprocess.dataset import param_fingerprint
+
+    def fingerprint(template: Path | str = "default", backend="mediapipe", fan=None) -> str:
+        landmarks = {"backend": backend, "fan_weights_dir": None if fan is None else str(fan)}
+        return param_fingerprint(PreprocessParams(template=str(template), landmarks=landmarks))
+
+    assert fingerprint() == "a59f460bc5624a512c78c1515f8a9b8b"  # every committed manifest's
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        shutil.copy(DEFAULT_TEMPLATE, tmp_path / name / "t.npy")
+        (tmp_path / name / "fan").mkdir()
+        (tmp_path / name / "fan" / "weights.pth").write_bytes(b"fan")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert fingerprint(a / "t.npy") == fingerprint(b / "t.npy")
+    assert fingerprint(fan=a / "fan") == fingerprint(fan=b / "fan") == fingerprint()
+    assert fingerprint(backend="fan", fan=a / "fan") == fingerprint(backend="fan", fan=b / "fan")
+    (b / "fan" / "weights.pth").write_bytes(b"other")
+    assert fingerprint(backend="fan", fan=a / "fan") != fingerprint(backend="fan", fan=b / "fan")
+    (b / "t.npy").write_bytes((b / "t.npy").read_bytes()[:-4] + b"\0\0\0\1")
+    assert fingerprint(a / "t.npy") != fingerprint(b / "t.npy")

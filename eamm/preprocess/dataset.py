@@ -57,8 +57,15 @@ def _file_digest(path: Path, digest: hashlib.blake2b) -> None:
 
 
 def param_fingerprint(params: PreprocessParams) -> str:
-    """Hash of everything that changes a clip's outputs: params, template content, revision."""
+    """Hash of everything that changes a clip's outputs: params, template content, revision.
+    Files named by path count by content, not by where they are (moving a template or FAN's
+    weights redid every clip, and restarted every training stage on the same bytes), and
+    FAN's weights only where the backend is ``fan``."""
     settings = params.model_dump(exclude=NON_OUTPUT_PARAMS)
+    if params.template != "default":
+        settings["template"] = "file"  # its content is hashed below
+    fan = params.landmarks.backend == "fan" and params.landmarks.fan_weights_dir
+    settings["landmarks"]["fan_weights_dir"] = "folder" if fan else None
     digest = hashlib.blake2b(digest_size=16)
     digest.update(json.dumps(settings, sort_keys=True).encode())
     digest.update(f"revision={PREPROCESS_REVISION}".encode())
@@ -68,6 +75,11 @@ def param_fingerprint(params: PreprocessParams) -> str:
         from eamm.face.template import DEFAULT_TEMPLATE
 
         _file_digest(DEFAULT_TEMPLATE, digest)
+    if fan:
+        weights = Path(params.landmarks.fan_weights_dir)
+        for path in sorted(p for p in weights.rglob("*") if p.is_file()):
+            digest.update(path.relative_to(weights).as_posix().encode())
+            _file_digest(path, digest)
     return digest.hexdigest()
 
 

@@ -48,7 +48,7 @@ from eamm.train.datasets import (
     StepBatchSampler,
     SyncWindows,
 )
-from eamm.train.loop import Stage
+from eamm.train.loop import Stage, flat_settings
 from eamm.train.stages import (
     PerceptualLoss,
     a2fd_losses,
@@ -296,14 +296,6 @@ def _load(nets: dict, inputs: StageInputs, upstream: str, names: tuple[str, ...]
             )
 
 
-def _flat(value, prefix: str = "") -> dict[str, object]:
-    if isinstance(value, dict):
-        return {
-            k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()
-        }
-    return {prefix.rstrip("."): value}
-
-
 # The sections of a size profile each network is built from (``build_networks``).
 NETWORK_SECTIONS = {
     "kp_detector": ("common", "kp_detector"),
@@ -328,7 +320,7 @@ def _profile_differences(theirs: dict, model: dict) -> list[Difference]:
     """(key, recorded, given) for each size-profile key that differs ([] where either profile
     cannot be read: an imported EAMM checkpoint records none)."""
     try:
-        old, new = _flat(profile(theirs)), _flat(profile(model))
+        old, new = flat_settings(profile(theirs)), flat_settings(profile(model))
     except (EammError, KeyError, TypeError, AttributeError):
         return []
     keys = dict.fromkeys([*old, *new])

@@ -70,6 +70,36 @@ def _in_use(settings: dict) -> dict:
     return kept
 
 
+def flat_settings(value, prefix: str = "") -> dict[str, object]:
+    """Nested settings as {dotted key: value}."""
+    if isinstance(value, dict):
+        return {
+            k: v
+            for key, item in value.items()
+            for k, v in flat_settings(item, f"{prefix}{key}.").items()
+        }
+    return {prefix.rstrip("."): value}
+
+
+def _placeless(settings: dict) -> dict:
+    """Recorded settings with the VGG19 file's place left out (whether one is given stays):
+    its file moved with the project, a long run started afresh on the same weights."""
+    model = settings.get("model") if isinstance(settings, dict) else None
+    perceptual = model.get("perceptual") if isinstance(model, dict) else None
+    if not isinstance(perceptual, dict) or not perceptual.get("vgg_weights"):
+        return settings
+    perceptual = {**perceptual, "vgg_weights": "a local file"}
+    return {**settings, "model": {**model, "perceptual": perceptual}}
+
+
+def _setting_changes(recorded: dict, given: dict) -> str:
+    """The first three dotted keys whose values differ, as "key: old -> new"."""
+    old, new = flat_settings(recorded), flat_settings(given)
+    keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+    shown = "; ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys[:3])
+    return shown + (f"; {len(keys) - 3} more" if len(keys) > 3 else "")
+
+
 def _as_run(settings: dict, device: torch.device, world: int) -> dict:
     """Recorded settings with the trainer's keys as they act on ``device`` with ``world``
     processes: ``bf16`` off where autocast does not apply, the one channels-last key read,
@@ -251,10 +281,11 @@ def _why_not_resume(
     if isinstance(step, int) and step > params.steps:
         return f"checkpoint is at step {step}, past {stage.name}.steps {params.steps}"
     recorded, given = (
-        _resume_key(_in_use(_as_run(s, device, world))) for s in (state.get("params", {}), settings)
+        _resume_key(_in_use(_placeless(_as_run(s, device, world))))
+        for s in (state.get("params", {}), settings)
     )
     if recorded != given:
-        return "trained with other settings or data"
+        return f"trained with other settings ({_setting_changes(recorded, given)})"
     recorded = state.get("upstream")
     if isinstance(recorded, dict) and recorded != stage.upstream:
         changed = sorted(set(recorded) ^ set(stage.upstream))
@@ -263,7 +294,7 @@ def _why_not_resume(
         )
         return f"trained from other upstream checkpoint(s) ({', '.join(changed)})"
     if state.get("manifest_fingerprint") != manifest_fingerprint:
-        return "trained with other settings or data"
+        return "trained on other data (the manifests' content differs)"
     return ""
 
 

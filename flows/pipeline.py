@@ -14,7 +14,7 @@ from prefect import flow
 from eamm.stages import STAGES_BY_NAME, index_path, processed_dir
 from flows.evaluate import evaluate_flow
 from flows.index import index_flow
-from flows.preprocess import run_preprocess
+from flows.preprocess import checked_run
 from flows.train import train_flow
 
 DATASETS = ("mead", "lrw")
@@ -36,16 +36,13 @@ def preprocess_dataset_flow(
     """
     folder = Path(data_root) / dataset
     index = index_path(data_root, dataset)
+    run = checked_run(dataset, str(processed_dir(data_root, dataset)), params_path, workers, runner)
     index_flow(dataset, str(index), raw=raw, params_path=params_path)
-    return run_preprocess(
-        dataset,
-        str(processed_dir(data_root, dataset)),
+    return run(
         raw=raw,
         index_path=str(index),
         params_path=params_path,
         summary_path=str(folder / "preprocess_summary.json"),
-        workers=workers,
-        runner=runner,
     )
 
 

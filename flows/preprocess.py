@@ -12,8 +12,10 @@ retries are left out of the manifest, and the run ends with an error naming them
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 from prefect import flow, get_run_logger
@@ -32,6 +34,7 @@ from eamm.atomic import write_text
 from eamm.config import PreprocessParams, PreprocessRunParams, load_section
 from eamm.errors import EammError
 from eamm.folder_lock import ensure_free, folder_lock
+from eamm.preprocess.batch import request_stop
 from eamm.preprocess.errors import RunFaults
 from eamm.preprocess.plan import Batch, PackJob, PreprocessRun
 from flows.index import index_flow
@@ -172,6 +175,37 @@ def _preprocess(
             )
             window[future] = item
 
+    try:
+        _run_plan(run, dataset, in_flight, window, submit)
+    except BaseException:  # cancelled, stopped, failed: no clip is written once the lock goes
+        _settle(window, out_root)
+        raise
+    summary = run.finish()
+    if summary_path:
+        per_run = ("processed", "reused", "shards_written", "seconds")
+        stable = {k: v for k, v in summary.items() if k not in per_run}
+        write_text(summary_path, json.dumps(stable, indent=2) + "\n")
+    _artifact(dataset, summary)
+    return summary
+
+
+def _settle(window: dict, out_root: Path) -> None:
+    """Stop the run's batches after their current clip and wait for every task run in flight
+    (a pack in flight finishes): the folder lock is released after it, not before."""
+    request_stop(out_root)
+    try:
+        for future in window:  # not started yet: never starts
+            future.wrapped_future.cancel()
+        for future in window:
+            with contextlib.suppress(Exception):  # its failure is the run's, already leaving
+                future.wait()
+    finally:
+        request_stop(out_root, stop=False)
+
+
+def _run_plan(run: PreprocessRun, dataset: str, in_flight: int, window: dict, submit) -> None:
+    """Submit the plan's batches and packs, at most ``in_flight`` at a time, with a progress
+    bar, until every result is back."""
     with _progress() as bar:
         task = bar.add_task(dataset, total=run.total, completed=0, ok=0, failed=0, rate=0.0)
 
@@ -194,13 +228,6 @@ def _preprocess(
             submit(job)
         _drain(run, window, 0, submit, show)
         show()
-    summary = run.finish()
-    if summary_path:
-        per_run = ("processed", "reused", "shards_written", "seconds")
-        stable = {k: v for k, v in summary.items() if k not in per_run}
-        write_text(summary_path, json.dumps(stable, indent=2) + "\n")
-    _artifact(dataset, summary)
-    return summary
 
 
 def run_preprocess(
@@ -217,6 +244,23 @@ def run_preprocess(
     """Pick the task runner (CLI flags win over params) and run the flow; a folder another
     run holds is refused before Prefect starts. ``runner_option`` names where ``runner``
     came from (the CLI's ``--runner``, a deployment's parameter) in errors."""
+    configured = checked_run(dataset, out, params_path, workers, runner, runner_option)
+    return configured(
+        raw=raw, index_path=index_path, params_path=params_path, summary_path=summary_path
+    )
+
+
+def checked_run(
+    dataset: str,
+    out: str,
+    params_path: str,
+    workers: int | None,
+    runner: str | None,
+    runner_option: str = "runner",
+) -> partial:
+    """The preprocessing flow of ``dataset`` into ``out`` with its task runner, after the
+    checks that need no work done: the workers, the runner, a folder another run holds (a
+    deployment run refused for them had rewritten the dataset's index first)."""
     if workers is not None and workers < 1:  # a deployment's parameter (the CLI checks its own)
         raise EammError(f"workers {workers}: give 1 or more (or none: one per CPU core)")
     ensure_free(out)
@@ -225,12 +269,4 @@ def run_preprocess(
     named = runner_option if runner else f"preprocess_run.runner in {params_path}"
     task_runner = make_task_runner(runner or run.runner, workers, named)
     configured = preprocess_flow.with_options(name=f"preprocess-{dataset}", task_runner=task_runner)
-    return configured(
-        dataset,
-        out,
-        raw=raw,
-        index_path=index_path,
-        params_path=params_path,
-        summary_path=summary_path,
-        in_flight=max(2, IN_FLIGHT_PER_WORKER * workers),
-    )
+    return partial(configured, dataset, out, in_flight=max(2, IN_FLIGHT_PER_WORKER * workers))

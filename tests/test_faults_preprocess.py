@@ -467,3 +467,21 @@ def test_a_raw_dataset_in_the_out_folders_clips_is_never_deleted(sample_lrw_clip
     assert sorted(p for p in raw.rglob("*.mp4")) == before  # the raw clips, all there
     assert (raw / "notes.txt").read_text() == "mine" and (raw / "empty").is_dir()
     assert not legacy.exists()
+
+
+def test_a_refused_deployment_run_leaves_the_index_as_it_was(sample_lrw_clip, tmp_path):
+    """The deployment flow (index, then preprocess) checks the workers, the runner and the
+    folder lock first: refused for them, it had already rewritten the dataset's index."""
+    from flows.pipeline import preprocess_dataset_flow
+
+    params = make_raw(sample_lrw_clip, tmp_path)
+    index = tmp_path / "data" / "lrw" / "index.parquet"
+    processed = tmp_path / "data" / "lrw" / "processed"
+    processed.mkdir(parents=True)
+    index.write_bytes(b"the earlier index")
+    common = {"params_path": str(params), "data_root": str(tmp_path / "data")}
+    with pytest.raises(EammError, match="workers 0"):
+        preprocess_dataset_flow("lrw", workers=0, **common)
+    with folder_lock(processed), pytest.raises(FolderLockedError):
+        preprocess_dataset_flow("lrw", **common)
+    assert index.read_bytes() == b"the earlier index"

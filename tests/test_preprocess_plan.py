@@ -374,3 +374,25 @@ def test_the_param_fingerprint_keys_files_on_content_not_place(tmp_path):
     assert fingerprint(backend="fan", fan=a / "fan") != fingerprint(backend="fan", fan=b / "fan")
     (b / "t.npy").write_bytes((b / "t.npy").read_bytes()[:-4] + b"\0\0\0\1")
     assert fingerprint(a / "t.npy") != fingerprint(b / "t.npy")
+
+
+def test_a_leaving_run_stops_its_batches_before_the_next_clip(tmp_path):
+    """A cancelled run asks its batches to stop (``request_stop``) and waits for them before
+    its folder lock goes: a batch returns before its next clip. (A SIGTERM'd CLI run wrote
+    journal lines 2.5 s after its lock was gone; now the lock goes within 20 ms of the last.)"""
+    from eamm.preprocess.batch import process_batch, request_stop
+
+    entries = [
+        ClipEntry(
+            f"test/ABOUT/ABOUT_0000{i}", "lrw", "test", *[None] * 4, "ABOUT", "1", "x.mp4", None
+        )
+        for i in range(3)
+    ]
+    request_stop(tmp_path)
+    try:
+        assert (
+            process_batch(entries, tmp_path, tmp_path, PreprocessParams(), "", {}, None, None) == []
+        )
+    finally:
+        request_stop(tmp_path, stop=False)
+    assert not any((tmp_path / JOURNAL_DIR).iterdir())  # no clip journaled

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from eamm.config import PreprocessParams
@@ -12,6 +13,22 @@ from eamm.preprocess.dataset import Journal, process_entry
 from eamm.preprocess.errors import RunFaults, run_fault
 
 log = logging.getLogger(__name__)
+
+# Output folders whose run is leaving (cancelled, stopped): the batches this process runs for
+# them stop after their current clip, so the run releases its folder lock only when no clip
+# of it is still being written (threads ran on for a whole batch after a cancel).
+_stopping: set[Path] = set()
+_stopping_guard = threading.Lock()
+
+
+def request_stop(out_root: Path, stop: bool = True) -> None:
+    """Ask (``stop``) or stop asking the batches of ``out_root`` in this process to stop."""
+    with _stopping_guard:
+        (_stopping.add if stop else _stopping.discard)(Path(out_root).resolve())
+
+
+def stop_requested(out_root: Path) -> bool:
+    return Path(out_root).resolve() in _stopping
 
 
 def process_batch(
@@ -29,11 +46,14 @@ def process_batch(
 
     A run fault (disk full, I/O error, memory) skips to the next clip and, at the end, raises
     RunFaults carrying the finished clips' results, so a retry redoes only what the run lost.
+    Where the run is leaving (``request_stop``), returns after the current clip.
     """
     journal = Journal(Path(out_root))
     results = []
     faults: dict[str, str] = {}
     for entry in entries:
+        if stop_requested(out_root):  # the run is leaving: its finished clips are journaled
+            break
         try:
             row, reused = process_entry(
                 entry,

@@ -7,6 +7,7 @@ in train mode with autograd: slower, and their BatchNorm statistics drifted).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -474,9 +475,7 @@ def train_stage(
                 Image.fromarray(grid).save(tmp, format="PNG")
         if (step + 1) % params.checkpoint_every == 0 or step + 1 == params.steps:
             checkpoint(step + 1)
-    if lead and ran:
-        rate = ran * params.batch_size / (time.perf_counter() - tick)
-        print(f"{stage.name}: {ran} steps, {rate:.1f} samples/s")
+    rate = ran * params.batch_size / (time.perf_counter() - tick) if ran else 0.0
     final = dict(history[-1]) if history else {}
     if "perceptual_vgg" in stage.extra:  # which VGG19 the perceptual loss used
         final["perceptual_vgg"] = stage.extra["perceptual_vgg"]
@@ -490,6 +489,9 @@ def train_stage(
         if stage.validate is not None:
             final.update(stage.validate(device, out))
         write_text(out / "metrics.json", json_text(final, indent=2) + "\n")
+    if lead and ran:  # after the outputs: an orphaned deployment run's stdout is a dead pipe
+        with contextlib.suppress(BrokenPipeError):
+            print(f"{stage.name}: {ran} steps, {rate:.1f} samples/s", flush=True)
     if world > 1:
         import torch.distributed as dist
 

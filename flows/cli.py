@@ -184,7 +184,7 @@ def preprocess(
     from eamm.folder_lock import ensure_free
 
     ensure_free(out)  # a second run on this folder stops now, not after Prefect has loaded
-    from flows.preprocess import run_preprocess  # (Prefect's home and server checked here)
+    from flows.preprocess import redone_note, run_preprocess  # (Prefect's checks here)
 
     require_raw(dataset.value, raw)
     result = run_preprocess(
@@ -200,7 +200,7 @@ def preprocess(
     )
     console.print(
         f"{dataset.value}: {result['by_status']} (processed {result['processed']}, reused "
-        f"{result['reused']}) in {result['seconds']} s -> {result['manifest']}"
+        f"{result['reused']}{redone_note(result)}) in {result['seconds']} s -> {result['manifest']}"
     )
 
 

@@ -72,7 +72,8 @@ def _artifact(dataset: str, summary: dict) -> None:
                 table("split (ok)", summary["by_split"]),
                 table("speaker/emotion or word (ok)", summary["by_group"]),
                 table("failure reason", summary["failure_reasons"]),
-                f"processed {summary['processed']}, reused {summary['reused']}, "
+                f"processed {summary['processed']}, reused {summary['reused']}"
+                f"{redone_note(summary)}, "
                 f"{summary['shards']} shards ({summary['shards_written']} written), "
                 f"{summary['seconds']:.1f} s",
             ]
@@ -104,6 +105,14 @@ def preprocess_flow(
         return _preprocess(
             dataset, Path(out), raw, index_path, params_path, summary_path, batch_size, in_flight
         )
+
+
+def redone_note(summary: dict) -> str:
+    """Why clips were processed again, where it was other params: the count said nothing."""
+    count = summary.get("redone_other_params", 0)
+    if not count:
+        return ""
+    return f"; {count} of them redone: their outputs were made with other preprocess params"
 
 
 # Task runs in flight per worker: enough to keep every worker busy, few enough that the flow's
@@ -182,7 +191,7 @@ def _preprocess(
         raise
     summary = run.finish()
     if summary_path:
-        per_run = ("processed", "reused", "shards_written", "seconds")
+        per_run = ("processed", "reused", "redone_other_params", "shards_written", "seconds")
         stable = {k: v for k, v in summary.items() if k not in per_run}
         write_text(summary_path, json.dumps(stable, indent=2) + "\n")
     _artifact(dataset, summary)

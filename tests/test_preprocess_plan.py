@@ -120,6 +120,10 @@ def test_shards_pack_as_they_complete_and_a_rerun_redoes_nothing(tmp_path, sampl
     assert {p for p in out.rglob("*.tar") if p.read_bytes() != tars.get(p)} == {
         out / shard_of(IDS[0])
     }
+    assert summary["redone_other_params"] == 0
+    # other params: every clip is planned again, and the run says why (the count said nothing)
+    other = PreprocessRun(out, fewer, PreprocessParams(crop_size=64, crf=12), batch_size=8)
+    assert sum(len(b.entries) for b in other.work()) == other.other_params == 5
 
 
 def test_a_rerun_takes_the_indexs_labels_and_redoes_a_clip_whose_sources_changed(

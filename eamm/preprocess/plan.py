@@ -149,6 +149,7 @@ class PreprocessRun:
         self.faults: dict[str, str] = {}
         self.pack_failures: list[str] = []
         self.finished = self.ok = self.processed = self.reused = self.shards_written = 0
+        self.other_params = 0  # clips redone because their record has other params
         self._open: dict[str, _OpenShard] = {}
         self._ready: list[PackJob] = []
 
@@ -190,6 +191,11 @@ class PreprocessRun:
             if not todo:
                 self._close(shard)
             pending += todo
+            self.other_params += sum(
+                previous[e.clip_id].get("param_fingerprint") != self.param_fp
+                for e in todo
+                if e.clip_id in previous
+            )
             known.update((e.clip_id, previous[e.clip_id]) for e in todo if e.clip_id in previous)
             while len(pending) >= self.batch_size:
                 part, pending = pending[: self.batch_size], pending[self.batch_size :]
@@ -272,6 +278,7 @@ class PreprocessRun:
             **summary,
             "processed": self.processed,
             "reused": self.reused,
+            "redone_other_params": self.other_params,
             "shards_written": self.shards_written,
             "seconds": round(time.perf_counter() - self.start, 2),
         }

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,6 +100,21 @@ def replacing(path: str | Path) -> Iterator[str]:
 
 
 @contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back for the block (delivered after it) in the main thread,
+    where Python raises for them: a Ctrl-C between two renames of a set left the new video
+    beside the old comparison."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+@contextmanager
 def replacing_all(paths: Mapping[K, Path], keep_suffix: bool = True) -> Iterator[dict[K, Path]]:
     """Temporary files beside each of ``paths`` that replace them together when the block ends
     without error (all are removed otherwise): outputs that belong together, such as a video
@@ -111,8 +128,9 @@ def replacing_all(paths: Mapping[K, Path], keep_suffix: bool = True) -> Iterator
         for tmp in temps.values():
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
-        for key, tmp in temps.items():
-            os.replace(tmp, paths[key])
+        with signals_held():
+            for key, tmp in temps.items():
+                os.replace(tmp, paths[key])
     except BaseException:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)

@@ -422,6 +422,14 @@ class GenerateParams(Strict):
     torch_compile: bool = False
 
 
+# `generate` settings only `eamm generate` reads: the evaluation drives with each clip's own pose
+# rows as stored (no One Euro on them), seeds the emotion source's augmentation with
+# `evaluate.seed` and scores frames before any encoding; the report leaves them out, and the
+# DVC stage `evaluate` tracks the others one by one (``EVALUATED_GENERATE``).
+GENERATION_ONLY = frozenset({"pose_smoothing", "seed", "crf"})
+EVALUATED_GENERATE = tuple(k for k in GenerateParams.model_fields if k not in GENERATION_ONLY)
+
+
 class EvaluationProtocol(Strict):
     """One named evaluation protocol (``evaluate.protocols.<name>``): everything that moves a
     published number (docs/evaluation.md). The defaults are this project's own, ``ours``."""

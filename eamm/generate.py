@@ -12,6 +12,7 @@ length of the speech.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import tempfile
@@ -767,8 +768,12 @@ def generate(
     inputs = {"--photo": photo, "--audio": audio, "--emotion-video": emotion_video}
     refuse_overwriting_inputs(out, {**inputs, "--pose": pose, "--pose-video": pose_video})
     require_short_names(out)
-    # one run per --out: a second stops at once; staged videos beside it are a killed run's
-    with output_lock(out, "generation"):
+    # one run per video written (--out and its _neutral and _compare): a second stops at once
+    # (one whose --out was another's _neutral removed its staged video); staged videos beside
+    # them are a killed run's
+    with contextlib.ExitStack() as held:
+        for path in sorted(output_paths(out, emotion=True).values()):
+            held.enter_context(output_lock(path, "generation"))
         remove_leftovers(output_paths(out, emotion=True).values())
         return _generate(
             photo, audio, emotion_video, out, checkpoints, pose, pose_video, gp, pp, fallback_model

@@ -13,7 +13,7 @@ import numpy as np
 import yaml
 
 from eamm.atomic import replacing_all, write_bytes
-from eamm.config import EvaluateParams, GenerateParams
+from eamm.config import GENERATION_ONLY, EvaluateParams, GenerateParams
 from eamm.errors import EammError
 from eamm.evaluate import METRICS, SET_METRICS, VARIANTS
 from eamm.evidence import relations
@@ -213,12 +213,6 @@ def without_missing_judges(judges: dict, missing: Mapping[str, Path]) -> dict:
         out[name] = {key: None for key in judges.get(name, {})} | kept
         out[name]["missing_checkpoint"] = str(path)
     return out
-
-
-# `generate` settings only `eamm generate` reads: the evaluation drives with each clip's own pose
-# rows as stored (no One Euro on them), seeds the emotion source's augmentation with
-# `evaluate.seed` and scores frames before any encoding; the report leaves them out.
-GENERATION_ONLY = frozenset({"pose_smoothing", "seed", "crf"})
 
 
 def run_protocol(params: EvaluateParams, generate: GenerateParams, cut: bool | None = None) -> dict:

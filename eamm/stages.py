@@ -18,6 +18,8 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from eamm.config import EVALUATED_GENERATE
+
 DATASETS = ("mead", "lrw")
 MANIFEST_NAME = "manifest.parquet"  # in a dataset's processed folder
 CHECKPOINT_NAME = "checkpoint.pt"  # in a training stage's folder
@@ -218,7 +220,8 @@ PIPELINE = (
     PipelineStage(
         "evaluate",
         "evaluate",
-        ("evaluate", "generate", "recipe", "recipes"),  # a recipe may cap the clips scored
+        # the generate settings it reads; a recipe may cap the clips scored
+        ("evaluate", *(f"generate.{k}" for k in EVALUATED_GENERATE), "recipe", "recipes"),
         tuple(
             f"reports/{name}"
             for name in (

@@ -268,8 +268,7 @@ def generate(
     checkpoints = checkpoints_folder(checkpoints)
     if params is None:  # the project's params.yaml (the demo's relative mode, ...) not found
         print(
-            "note: no params.yaml here or in the project: generation's built-in settings "
-            "(eamm/config.py GenerateParams; pass --params to use a project's)",
+            f"note: {NO_PARAMS_NOTE}",
             file=sys.stderr,
         )
     for option, path, stream in (
@@ -307,6 +306,14 @@ def generate(
     print(f"{result.num_frames} frames at 25 fps{with_emotion}")
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
+
+
+# Outside a project (no dvc.yaml above) generation runs on the packaged defaults, which differ
+# from the project's params.yaml (the demo's relative mode): said, not silent.
+NO_PARAMS_NOTE = (
+    "no params.yaml found (here or in a project folder above): generation's built-in settings "
+    "(eamm/config.py GenerateParams; --params names a params file)"
+)
 
 
 @app.command("import-eamm")

@@ -13,6 +13,7 @@ import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
 from eamm.atomic import remove_leftovers
 from eamm.checkpoint import checkpoint_fingerprints
 from eamm.config import GenerateParams, load_section
+from eamm.errors import EammError
 from eamm.evaluate import (
     add_set_scores,
     aggregate,
@@ -32,7 +33,7 @@ from eamm.report import (
     without_missing_judges,
     write_report,
 )
-from eamm.stages import GENERATION_STAGES, JUDGES, STAGE_DIRS, manifest_path
+from eamm.stages import CHECKPOINT_NAME, GENERATION_STAGES, JUDGES, STAGE_DIRS, manifest_path
 from eamm.strict_json import finite
 from eamm.train.recipe import resolve_evaluate
 from tasks.evaluate import evaluate_dataset
@@ -53,6 +54,22 @@ def evaluate_flow(
         # staged files of a killed run
         remove_leftovers(Path(out_dir) / name for name in REPORT_FILES)
         return _evaluate(params_path, data_root, checkpoints, Path(out_dir))
+
+
+def require_unchanged(checkpoints: str, prints: dict[str, str], out: Path) -> None:
+    """Stop, writing no report, where a checkpoint changed since the run started: each
+    dataset loads the networks again, so a training writing one meanwhile gave one report
+    from two checkpoints under the first one's name. Its journal goes with it (clips scored
+    from either are in it)."""
+    now = checkpoint_fingerprints(checkpoints, STAGE_DIRS)
+    changed = sorted(name for name in {*prints, *now} if prints.get(name) != now.get(name))
+    if changed:
+        remove_journal(out)
+        paths = ", ".join(str(Path(checkpoints) / name / CHECKPOINT_NAME) for name in changed)
+        raise EammError(
+            f"{paths}: changed during the evaluation (a training writing it?); no report "
+            "written: run it again once the training is done"
+        )
 
 
 def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> dict:
@@ -83,6 +100,7 @@ def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> 
             "training": training_summary(Path(checkpoints)),
         }
     )
+    require_unchanged(checkpoints, prints, out)
     clip_scores = [s.__dict__ for s in scores]
     notes = generation_notes(checkpoints)
     notes += [

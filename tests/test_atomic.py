@@ -50,3 +50,31 @@ def test_strict_json_writes_null_for_non_finite_numbers():
         "b": [None, 1.5],
         "c": [2],
     }
+
+
+def test_a_signal_during_a_sets_renames_waits_for_the_whole_set(tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM) between two renames of a set left the new video beside the old
+    comparison: the signal now lands after the last rename."""
+    import os
+    import signal
+
+    from eamm import atomic
+
+    paths = {name: tmp_path / f"{name}.mp4" for name in ("emotion", "neutral", "compare")}
+    for path in paths.values():
+        path.write_text("old")
+    renamed = []
+
+    def replace_then_signal(src, dst):  # the signal arrives right after the first rename
+        os.rename(src, dst)
+        renamed.append(dst)
+        if len(renamed) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(atomic.os, "replace", replace_then_signal)
+    with pytest.raises(KeyboardInterrupt), atomic.replacing_all(paths) as temps:
+        for tmp in temps.values():
+            tmp.write_text("new")
+    assert len(renamed) == 3
+    assert {path.read_text() for path in paths.values()} == {"new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())

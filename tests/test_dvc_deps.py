@@ -167,8 +167,7 @@ def test_evaluate_tracks_the_generate_settings_it_reads():
     evaluation. Every ``GenerateParams`` field is in params.yaml, so DVC sees each edit."""
     import yaml
 
-    from eamm.config import GenerateParams
-    from eamm.report import GENERATION_ONLY
+    from eamm.config import GENERATION_ONLY, GenerateParams
 
     read = {f"generate.{k}" for k in GenerateParams.model_fields if k not in GENERATION_ONLY}
     evaluate = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["evaluate"]["params"]

@@ -231,3 +231,26 @@ def test_a_full_disk_while_recording_a_clip_is_one_line_naming_the_file(tmp_path
         assert sorted(p.name for p in (disk / "journal").iterdir()) == ["key.json"]
     full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "reports/metrics.png")
     assert _named_error(full, str(full)).startswith("reports/metrics.png: No space left on device")
+
+
+def test_a_checkpoint_rewritten_during_the_evaluation_stops_it(tmp_path):
+    """Each dataset loads the networks again: a training that rewrote a checkpoint meanwhile
+    gave one report from two checkpoints, under the first one's name, with exit 0. The run now
+    stops before writing the report, naming the file, and drops its journal."""
+    from eamm.checkpoint import checkpoint_fingerprints
+    from eamm.evaluation_journal import JOURNAL_DIR
+    from flows.evaluate import require_unchanged
+
+    for stage in ("train_fomm", "train_sync_expert"):
+        path = checkpoint_path(tmp_path / "models", stage)
+        path.parent.mkdir(parents=True)
+        save_checkpoint({"stage": stage, "step": 1}, path)
+    prints = checkpoint_fingerprints(tmp_path / "models", STAGE_DIRS)
+    out = tmp_path / "reports"
+    (out / JOURNAL_DIR).mkdir(parents=True)
+    require_unchanged(str(tmp_path / "models"), prints, out)  # nothing changed: goes on
+    changed = checkpoint_path(tmp_path / "models", "train_sync_expert")
+    save_checkpoint({"stage": "train_sync_expert", "step": 6}, changed)
+    with pytest.raises(EammError, match=f"^{changed}: changed during the evaluation"):
+        require_unchanged(str(tmp_path / "models"), prints, out)
+    assert not (out / JOURNAL_DIR).exists()

@@ -326,6 +326,8 @@ def test_the_three_videos_are_replaced_together_or_not_at_all(inputs, tmp_path, 
 
 
 def test_cli_says_in_one_line_that_out_is_neutral(inputs, tmp_path):
+    from flows.cli import NO_PARAMS_NOTE
+
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     out = tmp_path / "talk.mp4"
     args = ["--photo", str(inputs["photo"]), "--audio", str(inputs["audio"]), "--out", str(out)]
@@ -339,7 +341,10 @@ def test_cli_says_in_one_line_that_out_is_neutral(inputs, tmp_path):
     )
     assert run.returncode == 0, run.stderr
     notes = [line for line in run.stderr.splitlines() if line.startswith("note:")]
-    assert notes == [f"note: {out}: the neutral video (no emotion video given)"]
+    assert notes == [  # outside a project: its settings are the packaged ones, and it says so
+        f"note: {NO_PARAMS_NOTE}",
+        f"note: {out}: the neutral video (no emotion video given)",
+    ]
     assert out.is_file() and not (tmp_path / "talk_neutral.mp4").exists()
 
 
@@ -526,6 +531,12 @@ def test_one_generation_per_out_and_a_killed_ones_leftovers_go(inputs, tmp_path)
     with output_lock(out, "generation"), pytest.raises(FolderLockedError) as held:
         generate(inputs["photo"], inputs["audio"], inputs["emotion_video"], out, inputs["models"])
     assert str(held.value).startswith(f"{out}: another generation is writing it (pid {os.getpid()}")
+    # a run writing this run's _neutral video (its own --out): this one stops too (it removed
+    # that run's staged video and replaced its output)
+    sibling = tmp_path / "talk_neutral.mp4"
+    with output_lock(sibling, "generation"), pytest.raises(FolderLockedError) as held:
+        generate(inputs["photo"], inputs["audio"], inputs["emotion_video"], out, inputs["models"])
+    assert str(held.value).startswith(f"{sibling}: another generation is writing it")
 
     result = generate(
         inputs["photo"],

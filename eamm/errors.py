@@ -26,6 +26,13 @@ class MediaError(EammError):
         self.reason = reason
 
 
+class MissingFileError(MediaError):
+    """A media file named (by an index, an option) is not there: gone since it was indexed,
+    not unreadable."""
+
+    code = "missing_file"
+
+
 class EncoderError(MediaError):
     """The ffmpeg encoder failed or died while writing our own frames or samples: a fault of
     the tool (a broken install, killed), not of a clip's media."""

@@ -400,3 +400,16 @@ def test_a_leaving_run_stops_its_batches_before_the_next_clip(tmp_path):
     finally:
         request_stop(tmp_path, stop=False)
     assert not any((tmp_path / JOURNAL_DIR).iterdir())  # no clip journaled
+
+
+def test_a_raw_file_gone_since_indexing_is_a_missing_file_not_unreadable(tmp_path):
+    """A clip whose raw video vanished was recorded ``unreadable_video``: it names the file
+    and the reason, and now a code of its own."""
+    from eamm.preprocess.dataset import process_entry
+
+    entry = ClipEntry(
+        "test/ABOUT/ABOUT_00001", "lrw", "test", *[None] * 4, "ABOUT", "1", "gone.mp4", None
+    )
+    row, reused = process_entry(entry, tmp_path, tmp_path / "out", PARAMS, "", None, None, None)
+    assert (row["status"], row["error_code"], reused) == ("failed", "missing_file", False)
+    assert row["error_message"] == f"{tmp_path / 'gone.mp4'}: file does not exist"

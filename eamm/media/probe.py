@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from eamm.errors import MediaError
+from eamm.errors import MediaError, MissingFileError
 from eamm.media.tools import file_argument, require_tool
 
 
@@ -143,7 +143,7 @@ def probe(path: str | Path, count_frames: bool = False) -> MediaInfo:
     """Read container and stream facts; ``count_frames`` decodes to count frames exactly."""
     path = Path(path)
     if not path.is_file():
-        raise MediaError(path, "file does not exist")
+        raise MissingFileError(path, "file does not exist")
     if path.stat().st_size == 0:
         raise MediaError(path, "unreadable media (empty file)")
     cmd = [require_tool("ffprobe"), "-v", "error", "-print_format", "json"]

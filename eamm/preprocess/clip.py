@@ -34,7 +34,7 @@ from eamm.audio import (
     write_wav_s16,
 )
 from eamm.config import AUDIO_RATE, PreprocessParams
-from eamm.errors import EammError, MediaError
+from eamm.errors import EammError, MediaError, MissingFileError
 from eamm.face.box import FaceBox
 from eamm.face.ibug68 import ALIGN_POINTS
 from eamm.face.landmarks import FaceModels, LandmarkBackend, make_backend
@@ -177,7 +177,7 @@ def _load_audio(video: Path, audio: Path | None) -> tuple[np.ndarray, str]:
     """(16 kHz samples, "file" or "video"): the separate file when it has an audio stream,
     else the video's own. A named file that does not exist is an error, not a fallback."""
     if audio is not None and not audio.is_file():
-        raise MediaError(audio, "audio file does not exist")
+        raise MissingFileError(audio, "audio file does not exist")
     if audio is not None:
         try:
             return load_audio_16k_mono(audio), "file"

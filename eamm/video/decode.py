@@ -20,7 +20,7 @@ import av
 import numpy as np
 from av.sidedata.sidedata import Type as SideDataType
 
-from eamm.errors import MediaError
+from eamm.errors import MediaError, MissingFileError
 from eamm.media.probe import square_pixel_size, video_stream_score
 
 
@@ -77,7 +77,7 @@ def open_video(path: str | Path, threads: int = 1) -> tuple[av.container.InputCo
     bad files."""
     path = Path(path)
     if not path.is_file():
-        raise UnreadableVideoError(path, "file does not exist")
+        raise MissingFileError(path, "file does not exist")
     if path.stat().st_size == 0:
         raise UnreadableVideoError(path, "zero-length file")
     try:

@@ -99,19 +99,31 @@ def replacing(path: str | Path) -> Iterator[str]:
         yield str(temps[0])
 
 
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM held back for the block (delivered after it) in the main thread,
-    where Python raises for them: a Ctrl-C between two renames of a set left the new video
-    beside the old comparison."""
+    """SIGINT and SIGTERM held back for the block, then handled as they would have been: a
+    Ctrl-C between two renames of a set left the new video beside the old comparison. Their
+    Python handlers are swapped (a thread's signal mask does not hold back a signal another
+    thread of the process receives); only the main thread can, and only it is interrupted."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    pending: list[int] = []
+    held = {s: signal.signal(s, lambda signum, _: pending.append(signum)) for s in HELD_SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for signum, handler in held.items():  # None: not set from Python
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in pending:
+            handler = held[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler in (signal.SIG_DFL, None):
+                os.kill(os.getpid(), signum)
 
 
 @contextmanager

@@ -72,9 +72,14 @@ def test_a_signal_during_a_sets_renames_waits_for_the_whole_set(tmp_path, monkey
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(atomic.os, "replace", replace_then_signal)
-    with pytest.raises(KeyboardInterrupt), atomic.replacing_all(paths) as temps:
-        for tmp in temps.values():
-            tmp.write_text("new")
+    # Python's own SIGINT handler (a pytest-xdist worker ignores SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), atomic.replacing_all(paths) as temps:
+            for tmp in temps.values():
+                tmp.write_text("new")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert len(renamed) == 3
     assert {path.read_text() for path in paths.values()} == {"new"}
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())

@@ -112,18 +112,33 @@ def signals_held() -> Iterator[None]:
         yield
         return
     pending: list[int] = []
-    held = {s: signal.signal(s, lambda signum, _: pending.append(signum)) for s in HELD_SIGNALS}
+    held: dict[int, object] = {}
+    holding = [True]
+
+    def hold(signum: int, _frame) -> None:
+        if holding[0]:
+            pending.append(signum)
+        else:  # landed while the handlers were being put back: as it would have been
+            _deliver(signum, held[signum])
+
     try:
+        for signum in HELD_SIGNALS:
+            held[signum] = signal.signal(signum, hold)
         yield
     finally:
+        holding[0] = False
         for signum, handler in held.items():  # None: not set from Python
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         for signum in pending:
-            handler = held[signum]
-            if callable(handler):
-                handler(signum, None)
-            elif handler in (signal.SIG_DFL, None):
-                os.kill(os.getpid(), signum)
+            _deliver(signum, held[signum])
+
+
+def _deliver(signum: int, handler) -> None:
+    """Handle ``signum`` as ``handler`` (what ``signal.signal`` returned) would have."""
+    if callable(handler):
+        handler(signum, None)
+    elif handler in (signal.SIG_DFL, None):
+        os.kill(os.getpid(), signum)
 
 
 @contextmanager

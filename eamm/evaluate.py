@@ -176,6 +176,17 @@ def identity_source(clip: Clip, pool: list[Clip], source_frame: str) -> Clip:
     return neutral[0] if neutral else clip
 
 
+def stage3_control(clip: Clip, pool: list[Clip]) -> Clip | None:
+    """Stage 3's control: the speaker's neutral clip as emotion source, augmented alike (MEAD;
+    a neutral clip is its own control; None for LRW and a speaker without a neutral clip)."""
+    if clip.emotion is None:
+        return None
+    if clip.emotion == "neutral":
+        return clip
+    control = identity_source(clip, pool, "neutral")
+    return None if control.clip_id == clip.clip_id else control
+
+
 def driving_rows(clip: Clip, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The audio branch's inputs for a clip's first ``count`` frames: the MFCC windows without
     coefficient 0 (EAMM feeds 12 of the 13) and the 6 pose values, rows without a face filled."""
@@ -446,10 +457,8 @@ def _generate(
     source = _frames(identity, 1, size)
     emotion_clip = emotion_source(clip, pool)
     stage3_sources = {"emotion_kp": _augmented(emotion_clip, t, size, [params.seed, k], device)}
-    # stage 3's control: the speaker's neutral clip as emotion source, augmented alike (MEAD;
-    # a neutral clip is its own control; none for a speaker without a neutral clip)
-    control = identity_source(clip, pool, "neutral")
-    if clip.emotion is not None and (control is not clip or clip.emotion == "neutral"):
+    control = stage3_control(clip, pool)
+    if control is not None:
         stage3_sources["emotion_kp_from_neutral"] = _augmented(
             control, t, size, [params.seed, k], device
         )
@@ -478,7 +487,8 @@ def _generate(
     emotion_kp = emotion_keypoint_error(
         nets, audio, real_kp["value"], stage3_sources, gp.batch_size, clip.emotion
     )
-    return _Generated(clip, source, truth, mfcc, videos, motion, emotion_kp, identity is clip)
+    own = identity.clip_id == clip.clip_id  # the pool's copy of the clip is another object
+    return _Generated(clip, source, truth, mfcc, videos, motion, emotion_kp, own)
 
 
 @torch.no_grad()  # grad mode is per thread: scoring runs in its own

@@ -12,6 +12,7 @@ retries are left out of the manifest, and the run ends with an error naming them
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import time
@@ -200,11 +201,14 @@ def _preprocess(
 
 def _settle(window: dict, out_root: Path) -> None:
     """Stop the run's batches after their current clip and wait for every task run in flight
-    (a pack in flight finishes): the folder lock is released after it, not before."""
+    (a pack in flight finishes): the folder lock is released after it, not before. The stop
+    reaches the thread runner's batches; a process or Dask worker's batch runs to its end
+    (a Dask future is not cancelled: cancelling a running one left it writing, unwaited)."""
     request_stop(out_root)
     try:
-        for future in window:  # not started yet: never starts
-            future.wrapped_future.cancel()
+        for future in window:  # not started yet: never starts (a running one goes on)
+            if isinstance(future.wrapped_future, concurrent.futures.Future):
+                future.wrapped_future.cancel()
         for future in window:
             with contextlib.suppress(Exception):  # its failure is the run's, already leaving
                 future.wait()

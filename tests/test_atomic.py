@@ -83,3 +83,18 @@ def test_a_signal_during_a_sets_renames_waits_for_the_whole_set(tmp_path, monkey
     assert len(renamed) == 3
     assert {path.read_text() for path in paths.values()} == {"new"}
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
+
+
+def test_held_signals_leave_the_handlers_as_they_were():
+    """After the block, raised out of or not, SIGINT and SIGTERM have their own handlers back
+    (a holding handler left installed swallowed every later Ctrl-C)."""
+    import signal
+
+    from eamm.atomic import signals_held
+
+    before = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
+    with pytest.raises(RuntimeError), signals_held():
+        raise RuntimeError("the renames failed")
+    with signals_held():
+        pass
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == before

@@ -198,6 +198,24 @@ def test_a_moved_vgg_file_resumes_and_a_changed_setting_is_named(
     assert "trained with other settings (train_fomm.lr: " in capsys.readouterr().out
 
 
+def test_the_restart_line_names_the_setting_read_and_defaults_fill_missing_keys():
+    """A trainer key params.yaml leaves out is its default (``bf16`` read as False restarted
+    an identical run on a bf16 GPU); the line names the channels-last key the device reads,
+    and a key set on one side only shows as unset (it printed an empty list)."""
+    from eamm.train.loop import _as_run, _setting_changes
+
+    cpu = torch.device("cpu")
+    full = {"trainer": TRAINER.model_dump()}
+    assert _as_run({"trainer": {"seed": 0, "num_workers": 0}}, cpu, 1) == _as_run(full, cpu, 1)
+    flipped = {"trainer": {**full["trainer"], "channels_last_cpu": not TRAINER.channels_last_cpu}}
+    changes = _setting_changes(_as_run(full, cpu, 1), _as_run(flipped, cpu, 1))
+    assert changes == (
+        f"trainer.channels_last_cpu: {TRAINER.channels_last_cpu} -> {not TRAINER.channels_last_cpu}"
+    )
+    assert _setting_changes({"judges": {}}, {}) == "judges: {} -> unset"
+    assert _setting_changes({"a": None}, {}) == "a: None -> unset"
+
+
 def test_a_batch_larger_than_the_training_samples_is_refused(data_root, tmp_path):  # noqa: F811
     """Samples are drawn with replacement: 5000 of them from ~128 clips was accepted and the
     process grew until the OOM killer took it, without a word. A batch above the clip count

@@ -357,6 +357,7 @@ def test_the_param_fingerprint_keys_files_on_content_not_place(tmp_path):
     """A template or FAN weights folder moved elsewhere keeps the fingerprint (moving one redid
     every clip, then restarted every training stage on the same bytes); FAN's folder counts
     only for the ``fan`` backend; other content changes it; the default is the old value."""
+    from eamm.face.landmarks import FAN_FILES
     from eamm.face.template import DEFAULT_TEMPLATE
     from eamm.preprocess.dataset import param_fingerprint
 
@@ -368,13 +369,15 @@ def test_the_param_fingerprint_keys_files_on_content_not_place(tmp_path):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         shutil.copy(DEFAULT_TEMPLATE, tmp_path / name / "t.npy")
-        (tmp_path / name / "fan").mkdir()
-        (tmp_path / name / "fan" / "weights.pth").write_bytes(b"fan")
+        (tmp_path / name / "fan" / "checkpoints").mkdir(parents=True)
+        (tmp_path / name / "fan" / "checkpoints" / FAN_FILES[0]).write_bytes(b"fan")
     a, b = tmp_path / "a", tmp_path / "b"
     assert fingerprint(a / "t.npy") == fingerprint(b / "t.npy")
     assert fingerprint(fan=a / "fan") == fingerprint(fan=b / "fan") == fingerprint()
     assert fingerprint(backend="fan", fan=a / "fan") == fingerprint(backend="fan", fan=b / "fan")
-    (b / "fan" / "weights.pth").write_bytes(b"other")
+    (b / "fan" / "checkpoints" / "resnet50.pth").write_bytes(b"a torch hub download")
+    assert fingerprint(backend="fan", fan=a / "fan") == fingerprint(backend="fan", fan=b / "fan")
+    (b / "fan" / "checkpoints" / FAN_FILES[0]).write_bytes(b"other")
     assert fingerprint(backend="fan", fan=a / "fan") != fingerprint(backend="fan", fan=b / "fan")
     (b / "t.npy").write_bytes((b / "t.npy").read_bytes()[:-4] + b"\0\0\0\1")
     assert fingerprint(a / "t.npy") != fingerprint(b / "t.npy")

@@ -427,6 +427,16 @@ def test_a_neutral_clip_takes_the_speakers_first_neutral_clip_as_source():
     for scored in pool:
         assert identity_source(scored, pool, "neutral") is pool[1]
         assert identity_source(scored, pool, "own") is scored
+    # stage 3's control: a neutral clip is its own (the first neutral clip is also the second's
+    # emotion source, so the control equalled the scored number); another clip the first
+    # neutral one; none without a neutral clip (the scored clips are other objects than the
+    # pool's: compared by id)
+    from eamm.evaluate import stage3_control
+
+    copy = clip("M003/angry/001", "angry")
+    assert [stage3_control(c, pool) for c in pool] == [pool[1], pool[1], pool[2]]
+    assert stage3_control(copy, pool) is pool[1]
+    assert stage3_control(copy, [clip("M003/angry/001", "angry")]) is None
 
 
 def test_score_source_frame_false_leaves_the_identity_frame_out():

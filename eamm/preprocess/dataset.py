@@ -75,11 +75,14 @@ def param_fingerprint(params: PreprocessParams) -> str:
         from eamm.face.template import DEFAULT_TEMPLATE
 
         _file_digest(DEFAULT_TEMPLATE, digest)
-    if fan:
-        weights = Path(params.landmarks.fan_weights_dir)
-        for path in sorted(p for p in weights.rglob("*") if p.is_file()):
-            digest.update(path.relative_to(weights).as_posix().encode())
-            _file_digest(path, digest)
+    if fan:  # the files the backend reads (torch hub may download others into the folder)
+        from eamm.face.landmarks import FAN_FILES
+
+        for name in FAN_FILES:
+            path = Path(params.landmarks.fan_weights_dir) / "checkpoints" / name
+            if path.is_file():
+                digest.update(name.encode())
+                _file_digest(path, digest)
     return digest.hexdigest()
 
 

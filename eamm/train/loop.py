@@ -72,8 +72,8 @@ def _in_use(settings: dict) -> dict:
 
 
 def flat_settings(value, prefix: str = "") -> dict[str, object]:
-    """Nested settings as {dotted key: value}."""
-    if isinstance(value, dict):
+    """Nested settings as {dotted key: value} (an empty section is a value)."""
+    if isinstance(value, dict) and (value or not prefix):
         return {
             k: v
             for key, item in value.items()
@@ -94,10 +94,13 @@ def _placeless(settings: dict) -> dict:
 
 
 def _setting_changes(recorded: dict, given: dict) -> str:
-    """The first three dotted keys whose values differ, as "key: old -> new"."""
+    """The first three dotted keys whose values differ, as "key: old -> new" ("unset" where
+    one side lacks the key)."""
     old, new = flat_settings(recorded), flat_settings(given)
-    keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
-    shown = "; ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys[:3])
+    keys = [
+        k for k in dict.fromkeys([*old, *new]) if (k in old, old.get(k)) != (k in new, new.get(k))
+    ]
+    shown = "; ".join(f"{k}: {old.get(k, 'unset')} -> {new.get(k, 'unset')}" for k in keys[:3])
     return shown + (f"; {len(keys) - 3} more" if len(keys) > 3 else "")
 
 
@@ -109,10 +112,10 @@ def _as_run(settings: dict, device: torch.device, world: int) -> dict:
     trainer = settings.get("trainer") if isinstance(settings, dict) else None
     if not isinstance(trainer, dict):
         return settings
-    acting = {k: v for k, v in trainer.items() if k not in ("channels_last", "channels_last_cpu")}
-    acting["bf16"] = bool(trainer.get("bf16")) and _bf16_applies(device)
-    nhwc_key = "channels_last_cpu" if device.type == "cpu" else "channels_last"
-    acting["nhwc"] = trainer.get(nhwc_key)
+    trainer = {**TrainerParams().model_dump(), **trainer}  # a key params.yaml leaves out
+    unread = "channels_last" if device.type == "cpu" else "channels_last_cpu"
+    acting = {k: v for k, v in trainer.items() if k != unread}
+    acting["bf16"] = bool(trainer["bf16"]) and _bf16_applies(device)
     acting["device"] = device.type
     acting["processes"] = world
     return {**settings, "trainer": acting}
@@ -286,7 +289,8 @@ def _why_not_resume(
         for s in (state.get("params", {}), settings)
     )
     if recorded != given:
-        return f"trained with other settings ({_setting_changes(recorded, given)})"
+        changes = _setting_changes(recorded, given)
+        return "trained with other settings" + (f" ({changes})" if changes else "")
     recorded = state.get("upstream")
     if isinstance(recorded, dict) and recorded != stage.upstream:
         changed = sorted(set(recorded) ^ set(stage.upstream))

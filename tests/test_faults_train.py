@@ -212,6 +212,15 @@ def test_the_restart_line_names_the_setting_read_and_defaults_fill_missing_keys(
     assert changes == (
         f"trainer.channels_last_cpu: {TRAINER.channels_last_cpu} -> {not TRAINER.channels_last_cpu}"
     )
+    # a device or process count named stays named: another one restarts the run
+    named = {"trainer": {**full["trainer"], "processes": 2}}
+    assert _setting_changes(_as_run(named, cpu, 1), _as_run(full, cpu, 1)) == (
+        "trainer.processes: 2 -> 1"
+    )
+    gpu = {"trainer": {**full["trainer"], "device": "cuda:1"}}
+    assert _setting_changes(_as_run(gpu, cpu, 1), _as_run(full, cpu, 1)) == (
+        "trainer.device: cuda -> cpu"
+    )
     assert _setting_changes({"judges": {}}, {}) == "judges: {} -> unset"
     assert _setting_changes({"a": None}, {}) == "a: None -> unset"
 

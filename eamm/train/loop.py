@@ -116,8 +116,10 @@ def _as_run(settings: dict, device: torch.device, world: int) -> dict:
     unread = "channels_last" if device.type == "cpu" else "channels_last_cpu"
     acting = {k: v for k, v in trainer.items() if k != unread}
     acting["bf16"] = bool(trainer["bf16"]) and _bf16_applies(device)
-    acting["device"] = device.type
-    acting["processes"] = world
+    # resolved where left to the machine; a device or process count named stays as named
+    named = str(trainer["device"])
+    acting["device"] = device.type if named == "auto" else named.split(":")[0]
+    acting["processes"] = world if trainer["processes"] is None else trainer["processes"]
     return {**settings, "trainer": acting}
 
 

@@ -771,10 +771,11 @@ def generate(
     # one run per video written (--out and its _neutral and _compare): a second stops at once
     # (one whose --out was another's _neutral removed its staged video); staged videos beside
     # them are a killed run's
+    written = sorted(output_paths(out, emotion=True).values())
     with contextlib.ExitStack() as held:
-        for path in sorted(output_paths(out, emotion=True).values()):
+        for path in written:
             held.enter_context(output_lock(path, "generation"))
-        remove_leftovers(output_paths(out, emotion=True).values())
+        remove_leftovers(written)
         return _generate(
             photo, audio, emotion_video, out, checkpoints, pose, pose_video, gp, pp, fallback_model
         )

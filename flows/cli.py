@@ -267,10 +267,7 @@ def generate(
     settings = generate_settings(params)
     checkpoints = checkpoints_folder(checkpoints)
     if params is None:  # the project's params.yaml (the demo's relative mode, ...) not found
-        print(
-            f"note: {NO_PARAMS_NOTE}",
-            file=sys.stderr,
-        )
+        print(f"note: {NO_PARAMS_NOTE}", file=sys.stderr)
     for option, path, stream in (
         ("--photo", photo, "image"),
         ("--audio", audio, "audio"),

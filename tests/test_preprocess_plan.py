@@ -54,13 +54,19 @@ def raw_tree(root: Path, clip: Path, ids: list[str]) -> Path:
     return raw
 
 
+def lrw_entry(clip_id: str, video: str | None = None) -> ClipEntry:
+    """The LRW index entry of ``clip_id`` (``split/WORD/name``), its video where LRW keeps it
+    unless ``video`` names another."""
+    split, word, name = clip_id.split("/")
+    video = video or f"lipread_mp4/{word}/{split}/{name}.mp4"
+    return ClipEntry(clip_id, "lrw", split, None, None, None, None, word, name, video, None)
+
+
 def index_of(raw: Path, ids: list[str], path: Path, changes: dict[str, dict] | None = None) -> Path:
     """An LRW index of ``ids`` under ``raw``; ``changes``: fields to set per clip id."""
     entries = []
     for clip_id in sorted(ids):
-        split, word, name = clip_id.split("/")
-        video = f"lipread_mp4/{word}/{split}/{name}.mp4"
-        entry = ClipEntry(clip_id, "lrw", split, None, None, None, None, word, name, video, None)
+        entry = lrw_entry(clip_id)
         entries.append(dataclasses.replace(entry, **(changes or {}).get(clip_id, {})))
     write_index(DatasetIndex("lrw", str(raw), entries, []), path)
     return path
@@ -389,12 +395,7 @@ def test_a_leaving_run_stops_its_batches_before_the_next_clip(tmp_path):
     journal lines 2.5 s after its lock was gone; now the lock goes within 20 ms of the last.)"""
     from eamm.preprocess.batch import process_batch, request_stop
 
-    entries = [
-        ClipEntry(
-            f"test/ABOUT/ABOUT_0000{i}", "lrw", "test", *[None] * 4, "ABOUT", "1", "x.mp4", None
-        )
-        for i in range(3)
-    ]
+    entries = [lrw_entry(f"test/ABOUT/ABOUT_0000{i}", "x.mp4") for i in range(3)]
     request_stop(tmp_path)
     try:
         assert (
@@ -410,9 +411,7 @@ def test_a_raw_file_gone_since_indexing_is_a_missing_file_not_unreadable(tmp_pat
     and the reason, and now a code of its own."""
     from eamm.preprocess.dataset import process_entry
 
-    entry = ClipEntry(
-        "test/ABOUT/ABOUT_00001", "lrw", "test", *[None] * 4, "ABOUT", "1", "gone.mp4", None
-    )
+    entry = lrw_entry("test/ABOUT/ABOUT_00001", "gone.mp4")
     row, reused = process_entry(entry, tmp_path, tmp_path / "out", PARAMS, "", None, None, None)
     assert (row["status"], row["error_code"], reused) == ("failed", "missing_file", False)
     assert row["error_message"] == f"{tmp_path / 'gone.mp4'}: file does not exist"

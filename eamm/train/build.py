@@ -48,7 +48,7 @@ from eamm.train.datasets import (
     StepBatchSampler,
     SyncWindows,
 )
-from eamm.train.loop import Stage, flat_settings
+from eamm.train.loop import Difference, Stage, first_three, setting_differences
 from eamm.train.stages import (
     PerceptualLoss,
     a2fd_losses,
@@ -305,10 +305,6 @@ NETWORK_SECTIONS = {
 }
 
 
-# (size-profile key, the checkpoint's value, the params' value)
-Difference = tuple[str, object, object]
-
-
 def _recorded_model(checkpoint: dict) -> dict | None:
     """The ``model`` section a checkpoint records, if it records one."""
     recorded = checkpoint.get("params")
@@ -320,11 +316,9 @@ def _profile_differences(theirs: dict, model: dict) -> list[Difference]:
     """(key, recorded, given) for each size-profile key that differs ([] where either profile
     cannot be read: an imported EAMM checkpoint records none)."""
     try:
-        old, new = flat_settings(profile(theirs)), flat_settings(profile(model))
+        return setting_differences(profile(theirs), profile(model))
     except (EammError, KeyError, TypeError, AttributeError):
         return []
-    keys = dict.fromkeys([*old, *new])
-    return [(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)]
 
 
 def _own(name: str, differences: list[Difference]) -> list[Difference]:
@@ -333,11 +327,12 @@ def _own(name: str, differences: list[Difference]) -> list[Difference]:
 
 
 def _shown(model: dict, differences: list[Difference]) -> str:
-    shown = "; ".join(
-        f"model.profiles.{model['profile']}.{k}: {old} in that checkpoint, {new} in the params"
-        for k, old, new in differences[:3]
+    return first_three(
+        [
+            f"model.profiles.{model['profile']}.{k}: {old} in that checkpoint, {new} in the params"
+            for k, old, new in differences
+        ]
     )
-    return shown + (f"; {len(differences) - 3} more" if len(differences) > 3 else "")
 
 
 def _setting_difference(checkpoint: dict, model: dict | None, name: str) -> str:

@@ -93,15 +93,28 @@ def _placeless(settings: dict) -> dict:
     return {**settings, "model": {**model, "perceptual": perceptual}}
 
 
-def _setting_changes(recorded: dict, given: dict) -> str:
-    """The first three dotted keys whose values differ, as "key: old -> new" ("unset" where
-    one side lacks the key)."""
+# (dotted key, the recorded value, the given value; "unset" where one side lacks the key)
+Difference = tuple[str, object, object]
+
+
+def setting_differences(recorded: dict, given: dict) -> list[Difference]:
+    """Each dotted key of two nested settings whose values differ, in order of appearance."""
     old, new = flat_settings(recorded), flat_settings(given)
-    keys = [
-        k for k in dict.fromkeys([*old, *new]) if (k in old, old.get(k)) != (k in new, new.get(k))
+    return [
+        (k, old.get(k, "unset"), new.get(k, "unset"))
+        for k in dict.fromkeys([*old, *new])
+        if (k in old, old.get(k)) != (k in new, new.get(k))
     ]
-    shown = "; ".join(f"{k}: {old.get(k, 'unset')} -> {new.get(k, 'unset')}" for k in keys[:3])
-    return shown + (f"; {len(keys) - 3} more" if len(keys) > 3 else "")
+
+
+def first_three(parts: list[str]) -> str:
+    """The first three of ``parts``, and how many more."""
+    return "; ".join(parts[:3]) + (f"; {len(parts) - 3} more" if len(parts) > 3 else "")
+
+
+def _setting_changes(recorded: dict, given: dict) -> str:
+    """The first three changed settings, as "key: old -> new"."""
+    return first_three([f"{k}: {a} -> {b}" for k, a, b in setting_differences(recorded, given)])
 
 
 def _as_run(settings: dict, device: torch.device, world: int) -> dict:

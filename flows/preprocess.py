@@ -174,6 +174,7 @@ def _preprocess(
     )
     window: dict = {}
     common = {"raw_root": str(run.raw_root), "out_root": str(out_root)}
+    request_stop(out_root, stop=False)  # a killed run's stop marker must not stop this one
 
     def submit(item: Batch | PackJob) -> None:
         if isinstance(item, PackJob):
@@ -202,8 +203,8 @@ def _preprocess(
 def _settle(window: dict, out_root: Path) -> None:
     """Stop the run's batches after their current clip and wait for every task run in flight
     (a pack in flight finishes): the folder lock is released after it, not before. The stop
-    reaches the thread runner's batches; a process or Dask worker's batch runs to its end
-    (a Dask future is not cancelled: cancelling a running one left it writing, unwaited)."""
+    reaches every runner's batches (``request_stop``'s marker in the folder); a Dask future is
+    not cancelled: cancelling a running one left it writing, unwaited."""
     request_stop(out_root)
     try:
         for future in window:  # not started yet: never starts (a running one goes on)

@@ -364,6 +364,18 @@ def test_ctrl_c_is_one_line_and_the_next_run_goes_on(sample_lrw_clip, tmp_path):
     assert again["by_status"] == {"ok": 40} and 1 <= again["reused"] < 40
 
 
+def test_a_killed_runs_stop_marker_does_not_stop_the_next_run(sample_lrw_clip, tmp_path):
+    """A run killed while leaving keeps its stop marker (``request_stop``): the next run
+    clears it under the folder's lock, or its batches would return before their first clip."""
+    from eamm.preprocess.batch import STOP_MARKER
+
+    make_raw(sample_lrw_clip, tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / STOP_MARKER).touch()
+    assert run(tmp_path, tmp_path / "out")["by_status"] == {"ok": 2}
+    assert not (tmp_path / "out" / STOP_MARKER).exists()
+
+
 def test_a_stale_lock_is_taken_over_one_from_another_host_is_not(tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

@@ -406,6 +406,32 @@ def test_a_leaving_run_stops_its_batches_before_the_next_clip(tmp_path):
     assert not any((tmp_path / JOURNAL_DIR).iterdir())  # no clip journaled
 
 
+def test_a_stop_reaches_batches_in_other_processes(tmp_path):
+    """A process or Dask worker's batch ran to its end after the run was cancelled (the stop
+    was a set in the flow's process): it now reads the folder's marker too."""
+    import subprocess
+    import sys
+
+    from eamm.preprocess.batch import request_stop
+
+    probe = [
+        sys.executable,
+        "-c",
+        "import sys; from eamm.preprocess.batch import stop_requested as s; print(s(sys.argv[1]))",
+        str(tmp_path),
+    ]
+
+    def seen() -> str:
+        return subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
+
+    request_stop(tmp_path)
+    try:
+        assert seen() == "True"
+    finally:
+        request_stop(tmp_path, stop=False)
+    assert seen() == "False" and list(tmp_path.iterdir()) == []
+
+
 def test_a_raw_file_gone_since_indexing_is_a_missing_file_not_unreadable(tmp_path):
     """A clip whose raw video vanished was recorded ``unreadable_video``: it names the file
     and the reason, and now a code of its own."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from pathlib import Path
@@ -14,21 +15,33 @@ from eamm.preprocess.errors import RunFaults, run_fault
 
 log = logging.getLogger(__name__)
 
-# Output folders whose run is leaving (cancelled, stopped): the batches this process runs for
-# them stop after their current clip, so the run releases its folder lock only when no clip
-# of it is still being written (threads ran on for a whole batch after a cancel).
+# Output folders whose run is leaving (cancelled, stopped): the batches run for them stop after
+# their current clip, so the run releases its folder lock only when no clip of it is still
+# being written (threads ran on for a whole batch after a cancel). Said in this process's set
+# (the thread runner) and by a marker file in the folder, which a process or Dask worker sees
+# as the clips it writes there (their batches ran to their end while the flow waited).
 _stopping: set[Path] = set()
 _stopping_guard = threading.Lock()
+STOP_MARKER = ".stopping"
 
 
 def request_stop(out_root: Path, stop: bool = True) -> None:
-    """Ask (``stop``) or stop asking the batches of ``out_root`` in this process to stop."""
+    """Ask (``stop``) or stop asking the batches of ``out_root`` to stop. A run clears it as
+    it starts, under the folder's lock (a killed run's marker would stop the next one)."""
+    folder = Path(out_root).resolve()
     with _stopping_guard:
-        (_stopping.add if stop else _stopping.discard)(Path(out_root).resolve())
+        (_stopping.add if stop else _stopping.discard)(folder)
+    marker = folder / STOP_MARKER
+    with contextlib.suppress(OSError):  # a read-only or gone folder: the set still says it
+        if stop:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
 
 
 def stop_requested(out_root: Path) -> bool:
-    return Path(out_root).resolve() in _stopping
+    folder = Path(out_root).resolve()
+    return folder in _stopping or (folder / STOP_MARKER).exists()
 
 
 def process_batch(

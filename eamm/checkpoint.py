@@ -189,6 +189,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def load_fingerprinted(path: str | Path) -> tuple[dict, str]:
+    """(state, ``file_fingerprint``) of one and the same file: hashed before and after the
+    load, refused when they differ (a training rewrote it meanwhile), so the lineage a stage
+    records is that of the weights it started from."""
+    before = file_fingerprint(path)
+    state = load_checkpoint(path)
+    if file_fingerprint(path) != before:
+        raise EammError(
+            f"{path}: the checkpoint changed while it was read (a training writing it?); "
+            "run again once that run is done"
+        )
+    return state, before
+
+
 def require_stage(state: dict, path: Path, stage: str) -> None:
     """Refuse a checkpoint another stage wrote, put where ``stage``'s belongs (a copied or
     swapped file): it trained silently, or failed later with a lineage message naming the

@@ -8,6 +8,7 @@ import random
 import zipfile
 from pathlib import Path
 
+import pytest
 import torch
 
 from eamm.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_all, set_rng_state
@@ -124,3 +125,24 @@ def test_the_training_summary_averages_at_least_ten_steps(tmp_path: Path) -> Non
     summary = training_summary(tmp_path)
     assert (summary["a2fd_finetune"]["loss_first"], summary["a2fd_finetune"]["loss_last"]) == (0, 3)
     assert (summary["fomm"]["loss_first"], summary["fomm"]["loss_last"]) == (2.5, 56.5)
+
+
+def test_a_checkpoint_rewritten_while_it_is_read_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """A stage hashed its upstream checkpoint, then loaded it in a second read: a training
+    finishing in between gave it one run's weights and the other's fingerprint as lineage."""
+    import eamm.checkpoint as checkpoint
+
+    path = save_checkpoint(_payload(1.0), tmp_path / "fomm" / "checkpoint.pt")
+    state, digest = checkpoint.load_fingerprinted(path)
+    assert digest == checkpoint.file_fingerprint(path) and state["step"] == 3
+    read = checkpoint.load_checkpoint
+
+    def read_then_rewritten(where, *args, **kwargs):  # another run's save lands meanwhile
+        state = read(where, *args, **kwargs)
+        save_checkpoint(_payload(2.0), where)
+        return state
+
+    monkeypatch.setattr(checkpoint, "load_checkpoint", read_then_rewritten)
+    with pytest.raises(EammError) as refused:
+        checkpoint.load_fingerprinted(path)
+    assert str(refused.value).startswith(f"{path}: the checkpoint changed while it was read")

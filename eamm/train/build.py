@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from eamm.checkpoint import (
     check_lineage,
     file_fingerprint,
-    load_checkpoint,
+    load_fingerprinted,
     require_stage,
     require_torch_file,
     unfinished,
@@ -408,9 +408,10 @@ def build_stage(
     checkpoints = upstream_checkpoints(name, models_root)
     # What the stage learns from: its manifests and the upstream checkpoints it starts from
     # (each recorded in its checkpoint as ``upstream``, the lineage generation checks).
-    upstream = {u: file_fingerprint(path) for u, path in checkpoints.items()}
+    read = {u: load_fingerprinted(path) for u, path in checkpoints.items()}
+    loaded = {u: state for u, (state, _) in read.items()}
+    upstream = {u: digest for u, (_, digest) in read.items()}
     fingerprint = _combined(paths, list(upstream.values()))
-    loaded = {u: load_checkpoint(path) for u, path in checkpoints.items()}
     for u, state in loaded.items():
         require_stage(state, checkpoints[u], u)
         if note := unfinished(state, checkpoints[u], u):

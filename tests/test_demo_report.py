@@ -101,3 +101,22 @@ def test_what_a_run_did_not_produce_is_not_measured_not_failed(metrics):
     no_neutral["mead"]["emotion"]["emotion_kp_from_neutral"] = None
     (check,) = [r for r in relations(no_neutral) if "than from the speaker's neutral" in r.claim]
     assert not check.measured and not check.holds
+
+
+def test_means_over_different_clips_are_not_compared(metrics):
+    """A real dataset where two of seven test clips had no neutral clip of their speaker:
+    stage 3's "reads the expression" relation held by 0.93 px, all of it those two clips'
+    `emotion_kp` counted on one side only (over the five both had: 40.12298 vs 40.12296)."""
+    partial = json.loads(json.dumps(metrics))
+    emotion = partial["mead"]["emotion"]
+    emotion["emotion_kp_from_neutral"] = emotion["emotion_kp"] + 1
+    emotion["emotion_kp_from_neutral_clips"] = emotion["clips"] - 2
+    (check,) = [r for r in relations(partial) if "than from the speaker's neutral" in r.claim]
+    assert (check.measured, check.holds) == (False, False)
+    assert check.detail.endswith(
+        f"(over {emotion['clips']} and {emotion['clips'] - 2} clips: not the same clips)"
+    )
+    static = partial["lrw"]["static_source"]
+    static["m_lmd_clips"] = static["clips"] - 1  # a clip whose still source showed no face
+    lmd = [r for r in relations(partial) if r.claim.startswith("lrw: neutral M-LMD below")]
+    assert [r.verdict for r in lmd] == ["not measured"]

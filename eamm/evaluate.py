@@ -134,28 +134,40 @@ def cap_cuts(manifest: Path, params: EvaluateParams) -> bool:
     return frames_cut or len(clips) < len(select_clips(manifest, uncapped))
 
 
-def own_source_note(manifest: Path, params: EvaluateParams) -> str:
-    """The scored clips whose speaker has no neutral clip, so that their own first frame (an
-    easier source, already showing the emotion) stands in for the neutral one ("" when none)."""
-    if params.resolved().source_frame != "neutral" or not manifest.is_file():
-        return ""
+def source_notes(manifest: Path, params: EvaluateParams) -> list[str]:
+    """Scored MEAD clips whose sources fall back to the clip itself: a speaker without a
+    neutral clip takes its own first frame (an easier source, already showing the emotion),
+    and one without another clip of the emotion its own video as the emotion source (which
+    shows the answer to the emotion variant, ``emotion_kp`` and stage 3's classifier)."""
+    if not manifest.is_file():
+        return []
     pool = load_clips(manifest, (params.split,), min_frames=MIN_FRAMES)
-    own = [
+    scored = [c for c in select_clips(manifest, params) if c.emotion is not None]
+    neutral = params.resolved().source_frame == "neutral"
+    own_frame = [
         c.clip_id
-        for c in select_clips(manifest, params)
-        if c.emotion not in (None, "neutral") and identity_source(c, pool, "neutral") is c
+        for c in scored
+        if neutral and c.emotion != "neutral" and identity_source(c, pool, "neutral") is c
     ]
-    if not own:
-        return ""
-    return (
-        f"{len(own)} scored clip(s) of {manifest} are of speakers without a neutral clip: their "
-        f"own first frame is the source, an easier one ({', '.join(own[:3])}"
-        f"{', ...' if len(own) > 3 else ''})"
-    )
+    own_video = [c.clip_id for c in scored if emotion_source(c, pool) is c]
+    found = (
+        (own_frame, "are of speakers without a neutral clip: their own first frame is the "
+         "source, an easier one"),
+        (own_video, "have no other clip of their speaker and emotion: their own video is the "
+         "emotion source, which shows the emotion variant its answer"),
+    )  # fmt: skip
+    return [
+        f"{len(ids)} scored clip(s) of {manifest} {why} ({', '.join(ids[:3])}"
+        f"{', ...' if len(ids) > 3 else ''})"
+        for ids, why in found
+        if ids
+    ]
 
 
 def emotion_source(clip: Clip, pool: list[Clip]) -> Clip:
-    """Another clip of the same speaker and emotion when there is one, else the clip itself."""
+    """Another clip of the same speaker and emotion when there is one, else the clip itself
+    (``source_notes`` says so). LRW's clips have neither label: another test clip, of
+    whoever speaks in it."""
     others = [
         c
         for c in pool

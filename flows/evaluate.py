@@ -19,8 +19,8 @@ from eamm.evaluate import (
     aggregate,
     cap_cuts,
     generation_notes,
-    own_source_note,
     short_clips_note,
+    source_notes,
 )
 from eamm.evaluation_journal import remove_journal
 from eamm.evidence import judge_summary, training_summary
@@ -106,7 +106,7 @@ def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> 
     notes += [
         note
         for manifest in manifests
-        for note in (short_clips_note(manifest, params.split), own_source_note(manifest, params))
+        for note in (short_clips_note(manifest, params.split), *source_notes(manifest, params))
         if note
     ]
     write_report(

@@ -485,9 +485,11 @@ def test_test_clips_too_short_to_score_are_said_not_dropped(tmp_path):
 def test_the_report_says_capped_only_where_a_cap_cut_and_names_own_sources(tmp_path):
     """`max_clips` 1000 over a 2-clip split was reported "Capped for a quick check ... fewer
     clips"; a speaker without a neutral clip took its own first frame (an easier source,
-    already showing the emotion) without a word."""
+    already showing the emotion) without a word, and a clip without another of its speaker
+    and emotion its own video as the emotion source (a real MEAD download's test speakers:
+    all 5 emotional clips of a 12-clip evaluation)."""
     from eamm.config import EvaluateParams
-    from eamm.evaluate import cap_cuts, own_source_note
+    from eamm.evaluate import cap_cuts, source_notes
 
     rows = []
     for clip_id, emotion in (
@@ -501,6 +503,12 @@ def test_the_report_says_capped_only_where_a_cap_cut_and_names_own_sources(tmp_p
     assert not cap_cuts(path, EvaluateParams(max_clips=1000))
     assert cap_cuts(path, EvaluateParams(max_clips=1))
     assert not cap_cuts(path, EvaluateParams())  # no cap at all
-    note = own_source_note(path, EvaluateParams())
-    assert note.startswith(f"2 scored clip(s) of {path} are of speakers without a neutral clip")
-    assert own_source_note(path, EvaluateParams(protocols={"ours": {"source_frame": "own"}})) == ""
+    frame, video = source_notes(path, EvaluateParams())
+    assert frame.startswith(f"2 scored clip(s) of {path} are of speakers without a neutral clip")
+    assert video == (
+        f"2 scored clip(s) of {path} have no other clip of their speaker and emotion: their own "
+        "video is the emotion source, which shows the emotion variant its answer "
+        "(M1/front/happy/level_1/001, M1/front/sad/level_1/001)"
+    )
+    own = EvaluateParams(protocols={"ours": {"source_frame": "own"}})
+    assert source_notes(path, own) == [video]

@@ -235,12 +235,19 @@ class Views:
     sync: np.ndarray | None = None
 
 
-def without_first_frame(truth: Views) -> Views:
-    """``truth`` with its first frame left out of PSNR, SSIM and LMD (``score_source_frame``
-    false, where that frame is the identity image the variants start from)."""
+def without_frames(truth: Views, left_out: np.ndarray) -> Views:
+    """``truth`` with the ``left_out`` frames (a boolean mask or indices) out of PSNR, SSIM
+    and LMD: the identity frame where ``score_source_frame`` is false, frames where
+    preprocessing found no face."""
     valid, landmarks = truth.valid.copy(), truth.landmarks.copy()
-    valid[0], landmarks[0] = False, np.nan
+    valid[left_out], landmarks[left_out] = False, np.nan
     return replace(truth, valid=valid, landmarks=landmarks)
+
+
+def face_frames(clip: Clip, count: int) -> np.ndarray:
+    """Which of the clip's first ``count`` frames preprocessing found a face in (its stored
+    pose row is not NaN)."""
+    return np.isfinite(clip.array("pose.npy")[:count]).all(axis=1)
 
 
 class ProtocolScorer:
@@ -375,14 +382,28 @@ def keypoint_motion(
     return motion_error(audio_keypoints(nets, source, mfcc, pose, gp)["value"], real)
 
 
-def motion_error(audio: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
-    """``keypoint_motion`` from the audio keypoints' values (T, K, 2) already computed."""
-    moved = real - real[:1]
+def motion_error(
+    audio: torch.Tensor, real: torch.Tensor, faces: np.ndarray | None = None
+) -> dict[str, float]:
+    """``keypoint_motion`` from the audio keypoints' values (T, K, 2) already computed; with
+    ``faces`` (``face_frames``), over the frames with a face, the motion since the first of
+    them (the detector's keypoints on a frame without a face are noise)."""
+    start, keep = _face_span(faces)
+    moved = (real - real[start : start + 1])[keep]
     pixels = LANDMARK_SIZE / 2
     return {
         "static_source": float(moved.norm(dim=-1).mean()) * pixels,
-        "neutral": float(((audio - audio[:1]) - moved).norm(dim=-1).mean()) * pixels,
+        "neutral": float(((audio - audio[start : start + 1])[keep] - moved).norm(dim=-1).mean())
+        * pixels,
     }
+
+
+def _face_span(faces: np.ndarray | None) -> tuple[int, slice | torch.Tensor]:
+    """(first frame with a face, the frames to average over): every frame where all have one
+    (the same reduction, so the same numbers as before faces were read)."""
+    if faces is None or faces.all() or not faces.any():
+        return 0, slice(None)
+    return int(np.argmax(faces)), torch.from_numpy(faces)
 
 
 @torch.no_grad()
@@ -393,6 +414,7 @@ def emotion_keypoint_error(
     sources: dict[str, torch.Tensor],
     batch_size: int,
     emotion: str | None = None,
+    faces: np.ndarray | None = None,
 ) -> dict[str, dict[str, float]]:
     """Stage 3 measured without the renderer, on what it learns: the residual of the emotion
     keypoints, the detector's keypoint values on the real frames minus the audio keypoints'
@@ -403,15 +425,19 @@ def emotion_keypoint_error(
     when given (the speaker's neutral clip, augmented alike): a stage 3 that reads the
     expression fits better from the right source. With the clip's ``emotion``,
     ``emotion``'s ``stage3_emotion_acc``: 1 when stage 3's own classifier names it from the
-    emotion source's frames (its other training target). Empty without an emotion network."""
+    emotion source's frames (its other training target). Empty without an emotion network.
+    ``faces``: only the frames where preprocessing found a face are averaged."""
     if nets.emotion is None:
         return {}
     idx = torch.tensor(nets.emotion_kp, device=real.device)
     residual = real[:, idx] - audio["value"][:, idx]
     pixels = LANDMARK_SIZE / 2
+    _, keep = _face_span(faces)
+    if isinstance(keep, torch.Tensor):
+        keep = keep.to(real.device)
 
     def error(moved: torch.Tensor) -> float:
-        return float((residual - moved).norm(dim=-1).mean()) * pixels
+        return float((residual - moved)[keep].norm(dim=-1).mean()) * pixels
 
     read = {name: read_emotion(nets, f, audio, batch_size) for name, f in sources.items()}
     scores = {name: error(out["value"]) for name, out in read.items()}
@@ -445,6 +471,7 @@ class _Generated:
     motion: dict[str, float]
     emotion_kp: dict[str, dict[str, float]]
     own_source: bool  # the identity image is the clip's own first frame
+    faces: np.ndarray  # which frames preprocessing found a face in (``face_frames``)
 
 
 @torch.no_grad()
@@ -491,16 +518,17 @@ def _generate(
         "reconstruction": tensor_to_frames(reconstruction),
         **{variant: tensor_to_frames(frames) for variant, frames in out.items()},
     }
-    motion = motion_error(audio["value"], real_kp["value"])
+    faces = face_frames(clip, t)
+    motion = motion_error(audio["value"], real_kp["value"], faces)
     if stage_one is not None:
         frames, before = animate(stage_one, source_tensor, mfcc_tensor, pose_tensor, None, gp)
         videos["stage1"] = tensor_to_frames(frames["neutral"])
-        motion["stage1"] = motion_error(before["value"], real_kp["value"])["neutral"]
+        motion["stage1"] = motion_error(before["value"], real_kp["value"], faces)["neutral"]
     emotion_kp = emotion_keypoint_error(
-        nets, audio, real_kp["value"], stage3_sources, gp.batch_size, clip.emotion
+        nets, audio, real_kp["value"], stage3_sources, gp.batch_size, clip.emotion, faces
     )
     own = identity.clip_id == clip.clip_id  # the pool's copy of the clip is another object
-    return _Generated(clip, source, truth, mfcc, videos, motion, emotion_kp, own)
+    return _Generated(clip, source, truth, mfcc, videos, motion, emotion_kp, own, faces)
 
 
 @torch.no_grad()  # grad mode is per thread: scoring runs in its own
@@ -515,6 +543,8 @@ def _score(
     the FID features of the real frames and of every variant."""
     clip, truth, t = g.clip, g.truth, len(g.truth)
     truth_views = scorer.views(truth)
+    if protocol.image_crop == "aligned" and not g.faces.all():  # (``eat``: dlib's own crops)
+        truth_views = without_frames(truth_views, ~g.faces)
     features = {}
     if fid is not None:
         features["ground_truth"] = fid.features(truth_views.image[truth_views.valid])
@@ -528,7 +558,7 @@ def _score(
     rows = [ClipScore(clip.dataset, clip.clip_id, clip.emotion, "ground_truth", gt_scores)]
     compared = truth_views
     if g.own_source and not protocol.score_source_frame:
-        compared = without_first_frame(truth_views)
+        compared = without_frames(truth_views, [0])
     for variant, video in g.videos.items():
         views = scorer.views(video)
         if fid is not None:

@@ -443,7 +443,7 @@ def test_score_source_frame_false_leaves_the_identity_frame_out():
     """``static_source`` repeats a clip's own first frame where it is the identity image: that
     frame scored 100 dB and 0 px in every clip's mean. With ``score_source_frame: false`` PSNR,
     SSIM and LMD leave it out; true (both protocols, as EAT's scripts) keeps it."""
-    from eamm.evaluate import ProtocolScorer, Views, without_first_frame
+    from eamm.evaluate import ProtocolScorer, Views, without_frames
     from eamm.metrics import psnr
 
     rng = np.random.default_rng(0)
@@ -456,7 +456,7 @@ def test_score_source_frame_false_leaves_the_identity_frame_out():
     scorer = ProtocolScorer.__new__(ProtocolScorer)  # score() reads only the protocol
     scorer.protocol = EvaluationProtocol()
     kept = scorer.score(views[0], views[1])
-    left_out = scorer.score(views[0], without_first_frame(views[1]))
+    left_out = scorer.score(views[0], without_frames(views[1], [0]))
     assert kept["psnr"] == pytest.approx(psnr(still, truth))
     assert left_out["psnr"] == pytest.approx(psnr(still[1:], truth[1:]))
     assert kept["psnr"] > left_out["psnr"] + 15  # the 100 dB frame
@@ -465,6 +465,48 @@ def test_score_source_frame_false_leaves_the_identity_frame_out():
         _params().resolved().score_source_frame
         and _params(protocol="eat").resolved().score_source_frame
     )
+
+
+def test_frames_where_preprocessing_found_no_face_are_not_scored():
+    """``ours`` scored every frame: a real clip with 11 of 50 frames black (no face, NaN pose
+    rows) had its still source's PSNR 27.5 -> 24.0 dB and its keypoint motion 1.10 -> 2.93
+    px, the detector's keypoints on black frames counted as stage 1's targets."""
+    import torch
+
+    from eamm.clips import Clip
+    from eamm.evaluate import ProtocolScorer, _Generated, _score, motion_error
+    from eamm.judges.scoring import Judges
+    from eamm.metrics import psnr
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    faces = np.array([False, True, True, False, False, True, True, True])
+    video = np.clip(truth.astype(int) + rng.integers(-8, 9, truth.shape), 0, 255).astype(np.uint8)
+    video[~faces] = 255 - truth[~faces]  # far off where the truth has no face
+    clip = Clip("M1/front/happy/level_1/001", {}, 8, "M1", "happy", "mead")
+    generated = _Generated(
+        clip, truth[:1], truth, np.zeros((8, 28, 12)), {"static_source": video}, {}, {}, False,
+        faces,
+    )  # fmt: skip
+    protocol = _params().resolved()
+    scorer = ProtocolScorer(protocol)
+    try:
+        rows, _ = _score(generated, scorer, Judges(), None, protocol)
+    finally:
+        scorer.close()
+    scored = next(r for r in rows if r.variant == "static_source").scores
+    assert scored["psnr"] == pytest.approx(psnr(video[faces], truth[faces]))
+
+    real = torch.from_numpy(rng.normal(0, 0.1, (8, 10, 2))).float()
+    audio = real + 0.01
+    noise = real.clone()
+    noise[~torch.from_numpy(faces)] = 5.0  # the detector's keypoints on a black frame
+    every = motion_error(audio, real)
+    assert motion_error(audio, real, np.ones(8, bool)) == every
+    masked = motion_error(audio, noise, faces)
+    on_faces = motion_error(audio[faces], real[faces])  # measured from frame 1, the first face
+    assert masked["neutral"] == pytest.approx(on_faces["neutral"], rel=1e-5)
+    assert masked["static_source"] == pytest.approx(on_faces["static_source"], rel=1e-5)
 
 
 def test_a_clip_without_a_face_has_no_syncnet_score():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eamm.checkpoint import load_checkpoint
+from eamm.checkpoint import load_checkpoint, peek_checkpoint
 from eamm.config import MEAD_EMOTIONS
 from eamm.errors import EammError
 from eamm.stages import STAGE_DIRS, checkpoint_path
@@ -45,22 +45,41 @@ def _metrics(folder: Path) -> dict:
     return values
 
 
+def metrics_mismatch(checkpoint: Path, values: dict) -> str:
+    """Why a stage's metrics.json (``values``) is not ``checkpoint``'s run ("" where it is,
+    or where there is no checkpoint to tell): its final step and loss are the checkpoint's
+    last history entry. The checkpoint is DVC-cached, metrics.json kept in git: a restored or
+    copied checkpoint came without its own, and another run's held-out numbers were shown."""
+    if not values or not checkpoint.is_file():
+        return ""
+    history = peek_checkpoint(checkpoint).get("history") or []
+    last = history[-1] if history else {}
+    pairs = [(key, values.get(key), last.get(key)) for key in ("step", "loss/total")]
+    if all(theirs == ours for _, theirs, ours in pairs):
+        return ""
+    said = ", ".join(f"{key} {theirs}" for key, theirs, _ in pairs)
+    found = ", ".join(f"{key} {ours}" for key, _, ours in pairs)
+    return f"{checkpoint.with_name('metrics.json')} ({said}) is not {checkpoint}'s run ({found})"
+
+
 def judge_summary(checkpoints: Path, vshift: int) -> dict:
-    """The judges' own held-out numbers (from their training stages' metrics.json)."""
-    classifier = _metrics(checkpoints / STAGE_DIRS["train_emotion_classifier"])
-    expert = _metrics(checkpoints / STAGE_DIRS["train_sync_expert"])
-    return {
-        "emotion_classifier": {
-            "heldout_accuracy": classifier.get("heldout/accuracy"),
-            "heldout_clips": classifier.get("heldout/clips"),
-            "chance": round(1 / 8, 4),
-        },
-        "sync_expert": {
-            "heldout_offset_accuracy": expert.get("heldout/offset_accuracy"),
-            "heldout_clips": expert.get("heldout/clips"),
-            "chance": round(1 / (2 * vshift + 1), 4),
-        },
-    }
+    """The judges' own held-out numbers (from their training stages' metrics.json); where
+    that file is another run's than the judge's checkpoint (``metrics_mismatch``), none, and
+    ``other_run`` says why."""
+    chances = {"emotion_classifier": round(1 / 8, 4), "sync_expert": round(1 / (2 * vshift + 1), 4)}
+    keys = {"emotion_classifier": "accuracy", "sync_expert": "offset_accuracy"}
+    summary = {}
+    for stage in ("train_emotion_classifier", "train_sync_expert"):
+        name = STAGE_DIRS[stage]
+        values = _metrics(checkpoints / name)
+        other = metrics_mismatch(checkpoint_path(checkpoints, stage), values)
+        found = {} if other else values
+        summary[name] = {
+            f"heldout_{keys[name]}": found.get(f"heldout/{keys[name]}"),
+            "heldout_clips": found.get("heldout/clips"),
+            "chance": chances[name],
+        } | ({"other_run": other} if other else {})
+    return summary
 
 
 def training_summary(checkpoints: Path, window: float = 0.1, min_steps: int = 10) -> dict:
@@ -123,6 +142,12 @@ def _has(metrics: dict, dataset: str, *variants: str) -> bool:
 def _judged(judges: dict, name: str) -> bool:
     """Whether the judge ran (a judge without its checkpoint is ``missing_checkpoint``)."""
     return "missing_checkpoint" not in judges.get(name, {})
+
+
+def _held_out(judges: dict, name: str) -> bool:
+    """Whether the judge's own held-out numbers are known: it ran and its metrics.json is its
+    checkpoint's (``other_run`` where not)."""
+    return _judged(judges, name) and "other_run" not in judges.get(name, {})
 
 
 def _greater(a: float | None, b: float | None, margin: float = 0.0) -> bool:
@@ -247,7 +272,7 @@ def relations(metrics: dict) -> list[Relation]:
             f"sync judge: held-out offset accuracy >= {SYNC_OVER_CHANCE:g}x chance",
             accuracy is not None and chance is not None and accuracy >= SYNC_OVER_CHANCE * chance,
             f"{accuracy} vs chance {chance}",
-            _judged(judges, "sync_expert"),
+            _held_out(judges, "sync_expert"),
         )
     )
     classifier = _judged(judges, "emotion_classifier")
@@ -257,7 +282,7 @@ def relations(metrics: dict) -> list[Relation]:
             f"emotion judge: held-out accuracy >= {EMOTION_JUDGE_MIN}",
             emotion is not None and emotion >= EMOTION_JUDGE_MIN,
             f"{emotion}",
-            classifier,
+            _held_out(judges, "emotion_classifier"),
         )
     )
     if "mead" in metrics:

@@ -177,13 +177,22 @@ def _judge_lines(judges: dict, figures: Sequence[str] = ()) -> list[str]:
     classifier, expert = judges["emotion_classifier"], judges["sync_expert"]
 
     def value(judge: dict, key: str) -> str:
-        return "not used (no checkpoint)" if judge.get("missing_checkpoint") else _fmt(judge[key])
+        if judge.get("missing_checkpoint"):
+            return "not used (no checkpoint)"
+        return (
+            "unknown (another run's metrics.json)" if judge.get("other_run") else _fmt(judge[key])
+        )
 
     def clips(judge: dict) -> str:
         return "-" if judge.get("heldout_clips") is None else str(judge["heldout_clips"])
 
     unused = {s: judges[STAGE_DIRS[s]].get("missing_checkpoint") for s in PIPELINE_JUDGES}
     missing = [f"**Not used**: {missing_judge_note(s, p)}." for s, p in unused.items() if p]
+    missing += [
+        f"**Not its run**: {judge['other_run']}: its held-out numbers and figure are left out."
+        for judge in (classifier, expert)
+        if judge.get("other_run")
+    ]
     return [
         "## Judges (held-out)",
         "",
@@ -522,7 +531,8 @@ def write_report(
     figures = {
         name: path
         for name, path in (judge_figures(checkpoints) if checkpoints is not None else {}).items()
-        if not judges.get(STAGE_DIRS[JUDGE_FIGURES[name][1]], {}).get("missing_checkpoint")
+        if not {"missing_checkpoint", "other_run"}
+        & set(judges.get(STAGE_DIRS[JUDGE_FIGURES[name][1]], {}))
     }
     files = {
         "metrics.json": json_text(metrics, indent=2) + "\n",

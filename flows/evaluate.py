@@ -113,7 +113,8 @@ def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> 
         metrics, clip_scores, stills, protocol, models, out, Path(checkpoints), notes=notes
     )
     remove_journal(out)  # kept until now so that a killed run resumes where it was
-    for note in [*notes, *(missing_judge_note(s, p) for s, p in missing.items())]:
+    other_runs = [j["other_run"] for j in judges.values() if j.get("other_run")]
+    for note in [*notes, *(missing_judge_note(s, p) for s, p in missing.items()), *other_runs]:
         print(f"note: {note}", file=sys.stderr)
     create_markdown_artifact(
         key="evaluation",

@@ -88,7 +88,8 @@ def outputs_table(root: Path | None) -> Table:
                         ""
                         if checkpoint.is_file()
                         else "; no checkpoint file: dvc pull, or dvc repro to train it"
-                    ),
+                    )
+                    + _other_run(checkpoint, info),
                 )
 
             summary_row(table, metrics, stage_row)
@@ -127,6 +128,17 @@ def outputs_table(root: Path | None) -> Table:
             )
         raise EammError(f"{root}: no pipeline outputs yet; run `make demo` (dvc repro)")
     return table
+
+
+def _other_run(checkpoint: Path, info: dict) -> str:
+    """A stage row's warning where its metrics.json is another run's than its checkpoint."""
+    from eamm.evidence import metrics_mismatch
+
+    try:
+        other = metrics_mismatch(checkpoint, info)
+    except EammError as err:  # a damaged checkpoint: said, the rest of the table printed
+        return f"; its checkpoint cannot be read ({err})"
+    return "; these numbers are another run's than the checkpoint's (dvc checkout, or dvc repro)" if other else ""
 
 
 def shown_number(value: object, spec: str) -> str:

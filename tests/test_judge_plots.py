@@ -105,3 +105,37 @@ def test_report_copies_the_judge_figures_and_shows_them_under_the_judges_table(t
         assert judges.index(f"![{caption}]({name})") > table_end
     plain = markdown({"judges": _judges()}, {}, {}, published={})
     assert "judge_confusion.png" not in plain and "## Judges (held-out)" in plain
+
+
+def test_a_judges_metrics_of_another_run_are_not_shown_as_its_own(tmp_path):
+    """A judge checkpoint restored or copied without its metrics.json (the checkpoint is
+    DVC-cached, metrics.json in git): the report quoted the other run's held-out accuracy
+    (0.93 for a 2-step judge whose own was 0.136) and showed its confusion matrix."""
+    import json
+
+    from eamm.checkpoint import save_checkpoint
+    from eamm.evidence import judge_summary, relations
+
+    models = tmp_path / "models"
+    for folder, step, loss, heldout in (
+        ("emotion_classifier", 2, 3.11, {"heldout/accuracy": 0.93, "heldout/clips": 44}),
+        ("sync_expert", 600, 0.49, {"heldout/offset_accuracy": 1.0, "heldout/clips": 10}),
+    ):
+        final = {"step": step, "loss/total": loss}
+        save_checkpoint({"step": step, "history": [final]}, models / folder / "checkpoint.pt")
+        written = final | heldout if folder == "sync_expert" else {"step": 1000, "loss/total": 0.32}
+        (models / folder / "metrics.json").write_text(json.dumps(written | heldout))
+    judges = judge_summary(models, 15)
+    classifier = judges["emotion_classifier"]
+    assert classifier["heldout_accuracy"] is None and classifier["heldout_clips"] is None
+    assert classifier["other_run"] == (
+        f"{models / 'emotion_classifier' / 'metrics.json'} (step 1000, loss/total 0.32) is not "
+        f"{models / 'emotion_classifier' / 'checkpoint.pt'}'s run (step 2, loss/total 3.11)"
+    )
+    assert judges["sync_expert"]["heldout_offset_accuracy"] == 1.0  # its own: kept
+    assert "other_run" not in judges["sync_expert"]
+    (check,) = [r for r in relations({"judges": judges}) if "held-out accuracy" in r.claim]
+    assert check.verdict == "not measured"
+    text = markdown({"judges": judges}, {}, {}, published={}, judge_figures=list(JUDGE_FIGURES))
+    assert "| accuracy | unknown (another run's metrics.json) | - |" in text
+    assert f"**Not its run**: {classifier['other_run']}: its held-out numbers" in text

@@ -697,10 +697,15 @@ def add_set_scores(table: dict, dataset: str, metric: str, values: dict[str, flo
         table[dataset][variant][metric] = round(value, 4) if np.isfinite(value) else None
 
 
-def generation_notes(checkpoints: str | Path) -> list[str]:
+def generation_notes(checkpoints: str | Path, data_root: str | Path | None = None) -> list[str]:
     """One line per generation stage the checkpoint folder lacks, saying what the scores are
     then of: without stage 2 the audio network is stage 1's, without stage 3 there is no
-    ``emotion`` variant and its relations are not measured."""
+    ``emotion`` variant and its relations are not measured. A checkpoint whose training
+    stopped early is said too, and, with ``data_root``, one trained on other manifests than
+    the ones scored (a copied models/ folder, a changed split: its test clips may have been
+    its training clips)."""
+    from eamm.train.build import trained_on_other_data
+
     root = Path(checkpoints)
     notes = []
     stage_two = checkpoint_path(root, "finetune_a2fd")
@@ -714,8 +719,16 @@ def generation_notes(checkpoints: str | Path) -> list[str]:
         notes.append(
             f"{stage_three} is missing: no `emotion` variant; stage 3's relations are not measured"
         )
-    for stage in (*GENERATION_STAGES, *JUDGES):  # a killed training's checkpoint: said
+    for stage in (*GENERATION_STAGES, *JUDGES):
         path = checkpoint_path(root, stage)
-        if path.is_file() and (note := unfinished(peek_checkpoint(path), path, stage)):
+        if not path.is_file():
+            continue
+        state = peek_checkpoint(path)
+        if note := unfinished(state, path, stage):  # a killed training's checkpoint
             notes.append(note)
+        if data_root is not None and trained_on_other_data(state, stage, Path(data_root)):
+            notes.append(
+                f"{path} was trained on other manifests than {Path(data_root)}'s (their content "
+                "differs): clips scored as held out may have been its training clips"
+            )
     return notes

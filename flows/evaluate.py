@@ -102,7 +102,7 @@ def _evaluate(params_path: str, data_root: str, checkpoints: str, out: Path) -> 
     )
     require_unchanged(checkpoints, prints, out)
     clip_scores = [s.__dict__ for s in scores]
-    notes = generation_notes(checkpoints)
+    notes = generation_notes(checkpoints, data_root)
     notes += [
         note
         for manifest in manifests

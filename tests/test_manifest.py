@@ -512,3 +512,38 @@ def test_the_report_says_capped_only_where_a_cap_cut_and_names_own_sources(tmp_p
     )
     own = EvaluateParams(protocols={"ours": {"source_frame": "own"}})
     assert source_notes(path, own) == [video]
+
+
+def test_an_evaluation_of_checkpoints_trained_on_other_manifests_says_so(tmp_path):
+    """A models/ folder from another clone, or a changed split: a speaker scored as held out
+    had been a training speaker of every stage, and the report said nothing. The checkpoint's
+    recorded data fingerprint is recomputed on the manifests scored."""
+    from eamm.checkpoint import save_checkpoint
+    from eamm.evaluate import generation_notes
+    from eamm.stages import checkpoint_path
+    from eamm.train.build import _combined, trained_on_other_data
+
+    data, models = tmp_path / "data", tmp_path / "models"
+    path = data / "lrw" / "processed" / "manifest.parquet"
+    path.parent.mkdir(parents=True)
+    write_manifest([ok_row("train/ABOUT/ABOUT_00001")], path)
+    upstream = {"train_fomm": "0" * 32}
+    state = {
+        "stage": "train_sync_expert",
+        "step": 1,
+        "params": {"train_sync_expert": {"datasets": ["lrw"], "steps": 1}},
+        "manifest_fingerprint": _combined([path], list(upstream.values())),
+        "upstream": upstream,
+    }
+    assert not trained_on_other_data(state, "train_sync_expert", data)
+    checkpoint = save_checkpoint(state, checkpoint_path(models, "train_sync_expert"))
+    assert generation_notes(models, data)[2:] == []  # stages 2 and 3 missing: notes 0 and 1
+    moved = {**ok_row("train/ABOUT/ABOUT_00001"), "split": "test"}
+    write_manifest([moved], path)  # its training clip is a test clip now
+    assert trained_on_other_data(state, "train_sync_expert", data)
+    assert generation_notes(models, data)[2:] == [
+        f"{checkpoint} was trained on other manifests than {data}'s (their content differs): "
+        "clips scored as held out may have been its training clips"
+    ]
+    imported = {**state, "manifest_fingerprint": "eamm-release", "params": {}}
+    assert not trained_on_other_data(imported, "train_sync_expert", data)

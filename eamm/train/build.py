@@ -223,6 +223,21 @@ def _combined(manifests: list[Path], checkpoint_fingerprints: list[str]) -> str:
     return digest.hexdigest()
 
 
+def trained_on_other_data(state: dict, stage: str, data_root: Path) -> bool:
+    """Whether ``state`` (a ``stage`` checkpoint) records manifests other than ``data_root``'s
+    present ones: the fingerprint it would record training on them now (its own datasets and
+    upstream checkpoints) is not its ``manifest_fingerprint``. False where it cannot tell (an
+    imported or older checkpoint, a manifest not there)."""
+    recorded = state.get("manifest_fingerprint")
+    datasets = ((state.get("params") or {}).get(stage) or {}).get("datasets")
+    if not isinstance(recorded, str) or not isinstance(datasets, list):
+        return False
+    paths = [manifest_path(data_root, d) for d in datasets]
+    if not all(p.is_file() for p in paths):
+        return False
+    return _combined(paths, list((state.get("upstream") or {}).values())) != recorded
+
+
 def check_batch_size(stage: str, batch_size: int, clips: list[Clip], manifests: list[Path]) -> None:
     """Refuse a batch larger than every frame of the training clips: samples (a frame pair,
     a window, a few frames of one clip) are drawn with replacement, so such a batch only

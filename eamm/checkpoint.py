@@ -41,6 +41,36 @@ def checkpoint_fingerprints(models_root: str | Path, stages: Iterable[str]) -> d
     return {name: file_fingerprint(path) for name, path in paths.items() if path.is_file()}
 
 
+def learned_from(manifests: Iterable[Path], checkpoint_fingerprints: Iterable[str]) -> str:
+    """A stage's data fingerprint (its checkpoint's ``manifest_fingerprint``): its manifests'
+    content (timing columns aside) and the upstream checkpoints' file fingerprints."""
+    from eamm.manifest import content_fingerprint
+
+    digest = hashlib.blake2b(digest_size=16)
+    for path in manifests:
+        digest.update(content_fingerprint(path).encode())
+    for fingerprint in checkpoint_fingerprints:
+        digest.update(fingerprint.encode())
+    return digest.hexdigest()
+
+
+def trained_on_other_data(state: dict, stage: str, data_root: Path) -> bool:
+    """Whether ``state`` (a ``stage`` checkpoint) records manifests other than ``data_root``'s
+    present ones: the fingerprint it would record training on them now (its own datasets and
+    upstream checkpoints) is not its ``manifest_fingerprint``. False where it cannot tell (an
+    imported or older checkpoint, a manifest not there)."""
+    from eamm.stages import manifest_path
+
+    recorded = state.get("manifest_fingerprint")
+    datasets = ((state.get("params") or {}).get(stage) or {}).get("datasets")
+    if not isinstance(recorded, str) or not isinstance(datasets, list):
+        return False
+    paths = [manifest_path(data_root, d) for d in datasets]
+    if not all(p.is_file() for p in paths):
+        return False
+    return learned_from(paths, (state.get("upstream") or {}).values()) != recorded
+
+
 def seed_all(seed: int) -> None:
     """Seed torch's, Python's and NumPy's global generators, so the RNG state a checkpoint
     saves (and a resumed run restores) is the same on every run and machine: unseeded, the

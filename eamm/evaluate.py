@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from eamm.augment import emotion_augment
-from eamm.checkpoint import peek_checkpoint, unfinished
+from eamm.checkpoint import peek_checkpoint, trained_on_other_data, unfinished
 from eamm.clips import Clip, fill_missing_rows, load_clips
 from eamm.config import (
     AUDIO_PER_FRAME,
@@ -704,8 +704,6 @@ def generation_notes(checkpoints: str | Path, data_root: str | Path | None = Non
     stopped early is said too, and, with ``data_root``, one trained on other manifests than
     the ones scored (a copied models/ folder, a changed split: its test clips may have been
     its training clips)."""
-    from eamm.train.build import trained_on_other_data
-
     root = Path(checkpoints)
     notes = []
     stage_two = checkpoint_path(root, "finetune_a2fd")

@@ -518,10 +518,9 @@ def test_an_evaluation_of_checkpoints_trained_on_other_manifests_says_so(tmp_pat
     """A models/ folder from another clone, or a changed split: a speaker scored as held out
     had been a training speaker of every stage, and the report said nothing. The checkpoint's
     recorded data fingerprint is recomputed on the manifests scored."""
-    from eamm.checkpoint import save_checkpoint
+    from eamm.checkpoint import learned_from, save_checkpoint, trained_on_other_data
     from eamm.evaluate import generation_notes
     from eamm.stages import checkpoint_path
-    from eamm.train.build import _combined, trained_on_other_data
 
     data, models = tmp_path / "data", tmp_path / "models"
     path = data / "lrw" / "processed" / "manifest.parquet"
@@ -532,7 +531,7 @@ def test_an_evaluation_of_checkpoints_trained_on_other_manifests_says_so(tmp_pat
         "stage": "train_sync_expert",
         "step": 1,
         "params": {"train_sync_expert": {"datasets": ["lrw"], "steps": 1}},
-        "manifest_fingerprint": _combined([path], list(upstream.values())),
+        "manifest_fingerprint": learned_from([path], upstream.values()),
         "upstream": upstream,
     }
     assert not trained_on_other_data(state, "train_sync_expert", data)

@@ -3,7 +3,6 @@ checkpoints, manifests and the stage's loss function."""
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from torch.utils.data import DataLoader
 from eamm.checkpoint import (
     check_lineage,
     file_fingerprint,
+    learned_from,
     load_fingerprinted,
     require_stage,
     require_torch_file,
@@ -31,7 +31,7 @@ from eamm.judges.training import (
     validate_classifier,
     validate_sync,
 )
-from eamm.manifest import content_fingerprint, require_dataset
+from eamm.manifest import require_dataset
 from eamm.models.build import build_emotion_net, build_networks, profile
 from eamm.models.perceptual import find_vgg19_weights
 from eamm.stages import (
@@ -211,31 +211,7 @@ def manifest_paths(data_root: Path, datasets: list[str]) -> list[Path]:
 def combined_fingerprint(manifests: list[Path], checkpoints: list[Path]) -> str:
     """What a stage learns from: its manifests' content (timing columns aside) and the bytes
     of the upstream checkpoints it starts from."""
-    return _combined(manifests, [file_fingerprint(path) for path in checkpoints])
-
-
-def _combined(manifests: list[Path], checkpoint_fingerprints: list[str]) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for path in manifests:
-        digest.update(content_fingerprint(path).encode())
-    for fingerprint in checkpoint_fingerprints:
-        digest.update(fingerprint.encode())
-    return digest.hexdigest()
-
-
-def trained_on_other_data(state: dict, stage: str, data_root: Path) -> bool:
-    """Whether ``state`` (a ``stage`` checkpoint) records manifests other than ``data_root``'s
-    present ones: the fingerprint it would record training on them now (its own datasets and
-    upstream checkpoints) is not its ``manifest_fingerprint``. False where it cannot tell (an
-    imported or older checkpoint, a manifest not there)."""
-    recorded = state.get("manifest_fingerprint")
-    datasets = ((state.get("params") or {}).get(stage) or {}).get("datasets")
-    if not isinstance(recorded, str) or not isinstance(datasets, list):
-        return False
-    paths = [manifest_path(data_root, d) for d in datasets]
-    if not all(p.is_file() for p in paths):
-        return False
-    return _combined(paths, list((state.get("upstream") or {}).values())) != recorded
+    return learned_from(manifests, [file_fingerprint(path) for path in checkpoints])
 
 
 def check_batch_size(stage: str, batch_size: int, clips: list[Clip], manifests: list[Path]) -> None:
@@ -426,7 +402,7 @@ def build_stage(
     read = {u: load_fingerprinted(path) for u, path in checkpoints.items()}
     loaded = {u: state for u, (state, _) in read.items()}
     upstream = {u: digest for u, (_, digest) in read.items()}
-    fingerprint = _combined(paths, list(upstream.values()))
+    fingerprint = learned_from(paths, list(upstream.values()))
     for u, state in loaded.items():
         require_stage(state, checkpoints[u], u)
         if note := unfinished(state, checkpoints[u], u):

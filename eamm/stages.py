@@ -41,6 +41,9 @@ class TrainingStage:
     # The stage-specific settings (``STAGE_SETTINGS``) its data and loss read: another one set
     # in its section would be recorded as if it applied and change nothing
     settings: tuple[str, ...] = ()
+    # The keys of the active ``model.profiles`` entry its networks (trained and frozen) are
+    # built from: an edit elsewhere in the profile (stage 3's network) does not restart it
+    profile_sections: tuple[str, ...] = ("image_size",)
 
     def build(self, inputs: Any) -> Any:
         """The stage's networks, dataset and loss from its factory (imported on use, so
@@ -52,6 +55,10 @@ class TrainingStage:
 _BUILD = "eamm.train.build"
 _RENDERED = ("perceptual", "pixel")  # the renderer's image terms (eamm.models.perceptual)
 _AUDIO = ("audio", "heatmap")
+# ``model.profiles`` keys: FOMM's networks, and what ``build_networks`` builds after them from
+# one seed (the audio branch's initial weights depend on every size before them)
+_FOMM = ("image_size", "common", "kp_detector", "generator")
+_NETWORKS = (*_FOMM, "audio", "audio_head")
 TRAINING_STAGES = (
     TrainingStage(
         "train_fomm",
@@ -60,6 +67,7 @@ TRAINING_STAGES = (
         perceptual=True,
         loss_keys=(*_RENDERED, "equivariance_value", "equivariance_jacobian", "landmarks", "mouth"),
         settings=("jitter", "hflip", "time_flip", "neutral_source"),
+        profile_sections=(*_FOMM, "perceptual_scales"),
     ),
     TrainingStage(
         "train_a2fd",
@@ -68,6 +76,7 @@ TRAINING_STAGES = (
         upstream=("train_fomm",),
         loss_keys=_AUDIO,
         settings=("clip_len", "jitter"),
+        profile_sections=_NETWORKS,
     ),
     TrainingStage(
         "finetune_a2fd",
@@ -77,6 +86,7 @@ TRAINING_STAGES = (
         perceptual=True,
         loss_keys=(*_AUDIO, *_RENDERED),
         settings=("clip_len", "jitter", "resume_optimizer"),
+        profile_sections=(*_NETWORKS, "perceptual_scales"),
     ),
     TrainingStage(
         "train_emotion",
@@ -85,6 +95,7 @@ TRAINING_STAGES = (
         upstream=("train_fomm", "finetune_a2fd"),
         loss_keys=("emo", "classify"),
         settings=("clip_len", "rotation", "num_emotion_kp", "classify", "kp_reduction"),
+        profile_sections=(*_NETWORKS, "emotion"),
     ),
     TrainingStage(
         "train_emotion_classifier",

@@ -126,14 +126,20 @@ def test_an_edit_to_a_profile_the_run_does_not_use_resumes_it(
     capsys,
 ):
     """A run of the ``tiny`` profile resumes after an edit to another profile (it started
-    afresh: under ``dvc repro`` an edit to the demo's profile set every reference run aside);
-    an edit to its own profile still starts it afresh."""
+    afresh: under ``dvc repro`` an edit to the demo's profile set every reference run aside)
+    and after an edit to a network of its profile it does not build (stage 3's retrained FOMM
+    to the same weights); an edit to its own networks still starts it afresh."""
     other = {"block_expansion": 64}
-    for edited, afresh in (
-        ({**MODEL, "profiles": {**MODEL["profiles"], "reference": other}}, False),
-        ({**MODEL, "profiles": {MODEL["profile"]: other}}, True),
+    own = MODEL["profiles"][MODEL["profile"]]
+    stage3 = {**own, "emotion": {**own.get("emotion", {}), "block_expansion": 16}}
+    for case, (edited, afresh) in enumerate(
+        (
+            ({**MODEL, "profiles": {**MODEL["profiles"], "reference": other}}, False),
+            ({**MODEL, "profiles": {**MODEL["profiles"], MODEL["profile"]: stage3}}, False),
+            ({**MODEL, "profiles": {MODEL["profile"]: other}}, True),
+        )
     ):
-        folder = tmp_path / str(afresh)
+        folder = tmp_path / str(case)
         (folder / "fomm").mkdir(parents=True)
         shutil.copy(fomm_runs["fresh2"], folder / "fomm" / CHECKPOINT)
         capsys.readouterr()

@@ -31,7 +31,7 @@ from eamm.checkpoint import (
     unwrap,
 )
 from eamm.config import StageParams, TrainerParams
-from eamm.stages import CHECKPOINT_NAME, CONFUSION_PNG, OFFSETS_PNG
+from eamm.stages import CHECKPOINT_NAME, CONFUSION_PNG, OFFSETS_PNG, STAGES_BY_NAME
 from eamm.strict_json import json_text
 from eamm.tensors import pick_device
 from eamm.train.datasets import SeededClips, StepBatchSampler
@@ -56,15 +56,21 @@ def _resume_key(settings: dict) -> dict:
 
 
 def _in_use(settings: dict) -> dict:
-    """Recorded settings with the size profiles the run did not use left out (of ``model`` and
-    ``judges``): an edit to the demo's ``tiny`` profile started every ``reference`` run afresh
-    (moved to ``previous/``), though nothing it trains with had changed."""
+    """Recorded settings with what the stage's networks are not built from left out: the size
+    profiles the run did not use (of ``model`` and ``judges``: an edit to the demo's ``tiny``
+    profile started every ``reference`` run afresh, though nothing it trains with had
+    changed), and the used profile's keys other than the stage's ``profile_sections`` (an edit
+    to stage 3's network retrained FOMM and stage 1 to the same weights)."""
     model = settings.get("model") if isinstance(settings, dict) else None
     if not isinstance(model, dict) or not isinstance(model.get("profiles"), dict):
         return settings
     name = model.get("profile")
+    used = model["profiles"].get(name)
+    stage = next((STAGES_BY_NAME[k] for k in settings if k in STAGES_BY_NAME), None)
+    if isinstance(used, dict) and stage is not None:
+        used = {k: v for k, v in used.items() if k in stage.profile_sections}
     kept = dict(settings)
-    kept["model"] = {**model, "profiles": {name: model["profiles"].get(name)}}
+    kept["model"] = {**model, "profiles": {name: used}}
     judges = settings.get("judges")
     if isinstance(judges, dict) and isinstance(judges.get("profiles"), dict):
         kept["judges"] = {**judges, "profiles": {name: judges["profiles"].get(name)}}

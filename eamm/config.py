@@ -144,7 +144,8 @@ def validate_section(value, section: str, model: type[BaseModel], source: str | 
         where = ".".join(str(p) for p in (section, *first["loc"]))
         if first["type"] == "extra_forbidden":  # a typo: not a value, a key the section lacks
             raise EammError(f"{source}: unknown key {where} (a typo?)") from None
-        raise EammError(f"{source}: bad value for {where}: {first['msg']}") from None
+        reason = first["msg"].removeprefix("Value error, ")  # a validator's own sentence
+        raise EammError(f"{source}: bad value for {where}: {reason}") from None
 
 
 class LandmarkParams(Strict):
@@ -367,6 +368,22 @@ class SizeProfile(Strict):
     audio: dict[str, Any]
     audio_head: dict[str, Any]
     emotion: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _audio_feeds_its_head(self) -> SizeProfile:
+        """The audio network's output is the keypoint head's input (its ``block_expansion`` +
+        ``num_channels_a`` channels; the constructors' defaults where unset): an edit to one
+        side failed inside stage 1 with a bare RuntimeError on tensor sizes."""
+        made = self.audio.get("out_features", 35)
+        taken = self.audio_head.get("block_expansion", 32) + self.audio_head.get(
+            "num_channels_a", 3
+        )
+        if made != taken:
+            raise ValueError(
+                f"audio.out_features ({made}) must equal audio_head.block_expansion + "
+                f"num_channels_a ({taken}): the audio network's output is its head's input"
+            )
+        return self
 
 
 class ModelParams(Strict):

@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from eamm.config import SampleDataParams, load_section
 from eamm.errors import EammError
@@ -117,3 +118,20 @@ def test_a_key_given_twice_is_refused(tmp_path):
     path.write_text("sample_data:\n  seed: 0\n  seed: 1\n")
     with pytest.raises(EammError, match=r"key 'seed' given twice at line 3"):
         load_section(path, "sample_data", SampleDataParams)
+
+
+def test_an_audio_head_that_does_not_take_the_audio_networks_output_is_refused(tmp_path):
+    """``audio_head.block_expansion: 4`` with ``audio.out_features`` 11: stage 1 started
+    Prefect and failed with a bare RuntimeError on tensor sizes, naming no setting."""
+    from eamm.train.recipe import resolve_stage
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"]["profiles"]["tiny"]["audio_head"]["block_expansion"] = 4
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(EammError) as refused:
+        resolve_stage(tmp_path / "params.yaml", "train_a2fd")
+    assert str(refused.value) == (
+        f"{tmp_path / 'params.yaml'}: bad value for model.profiles.tiny: audio.out_features (11) "
+        "must equal audio_head.block_expansion + num_channels_a (7): the audio network's output "
+        "is its head's input"
+    )

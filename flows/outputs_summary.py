@@ -138,7 +138,11 @@ def _other_run(checkpoint: Path, info: dict) -> str:
         other = metrics_mismatch(checkpoint, info)
     except EammError as err:  # a damaged checkpoint: said, the rest of the table printed
         return f"; its checkpoint cannot be read ({err})"
-    return "; these numbers are another run's than the checkpoint's (dvc checkout, or dvc repro)" if other else ""
+    return (
+        "; these numbers are another run's than the checkpoint's (dvc checkout, or dvc repro)"
+        if other
+        else ""
+    )
 
 
 def shown_number(value: object, spec: str) -> str:

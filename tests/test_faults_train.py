@@ -153,6 +153,35 @@ def test_an_edit_to_a_profile_the_run_does_not_use_resumes_it(
                     assert torch.equal(value, straight[name][key]), (name, key)
 
 
+def test_a_run_set_aside_is_put_back_when_its_settings_are(fomm_runs, data_root, tmp_path, capsys):  # noqa: F811
+    """``lr`` changed and back: the first run went to ``previous/`` and was replaced there by
+    the second, then trained again from step 0 (the same bytes, minutes or days later). Now
+    it is put back and resumed, the second run kept in ``previous/``; a swap a kill stopped
+    is finished by the next run."""
+    from eamm.train.loop import PREVIOUS_RUN, RESTORING, _finish_swap
+
+    folder = tmp_path / "models"
+    (folder / "fomm").mkdir(parents=True)
+    shutil.copy(fomm_runs["fresh2"], folder / "fomm" / CHECKPOINT)
+    other = train("train_fomm", data_root, folder, 2, lr=5e-4)
+    assert (folder / "fomm" / PREVIOUS_RUN / CHECKPOINT).read_bytes() == fomm_runs[
+        "fresh2"
+    ].read_bytes()
+    second = other.read_bytes()
+    capsys.readouterr()
+    path = train("train_fomm", data_root, folder, 4)
+    assert "put back and resumed" in capsys.readouterr().out
+    assert path.read_bytes() == fomm_runs["straight"].read_bytes()  # steps 3, 4 trained on
+    assert (folder / "fomm" / PREVIOUS_RUN / CHECKPOINT).read_bytes() == second
+    assert not (folder / "fomm" / RESTORING).exists()
+
+    out = folder / "fomm"  # killed after the first rename: finished, nothing lost
+    (out / PREVIOUS_RUN).rename(out / RESTORING)
+    _finish_swap(out)
+    assert (out / CHECKPOINT).read_bytes() == second
+    assert (out / PREVIOUS_RUN / CHECKPOINT).read_bytes() == fomm_runs["straight"].read_bytes()
+
+
 def test_trainer_settings_that_do_not_act_on_this_device_resume(
     fomm_runs,
     data_root,  # noqa: F811

@@ -31,6 +31,7 @@ from eamm.checkpoint import (
     unwrap,
 )
 from eamm.config import StageParams, TrainerParams
+from eamm.errors import EammError
 from eamm.stages import CHECKPOINT_NAME, CONFUSION_PNG, OFFSETS_PNG, STAGES_BY_NAME
 from eamm.strict_json import json_text
 from eamm.tensors import pick_device
@@ -325,6 +326,7 @@ def _why_not_resume(
 
 
 PREVIOUS_RUN = "previous"  # where a fresh start moves the run it replaces
+RESTORING = ".restoring"  # the previous run on its way back in place (``_swap_with_previous``)
 # What a run draws from its checkpoint at the end (metrics.json holds the final step and the
 # judges' held-out numbers, which the evaluation reports), and all of a run's files.
 DRAWN_FILES = ("metrics.json", "loss.png", "samples.png", CONFUSION_PNG, OFFSETS_PNG)
@@ -344,6 +346,47 @@ def _set_aside(out: Path) -> str:
             os.replace(out / name, previous / name)
     shutil.rmtree(out / "dvclive", ignore_errors=True)
     return f"the earlier run's checkpoint, metrics and plots moved to {previous}"
+
+
+def _swap_with_previous(out: Path) -> None:
+    """Put the run in ``out/previous/`` back in place and this one into ``previous/``: a run
+    set aside for other settings is resumed when they are back (changing ``lr`` and back
+    replaced the first run with the second and trained the first again from step 0)."""
+    os.replace(out / PREVIOUS_RUN, out / RESTORING)
+    _finish_swap(out)
+
+
+def _finish_swap(out: Path) -> None:
+    """Finish ``_swap_with_previous`` (from wherever a kill stopped it; nothing to do without
+    its folder): this run's files go to ``previous/`` while the incoming checkpoint has not
+    moved, then the incoming files move in, the checkpoint first."""
+    incoming = out / RESTORING
+    if not incoming.is_dir():
+        return
+    if (incoming / CHECKPOINT_NAME).is_file():
+        previous = out / PREVIOUS_RUN
+        previous.mkdir(exist_ok=True)
+        for name in RUN_FILES:
+            if (out / name).is_file():
+                os.replace(out / name, previous / name)
+        shutil.rmtree(out / "dvclive", ignore_errors=True)
+    for name in RUN_FILES:  # CHECKPOINT_NAME first
+        if (incoming / name).is_file():
+            os.replace(incoming / name, out / name)
+    shutil.rmtree(incoming)
+
+
+def _resumable_previous(out: Path, why_not, device: torch.device) -> dict | None:
+    """The run in ``out/previous/`` when it may be resumed under this run's settings, data and
+    upstream checkpoints (``why_not``: ``_why_not_resume`` for a state), else None."""
+    path = out / PREVIOUS_RUN / CHECKPOINT_NAME
+    if not path.is_file():
+        return None
+    try:
+        state = load_checkpoint(path, device)
+    except EammError:  # a damaged set-aside run: not taken, and left where it is
+        return None
+    return None if why_not(state) else state
 
 
 def train_stage(
@@ -387,10 +430,24 @@ def train_stage(
     start = 0
     history: list[dict] = []
     path = out / CHECKPOINT_NAME
+    if rank == 0:
+        _finish_swap(out)  # a swap a kill interrupted
     state = load_checkpoint(path, device) if resume and path.is_file() else None
-    why = _why_not_resume(state, stage, params, settings, manifest_fingerprint, device, world)
+
+    def why_not(state: dict | None) -> str:
+        return _why_not_resume(state, stage, params, settings, manifest_fingerprint, device, world)
+
+    why = why_not(state)
     if why:
         state = None
+        earlier = _resumable_previous(out, why_not, device) if world == 1 else None
+        if earlier is not None:
+            _swap_with_previous(out)
+            state = earlier
+            print(
+                f"{path}: {why}; the run in {out / PREVIOUS_RUN} was trained with this run's "
+                f"settings, data and upstream: put back and resumed (the other run moved there)"
+            )
     if rank == 0:
         remove_leftovers(out / name for name in RUN_FILES)  # a killed writer's staged files
         if state is None and path.is_file():  # afresh over an earlier run

@@ -108,6 +108,30 @@ def test_preprocessing_and_generation_see_the_phone_clip_upright(clips, tmp_path
     assert np.array_equal(aligned[0], aligned[1])
 
 
+@pytest.mark.fixtures
+def test_a_clip_stored_upside_down_without_metadata_is_refused(fixtures_dir, tmp_path):
+    """LRW's real clip turned 180 degrees with no display matrix (flipped alike): the detector
+    finds it on one head frame, the mesh fits an upright face to it anyway, and the clip was
+    written 'ok' with upside-down crops, landmarks on the wrong features and a pose of
+    nonsense (exit 0). Now one line, its own code. (Most turned sample clips are "no face": the
+    detector does not find them.)"""
+    from eamm.preprocess.errors import UpsideDownError
+
+    turned = tmp_path / "turned.mp4"
+    source = fixtures_dir / "lrw" / "lipread_mp4" / "ABOUT" / "train" / "ABOUT_00001.mp4"
+    done = ffmpeg("-i", str(source), "-vf", "vflip,hflip", "-c:a", "copy", str(turned))
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    with pytest.raises(UpsideDownError) as refused:
+        preprocess_clip(turned, tmp_path / "out")
+    assert refused.value.code == "upside_down"
+    assert str(refused.value) == (
+        f"{turned}: the face is upside down in the first 8 frames (stored turned, with no "
+        "rotation metadata): rotate the video, or set its rotation"
+    )
+    assert not (tmp_path / "out").exists()
+    assert preprocess_clip(source, tmp_path / "upright").faces_detected == 1
+
+
 def test_decoding_an_upright_clip_leaves_no_reference_cycle(clips):
     """PyAV's side-data objects tie a frame into a cycle; an upright clip must not touch them,
     or each clip's decoder buffers stay until a full collection (10 MiB a 1080p clip)."""

@@ -179,13 +179,21 @@ class LiteRtMesh:
         self._vertices_out, self._presence_out = outputs[NUM_VERTICES * 3], outputs[1]
         self.min_presence = min_presence
 
-    def run(self, rgb: np.ndarray, roi: Roi) -> tuple[np.ndarray, float]:
-        """(vertices (468, 3) float32 in frame pixels, face-presence probability) on ``roi``."""
-        to_frame = roi.to_frame()
+    def presence_logit(self, rgb: np.ndarray, roi: Roi) -> float:
+        """The face-presence logit on ``roi`` (unsaturated where the probability reads 1.0)."""
+        self._invoke(rgb, roi)
+        return float(self._interpreter.get_tensor(self._presence_out).ravel()[0])
+
+    def _invoke(self, rgb: np.ndarray, roi: Roi) -> None:
         tensor = roi.patch(rgb, INPUT_SIZE, cv2.BORDER_REPLICATE).astype(np.float32)[None]
         tensor *= 1.0 / 255.0
         self._interpreter.set_tensor(self._input, tensor)
         self._interpreter.invoke()
+
+    def run(self, rgb: np.ndarray, roi: Roi) -> tuple[np.ndarray, float]:
+        """(vertices (468, 3) float32 in frame pixels, face-presence probability) on ``roi``."""
+        to_frame = roi.to_frame()
+        self._invoke(rgb, roi)
         raw = self._interpreter.get_tensor(self._vertices_out).reshape(NUM_VERTICES, 3)
         logit = float(self._interpreter.get_tensor(self._presence_out).ravel()[0])
         presence = 1.0 / (1.0 + math.exp(-logit))

@@ -43,7 +43,13 @@ from eamm.face.similarity import Similarity, estimate_similarity, median_similar
 from eamm.face.template import TEMPLATE_SIZE, load_template
 from eamm.manifest import OUTPUT_FILES
 from eamm.media.encode import PyAVVideoWriter, VideoWriter
-from eamm.preprocess.errors import AVMismatchError, MultipleFacesError, NoFaceError, TooShortError
+from eamm.preprocess.errors import (
+    AVMismatchError,
+    MultipleFacesError,
+    NoFaceError,
+    TooShortError,
+    UpsideDownError,
+)
 from eamm.video.decode import decode_frames, open_video, resample_fps, stream_info
 from eamm.video.warp import resize_rgb, warp_to_crop
 
@@ -163,14 +169,23 @@ def clip_transform(
                 continue
         mesh = models.mesh(crop, roi)
         if mesh is not None:
+            if not estimates and models.upside_down(crop, roi):
+                raise UpsideDownError(
+                    video, f"the face is upside down in {_where(head)} (stored turned, with no "
+                    "rotation metadata): rotate the video, or set its rotation"
+                )  # fmt: skip
             points = to_frame.apply(backend.points68(crop, mesh))
             estimates.append(estimate_similarity(template[ALIGN_POINTS], points[ALIGN_POINTS]))
-    where = "the image" if len(head) == 1 else f"the first {len(head)} frames"
+    where = _where(head)
     if faces_detected > 1 and params.on_multiple_faces == "fail":
         raise MultipleFacesError(video, f"{faces_detected} faces in {where}")
     if not estimates:
         raise NoFaceError(video, f"no face in {where}")
     return median_similarity(estimates), faces_detected
+
+
+def _where(head: list[av.VideoFrame]) -> str:
+    return "the image" if len(head) == 1 else f"the first {len(head)} frames"
 
 
 def _load_audio(video: Path, audio: Path | None) -> tuple[np.ndarray, str]:

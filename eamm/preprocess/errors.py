@@ -27,6 +27,13 @@ class MultipleFacesError(ClipError):
     code = "multiple_faces"
 
 
+class UpsideDownError(ClipError):
+    """The face is stored upside down (a turned camera without rotation metadata): the mesh
+    fits an upright face to it anyway, and its crops, landmarks and pose were garbage."""
+
+    code = "upside_down"
+
+
 class TooShortError(ClipError):
     code = "too_short"
 

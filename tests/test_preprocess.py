@@ -481,3 +481,33 @@ def test_bad_separate_audio_names_the_audio_file(sample_lrw_clip, tmp_path, mode
         preprocess_clip(sample_lrw_clip, tmp_path / "o2", audio=empty, models=models)
     assert err.value.code == "unreadable_audio"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.m4a", "short.m4a"]
+
+
+def test_frames_whose_face_has_left_the_crop_have_no_face(sample_lrw_clip, tmp_path, monkeypatch):
+    """A face sliding out of the picture: the mesh kept tracking it with up to 52 of its 68
+    points outside the crop, rows valid, a frontal face's pose read as a 10-degree turn. Rows
+    with more than ``MAX_POINTS_OUTSIDE`` points out are now NaN, as for no face."""
+    import eamm.preprocess.clip as clip_module
+
+    leaving = tmp_path / "leaving.mp4"
+    slide = "[1:v][0:v]overlay=x='if(lt(n,6),0,(n-6)*14)':y=0:shortest=1"
+    done = subprocess.run(
+        [
+            *("ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(sample_lrw_clip)),
+            *("-f", "lavfi", "-i", "color=black:s=256x256:r=25", "-filter_complex", slide),
+            *("-map", "0:a", "-c:a", "copy", str(leaving)),
+        ],
+        capture_output=True,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    outside = {}
+    for limit in (68, clip_module.MAX_POINTS_OUTSIDE):  # 68: every tracked face kept (before)
+        monkeypatch.setattr(clip_module, "MAX_POINTS_OUTSIDE", limit)
+        preprocess_clip(leaving, tmp_path / str(limit))
+        points = np.load(tmp_path / str(limit) / "landmarks.npy")
+        face = np.isfinite(points).all(axis=(1, 2))
+        assert np.array_equal(face, np.isfinite(np.load(tmp_path / str(limit) / "pose.npy")).all(1))
+        outside[limit] = ((points < 0) | (points >= 256)).any(axis=2).sum(axis=1), face
+    (before, had), (after, has) = outside[68], outside[clip_module.MAX_POINTS_OUTSIDE]
+    assert (before[had & ~has] > clip_module.MAX_POINTS_OUTSIDE).all() and (had & ~has).any()
+    assert (after[has] <= clip_module.MAX_POINTS_OUTSIDE).all() and has[:6].all()

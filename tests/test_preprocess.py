@@ -32,7 +32,7 @@ from eamm.video.decode import (
     stream_info,
 )
 from eamm.video.warp import _plane
-from tests.conftest import VENV_BIN
+from tests.conftest import ROOT, VENV_BIN
 
 MEAD = "mead/M030/video/front/sad/level_3/001.mp4"
 MEAD_AUDIO = "mead/M030/audio/sad/level_3/001.m4a"
@@ -511,3 +511,39 @@ def test_frames_whose_face_has_left_the_crop_have_no_face(sample_lrw_clip, tmp_p
     (before, had), (after, has) = outside[68], outside[clip_module.MAX_POINTS_OUTSIDE]
     assert (before[had & ~has] > clip_module.MAX_POINTS_OUTSIDE).all() and (had & ~has).any()
     assert (after[has] <= clip_module.MAX_POINTS_OUTSIDE).all() and has[:6].all()
+
+
+def test_a_hard_cut_to_another_face_is_refused(tmp_path):
+    """Half a clip of one sample identity (astronaut), then one of another (hopper), at the same
+    place: written 'ok' with 'face in all frames', the crops, landmarks and pose changing
+    person at the cut. Now one line naming the frames, its own code; each half alone is a
+    clip."""
+    from eamm.config import SampleDataParams, load_section
+    from eamm.preprocess.errors import SceneCutError
+    from eamm.sample.dataset import plan, write_clip
+
+    sample = load_section(ROOT / "params.yaml", "sample_data", SampleDataParams)
+    lrw = [c for c in plan(sample) if c.dataset == "lrw"]
+    halves = [next(c for c in lrw if c.identity == name) for name in ("astronaut", "hopper")]
+    for clip in halves:
+        write_clip(clip, tmp_path)
+    first, second = (str(tmp_path / c.video) for c in halves)
+    cut = tmp_path / "cut.mp4"
+    join = "[0:v]trim=end_frame=15[a];[1:v]trim=start_frame=15,setpts=PTS-STARTPTS[b];[a][b]concat"
+    done = subprocess.run(
+        [
+            *("ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", first, "-i", second),
+            *("-filter_complex", join, "-map", "0:a", "-c:a", "copy", str(cut)),
+        ],
+        capture_output=True,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    with pytest.raises(SceneCutError) as refused:
+        preprocess_clip(cut, tmp_path / "out")
+    assert refused.value.code == "scene_cut"
+    assert str(refused.value).startswith(
+        f"{cut}: the picture changes all at once between frames 14 and 15 ("
+    )
+    assert not (tmp_path / "out").exists()
+    for path in (first, second):
+        assert preprocess_clip(Path(path), tmp_path / Path(path).stem).num_frames == 29

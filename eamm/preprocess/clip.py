@@ -22,6 +22,7 @@ from itertools import chain, islice
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 from eamm.atomic import check_replaceable, real_folder, replace_folder
@@ -47,6 +48,7 @@ from eamm.preprocess.errors import (
     AVMismatchError,
     MultipleFacesError,
     NoFaceError,
+    SceneCutError,
     TooShortError,
     UpsideDownError,
 )
@@ -194,6 +196,34 @@ def _outside(points: np.ndarray, size: int) -> int:
     return int(((points < 0) | (points >= size)).any(axis=1).sum())
 
 
+# A cut: two consecutive frames with a face whose 64-px grey thumbnails differ (mean absolute
+# difference) by at least CUT_MIN_CHANGE grey levels and CUT_SPIKE times the change just before
+# and after it (a flash changes the picture twice in a row, a dropped or doubled frame about 2x).
+# Continuous clips peak at 2.8x (the sample's 192, EAMM's fixtures under 8 levels); hard cuts
+# to another speaker measured 8.7-62x, a large second face overlaid at once 20x, a box over the
+# mouth at once 17x. Such a clip was written 'ok' with two people's crops, landmarks and pose.
+CUT_SPIKE = 5.0
+CUT_MIN_CHANGE = 8.0
+
+
+def _thumbnail(crop: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def find_cut(thumbs: list[np.ndarray], faces: np.ndarray) -> tuple[int, float] | None:
+    """(frame before the cut, its change over its neighbours') of the largest cut between two
+    frames that both have a face, or None."""
+    if len(thumbs) < 2:
+        return None
+    change = np.abs(np.diff(np.stack(thumbs), axis=0)).mean(axis=(1, 2))
+    around = np.maximum(np.r_[0.0, change[:-1]], np.r_[change[1:], 0.0])
+    spike = change / np.maximum(around, 1e-3)
+    judged = np.where(faces[:-1] & faces[1:] & (change >= CUT_MIN_CHANGE), spike, 0.0)
+    frame = int(judged.argmax())
+    return (frame, float(judged[frame])) if judged[frame] >= CUT_SPIKE else None
+
+
 def _where(head: list[av.VideoFrame]) -> str:
     return "the image" if len(head) == 1 else f"the first {len(head)} frames"
 
@@ -283,12 +313,13 @@ def preprocess_clip(
 
         size = params.crop_size
         to_256 = TEMPLATE_SIZE / size
-        landmarks, poses = [], []
+        landmarks, poses, thumbs = [], [], []
         models.reset_tracking()
         with crop_writer(tmp / "frames.mp4", params) as writer:
             for frame in chain(head, frames):
                 crop = warp_to_crop(frame, transform.matrix, size)
                 writer.write(crop)
+                thumbs.append(_thumbnail(crop))
                 mesh = models.track(crop)
                 points = None if mesh is None else backend.points68(crop, mesh)
                 if points is None or _outside(points, size) > MAX_POINTS_OUTSIDE:
@@ -302,6 +333,13 @@ def preprocess_clip(
             raise TooShortError(
                 video, f"{num_frames} frames at {params.fps} fps, fewer than {params.min_frames}"
             )
+        if (cut := find_cut(thumbs, np.isfinite(np.stack(poses)).all(axis=1))) is not None:
+            frame, ratio = cut
+            raise SceneCutError(
+                video, f"the picture changes all at once between frames {frame} and "
+                f"{frame + 1} ({ratio:.0f}x the change around it: a cut to another shot or "
+                "face, or something covering the face at once): trim the clip there"
+            )  # fmt: skip
 
         per_frame = AUDIO_RATE // params.fps
         target = num_frames * per_frame

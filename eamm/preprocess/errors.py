@@ -27,6 +27,13 @@ class MultipleFacesError(ClipError):
     code = "multiple_faces"
 
 
+class SceneCutError(ClipError):
+    """A hard cut inside the clip (another shot, another face): one alignment and one track
+    per clip would mix the two."""
+
+    code = "scene_cut"
+
+
 class UpsideDownError(ClipError):
     """The face is stored upside down (a turned camera without rotation metadata): the mesh
     fits an upright face to it anyway, and its crops, landmarks and pose were garbage."""

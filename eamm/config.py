@@ -375,9 +375,14 @@ class SizeProfile(Strict):
         ``num_channels_a`` channels; the constructors' defaults where unset): an edit to one
         side failed inside stage 1 with a bare RuntimeError on tensor sizes."""
         made = self.audio.get("out_features", 35)
-        taken = self.audio_head.get("block_expansion", 32) + self.audio_head.get(
-            "num_channels_a", 3
-        )
+        head = self.audio_head
+        widths = (head.get("block_expansion", 32), head.get("num_channels_a", 3))
+        if not all(type(v) is int for v in (made, *widths)):
+            raise ValueError(
+                "audio.out_features, audio_head.block_expansion and audio_head.num_channels_a "
+                "must be whole numbers"
+            )
+        taken = sum(widths)
         if made != taken:
             raise ValueError(
                 f"audio.out_features ({made}) must equal audio_head.block_expansion + "

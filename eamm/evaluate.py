@@ -400,8 +400,9 @@ def motion_error(
 
 def _face_span(faces: np.ndarray | None) -> tuple[int, slice | torch.Tensor]:
     """(first frame with a face, the frames to average over): every frame where all have one
-    (the same reduction, so the same numbers as before faces were read)."""
-    if faces is None or faces.all() or not faces.any():
+    (the same reduction, so the same numbers as before faces were read); none where no frame
+    has one (a mean over nothing: no value, as PSNR and LMD have none then)."""
+    if faces is None or faces.all():
         return 0, slice(None)
     return int(np.argmax(faces)), torch.from_numpy(faces)
 

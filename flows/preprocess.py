@@ -174,7 +174,6 @@ def _preprocess(
     )
     window: dict = {}
     common = {"raw_root": str(run.raw_root), "out_root": str(out_root)}
-    request_stop(out_root, stop=False)  # a killed run's stop marker must not stop this one
 
     def submit(item: Batch | PackJob) -> None:
         if isinstance(item, PackJob):

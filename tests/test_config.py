@@ -135,3 +135,18 @@ def test_an_audio_head_that_does_not_take_the_audio_networks_output_is_refused(t
         "must equal audio_head.block_expansion + num_channels_a (7): the audio network's output "
         "is its head's input"
     )
+
+
+def test_an_audio_head_width_that_is_not_a_whole_number_is_one_line(tmp_path):
+    """``block_expansion: "8"`` escaped the validator as a TypeError traceback."""
+    from eamm.train.recipe import resolve_stage
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"]["profiles"]["tiny"]["audio_head"]["block_expansion"] = "8"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(EammError) as refused:
+        resolve_stage(tmp_path / "params.yaml", "train_a2fd")
+    assert str(refused.value).endswith(
+        "audio.out_features, audio_head.block_expansion and audio_head.num_channels_a must be "
+        "whole numbers"
+    )

@@ -525,3 +525,23 @@ def test_source_skip_blends_the_warped_source_into_the_prediction():
     assert torch.allclose(still["prediction"], source, atol=1e-5)
     with pytest.raises(ValueError, match="dense_motion_params"):
         OcclusionAwareGenerator(**{**sizes, "dense_motion_params": None}, source_skip=True)
+
+
+def test_the_stand_in_vgg_draws_from_its_own_seed():
+    """The random stand-in VGG19 took the global stream after the networks built before it: an
+    edit to the audio network's sizes changed FOMM's perceptual loss (first weight sum 0.616 ->
+    -2.335) though FOMM resumed. Now the same weights whatever came before, and the global
+    stream is left where it was."""
+    from eamm.models.perceptual import Vgg19Features
+
+    torch.manual_seed(0)
+    first = Vgg19Features.from_weights(None)
+    after = torch.rand(1)
+    torch.manual_seed(0)
+    torch.rand(1000)  # other networks' draws
+    second = Vgg19Features.from_weights(None)
+    for a, b in zip(first.parameters(), second.parameters(), strict=True):
+        assert torch.equal(a, b)
+    torch.manual_seed(0)
+    Vgg19Features.from_weights(None)
+    assert torch.equal(torch.rand(1), after)

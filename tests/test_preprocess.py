@@ -541,9 +541,22 @@ def test_a_hard_cut_to_another_face_is_refused(tmp_path):
     with pytest.raises(SceneCutError) as refused:
         preprocess_clip(cut, tmp_path / "out")
     assert refused.value.code == "scene_cut"
-    assert str(refused.value).startswith(
-        f"{cut}: the picture changes all at once between frames 14 and 15 ("
-    )
+    assert str(refused.value).startswith(f"{cut}: the picture changes all at once at 0.60 s (")
     assert not (tmp_path / "out").exists()
     for path in (first, second):
         assert preprocess_clip(Path(path), tmp_path / Path(path).stem).num_frames == 29
+
+
+def test_frames_repeated_to_reach_25_fps_are_not_cuts():
+    """A 12.5-fps clip has every frame twice: each change had none around it, and every step of
+    8 grey levels read as a cut (9036x). Repeats are passed over; a real spike still counts."""
+    from eamm.preprocess.clip import find_cut
+
+    steps = [np.full((64, 64), 9.0 * k, np.float32) for k in range(10)]
+    doubled = [frame for frame in steps for _ in range(2)]
+    faces = np.ones(len(doubled), bool)
+    assert find_cut(doubled, faces) is None and find_cut(steps, faces[:10]) is None
+    jump = [*doubled[:9], doubled[9] + 120, *(f + 120 for f in doubled[10:])]
+    frame, spike = find_cut(jump, faces)
+    assert frame == 8 and spike == pytest.approx(120 / 9)  # 120 levels, 9 around it
+    assert find_cut(jump, np.r_[faces[:9], False, faces[10:]]) is None  # the far side: no face

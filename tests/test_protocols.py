@@ -503,6 +503,8 @@ def test_frames_where_preprocessing_found_no_face_are_not_scored():
     noise[~torch.from_numpy(faces)] = 5.0  # the detector's keypoints on a black frame
     every = motion_error(audio, real)
     assert motion_error(audio, real, np.ones(8, bool)) == every
+    none = motion_error(audio, real, np.zeros(8, bool))  # no frame with a face: no value
+    assert np.isnan(none["neutral"]) and np.isnan(none["static_source"])
     masked = motion_error(audio, noise, faces)
     on_faces = motion_error(audio[faces], real[faces])  # measured from frame 1, the first face
     assert masked["neutral"] == pytest.approx(on_faces["neutral"], rel=1e-5)

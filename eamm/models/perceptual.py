@@ -20,6 +20,11 @@ from torch import nn
 from eamm.errors import EammError
 from eamm.models.util import AntiAliasInterpolation2d
 
+# The random stand-in VGG19 (no ImageNet weights: the demo's profile) draws from this seed
+# alone: it was the global stream after the networks built before it, so an edit to the audio
+# network's sizes changed FOMM's loss though FOMM resumed (``profile_sections``).
+STANDIN_SEED = 19
+
 __all__ = [
     "VGG19_IMAGENET_URL",
     "VGG_STANDIN",
@@ -131,9 +136,11 @@ class Vgg19Features(nn.Module):
         ``classifier.*``) are ignored. With ``path`` None the weights stay random and
         ``pretrained`` is False (the perceptual loss is then only a structural stand-in).
         """
+        if path is None:  # its own seed: not the draws of whatever networks came before
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(STANDIN_SEED)
+                return cls()
         model = cls()
-        if path is None:
-            return model
         state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]

@@ -198,7 +198,9 @@ def _outside(points: np.ndarray, size: int) -> int:
 
 # A cut: two consecutive frames with a face whose 64-px grey thumbnails differ (mean absolute
 # difference) by at least CUT_MIN_CHANGE grey levels and CUT_SPIKE times the change just before
-# and after it (a flash changes the picture twice in a row, a dropped or doubled frame about 2x).
+# and after it (a flash changes the picture twice in a row, a dropped frame about 2x; frames
+# the 25-fps resampling repeats are passed over, and the change around counts at least one
+# level: a 12.5-fps clip's every change had nothing around it).
 # Continuous clips peak at 2.8x (the sample's 192, EAMM's fixtures under 8 levels); hard cuts
 # to another speaker measured 8.7-62x, a large second face overlaid at once 20x, a box over the
 # mouth at once 17x. Such a clip was written 'ok' with two people's crops, landmarks and pose.
@@ -217,11 +219,15 @@ def find_cut(thumbs: list[np.ndarray], faces: np.ndarray) -> tuple[int, float] |
     if len(thumbs) < 2:
         return None
     change = np.abs(np.diff(np.stack(thumbs), axis=0)).mean(axis=(1, 2))
-    around = np.maximum(np.r_[0.0, change[:-1]], np.r_[change[1:], 0.0])
-    spike = change / np.maximum(around, 1e-3)
-    judged = np.where(faces[:-1] & faces[1:] & (change >= CUT_MIN_CHANGE), spike, 0.0)
-    frame = int(judged.argmax())
-    return (frame, float(judged[frame])) if judged[frame] >= CUT_SPIKE else None
+    moved = np.flatnonzero(change > 0)  # a repeated frame changes nothing: not a neighbour
+    steps = change[moved]
+    around = np.maximum(np.r_[0.0, steps[:-1]], np.r_[steps[1:], 0.0])
+    spike = steps / np.maximum(around, 1.0)
+    cut = faces[moved] & faces[moved + 1] & (steps >= CUT_MIN_CHANGE) & (spike >= CUT_SPIKE)
+    if not cut.any():
+        return None
+    best = int(np.argmax(np.where(cut, spike, 0.0)))
+    return int(moved[best]), float(spike[best])
 
 
 def _where(head: list[av.VideoFrame]) -> str:
@@ -336,9 +342,9 @@ def preprocess_clip(
         if (cut := find_cut(thumbs, np.isfinite(np.stack(poses)).all(axis=1))) is not None:
             frame, ratio = cut
             raise SceneCutError(
-                video, f"the picture changes all at once between frames {frame} and "
-                f"{frame + 1} ({ratio:.0f}x the change around it: a cut to another shot or "
-                "face, or something covering the face at once): trim the clip there"
+                video, f"the picture changes all at once at {(frame + 1) / params.fps:.2f} s "
+                f"({ratio:.0f}x the change around it: a cut to another shot or face, or "
+                "something covering the face at once): trim the clip there"
             )  # fmt: skip
 
         per_frame = AUDIO_RATE // params.fps

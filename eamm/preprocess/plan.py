@@ -32,7 +32,7 @@ from eamm.manifest import (
     summarize,
     write_manifest_parts,
 )
-from eamm.preprocess.batch import process_batch
+from eamm.preprocess.batch import process_batch, request_stop
 from eamm.preprocess.dataset import (
     JOURNAL_DIR,
     clear_journal,
@@ -135,6 +135,7 @@ class PreprocessRun:
     ) -> None:
         self.start = time.perf_counter()
         self.out_root = Path(out_root)
+        request_stop(self.out_root, stop=False)  # a killed run's marker must not stop this one
         self.index, meta = read_index_table(index_path)
         self.dataset = meta["dataset"]
         self.raw_root = Path(raw or meta["root"])

@@ -432,6 +432,10 @@ def train_stage(
     path = out / CHECKPOINT_NAME
     if rank == 0:
         _finish_swap(out)  # a swap a kill interrupted
+    if world > 1:  # every rank reads the checkpoint the swap left
+        import torch.distributed as dist
+
+        dist.barrier()
     state = load_checkpoint(path, device) if resume and path.is_file() else None
 
     def why_not(state: dict | None) -> str:

@@ -55,7 +55,7 @@ from eamm.models import (
     KPDetector,
     OcclusionAwareGenerator,
 )
-from eamm.preprocess.clip import clip_transform
+from eamm.preprocess.clip import clip_transform, find_cut, thumbnail
 from eamm.preprocess.errors import NoFaceError
 from eamm.smoothing import OneEuro, one_euro
 from eamm.stages import checkpoint_path
@@ -353,14 +353,47 @@ def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
 
 
+class CutWatch:
+    """A video's frames as they pass (thumbnails, whether each has a face), for a note where
+    it cuts to another shot or face: preprocessing refuses such a clip (``scene_cut``), an
+    emotion or pose video fed both shots' faces without a word."""
+
+    def __init__(self) -> None:
+        self.thumbs: list[np.ndarray] = []
+        self.faces: list[bool] = []
+
+    def see(self, crop: np.ndarray, mesh: np.ndarray | None) -> None:
+        self.thumbs.append(thumbnail(crop))
+        self.faces.append(mesh is not None)
+
+    def note(self, path: Path, what: str) -> str:
+        """One line where the frames seen hold a cut ("" where not)."""
+        cut = find_cut(self.thumbs, np.array(self.faces, bool))
+        if cut is None:
+            return ""
+        frame, spike = cut
+        return (
+            f"{path}: the picture changes all at once at {(frame + 1) / VIDEO_FPS:.2f} s "
+            f"({spike:.0f}x the change around it: a cut to another shot or face): {what}"
+        )
+
+
 def tracked_crops(
-    path: Path, max_frames: int, pp: PreprocessParams, face: FaceModels, backend: LandmarkBackend
+    path: Path,
+    max_frames: int,
+    pp: PreprocessParams,
+    face: FaceModels,
+    backend: LandmarkBackend,
+    watch: CutWatch | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """(256 crop, its face mesh or None) per frame of a video, the mesh tracked from frame to
-    frame as in preprocessing."""
+    frame as in preprocessing; ``watch`` sees each."""
     face.reset_tracking()
     for crop in aligned_frames(path, 256, pp, face, backend, max_frames):
-        yield crop, face.track(crop)
+        mesh = face.track(crop)
+        if watch is not None:
+            watch.see(crop, mesh)
+        yield crop, mesh
 
 
 def pose_video_rows(
@@ -369,13 +402,14 @@ def pose_video_rows(
     pp: PreprocessParams,
     face: FaceModels,
     backend: LandmarkBackend,
+    watch: CutWatch | None = None,
 ) -> tuple[np.ndarray, int]:
     """(head-pose rows, one per frame, how many frames had no face). A frame without a face
     keeps its place, interpolated as ``--pose`` rows with NaN are: dropping
     it would play the head motion early and then backwards."""
     rows = [
         None if mesh is None else pose_row(mesh).astype(np.float32)
-        for _, mesh in tracked_crops(path, max_frames, pp, face, backend)
+        for _, mesh in tracked_crops(path, max_frames, pp, face, backend, watch)
     ]
     found = [row for row in rows if row is not None]
     if not found:
@@ -392,12 +426,13 @@ def emotion_frames(
     pp: PreprocessParams,
     face: FaceModels,
     backend: LandmarkBackend,
+    watch: CutWatch | None = None,
 ) -> tuple[np.ndarray, int]:
     """(the emotion video's aligned frames that show a face, how many did not). The source is
     looped, so a frame without a face (the speaker turned away, a cut) is left out rather
     than fed to the emotion network as an empty crop."""
     kept, missing = [], 0
-    for crop, mesh in tracked_crops(path, max_frames, pp, face, backend):
+    for crop, mesh in tracked_crops(path, max_frames, pp, face, backend, watch):
         if mesh is None:
             missing += 1
         else:
@@ -894,7 +929,10 @@ def _generate(
                 "(preprocess.on_multiple_faces: fail refuses such photos)"
             )
         if pose is None and pose_video is not None:
-            rows, missing = pose_video_rows(Path(pose_video), t, pp, face, backend)
+            watch = CutWatch()
+            rows, missing = pose_video_rows(Path(pose_video), t, pp, face, backend, watch)
+            if cut := watch.note(pose_video, "the head pose follows both shots"):
+                notes.append(cut)
             if missing:
                 notes.append(
                     f"{pose_video}: {missing} of {len(rows)} frames without a face, their "
@@ -907,7 +945,10 @@ def _generate(
             rows = pose_row(mesh)[None]
         emotion = None
         if emotion_video is not None:
-            frames, missing = emotion_frames(Path(emotion_video), size, t, pp, face, backend)
+            watch = CutWatch()
+            frames, missing = emotion_frames(Path(emotion_video), size, t, pp, face, backend, watch)
+            if cut := watch.note(emotion_video, "the emotion source holds both shots' faces"):
+                notes.append(cut)
             if missing:
                 notes.append(
                     f"{emotion_video}: {missing} of {missing + len(frames)} frames without a "

@@ -758,3 +758,24 @@ def test_an_input_hard_linked_to_an_output_is_refused(inputs, tmp_path):
             inputs["models"],
             params=PARAMS,
         )
+
+
+def test_an_emotion_or_pose_video_with_a_cut_is_noted(inputs, tmp_path):
+    """A hard cut to another face (preprocessing refuses such a clip, ``scene_cut``) fed both
+    shots' faces to the emotion source and the head pose without a word; the uncut video
+    gets no such note."""
+    from tests.test_preprocess import sample_cut_clip
+
+    cut, _ = sample_cut_clip(tmp_path / "cut")
+    common = (inputs["photo"], inputs["audio"])
+    result = generate(*common, cut, tmp_path / "talk.mp4", inputs["models"], pose_video=cut)
+    said = [note for note in result.notes if "changes all at once" in note]
+    assert [note.split(": ")[-1] for note in said] == [
+        "the head pose follows both shots",
+        "the emotion source holds both shots' faces",
+    ]
+    assert all(
+        note.startswith(f"{cut}: the picture changes all at once at 0.60 s (") for note in said
+    )
+    clean = generate(*common, inputs["emotion_video"], tmp_path / "clean.mp4", inputs["models"])
+    assert not [note for note in clean.notes if "changes all at once" in note]

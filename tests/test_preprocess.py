@@ -513,38 +513,46 @@ def test_frames_whose_face_has_left_the_crop_have_no_face(sample_lrw_clip, tmp_p
     assert (after[has] <= clip_module.MAX_POINTS_OUTSIDE).all() and has[:6].all()
 
 
-def test_a_hard_cut_to_another_face_is_refused(tmp_path):
-    """Half a clip of one sample identity (astronaut), then one of another (hopper), at the same
-    place: written 'ok' with 'face in all frames', the crops, landmarks and pose changing
-    person at the cut. Now one line naming the frames, its own code; each half alone is a
-    clip."""
+def sample_cut_clip(root: Path) -> tuple[Path, list[Path]]:
+    """(a clip cut at frame 15 from one sample identity to another at the same place, the two
+    clips it joins): the sample's astronaut, then its hopper."""
     from eamm.config import SampleDataParams, load_section
-    from eamm.preprocess.errors import SceneCutError
     from eamm.sample.dataset import plan, write_clip
 
     sample = load_section(ROOT / "params.yaml", "sample_data", SampleDataParams)
     lrw = [c for c in plan(sample) if c.dataset == "lrw"]
     halves = [next(c for c in lrw if c.identity == name) for name in ("astronaut", "hopper")]
     for clip in halves:
-        write_clip(clip, tmp_path)
-    first, second = (str(tmp_path / c.video) for c in halves)
-    cut = tmp_path / "cut.mp4"
+        write_clip(clip, root)
+    first, second = (root / c.video for c in halves)
+    cut = root / "cut.mp4"
     join = "[0:v]trim=end_frame=15[a];[1:v]trim=start_frame=15,setpts=PTS-STARTPTS[b];[a][b]concat"
     done = subprocess.run(
         [
-            *("ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", first, "-i", second),
-            *("-filter_complex", join, "-map", "0:a", "-c:a", "copy", str(cut)),
+            *("ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(first)),
+            *("-i", str(second), "-filter_complex", join, "-map", "0:a", "-c:a", "copy", str(cut)),
         ],
         capture_output=True,
     )
     assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return cut, [first, second]
+
+
+def test_a_hard_cut_to_another_face_is_refused(tmp_path):
+    """Half a clip of one sample identity (astronaut), then one of another (hopper), at the same
+    place: written 'ok' with 'face in all frames', the crops, landmarks and pose changing
+    person at the cut. Now one line naming the time, its own code; each half alone is a
+    clip."""
+    from eamm.preprocess.errors import SceneCutError
+
+    cut, halves = sample_cut_clip(tmp_path)
     with pytest.raises(SceneCutError) as refused:
         preprocess_clip(cut, tmp_path / "out")
     assert refused.value.code == "scene_cut"
     assert str(refused.value).startswith(f"{cut}: the picture changes all at once at 0.60 s (")
     assert not (tmp_path / "out").exists()
-    for path in (first, second):
-        assert preprocess_clip(Path(path), tmp_path / Path(path).stem).num_frames == 29
+    for path in halves:
+        assert preprocess_clip(path, tmp_path / path.stem).num_frames == 29
 
 
 def test_frames_repeated_to_reach_25_fps_are_not_cuts():

@@ -208,7 +208,7 @@ CUT_SPIKE = 5.0
 CUT_MIN_CHANGE = 8.0
 
 
-def _thumbnail(crop: np.ndarray) -> np.ndarray:
+def thumbnail(crop: np.ndarray) -> np.ndarray:
     grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
     return cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
 
@@ -325,7 +325,7 @@ def preprocess_clip(
             for frame in chain(head, frames):
                 crop = warp_to_crop(frame, transform.matrix, size)
                 writer.write(crop)
-                thumbs.append(_thumbnail(crop))
+                thumbs.append(thumbnail(crop))
                 mesh = models.track(crop)
                 points = None if mesh is None else backend.points68(crop, mesh)
                 if points is None or _outside(points, size) > MAX_POINTS_OUTSIDE:

@@ -396,21 +396,14 @@ def tracked_crops(
         yield crop, mesh
 
 
-def pose_video_rows(
-    path: Path,
-    max_frames: int,
-    pp: PreprocessParams,
-    face: FaceModels,
-    backend: LandmarkBackend,
-    watch: CutWatch | None = None,
-) -> tuple[np.ndarray, int]:
-    """(head-pose rows, one per frame, how many frames had no face). A frame without a face
-    keeps its place, interpolated as ``--pose`` rows with NaN are: dropping
-    it would play the head motion early and then backwards."""
-    rows = [
-        None if mesh is None else pose_row(mesh).astype(np.float32)
-        for _, mesh in tracked_crops(path, max_frames, pp, face, backend, watch)
-    ]
+Tracked = Iterable[tuple[np.ndarray, np.ndarray | None]]  # ``tracked_crops``'s frames
+
+
+def pose_video_rows(path: Path, crops: Tracked) -> tuple[np.ndarray, int]:
+    """(head-pose rows, one per frame of ``path`` read as ``crops``, how many frames had no
+    face). A frame without a face keeps its place, interpolated as ``--pose`` rows with NaN
+    are: dropping it would play the head motion early and then backwards."""
+    rows = [None if mesh is None else pose_row(mesh).astype(np.float32) for _, mesh in crops]
     found = [row for row in rows if row is not None]
     if not found:
         raise EammError(f"{path}: no face to estimate head pose from")
@@ -419,20 +412,12 @@ def pose_video_rows(
     return filled, len(rows) - len(found)
 
 
-def emotion_frames(
-    path: Path,
-    size: int,
-    max_frames: int,
-    pp: PreprocessParams,
-    face: FaceModels,
-    backend: LandmarkBackend,
-    watch: CutWatch | None = None,
-) -> tuple[np.ndarray, int]:
-    """(the emotion video's aligned frames that show a face, how many did not). The source is
-    looped, so a frame without a face (the speaker turned away, a cut) is left out rather
-    than fed to the emotion network as an empty crop."""
+def emotion_frames(path: Path, size: int, crops: Tracked) -> tuple[np.ndarray, int]:
+    """(the emotion video's aligned frames, read as ``crops``, that show a face, how many did
+    not). The source is looped, so a frame without a face (the speaker turned away, a cut) is
+    left out rather than fed to the emotion network as an empty crop."""
     kept, missing = [], 0
-    for crop, mesh in tracked_crops(path, max_frames, pp, face, backend, watch):
+    for crop, mesh in crops:
         if mesh is None:
             missing += 1
         else:
@@ -930,7 +915,8 @@ def _generate(
             )
         if pose is None and pose_video is not None:
             watch = CutWatch()
-            rows, missing = pose_video_rows(Path(pose_video), t, pp, face, backend, watch)
+            crops = tracked_crops(Path(pose_video), t, pp, face, backend, watch)
+            rows, missing = pose_video_rows(Path(pose_video), crops)
             if cut := watch.note(pose_video, "the head pose follows both shots"):
                 notes.append(cut)
             if missing:
@@ -946,7 +932,8 @@ def _generate(
         emotion = None
         if emotion_video is not None:
             watch = CutWatch()
-            frames, missing = emotion_frames(Path(emotion_video), size, t, pp, face, backend, watch)
+            crops = tracked_crops(Path(emotion_video), t, pp, face, backend, watch)
+            frames, missing = emotion_frames(Path(emotion_video), size, crops)
             if cut := watch.note(emotion_video, "the emotion source holds both shots' faces"):
                 notes.append(cut)
             if missing:

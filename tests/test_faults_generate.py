@@ -436,12 +436,14 @@ def face_models():
 def test_faceless_frames_of_a_pose_video_keep_their_place(inputs, tmp_path, face_models):
     """They were dropped: the head motion played early, then backwards (ping-pong), without a
     note. Each frame keeps its place now, interpolated as ``--pose`` NaN rows are."""
-    from eamm.generate import pose_video_rows
+    from eamm.generate import pose_video_rows, tracked_crops
 
     video = black_gap(inputs["emotion_video"], tmp_path / "gap.mp4", 0.3, 0.6)
     gap = np.flatnonzero(frames_of(video).mean(axis=(1, 2, 3)) < 1)
-    clean, none = pose_video_rows(inputs["emotion_video"], 30, *face_models)
-    rows, missing = pose_video_rows(video, 30, *face_models)
+    clean, none = pose_video_rows(
+        inputs["emotion_video"], tracked_crops(inputs["emotion_video"], 30, *face_models)
+    )
+    rows, missing = pose_video_rows(video, tracked_crops(video, 30, *face_models))
     assert none == 0 and missing == len(gap) > 5 and len(rows) == len(clean) == 29
     before, after = gap[0] - 1, gap[-1] + 1
     for k in gap:  # interpolated from the rows on either side
@@ -465,11 +467,11 @@ def test_faceless_frames_of_a_pose_video_keep_their_place(inputs, tmp_path, face
 
 def test_faceless_frames_of_an_emotion_video_are_left_out(inputs, tmp_path, face_models):
     """They were fed to the emotion network as black crops, without a note."""
-    from eamm.generate import emotion_frames
+    from eamm.generate import emotion_frames, tracked_crops
 
     video = black_gap(inputs["emotion_video"], tmp_path / "gap.mp4", 0.6, 2.0)
     black = int((frames_of(video).mean(axis=(1, 2, 3)) < 1).sum())
-    frames, missing = emotion_frames(video, 64, 30, *face_models)
+    frames, missing = emotion_frames(video, 64, tracked_crops(video, 30, *face_models))
     assert missing == black > 5 and len(frames) == 29 - black
     assert frames.mean(axis=(1, 2, 3)).min() > 40
     result = generate(

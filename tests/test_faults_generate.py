@@ -659,20 +659,23 @@ def test_an_output_that_is_an_input_is_refused(inputs, tmp_path, option, name):
 def test_a_video_whose_face_comes_late_is_aligned_where_it_shows(inputs, tmp_path, face_models):
     """An emotion or pose video opening without a face (an intro, a cut) was refused: "no face
     in the first 8 frames". The frames before the face are left out / interpolated."""
-    from eamm.generate import emotion_frames, pose_video_rows
+    from eamm.generate import emotion_frames, pose_video_rows, tracked_crops
+
+    def read(path):
+        return tracked_crops(path, 30, *face_models)
 
     video = black_gap(inputs["emotion_video"], tmp_path / "late.mp4", 0.0, 0.5)
     black = int((frames_of(video).mean(axis=(1, 2, 3)) < 1).sum())
     assert black > 8  # more than the alignment's first window
-    frames, missing = emotion_frames(video, 64, 30, *face_models)
+    frames, missing = emotion_frames(video, 64, read(video))
     assert missing == black and len(frames) == 29 - black
-    clean, _ = pose_video_rows(inputs["emotion_video"], 30, *face_models)
-    rows, missing = pose_video_rows(video, 30, *face_models)
+    clean, _ = pose_video_rows(inputs["emotion_video"], read(inputs["emotion_video"]))
+    rows, missing = pose_video_rows(video, read(video))
     assert missing == black and np.allclose(rows[:black], rows[black])  # held at the start
     assert np.abs(rows[black:, :3] - clean[black:, :3]).max() < 2.0
     blank = black_gap(inputs["emotion_video"], tmp_path / "blank.mp4", 0.0, 5.0)
     with pytest.raises(EammError, match=r"blank\.mp4: no face in any of its 29 frames$"):
-        emotion_frames(blank, 64, 30, *face_models)
+        emotion_frames(blank, 64, read(blank))
 
 
 @pytest.fixture

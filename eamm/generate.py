@@ -55,7 +55,7 @@ from eamm.models import (
     KPDetector,
     OcclusionAwareGenerator,
 )
-from eamm.preprocess.clip import clip_transform, find_cut, thumbnail
+from eamm.preprocess.clip import FrameChanges, clip_transform, find_cut, thumbnail
 from eamm.preprocess.errors import NoFaceError
 from eamm.smoothing import OneEuro, one_euro
 from eamm.stages import checkpoint_path
@@ -354,21 +354,21 @@ def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
 
 
 class CutWatch:
-    """A video's frames as they pass (thumbnails, whether each has a face), for a note where
+    """A video's frames as they pass (their changes, whether each has a face), for a note where
     it cuts to another shot or face: preprocessing refuses such a clip (``scene_cut``), an
     emotion or pose video fed both shots' faces without a word."""
 
     def __init__(self) -> None:
-        self.thumbs: list[np.ndarray] = []
+        self.changes = FrameChanges()
         self.faces: list[bool] = []
 
     def see(self, crop: np.ndarray, mesh: np.ndarray | None) -> None:
-        self.thumbs.append(thumbnail(crop))
+        self.changes.add(thumbnail(crop))
         self.faces.append(mesh is not None)
 
     def note(self, path: Path, what: str) -> str:
         """One line where the frames seen hold a cut ("" where not)."""
-        cut = find_cut(self.thumbs, np.array(self.faces, bool))
+        cut = find_cut(self.changes.values, np.array(self.faces, bool))
         if cut is None:
             return ""
         frame, spike = cut

@@ -558,7 +558,14 @@ def test_a_hard_cut_to_another_face_is_refused(tmp_path):
 def test_frames_repeated_to_reach_25_fps_are_not_cuts():
     """A 12.5-fps clip has every frame twice: each change had none around it, and every step of
     8 grey levels read as a cut (9036x). Repeats are passed over; a real spike still counts."""
-    from eamm.preprocess.clip import find_cut
+    from eamm.preprocess.clip import FrameChanges
+    from eamm.preprocess.clip import find_cut as find_cut_in_changes
+
+    def find_cut(thumbs, faces):
+        changes = FrameChanges()
+        for thumb in thumbs:
+            changes.add(thumb)
+        return find_cut_in_changes(changes.values, faces)
 
     steps = [np.full((64, 64), 9.0 * k, np.float32) for k in range(10)]
     doubled = [frame for frame in steps for _ in range(2)]

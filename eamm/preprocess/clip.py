@@ -213,12 +213,26 @@ def thumbnail(crop: np.ndarray) -> np.ndarray:
     return cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def find_cut(thumbs: list[np.ndarray], faces: np.ndarray) -> tuple[int, float] | None:
+class FrameChanges:
+    """The change between consecutive frames' thumbnails (mean absolute difference), one
+    thumbnail held at a time: the whole clip's thumbnails were kept, 16 KB a frame."""
+
+    def __init__(self) -> None:
+        self._last: np.ndarray | None = None
+        self.values: list[float] = []
+
+    def add(self, thumb: np.ndarray) -> None:
+        if self._last is not None:
+            self.values.append(float(np.abs(thumb - self._last).mean()))
+        self._last = thumb
+
+
+def find_cut(changes: list[float], faces: np.ndarray) -> tuple[int, float] | None:
     """(frame before the cut, its change over its neighbours') of the largest cut between two
-    frames that both have a face, or None."""
-    if len(thumbs) < 2:
+    frames that both have a face, or None; ``changes``: ``FrameChanges.values``."""
+    if not changes:
         return None
-    change = np.abs(np.diff(np.stack(thumbs), axis=0)).mean(axis=(1, 2))
+    change = np.asarray(changes)
     moved = np.flatnonzero(change > 0)  # a repeated frame changes nothing: not a neighbour
     steps = change[moved]
     around = np.maximum(np.r_[0.0, steps[:-1]], np.r_[steps[1:], 0.0])
@@ -319,13 +333,13 @@ def preprocess_clip(
 
         size = params.crop_size
         to_256 = TEMPLATE_SIZE / size
-        landmarks, poses, thumbs = [], [], []
+        landmarks, poses, changes = [], [], FrameChanges()
         models.reset_tracking()
         with crop_writer(tmp / "frames.mp4", params) as writer:
             for frame in chain(head, frames):
                 crop = warp_to_crop(frame, transform.matrix, size)
                 writer.write(crop)
-                thumbs.append(thumbnail(crop))
+                changes.add(thumbnail(crop))
                 mesh = models.track(crop)
                 points = None if mesh is None else backend.points68(crop, mesh)
                 if points is None or _outside(points, size) > MAX_POINTS_OUTSIDE:
@@ -339,7 +353,8 @@ def preprocess_clip(
             raise TooShortError(
                 video, f"{num_frames} frames at {params.fps} fps, fewer than {params.min_frames}"
             )
-        if (cut := find_cut(thumbs, np.isfinite(np.stack(poses)).all(axis=1))) is not None:
+        faces = np.isfinite(np.stack(poses)).all(axis=1)
+        if (cut := find_cut(changes.values, faces)) is not None:
             frame, ratio = cut
             raise SceneCutError(
                 video, f"the picture changes all at once at {(frame + 1) / params.fps:.2f} s "

@@ -340,12 +340,17 @@ def _set_aside(out: Path) -> str:
     model is kept, not overwritten at the first checkpoint. Says where it went."""
     previous = out / PREVIOUS_RUN
     shutil.rmtree(previous, ignore_errors=True)
-    previous.mkdir()
-    for name in RUN_FILES:
-        if (out / name).is_file():
-            os.replace(out / name, previous / name)
+    _move_run(out, previous)
     shutil.rmtree(out / "dvclive", ignore_errors=True)
     return f"the earlier run's checkpoint, metrics and plots moved to {previous}"
+
+
+def _move_run(source: Path, target: Path) -> None:
+    """Move a run's files (``RUN_FILES``, the checkpoint first) from ``source`` to ``target``."""
+    target.mkdir(exist_ok=True)
+    for name in RUN_FILES:
+        if (source / name).is_file():
+            os.replace(source / name, target / name)
 
 
 def _swap_with_previous(out: Path) -> None:
@@ -364,15 +369,9 @@ def _finish_swap(out: Path) -> None:
     if not incoming.is_dir():
         return
     if (incoming / CHECKPOINT_NAME).is_file():
-        previous = out / PREVIOUS_RUN
-        previous.mkdir(exist_ok=True)
-        for name in RUN_FILES:
-            if (out / name).is_file():
-                os.replace(out / name, previous / name)
+        _move_run(out, out / PREVIOUS_RUN)
         shutil.rmtree(out / "dvclive", ignore_errors=True)
-    for name in RUN_FILES:  # CHECKPOINT_NAME first
-        if (incoming / name).is_file():
-            os.replace(incoming / name, out / name)
+    _move_run(incoming, out)
     shutil.rmtree(incoming)
 
 

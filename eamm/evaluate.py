@@ -388,7 +388,7 @@ def motion_error(
     """``keypoint_motion`` from the audio keypoints' values (T, K, 2) already computed; with
     ``faces`` (``face_frames``), over the frames with a face, the motion since the first of
     them (the detector's keypoints on a frame without a face are noise)."""
-    start, keep = _face_span(faces)
+    start, keep = _face_span(faces, real.device)
     moved = (real - real[start : start + 1])[keep]
     pixels = LANDMARK_SIZE / 2
     return {
@@ -398,13 +398,16 @@ def motion_error(
     }
 
 
-def _face_span(faces: np.ndarray | None) -> tuple[int, slice | torch.Tensor]:
-    """(first frame with a face, the frames to average over): every frame where all have one
-    (the same reduction, so the same numbers as before faces were read); none where no frame
-    has one (a mean over nothing: no value, as PSNR and LMD have none then)."""
+def _face_span(
+    faces: np.ndarray | None, device: torch.device
+) -> tuple[int, slice | torch.Tensor]:
+    """(first frame with a face, the frames to average over, as a mask on ``device``): every
+    frame where all have one (the same reduction, so the same numbers as before faces were
+    read); none where no frame has one (a mean over nothing: no value, as PSNR and LMD have
+    none then)."""
     if faces is None or faces.all():
         return 0, slice(None)
-    return int(np.argmax(faces)), torch.from_numpy(faces)
+    return int(np.argmax(faces)), torch.from_numpy(faces).to(device)
 
 
 @torch.no_grad()
@@ -433,9 +436,7 @@ def emotion_keypoint_error(
     idx = torch.tensor(nets.emotion_kp, device=real.device)
     residual = real[:, idx] - audio["value"][:, idx]
     pixels = LANDMARK_SIZE / 2
-    _, keep = _face_span(faces)
-    if isinstance(keep, torch.Tensor):
-        keep = keep.to(real.device)
+    _, keep = _face_span(faces, real.device)
 
     def error(moved: torch.Tensor) -> float:
         return float((residual - moved)[keep].norm(dim=-1).mean()) * pixels

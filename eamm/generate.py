@@ -183,7 +183,7 @@ def load_models(
         if "emotion_kp" not in emotion:
             raise EammError(f"{emotion_path}: not an emotion checkpoint (no emotion_kp)")
         emotion_kp = list(emotion["emotion_kp"])
-        if len(gp.emotion_scale) < len(emotion_kp):
+        if len(gp.emotion_scale) != len(emotion_kp):  # extra ones would scale nothing
             raise EammError(
                 f"params: generate.emotion_scale has {len(gp.emotion_scale)} entries for the "
                 f"{len(emotion_kp)} emotion keypoints of {emotion_path} "

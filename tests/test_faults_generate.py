@@ -602,21 +602,24 @@ def test_a_checkpoint_of_another_stage_as_the_emotion_one_is_one_line(inputs, tm
         )
 
 
-def test_fewer_emotion_scales_than_emotion_keypoints_is_one_line(inputs):
+@pytest.mark.parametrize("extra", [-1, 1])
+def test_emotion_scales_not_one_per_emotion_keypoint_is_one_line(inputs, extra):
     """A stage 3 trained with more emotion keypoints (``train_emotion.num_emotion_kp``) than
-    ``generate.emotion_scale`` lists ended in a RuntimeError on tensor sizes mid-generation."""
+    ``generate.emotion_scale`` lists ended in a RuntimeError on tensor sizes mid-generation;
+    with fewer, the extra scales were ignored without a word (a user scaling a fifth keypoint
+    saw nothing change)."""
     from eamm.checkpoint import load_checkpoint
     from eamm.stages import checkpoint_path
 
     emotion = checkpoint_path(inputs["models"], "train_emotion")
     count = len(load_checkpoint(emotion, "cpu")["emotion_kp"])
-    short = GenerateParams(device="cpu", emotion_scale=[1.0] * (count - 1))
+    given = GenerateParams(device="cpu", emotion_scale=[1.0] * (count + extra))
     with pytest.raises(
         EammError,
-        match=rf"^params: generate.emotion_scale has {count - 1} entries for the {count} emotion "
+        match=rf"^params: generate.emotion_scale has {count + extra} entries for the {count} emotion "
         rf"keypoints of {emotion} \(train_emotion.num_emotion_kp\)",
     ):
-        load_models(inputs["models"], torch.device("cpu"), short)
+        load_models(inputs["models"], torch.device("cpu"), given)
 
 
 def test_checkpoints_of_two_training_runs_are_refused(inputs, tmp_path):

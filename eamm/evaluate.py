@@ -398,9 +398,7 @@ def motion_error(
     }
 
 
-def _face_span(
-    faces: np.ndarray | None, device: torch.device
-) -> tuple[int, slice | torch.Tensor]:
+def _face_span(faces: np.ndarray | None, device: torch.device) -> tuple[int, slice | torch.Tensor]:
     """(first frame with a face, the frames to average over, as a mask on ``device``): every
     frame where all have one (the same reduction, so the same numbers as before faces were
     read); none where no frame has one (a mean over nothing: no value, as PSNR and LMD have

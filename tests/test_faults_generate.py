@@ -616,8 +616,8 @@ def test_emotion_scales_not_one_per_emotion_keypoint_is_one_line(inputs, extra):
     given = GenerateParams(device="cpu", emotion_scale=[1.0] * (count + extra))
     with pytest.raises(
         EammError,
-        match=rf"^params: generate.emotion_scale has {count + extra} entries for the {count} emotion "
-        rf"keypoints of {emotion} \(train_emotion.num_emotion_kp\)",
+        match=rf"^params: generate.emotion_scale has {count + extra} entries for the {count} "
+        rf"emotion keypoints of {emotion} \(train_emotion.num_emotion_kp\)",
     ):
         load_models(inputs["models"], torch.device("cpu"), given)
 

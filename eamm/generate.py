@@ -55,7 +55,14 @@ from eamm.models import (
     KPDetector,
     OcclusionAwareGenerator,
 )
-from eamm.preprocess.clip import FrameChanges, clip_transform, find_cut, thumbnail
+from eamm.preprocess.clip import (
+    MAX_ROLL,
+    FrameChanges,
+    clip_transform,
+    face_reading,
+    find_cut,
+    thumbnail,
+)
 from eamm.preprocess.errors import NoFaceError
 from eamm.smoothing import OneEuro, one_euro
 from eamm.stages import checkpoint_path
@@ -362,9 +369,9 @@ class CutWatch:
         self.changes = FrameChanges()
         self.faces: list[bool] = []
 
-    def see(self, crop: np.ndarray, mesh: np.ndarray | None) -> None:
+    def see(self, crop: np.ndarray, pose: np.ndarray | None) -> None:
         self.changes.add(thumbnail(crop))
-        self.faces.append(mesh is not None)
+        self.faces.append(pose is not None)
 
     def note(self, path: Path, what: str) -> str:
         """One line where the frames seen hold a cut ("" where not)."""
@@ -386,14 +393,16 @@ def tracked_crops(
     backend: LandmarkBackend,
     watch: CutWatch | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """(256 crop, its face mesh or None) per frame of a video, the mesh tracked from frame to
-    frame as in preprocessing; ``watch`` sees each."""
+    """(256 crop, its head-pose row or None) per frame of a video, the face tracked from frame
+    to frame and read as preprocessing reads it (``face_reading``: none where it leaves the
+    picture or rolls past upright); ``watch`` sees each."""
     face.reset_tracking()
     for crop in aligned_frames(path, 256, pp, face, backend, max_frames):
-        mesh = face.track(crop)
+        reading = face_reading(crop, face.track(crop), backend)
+        pose = None if reading is None else reading[1]
         if watch is not None:
-            watch.see(crop, mesh)
-        yield crop, mesh
+            watch.see(crop, pose)
+        yield crop, pose
 
 
 Tracked = Iterable[tuple[np.ndarray, np.ndarray | None]]  # ``tracked_crops``'s frames
@@ -403,7 +412,7 @@ def pose_video_rows(path: Path, crops: Tracked) -> tuple[np.ndarray, int]:
     """(head-pose rows, one per frame of ``path`` read as ``crops``, how many frames had no
     face). A frame without a face keeps its place, interpolated as ``--pose`` rows with NaN
     are: dropping it would play the head motion early and then backwards."""
-    rows = [None if mesh is None else pose_row(mesh).astype(np.float32) for _, mesh in crops]
+    rows = [None if pose is None else pose.astype(np.float32) for _, pose in crops]
     found = [row for row in rows if row is not None]
     if not found:
         raise EammError(f"{path}: no face to estimate head pose from")
@@ -417,8 +426,8 @@ def emotion_frames(path: Path, size: int, crops: Tracked) -> tuple[np.ndarray, i
     not). The source is looped, so a frame without a face (the speaker turned away, a cut) is
     left out rather than fed to the emotion network as an empty crop."""
     kept, missing = [], 0
-    for crop, mesh in crops:
-        if mesh is None:
+    for crop, pose in crops:
+        if pose is None:
             missing += 1
         else:
             kept.append(crop if size == 256 else resize_crop(crop, size))
@@ -921,7 +930,8 @@ def _generate(
                 notes.append(cut)
             if missing:
                 notes.append(
-                    f"{pose_video}: {missing} of {len(rows)} frames without a face, their "
+                    f"{pose_video}: {missing} of {len(rows)} frames without a face (or with "
+                    f"one leaving the picture or rolled past {MAX_ROLL:g} degrees), their "
                     "pose rows interpolated between the valid rows around them (held at the ends)"
                 )
         elif pose is None:
@@ -939,7 +949,8 @@ def _generate(
             if missing:
                 notes.append(
                     f"{emotion_video}: {missing} of {missing + len(frames)} frames without a "
-                    "face, left out of the emotion source"
+                    f"face (or with one leaving the picture or rolled past {MAX_ROLL:g} "
+                    "degrees), left out of the emotion source"
                 )
             emotion = EmotionSource(frames, gp.seed, t)
     finally:

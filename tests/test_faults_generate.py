@@ -460,9 +460,11 @@ def test_faceless_frames_of_a_pose_video_keep_their_place(inputs, tmp_path, face
         pose_video=video,
         params=PARAMS,
     )
-    assert f"{video}: {missing} of 29 frames without a face, their pose rows interp" in " ".join(
-        result.notes
+    note = (
+        f"{video}: {missing} of 29 frames without a face (or with one leaving the picture or "
+        "rolled past 90 degrees), their pose rows interp"
     )
+    assert note in " ".join(result.notes)
 
 
 def test_faceless_frames_of_an_emotion_video_are_left_out(inputs, tmp_path, face_models):
@@ -482,7 +484,10 @@ def test_faceless_frames_of_an_emotion_video_are_left_out(inputs, tmp_path, face
         inputs["models"],
         params=PARAMS,
     )
-    note = f"{video}: {black} of 29 frames without a face, left out of the emotion source"
+    note = (
+        f"{video}: {black} of 29 frames without a face (or with one leaving the picture or "
+        "rolled past 90 degrees), left out of the emotion source"
+    )
     assert note in result.notes
 
 
@@ -787,3 +792,46 @@ def test_an_emotion_or_pose_video_with_a_cut_is_noted(inputs, tmp_path):
     )
     clean = generate(*common, inputs["emotion_video"], tmp_path / "clean.mp4", inputs["models"])
     assert not [note for note in clean.notes if "changes all at once" in note]
+
+
+def turned(video, out, how: str):
+    """``video`` whose face, from frame 8 on, rolls past upside down (``roll``) or slides out
+    of the picture (``slide``)."""
+    moves = {
+        "roll": "pad=iw*2:ih*2:iw/2:ih/2:color=gray,rotate=a='max(0,n-8)*PI/16':fillcolor=gray",
+        "slide": "pad=iw*3:ih:iw:0:color=gray,crop=iw/3:ih:'iw/3+max(0,(n-8)*12)':0",
+    }
+    cmd = ["ffmpeg", "-v", "error", "-i", video, "-vf", moves[how], "-c:a", "copy", out]
+    subprocess.run(cmd, check=True)
+    return out
+
+
+@pytest.mark.parametrize("how", ["roll", "slide"])
+def test_pose_and_emotion_videos_read_faces_as_preprocessing_does(
+    inputs, tmp_path, face_models, monkeypatch, how
+):
+    """A face leaving the picture (half of its points outside the crop) or rolling past
+    upright: preprocessing writes NaN rows for those frames, generation's pose video read them
+    as head poses (pitch -11..-14 for a real -8; a roll wrapping from -179 to 178, whose gap
+    interpolation spun the head back through upright) and fed them to the emotion network."""
+    from eamm.generate import emotion_frames, pose_video_rows, tracked_crops
+    from eamm.preprocess import clip as clip_module
+
+    params, face, backend = face_models
+    video = turned(inputs["emotion_video"], tmp_path / f"{how}.mp4", how)
+
+    def preprocess(out):
+        clip_module.preprocess_clip(video, out, params=params, models=face, backend=backend)
+        return np.load(out / "pose.npy")
+
+    nan = ~np.isfinite(preprocess(tmp_path / "clip")[:, 0])
+    rows, missing = pose_video_rows(video, tracked_crops(video, 30, *face_models))
+    frames, left_out = emotion_frames(video, 64, tracked_crops(video, 30, *face_models))
+    assert missing == left_out == nan.sum() > 5 and not nan[:12].any()
+    assert len(frames) == 29 - left_out
+    assert np.abs(rows[:, 2]).max() <= clip_module.MAX_ROLL
+    assert np.abs(np.diff(rows[:, :3], axis=0)).max() < 15  # no wrap, no jump
+    if how == "roll":  # before: every rolled frame kept, its roll wrapping past 180
+        monkeypatch.setattr(clip_module, "MAX_ROLL", 360.0)
+        before = preprocess(tmp_path / "before")[:, 2]
+        assert np.isfinite(before).all() and np.abs(np.diff(before)).max() > 300

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 from itertools import islice
@@ -483,23 +484,28 @@ def test_bad_separate_audio_names_the_audio_file(sample_lrw_clip, tmp_path, mode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.m4a", "short.m4a"]
 
 
+def sliding_out(clip: Path, out: Path, start: int) -> Path:
+    """``clip`` whose face slides out of the picture, 14 px a frame from frame ``start``."""
+    slide = f"[1:v][0:v]overlay=x='if(lt(n,{start}),0,(n-{start})*14)':y=0:shortest=1"
+    done = subprocess.run(
+        [
+            *("ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(clip)),
+            *("-f", "lavfi", "-i", "color=black:s=256x256:r=25", "-filter_complex", slide),
+            *("-map", "0:a", "-c:a", "copy", str(out)),
+        ],
+        capture_output=True,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return out
+
+
 def test_frames_whose_face_has_left_the_crop_have_no_face(sample_lrw_clip, tmp_path, monkeypatch):
     """A face sliding out of the picture: the mesh kept tracking it with up to 52 of its 68
     points outside the crop, rows valid, a frontal face's pose read as a 10-degree turn. Rows
     with more than ``MAX_POINTS_OUTSIDE`` points out are now NaN, as for no face."""
     import eamm.preprocess.clip as clip_module
 
-    leaving = tmp_path / "leaving.mp4"
-    slide = "[1:v][0:v]overlay=x='if(lt(n,6),0,(n-6)*14)':y=0:shortest=1"
-    done = subprocess.run(
-        [
-            *("ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(sample_lrw_clip)),
-            *("-f", "lavfi", "-i", "color=black:s=256x256:r=25", "-filter_complex", slide),
-            *("-map", "0:a", "-c:a", "copy", str(leaving)),
-        ],
-        capture_output=True,
-    )
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    leaving = sliding_out(sample_lrw_clip, tmp_path / "leaving.mp4", 12)
     outside = {}
     for limit in (68, clip_module.MAX_POINTS_OUTSIDE):  # 68: every tracked face kept (before)
         monkeypatch.setattr(clip_module, "MAX_POINTS_OUTSIDE", limit)
@@ -510,7 +516,25 @@ def test_frames_whose_face_has_left_the_crop_have_no_face(sample_lrw_clip, tmp_p
         outside[limit] = ((points < 0) | (points >= 256)).any(axis=2).sum(axis=1), face
     (before, had), (after, has) = outside[68], outside[clip_module.MAX_POINTS_OUTSIDE]
     assert (before[had & ~has] > clip_module.MAX_POINTS_OUTSIDE).all() and (had & ~has).any()
-    assert (after[has] <= clip_module.MAX_POINTS_OUTSIDE).all() and has[:6].all()
+    assert (after[has] <= clip_module.MAX_POINTS_OUTSIDE).all() and has[:12].all()
+
+
+def test_a_clip_with_a_face_in_fewer_than_half_its_frames_is_refused(sample_lrw_clip, tmp_path):
+    """The face gone after the first frames (a pan, the speaker leaving): written ``ok``
+    with "face in 12/110 frames", and training drew mostly crops without a face from it."""
+    from eamm.preprocess.clip import MIN_FACE_SHARE
+    from eamm.preprocess.errors import FewFacesError
+
+    leaving = sliding_out(sample_lrw_clip, tmp_path / "leaving.mp4", 3)
+    with pytest.raises(FewFacesError) as refused:
+        preprocess_clip(leaving, tmp_path / "out")
+    assert refused.value.code == "few_faces" and MIN_FACE_SHARE == 0.5
+    assert re.fullmatch(
+        rf"{leaving}: a face in 1[0-4] of 29 frames, fewer than 50% \(none found, leaving the "
+        r"picture or rolled past 90 degrees\): trim the clip to where the face shows",
+        str(refused.value),
+    )
+    assert not (tmp_path / "out").exists()
 
 
 def sample_cut_clip(root: Path) -> tuple[Path, list[Path]]:

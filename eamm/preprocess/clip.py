@@ -46,6 +46,7 @@ from eamm.manifest import OUTPUT_FILES
 from eamm.media.encode import PyAVVideoWriter, VideoWriter
 from eamm.preprocess.errors import (
     AVMismatchError,
+    FewFacesError,
     MultipleFacesError,
     NoFaceError,
     SceneCutError,
@@ -196,6 +197,38 @@ def _outside(points: np.ndarray, size: int) -> int:
     return int(((points < 0) | (points >= size)).any(axis=1).sum())
 
 
+# A clip whose face can be read (``face_reading``) in fewer than this share of its frames is
+# refused (``few_faces``): a face in 12 of 110 frames was written ``ok``. The sample's clips
+# and EAMM's fixtures have one in every frame.
+MIN_FACE_SHARE = 0.5
+
+
+# A face rolled further than this (degrees) in its crop: the crop is aligned once per clip, on
+# its opening frames, so a camera or head rolling past it holds the face on its side or upside
+# down; the mesh follows it, but its roll wraps from -179 to 178 on the way (and a gap's
+# interpolation spun the head back through upright). Upright crops read about 0.
+MAX_ROLL = 90.0
+
+
+def face_reading(
+    crop: np.ndarray, mesh: np.ndarray | None, backend: LandmarkBackend
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(68 points in crop pixels, pose row in 256-crop pixels) of the tracked face ``mesh`` in
+    ``crop``, None where it is no face to use: no mesh, the face leaving the picture (more
+    than MAX_POINTS_OUTSIDE of its points outside the crop), or rolled past MAX_ROLL.
+    Preprocessing and generation's emotion and pose videos read faces alike."""
+    if mesh is None:
+        return None
+    size = crop.shape[0]
+    points = backend.points68(crop, mesh)
+    if points is None or _outside(points, size) > MAX_POINTS_OUTSIDE:
+        return None
+    row = pose_row(mesh * (TEMPLATE_SIZE / size))
+    if abs(float(row[2])) > MAX_ROLL:
+        return None
+    return points, row
+
+
 # A cut: two consecutive frames with a face whose 64-px grey thumbnails differ (mean absolute
 # difference) by at least CUT_MIN_CHANGE grey levels and CUT_SPIKE times the change just before
 # and after it (a flash changes the picture twice in a row, a dropped frame about 2x; frames
@@ -332,7 +365,6 @@ def preprocess_clip(
         transform, faces_detected = clip_transform(head, video, template, params, models, backend)
 
         size = params.crop_size
-        to_256 = TEMPLATE_SIZE / size
         landmarks, poses, changes = [], [], FrameChanges()
         models.reset_tracking()
         with crop_writer(tmp / "frames.mp4", params) as writer:
@@ -340,14 +372,13 @@ def preprocess_clip(
                 crop = warp_to_crop(frame, transform.matrix, size)
                 writer.write(crop)
                 changes.add(thumbnail(crop))
-                mesh = models.track(crop)
-                points = None if mesh is None else backend.points68(crop, mesh)
-                if points is None or _outside(points, size) > MAX_POINTS_OUTSIDE:
+                face = face_reading(crop, models.track(crop), backend)
+                if face is None:
                     landmarks.append(np.full((68, 2), np.nan, np.float32))
                     poses.append(np.full(7, np.nan, np.float32))
                 else:
-                    landmarks.append(points)
-                    poses.append(pose_row(mesh * to_256))
+                    landmarks.append(face[0])
+                    poses.append(face[1])
         num_frames = len(landmarks)
         if num_frames < params.min_frames:
             raise TooShortError(
@@ -360,6 +391,12 @@ def preprocess_clip(
                 video, f"the picture changes all at once at {(frame + 1) / params.fps:.2f} s "
                 f"({ratio:.0f}x the change around it: a cut to another shot or face, or "
                 "something covering the face at once): trim the clip there"
+            )  # fmt: skip
+        if faces.mean() < MIN_FACE_SHARE:
+            raise FewFacesError(
+                video, f"a face in {faces.sum()} of {num_frames} frames, fewer than "
+                f"{MIN_FACE_SHARE:.0%} (none found, leaving the picture or rolled past "
+                f"{MAX_ROLL:g} degrees): trim the clip to where the face shows"
             )  # fmt: skip
 
         per_frame = AUDIO_RATE // params.fps

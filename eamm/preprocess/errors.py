@@ -41,6 +41,13 @@ class UpsideDownError(ClipError):
     code = "upside_down"
 
 
+class FewFacesError(ClipError):
+    """A face in fewer than MIN_FACE_SHARE of the frames (the camera pans away, the face
+    leaves the picture): training samples frames uniformly, so most of its crops had none."""
+
+    code = "few_faces"
+
+
 class TooShortError(ClipError):
     code = "too_short"
 

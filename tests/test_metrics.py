@@ -141,6 +141,8 @@ def test_cpbd_range_scale_and_clip():
     assert cpbd_clip(clip) == pytest.approx((cpbd(frames[..., 0]) + 0.0) / 2)
     with pytest.raises(ValueError):
         cpbd(clip)
+    with pytest.raises(ValueError, match=r"^expected uint8 frames \(0\.\.255\), got float32$"):
+        cpbd_clip(clip.astype(np.float32) / 255)  # scored 1.0 whatever the picture
 
 
 # --- Landmark distance ---------------------------------------------------------------------------

@@ -162,4 +162,6 @@ def cpbd_clip(frames: np.ndarray) -> float:
         frames = frames[None]
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
         raise ValueError(f"expected (T, H, W, 3) RGB frames, got {frames.shape}")
+    if frames.dtype != np.uint8:  # floats in [0, 1] scored 1.0, whatever the picture
+        raise ValueError(f"expected uint8 frames (0..255), got {frames.dtype}")
     return float(np.mean([cpbd(to_gray(frame), data_range=255.0) for frame in frames]))

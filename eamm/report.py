@@ -343,9 +343,9 @@ def _protocol_moves(rows: list[dict]) -> list[str]:
     return out
 
 
-def _relation_lines(metrics: dict) -> list[str]:
+def _relation_lines(metrics: dict, clip_scores: Sequence[dict] | None) -> list[str]:
     lines = ["## What this run shows", "", "| relation | holds | values |", "|---|---|---|"]
-    for r in relations(metrics):
+    for r in relations(metrics, clip_scores):
         lines.append(f"| {r.claim} | {r.verdict} | {r.detail} |")
     return [*lines, ""]
 
@@ -357,8 +357,10 @@ def markdown(
     published: dict | None = None,
     judge_figures: Sequence[str] = (),
     notes: Sequence[str] = (),
+    clip_scores: Sequence[dict] | None = None,
 ) -> str:
-    """``notes``: what the scores are of where the checkpoint folder lacks a stage."""
+    """``notes``: what the scores are of where the checkpoint folder lacks a stage;
+    ``clip_scores``: the per-clip rows, to compare means over different clips pairwise."""
     table = dataset_tables(metrics)
     published = load_published() if published is None else published
     lines = [
@@ -406,7 +408,7 @@ def markdown(
         "fid: pytorch-fid's Inception from `evaluate.fid_weights` when set, each variant's "
         "frames (all clips at once, the protocol's crops) against the real frames.",
         "",
-        *_relation_lines(metrics),
+        *_relation_lines(metrics, clip_scores),
         *_judge_lines(metrics.get("judges", {}), judge_figures),
         *_training_lines(metrics.get("training", {})),
         "![metrics](metrics.png)",
@@ -541,7 +543,12 @@ def write_report(
         "contact_sheet.png": contact_sheet_png(stills),
         **{name: path.read_bytes() for name, path in figures.items()},
         "evaluation.md": markdown(
-            metrics, protocol, models, judge_figures=list(figures), notes=notes
+            metrics,
+            protocol,
+            models,
+            judge_figures=list(figures),
+            notes=notes,
+            clip_scores=clip_scores,
         ),
     }
     encoded = {

@@ -338,7 +338,7 @@ def evaluate(
 ) -> None:
     """Score generated test clips under the pinned protocol; writes metrics.json and a report."""
     check_evaluation(params, data_root, checkpoints, out)
-    from eamm.evidence import count_line, relations
+    from eamm.evidence import clip_scores_beside, count_line, relations
     from eamm.report import dataset_tables
     from flows.evaluate import evaluate_flow
 
@@ -346,7 +346,7 @@ def evaluate(
     for dataset, variants in dataset_tables(metrics).items():
         for variant, row in variants.items():
             print(f"{dataset} {variant}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
-    checks = relations(metrics)
+    checks = relations(metrics, clip_scores_beside(out / "metrics.json"))
     print(f"relations: {count_line(checks)}")
     for check in checks:
         if check.measured and not check.holds:

@@ -102,8 +102,10 @@ def outputs_table(root: Path | None) -> Table:
         )
     metrics_file = project / "reports" / "metrics.json"
     if metrics_file.is_file():
-        from eamm.evidence import count_line, relations
+        from eamm.evidence import clip_scores_beside, count_line, relations
         from eamm.report import dataset_tables
+
+        per_clip = clip_scores_beside(metrics_file)
 
         def report_row(table_data: dict) -> tuple[str, ...]:
             parts = [
@@ -112,7 +114,7 @@ def outputs_table(root: Path | None) -> Table:
                 for v, row in variants.items()
                 if v in ("reconstruction", "emotion")
             ]
-            parts.append(f"relations: {count_line(relations(table_data))}")
+            parts.append(f"relations: {count_line(relations(table_data, per_clip))}")
             return (
                 "evaluation report",
                 shown(metrics_file.with_name("evaluation.md")),

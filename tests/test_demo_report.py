@@ -120,3 +120,34 @@ def test_means_over_different_clips_are_not_compared(metrics):
     static["m_lmd_clips"] = static["clips"] - 1  # a clip whose still source showed no face
     lmd = [r for r in relations(partial) if r.claim.startswith("lrw: neutral M-LMD below")]
     assert [r.verdict for r in lmd] == ["not measured"]
+
+
+def test_means_over_different_clips_are_compared_over_the_clips_both_have(metrics):
+    """With the run's ``clip_scores.json`` (``eamm evaluate``, the report, ``eamm summary``),
+    two means over different clips are compared over the clips both sides have: stage 3's
+    "reads the expression" relation is measured where only some test speakers have a neutral
+    clip (a real MEAD download's), instead of left unmeasured."""
+    from eamm.evidence import clip_scores_beside
+
+    scores = clip_scores_beside(METRICS)
+    rows = [r["scores"] for r in scores if r["dataset"] == "mead" and r["variant"] == "emotion"]
+    count = metrics["mead"]["emotion"]["clips"]
+    assert len(rows) == count > 4
+    for row in rows[:2]:  # two clips whose speaker has no neutral clip
+        row["emotion_kp_from_neutral"] = None
+    partial = json.loads(json.dumps(metrics))
+    partial["mead"]["emotion"]["emotion_kp_from_neutral_clips"] = count - 2
+    claim = "than from the speaker's neutral"
+    (check,) = [r for r in relations(partial, scores) if claim in r.claim]
+    a, b = (
+        round(sum(r[m] for r in rows[2:]) / (count - 2), 4)
+        for m in ("emotion_kp", "emotion_kp_from_neutral")
+    )
+    assert check.measured and check.holds == (a < b)
+    assert (
+        check.detail
+        == f"{a} vs {b} (over the {count - 2} clips both have, of {count} and {count - 2})"
+    )
+    (unpaired,) = [r for r in relations(partial) if claim in r.claim]
+    assert not unpaired.measured
+    assert relations(metrics, scores) == relations(metrics)  # same clips: as before

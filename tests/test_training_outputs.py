@@ -4,6 +4,7 @@ unfinished, misplaced or mislabelled input is named."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,54 @@ def test_a_loss_weight_typo_and_no_emotion_keypoints_are_refused(
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(EammError, match=reason):
         resolve_stage(tmp_path / "params.yaml", stage)
+
+
+def _log_three_steps(folder: Path) -> None:
+    from eamm.train.live import training_log
+
+    live = training_log(folder)
+    for step in range(1, 4):
+        live.step = step
+        live.log_metric("loss/total", 1.0 / step)
+        live.next_step()
+    live.end()
+
+
+def test_training_logs_hold_no_repository_open(tmp_path: Path, monkeypatch) -> None:
+    """dvclive's ``Live`` opened the DVC repository for every log and never closed it: 34 file
+    handles here (git pack indexes, DVC's state database), 64 lost per stage in one process;
+    under ``ulimit -n 64`` a training run hung in Prefect's crash handler after its last
+    step. The logs are dvclive's own files, as before."""
+    import os
+
+    monkeypatch.chdir(ROOT)  # the project, a DVC repository, as `dvc repro` runs stages
+    before = len(os.listdir("/proc/self/fd"))
+    for run in range(3):
+        _log_three_steps(tmp_path / str(run))
+    assert len(os.listdir("/proc/self/fd")) == before
+    plots = tmp_path / "0" / "plots" / "metrics" / "loss" / "total.tsv"
+    assert plots.read_text().splitlines() == [
+        "step\ttotal",
+        "1\t1.0",
+        "2\t0.5",
+        "3\t0.3333333333333333",
+    ]
+    summary = json.loads((tmp_path / "0" / "metrics.json").read_text())
+    assert summary == {"loss": {"total": 0.3333333333333333}, "step": 3}
+
+
+@pytest.mark.parametrize("commits", [0, 1])
+def test_training_logs_leave_a_git_repository_without_dvc_alone(
+    tmp_path: Path, monkeypatch, commits
+):
+    """Run in a git repository without DVC (a Prefect worker's folder), dvclive ran `dvc
+    init` there; in one without commits, training stopped with SCMError "Empty git repo"."""
+    import subprocess
+
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    if commits:
+        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "start"], check=True)
+    monkeypatch.chdir(tmp_path)
+    _log_three_steps(tmp_path / "logs")
+    assert not (tmp_path / ".dvc").exists() and (tmp_path / "logs" / "metrics.json").is_file()

@@ -253,10 +253,10 @@ def _save_plot(history: list[dict], path: Path) -> None:
 def _replay_dvclive(history: list[dict], params: StageParams, folder: Path) -> None:
     """Rewrite the dvclive logs from the full history kept in the checkpoint, so `dvc plots`
     and `dvc metrics` show the whole run even when it resumed (DVC clears logs before a run)."""
-    from dvclive import Live
+    from eamm.train.live import training_log
 
     shutil.rmtree(folder, ignore_errors=True)
-    live = Live(str(folder), save_dvc_exp=False, dvcyaml=None)
+    live = training_log(folder)
     for record in history:
         if record["step"] % params.log_every and record["step"] != params.steps:
             continue
@@ -512,14 +512,10 @@ def train_stage(
     if trainer.compile:  # in place: the loss functions and state-dict keys stay the same
         for module in [*stage.trainable.values(), *stage.frozen.values()]:
             module.compile()
-    from dvclive import Live
+    from eamm.train.live import training_log
 
     lead = rank == 0  # only the first process writes checkpoints, logs and plots
-    live = (
-        Live(str(out / "dvclive"), resume=start > 0, save_dvc_exp=False, dvcyaml=None)
-        if lead
-        else None
-    )
+    live = training_log(out / "dvclive", resume=start > 0) if lead else None
     tick, ran = time.perf_counter(), 0
     for step, batch in enumerate(loader, start):
         batch = _to_device(batch, device)

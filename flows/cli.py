@@ -17,6 +17,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from eamm.errors import EammError
 from eamm.runtime import (
@@ -44,7 +45,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+# Paths print as given: "a[/]b" was markup (a MarkupError), and a long one was broken over
+# two lines at the terminal's width.
+console = Console(markup=False, soft_wrap=True)
 
 
 @app.callback()
@@ -67,7 +70,8 @@ def doctor() -> None:
     table.add_column("status")
     table.add_column("detail", overflow="fold")
     for check in checks:
-        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]", check.detail)
+        status = Text("ok", style="green") if check.ok else Text("FAIL", style="red")
+        table.add_row(check.name, status, check.detail)
     console.print(table)
     failed = [c for c in checks if not c.ok]
     for check in failed:

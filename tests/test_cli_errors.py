@@ -540,3 +540,18 @@ def test_manifest_commands_take_the_processed_folder_and_name_an_index(tmp_path:
     assert "a dataset index (eamm index), not a manifest" in assert_one_line_error(result)
     result, _ = eamm("manifest", "validate", tmp_path, cwd=tmp_path)
     assert "a folder without manifest.parquet" in assert_one_line_error(result)
+
+
+def test_paths_print_as_given(tmp_path):
+    """Paths were read as rich markup: a folder named ``a[/]b`` ended `eamm index`,
+    `manifest validate` and `eamm summary` in "error: MarkupError" (exit 1, after the work was
+    done), and ``c[bold]d`` printed as ``cd``, a path that does not exist; a long one was
+    broken over two lines at the terminal's width."""
+    from eamm.manifest import write_manifest
+
+    for name in ("a[/]b", "c[bold]d", "long" * 30):
+        folder = tmp_path / name
+        write_manifest([], folder / "manifest.parquet")
+        result, _ = eamm("manifest", "validate", folder, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"{folder / 'manifest.parquet'}: valid"

@@ -21,13 +21,33 @@ from eamm.errors import EammError
 K = TypeVar("K")
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it: set, then put back at once (at import)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
+def file_mode() -> int:
+    """The mode ``open()`` gives a new file under the user's umask (0644 under 022, 0600
+    under 077): what staged outputs get, as mkstemp makes them 0600 whatever the umask."""
+    return 0o666 & ~UMASK
+
+
+def folder_mode() -> int:
+    """The mode ``mkdir`` gives a new folder under the user's umask (mkdtemp makes 0700)."""
+    return 0o777 & ~UMASK
+
+
 def temp_beside(path: Path, suffix: str = ".partial") -> Path:
-    """A new, empty file of its own beside ``path`` (``.<name>.*<suffix>``, mode 0644 as the
-    output would have; mkstemp makes 0600): two writers of one output never share one."""
+    """A new, empty file of its own beside ``path`` (``.<name>.*<suffix>``, with the mode the
+    output would have, ``file_mode``): two writers of one output never share one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
-    os.chmod(name, 0o644)
+    os.chmod(name, file_mode())
     return Path(name)
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eamm.atomic import file_mode
+
 SHARDS_DIR = "shards"
 SHARD_DEPTH = 2
 BLOCK = tarfile.BLOCKSIZE
@@ -141,7 +143,7 @@ def write_shard(
             )
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 import flows.local  # noqa: F401  (sets Prefect up before a flow runs)
-from eamm.atomic import real_folder, remove_leftovers, replace_folder, write_text
+from eamm.atomic import folder_mode, real_folder, remove_leftovers, replace_folder, write_text
 from eamm.config import SampleDataParams, load_section
 from eamm.folder_lock import output_lock
 from eamm.sample.dataset import check_replaceable_root, plan, write_portrait
@@ -59,7 +59,7 @@ def sample_data_flow(
             tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent)
         )
         try:
-            staging.chmod(0o755)  # the dataset's folder, readable as any other
+            staging.chmod(folder_mode())  # the dataset's folder, as any other
             batches = [clips[i : i + batch_size] for i in range(0, len(clips), batch_size)]
             futures = write_sample_clips.map(batches, root=str(staging))
             records = [record for batch in futures.result() for record in batch]

@@ -599,3 +599,19 @@ def test_frames_repeated_to_reach_25_fps_are_not_cuts():
     frame, spike = find_cut(jump, faces)
     assert frame == 8 and spike == pytest.approx(120 / 9)  # 120 levels, 9 around it
     assert find_cut(jump, np.r_[faces[:9], False, faces[10:]]) is None  # the far side: no face
+
+
+@pytest.mark.parametrize("umask", ["077", "002"])
+def test_outputs_take_the_users_umask(sample_lrw_clip, tmp_path, umask):
+    """Staged files and folders had fixed modes: under umask 077 a clip's frames.mp4, audio.wav
+    and folder were world-readable beside 0600 .npy files; under 002 the group could write the
+    .npy files only."""
+    out = tmp_path / "clip"
+    eamm = f"{VENV_BIN / 'eamm'} preprocess-clip {sample_lrw_clip} --out {out}"
+    done = subprocess.run(["sh", "-c", f"umask {umask} && {eamm}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    mask = int(umask, 8)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~mask
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {
+        name: 0o666 & ~mask for name in OUTPUT_FILES
+    }

@@ -25,7 +25,7 @@ import av
 import cv2
 import numpy as np
 
-from eamm.atomic import check_replaceable, real_folder, replace_folder
+from eamm.atomic import check_replaceable, folder_mode, real_folder, replace_folder
 from eamm.audio import (
     NoAudioError,
     end_pad_for_frames,
@@ -326,7 +326,7 @@ def _staging_dir(out: Path) -> Path:
         raise OutputFolderError(
             f"{out.parent}: cannot write the clip's output folder here ({err.strerror or err})"
         ) from err
-    tmp.chmod(0o755)  # the clip's folder, readable as any other (mkdtemp makes 0700)
+    tmp.chmod(folder_mode())  # the clip's folder, as any other (mkdtemp makes 0700)
     return tmp
 
 

@@ -34,5 +34,6 @@ class MissingFileError(MediaError):
 
 
 class EncoderError(MediaError):
-    """The ffmpeg encoder failed or died while writing our own frames or samples: a fault of
-    the tool (a broken install, killed), not of a clip's media."""
+    """An encoder (the ffmpeg subprocess, or PyAV's libx264/AAC in process) failed or died
+    while writing our own frames or samples: a fault of the tool or the run (a broken
+    install, killed, out of memory), not of a clip's media."""

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -111,6 +112,29 @@ def test_run_faults_are_told_apart_from_bad_clips():
     assert run_fault(missing) == "ffmpeg not found on PATH: install it"
     died = EncoderError("x/frames.mp4", "ffmpeg exited while frames were being written")
     assert run_fault(died) == "ffmpeg exited while frames were being written"
+
+
+def test_a_failing_in_process_encoder_is_a_fault_of_the_run(tmp_path, monkeypatch):
+    """x264 out of memory under a memory limit ("malloc of size 600064 failed", then PyAV's
+    "Generic error in an external library") was a plain MediaError: its clip recorded
+    ``failed`` for good, while the same failure of the ffmpeg encoder was a run fault. The
+    encoders write our own frames and samples: their failures are the run's."""
+    import av
+
+    from eamm.media.encode import PyAVVideoWriter
+
+    writer = PyAVVideoWriter(tmp_path / "frames.mp4", 64, 64, 25)
+
+    class OutOfMemory:  # x264 under the limit: malloc failed, PyAV's generic error
+        def encode(self, frame):
+            raise av.error.ExternalError(542398533, "Generic error in an external library")
+
+    monkeypatch.setattr(writer, "_stream", OutOfMemory())
+    with pytest.raises(EncoderError) as failed:
+        writer.write(np.zeros((64, 64, 3), np.uint8))
+    assert str(failed.value).startswith(f"{tmp_path / 'frames.mp4'}: libx264 (PyAV) failed: ")
+    assert run_fault(failed.value) == failed.value.reason
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_raw_clip_gone_unreadable_after_indexing_fails_alone(sample_lrw_clip, tmp_path):

@@ -17,7 +17,7 @@ import av
 import numpy as np
 
 from eamm.atomic import temp_beside
-from eamm.errors import EncoderError, MediaError
+from eamm.errors import EncoderError
 from eamm.media.tools import file_argument, require_tool
 from eamm.video.colour import rgb_to_yuv444
 
@@ -230,7 +230,7 @@ class PyAVVideoWriter(_FrameWriter):
             self._container = av.open(str(self._tmp), "w", container_options=options)
         except av.FFmpegError as error:
             self._tmp.unlink(missing_ok=True)
-            raise MediaError(self.path, f"cannot open for writing: {error}") from None
+            raise EncoderError(self.path, f"cannot open for writing: {error}") from error
         try:
             rate = Fraction(str(fps))
             self._stream = self._container.add_stream("libx264", rate=rate)
@@ -248,14 +248,14 @@ class PyAVVideoWriter(_FrameWriter):
             self._rate = rate
         except (av.FFmpegError, ValueError) as error:
             self.abort()
-            raise MediaError(self.path, f"libx264 (PyAV) failed to start: {error}") from None
+            raise EncoderError(self.path, f"libx264 (PyAV) failed to start: {error}") from error
 
     def _mux(self, frame: av.VideoFrame | None) -> None:
         try:
             self._container.mux(self._stream.encode(frame))
         except av.FFmpegError as error:
             self.abort()
-            raise MediaError(self.path, f"libx264 (PyAV) failed: {error}") from None
+            raise EncoderError(self.path, f"libx264 (PyAV) failed: {error}") from error
 
     def write(self, frame: np.ndarray) -> None:
         self._check(frame)
@@ -279,7 +279,7 @@ class PyAVVideoWriter(_FrameWriter):
             step()
         except av.FFmpegError as error:
             self.abort()
-            raise MediaError(self.path, f"{self._audio.codec} (PyAV) failed: {error}") from None
+            raise EncoderError(self.path, f"{self._audio.codec} (PyAV) failed: {error}") from error
 
     def close(self) -> Path:
         self._mux(None)
@@ -289,7 +289,7 @@ class PyAVVideoWriter(_FrameWriter):
             self._container.close()
         except av.FFmpegError as error:
             self._tmp.unlink(missing_ok=True)
-            raise MediaError(self.path, f"writing the mp4 failed: {error}") from None
+            raise EncoderError(self.path, f"writing the mp4 failed: {error}") from error
         os.replace(self._tmp, self.path)
         return self.path
 
@@ -319,7 +319,7 @@ def encode_audio_inprocess(
             track.finish()
     except (av.FFmpegError, ValueError) as error:
         tmp.unlink(missing_ok=True)
-        raise MediaError(path, f"{codec} (PyAV) failed: {error}") from None
+        raise EncoderError(path, f"{codec} (PyAV) failed: {error}") from error
     os.replace(tmp, path)
     return path
 

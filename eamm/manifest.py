@@ -156,7 +156,13 @@ RUN_FAULT_ERRNOS = frozenset(
         errno.ENFILE,
     }
 )
-RUN_FAULT_TEXTS = (*(os.strerror(code) for code in sorted(RUN_FAULT_ERRNOS)), "MemoryError")
+# Python's words where a memory or process limit stops it starting a thread (a RuntimeError)
+NO_THREAD = "can't start new thread"
+RUN_FAULT_TEXTS = (
+    *(os.strerror(code) for code in sorted(RUN_FAULT_ERRNOS)),
+    "MemoryError",
+    NO_THREAD,
+)
 
 
 def run_fault_reason(message: str | None) -> str | None:

@@ -421,11 +421,18 @@ def _named_error(err: Exception, first_line: str) -> str | None:
     """The one line for an error the pipeline can name although it is not an EammError."""
     if isinstance(err, EammError):
         return first_line
-    from eamm.manifest import RUN_FAULT_ERRNOS  # here: pyarrow would slow every start
+    from eamm.manifest import NO_THREAD, RUN_FAULT_ERRNOS  # here: pyarrow slowed every start
 
     if isinstance(err, OSError) and err.errno in RUN_FAULT_ERRNOS:  # the disk's, not ours
         where = f"{err.filename}: " if err.filename else ""
         return f"{where}{err.strerror}; what finished is kept: fix it and run it again"
+    if isinstance(err, MemoryError) or (
+        isinstance(err, RuntimeError) and first_line.startswith(NO_THREAD)
+    ):
+        return (
+            f"out of memory ({first_line or type(err).__name__}); what finished is kept: "
+            "raise the memory limit (ulimit -v) or use fewer workers, and run it again"
+        )
     if isinstance(err, RuntimeError) and first_line.startswith(UNREACHABLE_API):
         url = first_line.removeprefix(UNREACHABLE_API).strip()
         return (

@@ -93,6 +93,21 @@ def test_a_server_lost_mid_run_and_a_refused_client_are_named() -> None:
     assert "set PREFECT_API_AUTH_STRING" in _named_error(refused, "401 Unauthorized")
 
 
+def test_running_out_of_memory_is_named() -> None:
+    """Under a memory limit (ulimit -v 1.7-1.9 GB) a run ended in "error: RuntimeError: can't
+    start new thread" (exit 1), and a clip job failing so was recorded ``failed`` for good."""
+    from eamm.preprocess.errors import run_fault
+    from flows.cli import _named_error
+
+    thread = RuntimeError("can't start new thread")
+    assert _named_error(thread, str(thread)) == (
+        "out of memory (can't start new thread); what finished is kept: raise the memory "
+        "limit (ulimit -v) or use fewer workers, and run it again"
+    )
+    assert _named_error(MemoryError(), "").startswith("out of memory (MemoryError); ")
+    assert run_fault(thread) == "can't start new thread"
+
+
 def test_a_broken_ffmpeg_is_a_failed_doctor_row_not_a_crash(tmp_path: Path) -> None:
     """An ffmpeg that exits 1 on ``-version`` ended `eamm doctor` with a CalledProcessError
     and no table."""

@@ -615,3 +615,20 @@ def test_outputs_take_the_users_umask(sample_lrw_clip, tmp_path, umask):
     assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {
         name: 0o666 & ~mask for name in OUTPUT_FILES
     }
+
+
+def test_a_face_the_landmark_backend_does_not_find_is_no_face():
+    """FAN's points are NaN where it finds no face: the frame kept a finite pose row beside
+    NaN landmarks, counted as a face, and generation read it as one."""
+    from eamm.preprocess.clip import face_reading
+
+    class NoFace:  # FAN finding nothing in the mesh's box
+        name = "fan"
+
+        def points68(self, rgb, mesh):
+            return np.full((68, 2), np.nan, np.float32)
+
+    mesh = np.column_stack([np.linspace(60, 200, 468), np.linspace(60, 200, 468), np.zeros(468)])
+    crop = np.zeros((256, 256, 3), np.uint8)
+    assert face_reading(crop, mesh, NoFace()) is None
+    assert face_reading(crop, mesh, MediapipeLandmarks()) is not None

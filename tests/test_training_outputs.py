@@ -149,3 +149,29 @@ def test_training_logs_leave_a_git_repository_without_dvc_alone(
     monkeypatch.chdir(tmp_path)
     _log_three_steps(tmp_path / "logs")
     assert not (tmp_path / ".dvc").exists() and (tmp_path / "logs" / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("run", ["dvc exp run", "dvc repro", "eamm train"])
+def test_training_logs_reach_studio_only_inside_dvc_exp_run(tmp_path: Path, monkeypatch, run):
+    """With DVC Studio configured, the logs' live updates go out inside `dvc exp run` only,
+    named and based as DVC's environment says (DVC itself sends its start and end); elsewhere
+    no commit is known without the repository, and they went out unnamed."""
+    import dvclive.studio
+
+    sent = []
+
+    def post(event, baseline, name, client, **kwargs):
+        sent.append((event, baseline, name))
+        return True
+
+    monkeypatch.setattr(dvclive.studio, "post_live_metrics", post)
+    monkeypatch.setenv("DVC_STUDIO_TOKEN", "token")
+    monkeypatch.setenv("DVC_STUDIO_REPO_URL", "https://example.org/repo.git")
+    if run != "eamm train":
+        monkeypatch.setenv("DVC_ROOT", str(ROOT))
+    if run == "dvc exp run":
+        monkeypatch.setenv("DVC_EXP_BASELINE_REV", "a" * 40)
+        monkeypatch.setenv("DVC_EXP_NAME", "sweep-1")
+    _log_three_steps(tmp_path / "logs")
+    expected = [("data", "a" * 40, "sweep-1")] * 4 if run == "dvc exp run" else []
+    assert sent == expected

@@ -214,14 +214,19 @@ def face_reading(
     crop: np.ndarray, mesh: np.ndarray | None, backend: LandmarkBackend
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(68 points in crop pixels, pose row in 256-crop pixels) of the tracked face ``mesh`` in
-    ``crop``, None where it is no face to use: no mesh, the face leaving the picture (more
-    than MAX_POINTS_OUTSIDE of its points outside the crop), or rolled past MAX_ROLL.
+    ``crop``, None where it is no face to use: no mesh, no points (FAN's are NaN where it
+    finds no face: their pose row was kept), the face leaving the picture (more than
+    MAX_POINTS_OUTSIDE of its points outside the crop), or rolled past MAX_ROLL.
     Preprocessing and generation's emotion and pose videos read faces alike."""
     if mesh is None:
         return None
     size = crop.shape[0]
     points = backend.points68(crop, mesh)
-    if points is None or _outside(points, size) > MAX_POINTS_OUTSIDE:
+    if (
+        points is None
+        or not np.isfinite(points).all()
+        or _outside(points, size) > MAX_POINTS_OUTSIDE
+    ):
         return None
     row = pose_row(mesh * (TEMPLATE_SIZE / size))
     if abs(float(row[2])) > MAX_ROLL:

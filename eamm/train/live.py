@@ -11,14 +11,32 @@ after its last step), DVC's site cache opened (a read-only ``/var/tmp`` stopped 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from dvclive import Live
+from dvclive import Live, env
+from dvclive.dvc import get_exp_name
 
 
 class _RepoFreeLive(Live):
-    def _init_dvc(self) -> None:  # dvclive's repository set-up, which only experiments need
+    def _init_dvc(self) -> None:
+        """dvclive's set-up without the repository: ``dvc repro`` and ``dvc exp run`` known
+        from the environment they set (``DVC_ROOT``, ``DVC_EXP_BASELINE_REV``,
+        ``DVC_EXP_NAME``), as dvclive knows them."""
+        if os.getenv(env.DVC_ROOT):
+            self._inside_dvc_pipeline = True
+            self._init_dvc_pipeline()
+        self._exp_name = get_exp_name(self._exp_name, None, self._baseline_rev)
         self._dvc_file = self._init_dvc_file()
+
+    def _init_studio(self) -> None:
+        """Live updates to DVC Studio only inside ``dvc exp run`` (which names the experiment
+        and its commit); elsewhere there is no commit to attach them to without the
+        repository, and they went out unnamed."""
+        if self._inside_dvc_exp:
+            super()._init_studio()
+        else:
+            self._studio_events_to_skip |= {"start", "data", "done"}
 
 
 def training_log(folder: Path, resume: bool = False) -> Live:

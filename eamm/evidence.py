@@ -8,6 +8,7 @@ committed demo report), so a claim in the README is a number from a real run nex
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,18 +165,6 @@ def _clips(metrics: dict, dataset: str, variant: str, metric: str) -> int | None
     return values.get(f"{metric}_clips", values.get("clips"))
 
 
-def _per_clip(clip_scores: Sequence[dict], dataset: str, variant: str, metric: str) -> dict:
-    """{clip_id: value} of one variant's metric in ``clip_scores.json``'s rows, where it has
-    one."""
-    return {
-        row["clip_id"]: row["scores"][metric]
-        for row in clip_scores
-        if row["dataset"] == dataset
-        and row["variant"] == variant
-        and row["scores"].get(metric) is not None
-    }
-
-
 def clip_scores_beside(metrics_file: Path) -> list[dict] | None:
     """The ``clip_scores.json`` written with ``metrics_file`` (``relations``' pairing), None
     where there is none to read."""
@@ -184,6 +173,30 @@ def clip_scores_beside(metrics_file: Path) -> list[dict] | None:
     except (OSError, ValueError):
         return None
     return rows if isinstance(rows, list) else None
+
+
+def _per_clip(
+    clip_scores: Sequence[dict] | None, metrics: dict, dataset: str, variant: str, metric: str
+) -> dict | None:
+    """{clip_id: value} of one variant's metric in ``clip_scores.json``'s rows, where it has
+    a finite one; None without rows, or where they are not the ones ``metrics`` was made of
+    (another count or mean: a file left by another run)."""
+    if clip_scores is None:
+        return None
+    values = {
+        row["clip_id"]: float(row["scores"][metric])
+        for row in clip_scores
+        if row.get("dataset") == dataset
+        and row.get("variant") == variant
+        and isinstance(row.get("scores", {}).get(metric), int | float)
+        and math.isfinite(row["scores"][metric])
+    }
+    mean = round(float(np.mean(list(values.values()))), 4) if values else None
+    if len(values) != _clips(metrics, dataset, variant, metric) or mean != _value(
+        metrics, dataset, variant, metric
+    ):
+        return None
+    return values
 
 
 def _compared(
@@ -196,24 +209,30 @@ def _compared(
     clip_scores: Sequence[dict] | None = None,
 ) -> Relation:
     """The mean of ``value`` (dataset, variant, metric) better than ``baseline``'s (``higher``
-    or lower is better); both in the detail. Means over different numbers of clips (a metric
-    some clips have no value of: no face found, no neutral clip) are not compared: the gap
-    was the clips one side left out (a stage 3 that read nothing "held" by 0.93 px). With
-    the run's ``clip_scores``, the two are compared over the clips both have instead."""
+    or lower is better); both in the detail. Two means over different clips (a metric some
+    clips have no value of: no face found, no neutral clip) were compared as they were: the
+    gap was the clips one side left out (a stage 3 that read nothing "held" by 0.93 px). With
+    the run's ``clip_scores``, both are taken over the clips both have; without them, means
+    over different numbers of clips are not measured (equal numbers are taken as the same
+    clips, which only the per-clip rows can tell)."""
     a, b = _value(metrics, *value), _value(metrics, *baseline)
     holds = _greater(a, b) if higher else _greater(b, a)
     counts = _clips(metrics, *value), _clips(metrics, *baseline)
-    if None not in counts and counts[0] != counts[1]:
-        mine, theirs = (_per_clip(clip_scores or [], *key) for key in (value, baseline))
+    mine, theirs = (_per_clip(clip_scores, metrics, *key) for key in (value, baseline))
+    if mine is not None and theirs is not None and mine.keys() != theirs.keys():
         both = sorted(mine.keys() & theirs.keys())
         if not both:
-            detail = f"{a} vs {b} (over {counts[0]} and {counts[1]} clips: not the same clips)"
+            detail = f"{a} vs {b} (over {counts[0]} and {counts[1]} clips, none in common)"
             return Relation(claim, False, detail, False)
         a = round(float(np.mean([mine[c] for c in both])), 4)
         b = round(float(np.mean([theirs[c] for c in both])), 4)
         holds = _greater(a, b) if higher else _greater(b, a)
         paired = f"over the {len(both)} clips both have, of {counts[0]} and {counts[1]}"
         return Relation(claim, holds, f"{a} vs {b} ({paired})", measured)
+    unpaired = mine is None or theirs is None
+    if unpaired and None not in counts and counts[0] != counts[1]:
+        detail = f"{a} vs {b} (over {counts[0]} and {counts[1]} clips: not the same clips)"
+        return Relation(claim, False, detail, False)
     return Relation(claim, holds, f"{a} vs {b}", measured)
 
 

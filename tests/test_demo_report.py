@@ -122,27 +122,32 @@ def test_means_over_different_clips_are_not_compared(metrics):
     assert [r.verdict for r in lmd] == ["not measured"]
 
 
+def _mean(values) -> float:
+    values = list(values)
+    return round(sum(values) / len(values), 4)
+
+
 def test_means_over_different_clips_are_compared_over_the_clips_both_have(metrics):
     """With the run's ``clip_scores.json`` (``eamm evaluate``, the report, ``eamm summary``),
     two means over different clips are compared over the clips both sides have: stage 3's
     "reads the expression" relation is measured where only some test speakers have a neutral
-    clip (a real MEAD download's), instead of left unmeasured."""
+    clip (a real MEAD download's), instead of left unmeasured; and two means over as many
+    clips but not the same ones (each side missing another clip's value) are paired too."""
     from eamm.evidence import clip_scores_beside
 
     scores = clip_scores_beside(METRICS)
     rows = [r["scores"] for r in scores if r["dataset"] == "mead" and r["variant"] == "emotion"]
     count = metrics["mead"]["emotion"]["clips"]
     assert len(rows) == count > 4
+    partial = json.loads(json.dumps(metrics))
+    emotion = partial["mead"]["emotion"]
     for row in rows[:2]:  # two clips whose speaker has no neutral clip
         row["emotion_kp_from_neutral"] = None
-    partial = json.loads(json.dumps(metrics))
-    partial["mead"]["emotion"]["emotion_kp_from_neutral_clips"] = count - 2
+    emotion["emotion_kp_from_neutral"] = _mean(r["emotion_kp_from_neutral"] for r in rows[2:])
+    emotion["emotion_kp_from_neutral_clips"] = count - 2
     claim = "than from the speaker's neutral"
     (check,) = [r for r in relations(partial, scores) if claim in r.claim]
-    a, b = (
-        round(sum(r[m] for r in rows[2:]) / (count - 2), 4)
-        for m in ("emotion_kp", "emotion_kp_from_neutral")
-    )
+    a, b = (_mean(r[m] for r in rows[2:]) for m in ("emotion_kp", "emotion_kp_from_neutral"))
     assert check.measured and check.holds == (a < b)
     assert (
         check.detail
@@ -150,4 +155,41 @@ def test_means_over_different_clips_are_compared_over_the_clips_both_have(metric
     )
     (unpaired,) = [r for r in relations(partial) if claim in r.claim]
     assert not unpaired.measured
-    assert relations(metrics, scores) == relations(metrics)  # same clips: as before
+    # as many clips on both sides, not the same: the first clip has no emotion_kp either
+    rows[0]["emotion_kp"], rows[1]["emotion_kp"] = None, rows[0]["emotion_kp"] or 1.0
+    rows[0]["emotion_kp_from_neutral"] = 99.0
+    emotion["emotion_kp"] = _mean(r["emotion_kp"] for r in rows[1:])
+    emotion["emotion_kp_clips"] = count - 1
+    emotion["emotion_kp_from_neutral"] = _mean(
+        r["emotion_kp_from_neutral"] for r in [rows[0], *rows[2:]]
+    )
+    emotion["emotion_kp_from_neutral_clips"] = count - 1
+    (check,) = [r for r in relations(partial, scores) if claim in r.claim]
+    assert check.detail.endswith(
+        f"(over the {count - 2} clips both have, of {count - 1} and {count - 1})"
+    )
+    assert relations(metrics, scores) == relations(metrics)  # the same clips: as before
+
+
+def test_clip_scores_of_another_run_are_not_paired(metrics):
+    """A ``clip_scores.json`` whose rows do not make ``metrics.json``'s means (another run's)
+    gave the numbers of the pairing; an older one's NaN values were paired as values ("nan vs
+    8.0", over more clips than one side had)."""
+    from eamm.evidence import clip_scores_beside
+
+    scores = clip_scores_beside(METRICS)
+    partial = json.loads(json.dumps(metrics))
+    emotion = partial["mead"]["emotion"]
+    emotion["emotion_kp_from_neutral_clips"] = emotion["clips"] - 2
+    claim = "than from the speaker's neutral"
+    (check,) = [r for r in relations(partial, scores) if claim in r.claim]
+    assert not check.measured and check.detail.endswith("clips: not the same clips)")
+    rows = [r["scores"] for r in scores if r["dataset"] == "mead" and r["variant"] == "emotion"]
+    rows[0]["emotion_kp_from_neutral"] = float("nan")
+    emotion["emotion_kp_from_neutral"] = _mean(r["emotion_kp_from_neutral"] for r in rows[1:])
+    emotion["emotion_kp_from_neutral_clips"] = emotion["clips"] - 1
+    (check,) = [r for r in relations(partial, scores) if claim in r.claim]
+    assert check.measured and "nan" not in check.detail
+    assert check.detail.endswith(
+        f"(over the {len(rows) - 1} clips both have, of {len(rows)} and {len(rows) - 1})"
+    )

@@ -22,9 +22,15 @@ K = TypeVar("K")
 
 
 def _read_umask() -> int:
-    mask = os.umask(0o022)  # the only way to read it: set, then put back at once (at import)
-    os.umask(mask)
-    return mask
+    """The umask, from Linux's /proc where it says (setting it to read it, elsewhere, changes
+    it for every thread for that instant)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(next(ln for ln in status.splitlines() if ln.startswith("Umask:")).split()[1], 8)
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
 
 
 UMASK = _read_umask()

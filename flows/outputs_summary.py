@@ -30,7 +30,7 @@ def outputs_table(root: Path | None) -> Table:
 
     table = Table(title="eamm outputs")
     table.add_column("output")
-    table.add_column("where")
+    table.add_column("where", overflow="fold")  # paths whole, folded at the width
     table.add_column("summary", overflow="fold")
     sample = root / "sample" / "summary.json"
     if sample.is_file():

@@ -254,6 +254,22 @@ def test_recipe_eamm_lays_the_recipe_over_the_stage_sections(tmp_path):
         resolve_stage(write_params(tmp_path, recipe="eam"), "train_fomm")
 
 
+def test_a_recipe_length_replaces_the_sections_milestones(tmp_path):
+    """A recipe stage given ``steps`` (train N steps under EAMM's recipe) kept the demo
+    section's ``milestones: [480]``: the rate cut tenfold at step 480 without a word."""
+    recipes = json.loads(json.dumps(PARAMS["recipes"]))
+    stage = recipes["eamm"]["stages"]["train_a2fd"]
+    for key in ("num_epochs", "num_repeats", "epoch_milestones"):
+        stage.pop(key)
+    stage["steps"] = 6000
+    assert PARAMS["train_a2fd"]["milestones"]  # the demo's, which stayed
+    params = resolve_stage(write_params(tmp_path, recipe="eamm", recipes=recipes), "train_a2fd")
+    assert (params.params.steps, params.params.milestones, params.params.lr) == (6000, [], 2e-4)
+    stage["milestones"] = [4000]
+    params = resolve_stage(write_params(tmp_path, recipe="eamm", recipes=recipes), "train_a2fd")
+    assert params.params.milestones == [4000]
+
+
 def test_every_eamm_training_stage_reads_the_recipe_params():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name in EAMM_STAGES:

@@ -61,10 +61,14 @@ class ResolvedStage:
 def overlay(section: dict, recipe_stage: StageParams) -> dict:
     """``section`` with the keys written in ``recipe_stage`` replaced (whole values, so a
     recipe's ``loss_weights`` replaces the section's); a length in epochs replaces one in steps
-    and vice versa."""
+    and vice versa, and a length replaces the section's milestones with it (they are steps of
+    that length: a recipe's ``steps: 6000`` kept the demo's ``milestones: [480]``, the rate
+    cut tenfold at step 480 without a word)."""
     written = recipe_stage.model_fields_set
     dropped = STEP_KEYS if written & set(EPOCH_KEYS) else ()
     dropped += EPOCH_KEYS if written & set(STEP_KEYS) else ()
+    dropped += ("milestones",) if "steps" in written else ()
+    dropped += ("epoch_milestones",) if "num_epochs" in written else ()
     kept = {k: v for k, v in section.items() if k not in dropped}
     return kept | recipe_stage.model_dump(include=written)
 

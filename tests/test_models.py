@@ -385,7 +385,9 @@ def test_vgg19_loads_torchvision_state_dict(tmp_path):
         (512, 2, 2),
     ]
     torch.save({"features.0.weight": state["features.0.weight"]}, tmp_path / "bad.pth")
-    with pytest.raises(ValueError, match="not a torchvision VGG19"):
+    from eamm.errors import EammError
+
+    with pytest.raises(EammError, match=r"bad\.pth: not a torchvision VGG19 state dict: missing"):
         Vgg19Features.from_weights(tmp_path / "bad.pth")
 
 

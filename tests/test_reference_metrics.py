@@ -241,7 +241,9 @@ def test_missing_syncnet_weights_stop_with_one_line_naming_setting_and_file(tmp_
     assert str(missing) in message and "evaluate.syncnet_weights" in message
     not_weights = tmp_path / "syncnet_v2.model"
     not_weights.write_text("not a torch file\n")
-    with pytest.raises(EammError, match=r"syncnet_v2\.model: cannot load SyncNet weights") as err:
+    with pytest.raises(
+        EammError, match=r"syncnet_v2\.model: cannot load SyncNet v2 weights"
+    ) as err:
         load_judges(tmp_path, torch.device("cpu"), VSHIFT, str(not_weights))
     assert "\n" not in str(err.value) and "evaluate.syncnet_weights" in str(err.value)
 
@@ -395,4 +397,4 @@ def test_fid_weights_that_are_missing_or_other_stop_with_one_line(tmp_path):
     torch.save({"conv.weight": torch.zeros(1)}, other)
     with pytest.raises(EammError) as err:
         load_fid_inception(other, torch.device("cpu"))
-    assert "\n" not in str(err.value) and "is not the FID Inception" in str(err.value)
+    assert "\n" not in str(err.value) and "other.pth: not the FID Inception (" in str(err.value)

@@ -9,7 +9,6 @@ Offsets carry syncnet_python's sign: audio delayed by k frames against the video
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,24 +119,12 @@ def load_syncnet(
 
     Errors are one line naming the file and the ``setting`` it came from."""
     from eamm.errors import EammError
+    from eamm.weights import load_into, read_state_dict
 
     if not Path(path).is_file():
         raise EammError(f"{path}: file does not exist ({setting})")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, pickle.UnpicklingError) as err:
-        reason = next(iter(str(err).splitlines()), type(err).__name__)
-        raise EammError(f"{path}: cannot load SyncNet weights: {reason} ({setting})") from None
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise EammError(f"{path}: not a SyncNet v2 state dict ({setting})")
+    state = read_state_dict(path, "SyncNet v2", setting)
     state = {k.removeprefix("__S__."): v for k, v in state.items()}
     net = SyncNetV2()
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise EammError(
-            f"{path}: not a SyncNet v2 state dict (missing {missing[:3]}, unexpected "
-            f"{unexpected[:3]}) ({setting})"
-        )
+    load_into(net, state, path, "SyncNet v2", setting, strict=False)
     return net.to(device).eval()

@@ -200,18 +200,10 @@ def load_fid_inception(
             f"{setting}: {path} does not exist (pytorch-fid's {FID_WEIGHTS_NAME}; "
             "unset it to evaluate without FID)"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise EammError(f"{setting}: {path} is not a torch weight file ({err})") from None
-    if not isinstance(state, dict):
-        raise EammError(f"{setting}: {path} is not a state dict")
+    from eamm.weights import load_into, read_state_dict
+
     net = FidInceptionV3()
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
-        raise EammError(f"{setting}: {path} is not the FID Inception ({first})") from None
+    load_into(net, read_state_dict(path, "FID Inception", setting), path, "FID Inception", setting)
     return net.to(device).eval()
 
 

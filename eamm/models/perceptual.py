@@ -140,19 +140,21 @@ class Vgg19Features(nn.Module):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(STANDIN_SEED)
                 return cls()
+        from eamm.weights import load_into, read_state_dict
+
         model = cls()
-        state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
+        setting, what = "model.perceptual.vgg_weights", "torchvision VGG19"
+        state = read_state_dict(path, what, setting)
         own = model.state_dict()
         selected = {k: v for k, v in state.items() if k in own}
         missing = sorted(set(own) - set(selected))
         if missing:
-            raise ValueError(
-                f"{path} is not a torchvision VGG19 state dict: missing {', '.join(missing[:4])}"
+            raise EammError(
+                f"{path}: not a {what} state dict: missing {', '.join(missing[:4])}"
                 + (" ..." if len(missing) > 4 else "")
+                + f" ({setting})"
             )
-        model.load_state_dict(selected, strict=True)
+        load_into(model, selected, path, what, setting)
         model.pretrained = True
         return model
 

@@ -270,6 +270,32 @@ def test_a_recipe_length_replaces_the_sections_milestones(tmp_path):
     assert params.params.milestones == [4000]
 
 
+def test_the_plan_is_said_before_the_first_step(tmp_path):
+    """Under a recipe, a stage section's edits were overridden without a word (``-S
+    train_fomm.steps=2`` started 24,000 steps at batch 40), the epochs came out as steps only
+    in the checkpoint, and milestones past the end never cut the rate."""
+    from eamm.train.recipe import in_steps, plan_line
+
+    demo = resolve_stage(write_params(tmp_path, recipe="demo"), "train_a2fd")
+    line = plan_line("train_a2fd", demo, demo.params, 40)
+    p = demo.params
+    assert line == f"train_a2fd: {p.steps} steps at batch {p.batch_size}, lr {p.lr:g}, rate " + (
+        f"x{p.gamma:g} at steps {p.milestones}"
+    )
+    recipes = json.loads(json.dumps(PARAMS["recipes"]))
+    recipes["eamm"]["stages"]["train_a2fd"]["num_epochs"] = 20  # the README's example
+    eamm = resolve_stage(write_params(tmp_path, recipe="eamm", recipes=recipes), "train_a2fd")
+    line = plan_line("train_a2fd", eamm, in_steps(eamm.params, 40), 40)
+    assert line.startswith(
+        "train_a2fd: 100 steps at batch 8 (20 epochs x 1 repeats of 40 clips), lr 0.0002, "
+        "rate x0.1 at steps [300, 450] ([300, 450] at or past the last step: never reached); "
+        "recipe eamm sets batch_size, betas, "
+    )
+    assert line.endswith(
+        "over the train_a2fd section (edit recipes.eamm.stages.train_a2fd to change them)"
+    )
+
+
 def test_every_eamm_training_stage_reads_the_recipe_params():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name in EAMM_STAGES:

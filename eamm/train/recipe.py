@@ -56,6 +56,7 @@ class ResolvedStage:
     recipe: str | None  # the recipe's name; None without a ``recipe`` key
     model: dict  # the ``model`` section, with the recipe's profile
     params: StageParams  # the stage section with the recipe laid over it
+    recipe_keys: tuple[str, ...] = ()  # the keys the recipe wrote over the section's
 
 
 def overlay(section: dict, recipe_stage: StageParams) -> dict:
@@ -117,11 +118,35 @@ def resolve_stage(params_path: str | Path, stage: str) -> ResolvedStage:
         return ResolvedStage(
             None, model, _checked(validate_section(section, stage, StageParams, path), stage, path)
         )
+    written: tuple[str, ...] = ()
     if stage in recipe.stages:
         section = overlay(section, recipe.stages[stage])
-    return ResolvedStage(
-        name, model, _checked(validate_section(section, stage, StageParams, path), stage, path)
-    )
+        written = tuple(sorted(recipe.stages[stage].model_fields_set))
+    params = _checked(validate_section(section, stage, StageParams, path), stage, path)
+    return ResolvedStage(name, model, params, written)
+
+
+def plan_line(stage: str, resolved: ResolvedStage, params: StageParams, num_clips: int) -> str:
+    """What ``stage`` is about to train, said before its first step (``params``: in steps for
+    its ``num_clips``): a recipe's epochs came out as steps only in the checkpoint, a stage
+    section's edits under a recipe were overridden without a word, and milestones past the
+    end (``num_epochs: 20`` with the recipe's ``[60, 90]``) never cut the rate."""
+    given = resolved.params
+    length = f"{params.steps} steps at batch {params.batch_size}"
+    if given.num_epochs is not None:
+        length += f" ({given.num_epochs} epochs x {given.num_repeats} repeats of {num_clips} clips)"
+    line = f"{stage}: {length}, lr {params.lr:g}"
+    if params.milestones:
+        line += f", rate x{params.gamma:g} at steps {params.milestones}"
+        late = [m for m in params.milestones if m >= params.steps]
+        if late:
+            line += f" ({late} at or past the last step: never reached)"
+    if resolved.recipe_keys:
+        line += (
+            f"; recipe {resolved.recipe} sets {', '.join(resolved.recipe_keys)} over the {stage} "
+            f"section (edit recipes.{resolved.recipe}.stages.{stage} to change them)"
+        )
+    return line
 
 
 def _checked(params: StageParams, stage: str, path: Path) -> StageParams:

@@ -21,7 +21,7 @@ from eamm.stages import JUDGES, STAGE_DIRS, STAGES_BY_NAME
 from eamm.tensors import pick_device
 from eamm.train.build import build_stage
 from eamm.train.loop import train_stage
-from eamm.train.recipe import in_steps, resolve_stage
+from eamm.train.recipe import in_steps, plan_line, resolve_stage
 
 
 def stage_dir(models_root: str | Path, stage: str) -> Path:
@@ -55,6 +55,7 @@ def run_stage(
         stage, resolved.model, resolved.params, trainer, Path(data_root), Path(models_root), judges
     )
     params = in_steps(resolved.params, len(built.dataset))
+    print(plan_line(stage, resolved, params, len(built.dataset)), flush=True)
     if params is not resolved.params:
         built.extra["schedule"] = {
             "num_epochs": resolved.params.num_epochs,

@@ -5,6 +5,7 @@ non-demo profile without ImageNet VGG19 weights."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -457,7 +458,9 @@ def test_reference_profile_refuses_and_only_demo_profiles_get_a_stand_in(offline
     assert len(offline) == 1  # the stand-in never tries the network
 
 
-def test_imagenet_weights_come_from_torch_hubs_cache_or_a_local_file(offline, tmp_path):
+def test_imagenet_weights_come_from_torch_hubs_cache_or_a_local_file(
+    offline, tmp_path, monkeypatch
+):
     weights = Vgg19Features().state_dict()
     cache = imagenet_vgg19_cache()
     cache.parent.mkdir(parents=True)
@@ -465,10 +468,18 @@ def test_imagenet_weights_come_from_torch_hubs_cache_or_a_local_file(offline, tm
     path, source = find_vgg19_weights(None, allow_standin=True)  # found: no stand-in
     assert path == cache and "IMAGENET1K_V1" in source
     assert Vgg19Features.from_weights(path).pretrained
+    assert source.endswith(": not torchvision's ImageNet file")  # random weights, by hand
     local = tmp_path / "my_vgg.pth"
     torch.save(weights, local)
-    local_source = "ImageNet VGG19 from my_vgg.pth (model.perceptual.vgg_weights)"
+    sha = hashlib.sha256(local.read_bytes()).hexdigest()[:8]
+    local_source = (  # was "ImageNet VGG19 from my_vgg.pth ...", for any file of VGG19's shapes
+        f"VGG19 from my_vgg.pth (model.perceptual.vgg_weights), sha256 {sha}: not "
+        "torchvision's ImageNet file"
+    )
     assert find_vgg19_weights(str(local), False) == (local, local_source)
+    monkeypatch.setattr("eamm.models.perceptual.VGG19_SHA256_PREFIX", sha)  # as if it were
+    imagenet = "ImageNet VGG19 from my_vgg.pth (model.perceptual.vgg_weights)"
+    assert find_vgg19_weights(str(local), False) == (local, imagenet)
     with pytest.raises(EammError, match=r"missing\.pth: model\.perceptual\.vgg_weights does not"):
         find_vgg19_weights(str(tmp_path / "missing.pth"), True)
     assert offline == []

@@ -9,6 +9,7 @@ loads into it. :func:`find_vgg19_weights` finds the ImageNet weights the way tor
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from collections.abc import Sequence
@@ -38,6 +39,23 @@ __all__ = [
 # torchvision.models.VGG19_Weights.IMAGENET1K_V1.url; torch hub keeps it under this file name, and
 # the 8 hex digits in it are the start of the file's SHA-256 (checked on download).
 VGG19_IMAGENET_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+VGG19_SHA256_PREFIX = "dcbb9e9d"  # torchvision names its files by their SHA-256's start
+
+
+def _vgg_source(path: Path, where: str) -> str:
+    """The source recorded for a weight file: ImageNet's only where its SHA-256 is
+    torchvision's (any file with VGG19's keys and shapes, a random one too, was recorded as
+    ImageNet)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    sha = digest.hexdigest()
+    if sha.startswith(VGG19_SHA256_PREFIX):
+        return f"ImageNet VGG19 {where}"
+    return f"VGG19 {where}, sha256 {sha[:8]}: not torchvision's ImageNet file"
+
+
 VGG_STANDIN = "stand-in (random VGG19)"
 DOWNLOAD_TIMEOUT_S = 20.0  # per network operation: an offline machine fails at once, never hangs
 
@@ -72,11 +90,11 @@ def find_vgg19_weights(local: str | None, allow_standin: bool) -> tuple[Path | N
         path = Path(local).expanduser()
         if not path.is_file():
             raise EammError(f"{path}: model.perceptual.vgg_weights does not exist")
-        return path, f"ImageNet VGG19 from {path.name} (model.perceptual.vgg_weights)"
+        return path, _vgg_source(path, f"from {path.name} (model.perceptual.vgg_weights)")
     cache = imagenet_vgg19_cache()
-    source = f"ImageNet VGG19 {cache.name} (torchvision VGG19_Weights.IMAGENET1K_V1)"
-    if cache.is_file():
-        return cache, source
+    where = f"{cache.name} (torchvision VGG19_Weights.IMAGENET1K_V1)"
+    if cache.is_file():  # placed there by hand, perhaps
+        return cache, _vgg_source(cache, where)
     if allow_standin:
         return None, VGG_STANDIN
     try:
@@ -88,7 +106,7 @@ def find_vgg19_weights(local: str | None, allow_standin: bool) -> tuple[Path | N
             f"({reason}): place {VGG19_IMAGENET_URL} at {cache} (torch hub's cache, "
             f"$TORCH_HOME) or set model.perceptual.vgg_weights to a local copy"
         ) from None
-    return cache, source
+    return cache, f"ImageNet VGG19 {where}"  # torch hub checked its hash
 
 
 # VGG19 "E" configuration up to relu5_1 (torchvision features[0:30]); "M" = 2x2 max-pool.

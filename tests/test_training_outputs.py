@@ -34,7 +34,7 @@ def failing_at(net: torch.nn.Module, bad_step: int):
     return stage
 
 
-def test_a_run_that_trains_on_drops_what_the_earlier_end_drew(tmp_path: Path) -> None:
+def test_a_run_that_trains_on_drops_what_the_earlier_end_drew(tmp_path: Path, capsys) -> None:
     """metrics.json (its step, a judge's held-out numbers) and the judges' figures described
     the earlier end while a longer run was under way: a run killed then left a 24-step judge
     beside the 1000-step run's accuracy, which the evaluation reported. A killed checkpoint
@@ -55,9 +55,12 @@ def test_a_run_that_trains_on_drops_what_the_earlier_end_drew(tmp_path: Path) ->
     assert (
         note == f"{out / 'checkpoint.pt'}: toy stopped at step 3 of 4 (its training did not finish)"
     )
+    capsys.readouterr()
     train_toy(toy_stage(net), longer, out)
     assert unfinished(load_checkpoint(out / "checkpoint.pt"), out, "toy") == ""
     assert (out / "metrics.json").is_file()
+    resumed = f"{out / 'checkpoint.pt'}: resuming toy at step 3 of 4 (1 to go)"
+    assert resumed in capsys.readouterr().out.splitlines()  # it went on without a word
 
 
 def test_a_checkpoint_of_another_stage_is_named() -> None:

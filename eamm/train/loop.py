@@ -465,6 +465,9 @@ def train_stage(
             sched.load_state_dict(state["schedulers"][name])
         set_rng_state(state["rng"])
         start = int(state["step"])
+        if rank == 0:  # a run extended or resumed said nothing of where it went on from
+            left = max(params.steps - start, 0)
+            print(f"{path}: resuming {stage.name} at step {start} of {params.steps} ({left} to go)")
         if start < params.steps and rank == 0:  # what an earlier end drew goes, as DVC does
             for name in DRAWN_FILES:
                 (out / name).unlink(missing_ok=True)
@@ -572,7 +575,7 @@ def train_stage(
         write_text(out / "metrics.json", json_text(final, indent=2) + "\n")
     if lead and ran:  # after the outputs: an orphaned deployment run's stdout is a dead pipe
         with contextlib.suppress(BrokenPipeError):
-            print(f"{stage.name}: {ran} steps, {rate:.1f} samples/s", flush=True)
+            print(f"{stage.name}: {ran} steps, {rate:.3g} samples/s", flush=True)  # 0.04 at 256
     if world > 1:
         import torch.distributed as dist
 

@@ -9,6 +9,7 @@ loads into it. :func:`find_vgg19_weights` finds the ImageNet weights the way tor
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import socket
@@ -42,15 +43,23 @@ VGG19_IMAGENET_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 VGG19_SHA256_PREFIX = "dcbb9e9d"  # torchvision names its files by their SHA-256's start
 
 
-def _vgg_source(path: Path, where: str) -> str:
-    """The source recorded for a weight file: ImageNet's only where its SHA-256 is
-    torchvision's (any file with VGG19's keys and shapes, a random one too, was recorded as
-    ImageNet)."""
+@functools.lru_cache(maxsize=4)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    """A file's SHA-256, once per version of it: ``eamm train`` finds the weights before
+    Prefect starts and again when it builds the loss (about a second each for 548 MB)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
-    sha = digest.hexdigest()
+    return digest.hexdigest()
+
+
+def _vgg_source(path: Path, where: str) -> str:
+    """The source recorded for a weight file: ImageNet's only where its SHA-256 is
+    torchvision's (any file with VGG19's keys and shapes, a random one too, was recorded as
+    ImageNet)."""
+    stat = path.stat()
+    sha = _sha256(path.resolve(), stat.st_size, stat.st_mtime_ns)
     if sha.startswith(VGG19_SHA256_PREFIX):
         return f"ImageNet VGG19 {where}"
     return f"VGG19 {where}, sha256 {sha[:8]}: not torchvision's ImageNet file"
